@@ -1,0 +1,1 @@
+//! EdgeSync replication (issue 4).

@@ -1,0 +1,9 @@
+//! Postern's gRPC interfaces, generated from `proto/*.proto` at build time.
+//!
+//! `admin` is what the CLI speaks to a node over its unix socket.
+
+/// The admin API (`admin.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod admin {
+    tonic::include_proto!("postern.admin.v1");
+}
