@@ -137,14 +137,26 @@ mod tests {
     fn key_specs() {
         assert_eq!(KeySpec::from_options(None, None), Ok(KeySpec::Rsa(2048)));
         assert_eq!(KeySpec::from_options(None, Some(4096)), Ok(KeySpec::Rsa(4096)));
-        assert_eq!(KeySpec::from_options(Some("rsa-3072"), None), Ok(KeySpec::Rsa(3072)));
-        assert_eq!(KeySpec::from_options(Some("ecdsa-p256"), None), Ok(KeySpec::EcdsaP256));
-        assert_eq!(KeySpec::from_options(None, Some(1024)), Err(KeySpecError::TooSmall(1024)));
+        assert_eq!(
+            KeySpec::from_options(Some("rsa-3072"), None),
+            Ok(KeySpec::Rsa(3072))
+        );
+        assert_eq!(
+            KeySpec::from_options(Some("ecdsa-p256"), None),
+            Ok(KeySpec::EcdsaP256)
+        );
+        assert_eq!(
+            KeySpec::from_options(None, Some(1024)),
+            Err(KeySpecError::TooSmall(1024))
+        );
         let msg = KeySpecError::TooSmall(1024).to_string();
         assert!(msg.contains("minimum is 2048"), "{msg}");
         assert!(KeySpec::from_options(Some("dsa"), None).is_err());
         assert!(KeySpec::from_options(Some("ecdsa-p256"), Some(2048)).is_err());
-        assert_eq!(KeySpec::from_options(None, Some(2049)), Err(KeySpecError::UnsupportedSize(2049)));
+        assert_eq!(
+            KeySpec::from_options(None, Some(2049)),
+            Err(KeySpecError::UnsupportedSize(2049))
+        );
     }
 
     #[test]

@@ -114,9 +114,15 @@ mod tests {
     fn refuses_bad_names() {
         assert_eq!(Domain::parse(""), Err(DomainError::Empty));
         assert!(matches!(Domain::parse("a..b"), Err(DomainError::BadLabel(_))));
-        assert!(matches!(Domain::parse("a b.com"), Err(DomainError::BadCharacter(_, ' '))));
+        assert!(matches!(
+            Domain::parse("a b.com"),
+            Err(DomainError::BadCharacter(_, ' '))
+        ));
         assert!(matches!(Domain::parse("-a.com"), Err(DomainError::BadHyphen(_))));
-        assert!(matches!(Domain::parse(&"a".repeat(64)), Err(DomainError::BadLabel(_))));
+        assert!(matches!(
+            Domain::parse(&"a".repeat(64)),
+            Err(DomainError::BadLabel(_))
+        ));
     }
 
     #[test]

@@ -42,8 +42,13 @@ impl NodeName {
     pub fn parse(s: &str) -> Result<Self, NodeNameError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if ok { Ok(Self(s.to_owned())) } else { Err(NodeNameError(s.to_owned())) }
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(NodeNameError(s.to_owned()))
+        }
     }
 
     /// The name as text.

@@ -139,7 +139,9 @@ impl SubjectName {
 
     /// A subject holding only `CN=<name>`.
     pub fn common_name_only(name: &str) -> Self {
-        Self { components: vec![(DnAttribute::CommonName, name.to_owned())] }
+        Self {
+            components: vec![(DnAttribute::CommonName, name.to_owned())],
+        }
     }
 }
 
@@ -216,10 +218,22 @@ mod tests {
     #[test]
     fn refusals_name_the_problem() {
         assert_eq!(SubjectName::parse(" "), Err(SubjectNameError::Empty));
-        assert!(matches!(SubjectName::parse("CN"), Err(SubjectNameError::NoEquals(_))));
-        assert!(matches!(SubjectName::parse("XX=1"), Err(SubjectNameError::UnknownAttribute(_))));
-        assert!(matches!(SubjectName::parse("C=usa"), Err(SubjectNameError::BadCountry(_))));
-        assert!(matches!(SubjectName::parse("CN="), Err(SubjectNameError::EmptyValue("CN"))));
+        assert!(matches!(
+            SubjectName::parse("CN"),
+            Err(SubjectNameError::NoEquals(_))
+        ));
+        assert!(matches!(
+            SubjectName::parse("XX=1"),
+            Err(SubjectNameError::UnknownAttribute(_))
+        ));
+        assert!(matches!(
+            SubjectName::parse("C=usa"),
+            Err(SubjectNameError::BadCountry(_))
+        ));
+        assert!(matches!(
+            SubjectName::parse("CN="),
+            Err(SubjectNameError::EmptyValue("CN"))
+        ));
         assert_eq!(SubjectName::parse("CN=\"x"), Err(SubjectNameError::Unterminated));
     }
 }

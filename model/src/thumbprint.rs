@@ -42,6 +42,11 @@ impl Thumbprint {
         Ok(Self(out))
     }
 
+    /// A thumbprint from its raw 20 bytes.
+    pub fn from_bytes(bytes: [u8; 20]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw 20 bytes.
     pub fn as_bytes(&self) -> &[u8; 20] {
         &self.0

@@ -1,0 +1,67 @@
+//! The admin client: a gRPC channel over the node's unix socket, and the
+//! conversion of gRPC errors into one-line messages.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use hyper_util::rt::TokioIo;
+use postern_proto::admin as pb;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::output::{Record, print_records};
+
+/// Connects to the admin socket of the node whose data directory is `node`.
+pub async fn connect(node: &Path) -> anyhow::Result<Channel> {
+    let socket = postern_transport::node::admin_socket_path(node);
+    if !socket.exists() {
+        return Err(anyhow!(
+            "no node is running in {}: {} does not exist (start one with `postern hub run --data-dir {}`, or pass --node DIR / POSTERN_NODE)",
+            node.display(),
+            socket.display(),
+            node.display()
+        ));
+    }
+    let path = socket.clone();
+    // The URI is required by tonic but unused: every connection dials the socket.
+    Endpoint::from_static("http://postern.admin")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move { UnixStream::connect(path).await.map(TokioIo::new) }
+        }))
+        .await
+        .with_context(|| format!("cannot connect to {}", socket.display()))
+}
+
+/// A gRPC status as the one line an administrator reads.
+pub fn status(s: tonic::Status) -> anyhow::Error {
+    anyhow!("{}", s.message())
+}
+
+/// Flattens an error chain into one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
+
+/// `postern node-info`.
+pub async fn node_info(node: &Path, json: bool) -> anyhow::Result<()> {
+    let mut client = pb::node_client::NodeClient::new(connect(node).await?);
+    let id = client
+        .get_identity(pb::GetIdentityRequest {})
+        .await
+        .map_err(status)?
+        .into_inner();
+    let record = Record::new()
+        .field("Name", &id.name, serde_json::json!(id.name))
+        .field("Fqdn", &id.fqdn, serde_json::json!(id.fqdn))
+        .field("Role", &id.role, serde_json::json!(id.role))
+        .field("DataDir", &id.data_dir, serde_json::json!(id.data_dir))
+        .field("SmtpBind", &id.smtp_bind, serde_json::json!(id.smtp_bind))
+        .field("Created", &id.created, serde_json::json!(id.created))
+        .field("Version", &id.version, serde_json::json!(id.version));
+    print_records(&[record], json, false)
+}

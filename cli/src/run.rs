@@ -1,0 +1,99 @@
+//! `postern hub run` / `postern edge run`: flags (or `POSTERN_*`
+//! variables) into options, then the role library runs until Ctrl-C or
+//! SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use postern_model::{Domain, NodeName, NodeRole};
+use postern_transport::node::NodeOptions;
+
+/// Subcommands of `hub` and `edge`.
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// Set the node up on first start, then serve.
+    Run(RunArgs),
+}
+
+/// Node flags; each also reads a `POSTERN_*` variable.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Data directory (created and set up on first start).
+    #[arg(long, env = "POSTERN_DATA_DIR", default_value = "./postern-data")]
+    data_dir: PathBuf,
+    /// Node name (default: first label of the FQDN).
+    #[arg(long, env = "POSTERN_NAME")]
+    name: Option<String>,
+    /// Node FQDN (default: the hostname).
+    #[arg(long, env = "POSTERN_FQDN")]
+    fqdn: Option<String>,
+    /// Binding of the default receive connector, made at setup.
+    #[arg(long, env = "POSTERN_SMTP_BIND", default_value = "0.0.0.0:25")]
+    smtp_bind: String,
+    /// EdgeSync binding (edge only).
+    #[arg(long, env = "POSTERN_EDGESYNC_BIND", default_value = "0.0.0.0:50636")]
+    edgesync_bind: String,
+    /// Prometheus metrics binding.
+    #[arg(long, env = "POSTERN_METRICS_BIND")]
+    metrics_bind: Option<String>,
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, env = "POSTERN_LOG", default_value = "info")]
+    log: String,
+}
+
+/// Runs the node until a shutdown signal.
+pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
+    let RoleCommand::Run(args) = command;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("bad --log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let node = NodeOptions {
+        data_dir: args.data_dir,
+        role,
+        name: args.name.as_deref().map(NodeName::parse).transpose()?,
+        fqdn: args
+            .fqdn
+            .as_deref()
+            .map(Domain::parse)
+            .transpose()
+            .context("bad --fqdn")?,
+        smtp_bind: args.smtp_bind,
+    };
+    match role {
+        NodeRole::Hub => {
+            let opts = postern_hub::HubOptions {
+                node,
+                metrics_bind: args.metrics_bind,
+            };
+            postern_hub::run(opts, shutdown_signal()).await?;
+        }
+        NodeRole::Edge => {
+            let opts = postern_edge::EdgeOptions {
+                node,
+                metrics_bind: args.metrics_bind,
+                edgesync_bind: args.edgesync_bind,
+            };
+            postern_edge::run(opts, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM (what `docker stop` sends).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+    tracing::info!("shutting down");
+}

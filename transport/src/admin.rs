@@ -1,0 +1,252 @@
+//! The admin API server: gRPC (`admin.proto`) on a unix socket in the data
+//! directory, mode 0600, so only the node's own user can administer it.
+//!
+//! This module serves the verbs common to both roles (node identity and
+//! certificates); each role adds its own services to the router.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use pb::certificates_server::{Certificates, CertificatesServer};
+use pb::node_server::{Node as NodeApi, NodeServer};
+use postern_model::{KeySpec, Service, SubjectName, Thumbprint};
+use postern_proto::admin as pb;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::Router;
+use tonic::{Request, Response, Status};
+
+use crate::certs::{CertError, CertificateView, NewCertificate};
+use crate::node::Node;
+
+/// Why the admin server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The socket could not be bound or secured.
+    #[error("admin socket {0}: {1}")]
+    Socket(std::path::PathBuf, std::io::Error),
+    /// The gRPC server failed.
+    #[error("admin server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A router serving the node and certificate verbs for `node`.
+pub fn router(node: &Node) -> Router {
+    tonic::transport::Server::builder()
+        .add_service(NodeServer::new(NodeService { node: node.clone() }))
+        .add_service(CertificatesServer::new(CertificateService { node: node.clone() }))
+}
+
+/// Serves `router` on the unix socket at `path` until `shutdown` completes.
+/// A stale socket file from an earlier run is replaced.
+pub async fn serve(
+    router: Router,
+    path: &Path,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AdminError> {
+    let sock_err = |e| AdminError::Socket(path.to_path_buf(), e);
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(sock_err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(sock_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(sock_err)?;
+    let result = router
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(path);
+    Ok(result?)
+}
+
+struct NodeService {
+    node: Node,
+}
+
+#[tonic::async_trait]
+impl NodeApi for NodeService {
+    async fn get_identity(
+        &self,
+        _: Request<pb::GetIdentityRequest>,
+    ) -> Result<Response<pb::NodeIdentity>, Status> {
+        let id = &self.node.identity;
+        Ok(Response::new(pb::NodeIdentity {
+            name: id.name.to_string(),
+            fqdn: id.fqdn.to_string(),
+            role: id.role.to_string(),
+            data_dir: self.node.data_dir.display().to_string(),
+            smtp_bind: id.smtp_bind.clone(),
+            created: id.created.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+}
+
+struct CertificateService {
+    node: Node,
+}
+
+/// Runs blocking store work (key generation, sled flushes) off the async
+/// threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CertError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("task failed: {e}")))?
+        .map_err(cert_status)
+}
+
+#[tonic::async_trait]
+impl Certificates for CertificateService {
+    async fn new_certificate(
+        &self,
+        req: Request<pb::NewCertificateRequest>,
+    ) -> Result<Response<pb::NewCertificateReply>, Status> {
+        let r = req.into_inner();
+        let params = new_params(&r).map_err(cert_status)?;
+        let certs = self.node.certs.clone();
+        let reply = if r.generate_request {
+            blocking(move || certs.new_request(&params))
+                .await
+                .map(|(view, pem)| pb::NewCertificateReply {
+                    certificate: Some(to_pb(&view)),
+                    request_pem: pem,
+                })?
+        } else {
+            blocking(move || certs.new_self_signed(&params))
+                .await
+                .map(|view| pb::NewCertificateReply {
+                    certificate: Some(to_pb(&view)),
+                    request_pem: String::new(),
+                })?
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn import_certificate(
+        &self,
+        req: Request<pb::ImportCertificateRequest>,
+    ) -> Result<Response<pb::Certificate>, Status> {
+        let r = req.into_inner();
+        let services = parse_services(&r.enable_services).map_err(cert_status)?;
+        let certs = self.node.certs.clone();
+        let friendly = Some(r.friendly_name).filter(|f| !f.is_empty());
+        let view =
+            blocking(move || certs.import(&r.data, &r.password, friendly.as_deref(), &services)).await?;
+        Ok(Response::new(to_pb(&view)))
+    }
+
+    async fn enable_certificate(
+        &self,
+        req: Request<pb::EnableCertificateRequest>,
+    ) -> Result<Response<pb::Certificate>, Status> {
+        let r = req.into_inner();
+        let thumbprint = parse_thumbprint(&r.thumbprint)?;
+        let services = parse_services(&r.services).map_err(cert_status)?;
+        if services.is_empty() {
+            return Err(Status::invalid_argument("give --services smtp"));
+        }
+        let certs = self.node.certs.clone();
+        let view = blocking(move || certs.enable(&thumbprint, &services)).await?;
+        Ok(Response::new(to_pb(&view)))
+    }
+
+    async fn list_certificates(
+        &self,
+        _: Request<pb::ListCertificatesRequest>,
+    ) -> Result<Response<pb::CertificateList>, Status> {
+        let certs = self.node.certs.clone();
+        let list = blocking(move || certs.list()).await?;
+        Ok(Response::new(pb::CertificateList {
+            certificates: list.iter().map(to_pb).collect(),
+        }))
+    }
+
+    async fn get_certificate(
+        &self,
+        req: Request<pb::GetCertificateRequest>,
+    ) -> Result<Response<pb::Certificate>, Status> {
+        let thumbprint = parse_thumbprint(&req.into_inner().thumbprint)?;
+        let certs = self.node.certs.clone();
+        let view = blocking(move || certs.get(&thumbprint)).await?;
+        Ok(Response::new(to_pb(&view)))
+    }
+
+    async fn remove_certificate(
+        &self,
+        req: Request<pb::RemoveCertificateRequest>,
+    ) -> Result<Response<pb::RemoveCertificateReply>, Status> {
+        let thumbprint = parse_thumbprint(&req.into_inner().thumbprint)?;
+        let certs = self.node.certs.clone();
+        blocking(move || certs.remove(&thumbprint)).await?;
+        Ok(Response::new(pb::RemoveCertificateReply {}))
+    }
+}
+
+fn new_params(r: &pb::NewCertificateRequest) -> Result<NewCertificate, CertError> {
+    let subject = SubjectName::parse(&r.subject_name)?;
+    let domains = r
+        .domain_names
+        .iter()
+        .map(|d| postern_model::Domain::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key_type = Some(r.key_type.as_str()).filter(|t| !t.is_empty());
+    let key_size = Some(r.key_size).filter(|s| *s != 0);
+    let key = KeySpec::from_options(key_type, key_size)?;
+    Ok(NewCertificate {
+        subject,
+        domains,
+        friendly_name: Some(r.friendly_name.clone()).filter(|f| !f.is_empty()),
+        key,
+        services: parse_services(&r.services)?,
+    })
+}
+
+fn parse_services(names: &[String]) -> Result<BTreeSet<Service>, CertError> {
+    names
+        .iter()
+        .flat_map(|n| n.split(','))
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| n.parse::<Service>().map_err(CertError::from))
+        .collect()
+}
+
+fn parse_thumbprint(s: &str) -> Result<Thumbprint, Status> {
+    Thumbprint::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// The one place certificate errors become gRPC statuses.
+fn cert_status(e: CertError) -> Status {
+    let msg = e.to_string();
+    match e {
+        CertError::NotFound(_) => Status::not_found(msg),
+        CertError::OnlySmtpCertificate(_)
+        | CertError::Pending(_)
+        | CertError::AlreadyInstalled(_)
+        | CertError::NoKeyForService(..)
+        | CertError::Expired(..) => Status::failed_precondition(msg),
+        e if e.is_user_error() => Status::invalid_argument(msg),
+        _ => Status::internal(msg),
+    }
+}
+
+fn to_pb(v: &CertificateView) -> pb::Certificate {
+    pb::Certificate {
+        thumbprint: v.thumbprint.to_string(),
+        friendly_name: v.friendly_name.clone(),
+        subject: v.subject.clone(),
+        issuer: v.issuer.clone(),
+        domains: v.domains.clone(),
+        not_before: v.not_before.clone(),
+        not_after: v.not_after.clone(),
+        services: v.services.iter().map(ToString::to_string).collect(),
+        self_signed: v.self_signed,
+        status: v.status.to_string(),
+        has_private_key: v.has_private_key,
+        key_algorithm: v.key_algorithm.clone(),
+        chain_length: v.chain_length,
+    }
+}
