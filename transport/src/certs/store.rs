@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postern_model::{CertStatus, Domain, KeySpec, Service, SubjectName, Thumbprint};
@@ -98,6 +99,8 @@ pub struct CertStore {
     db: sled::Db,
     certs: sled::Tree,
     requests: sled::Tree,
+    /// Bumped after every change, so caches (the TLS resolvers) know to reread.
+    generation: Arc<AtomicU64>,
 }
 
 impl CertStore {
@@ -107,7 +110,20 @@ impl CertStore {
             db: db.clone(),
             certs: db.open_tree("certificates")?,
             requests: db.open_tree("cert_requests")?,
+            generation: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Changes every time a certificate is added, enabled or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Makes a change durable and tells the caches.
+    fn changed(&self) -> Result<(), CertError> {
+        self.db.flush()?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Creates and installs a self-signed certificate.
@@ -153,7 +169,7 @@ impl CertStore {
             created: rfc3339(OffsetDateTime::now_utc()),
         };
         self.requests.insert(thumbprint.as_bytes(), encode(&pending)?)?;
-        self.db.flush()?;
+        self.changed()?;
         Ok((pending_view(thumbprint, &pending), csr_pem))
     }
 
@@ -215,7 +231,7 @@ impl CertStore {
                     CertError::Corrupt("transaction aborted".into())
                 }
             })?;
-        self.db.flush()?;
+        self.changed()?;
         self.get(&leaf.thumbprint)
     }
 
@@ -230,7 +246,7 @@ impl CertStore {
         check_enable(&leaf, &stored)?;
         stored.services.extend(services.iter().copied());
         self.certs.insert(thumbprint.as_bytes(), encode(&stored)?)?;
-        self.db.flush()?;
+        self.changed()?;
         self.get(thumbprint)
     }
 
@@ -263,7 +279,7 @@ impl CertStore {
     /// valid SMTP certificate.
     pub fn remove(&self, thumbprint: &Thumbprint) -> Result<(), CertError> {
         if self.requests.remove(thumbprint.as_bytes())?.is_some() {
-            self.db.flush()?;
+            self.changed()?;
             return Ok(());
         }
         let view = self.get(thumbprint)?;
@@ -279,7 +295,7 @@ impl CertStore {
             }
         }
         self.certs.remove(thumbprint.as_bytes())?;
-        self.db.flush()?;
+        self.changed()?;
         Ok(())
     }
 
@@ -352,7 +368,7 @@ impl CertStore {
     fn insert_new(&self, stored: &StoredCertificate) -> Result<Thumbprint, CertError> {
         let thumbprint = Thumbprint::of_der(leaf_der(stored)?);
         self.certs.insert(thumbprint.as_bytes(), encode(stored)?)?;
-        self.db.flush()?;
+        self.changed()?;
         Ok(thumbprint)
     }
 

@@ -1,0 +1,81 @@
+//! Builds rustls configs for the three verifier families (DESIGN §5),
+//! usable on either side of a hop.
+
+use std::sync::Arc;
+
+use rustls::{ClientConfig, ServerConfig};
+
+use super::{
+    AcceptAnyClientCert, ClientCertResolver, DirectTrustClientVerifier, DirectTrustServerVerifier,
+    ServerCertResolver, TrustStore, provider,
+};
+
+/// What a server asks of clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is requested.
+    None,
+    /// A certificate is requested but optional; any is accepted and
+    /// classified after the handshake (Internet connectors, domain security).
+    Optional,
+    /// A certificate in the direct-trust set is required (organisation hops).
+    DirectTrust,
+}
+
+/// How a client checks the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerVerification {
+    /// Thumbprint in the direct-trust set (organisation hops).
+    DirectTrust,
+    /// Chain to a trusted root and name match (domain security, certificate
+    /// validation).
+    Pki,
+    /// Any certificate: opportunistic and encryption-only TLS.
+    DangerEncryptionOnly,
+}
+
+/// A TLS server config presenting certificates from `resolver`.
+pub fn server_config(resolver: ServerCertResolver, trust: &TrustStore, auth: ClientAuth) -> Arc<ServerConfig> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable_versions());
+    let builder = match auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Optional => builder.with_client_cert_verifier(Arc::new(AcceptAnyClientCert)),
+        ClientAuth::DirectTrust => {
+            builder.with_client_cert_verifier(Arc::new(DirectTrustClientVerifier::new(trust.clone())))
+        }
+    };
+    Arc::new(builder.with_cert_resolver(Arc::new(resolver)))
+}
+
+/// A TLS client config checking the server as `verification` says and
+/// presenting `client_cert` when the server asks.
+pub fn client_config(
+    verification: ServerVerification,
+    trust: &TrustStore,
+    client_cert: Option<ClientCertResolver>,
+) -> Arc<ClientConfig> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable_versions());
+    let builder = match verification {
+        ServerVerification::Pki => builder.with_root_certificates(trust.roots()),
+        ServerVerification::DirectTrust => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::new(trust.clone()))),
+        ServerVerification::DangerEncryptionOnly => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::danger_accept_any(trust.clone()))),
+    };
+    let config = match client_cert {
+        Some(resolver) => builder.with_client_cert_resolver(Arc::new(resolver)),
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+/// The ring provider supports TLS 1.2 and 1.3; the safe defaults cannot fail.
+fn unreachable_versions<T>() -> T {
+    panic!("the ring provider supports the default TLS versions")
+}

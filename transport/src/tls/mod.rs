@@ -1,0 +1,62 @@
+//! TLS for SMTP and EdgeSync: one crypto provider (ring), the live trust
+//! store, the verifiers of DESIGN §5 (direct trust, PKI, encryption-only),
+//! the server certificate resolver and the client/server config builders.
+//!
+//! Every verifier reads the live trust store on each handshake, and the
+//! certificate resolver rereads the certificate store when it changes, so
+//! trust and certificate changes take effect without a restart.
+
+mod config;
+mod resolve;
+mod trust;
+mod verify;
+
+pub use config::{ClientAuth, ServerVerification, client_config, server_config};
+pub use resolve::{ClientCertResolver, ServerCertResolver};
+pub use trust::{PeerTrust, TrustStore};
+pub use verify::{AcceptAnyClientCert, DirectTrustClientVerifier, DirectTrustServerVerifier};
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::CertificateDer;
+
+/// The process's one crypto provider (ring; never aws-lc beside it).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
+}
+
+/// What a finished handshake negotiated, for logs, headers and counters.
+#[derive(Clone, Debug)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: String,
+    /// The cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// The peer's certificate chain, leaf first (empty when none was sent).
+    pub peer_chain: Vec<CertificateDer<'static>>,
+}
+
+impl TlsInfo {
+    /// Reads the negotiated parameters off a rustls connection.
+    pub fn from_connection(conn: &rustls::CommonState) -> Self {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+            Some(v) => format!("{v:?}"),
+            None => "unknown".to_owned(),
+        };
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        let peer_chain = conn.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+        Self { version, cipher, peer_chain }
+    }
+
+    /// The peer certificate's thumbprint, when it sent one.
+    pub fn peer_thumbprint(&self) -> Option<postern_model::Thumbprint> {
+        self.peer_chain.first().map(|c| postern_model::Thumbprint::of_der(c.as_ref()))
+    }
+}

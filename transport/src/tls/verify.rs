@@ -1,0 +1,266 @@
+//! Certificate verifiers for rustls, over the live `TrustStore`.
+//!
+//! Each verifier checks the handshake signatures with the provider's
+//! algorithms — the proof that the peer holds the key of the certificate it
+//! sent — and differs only in which certificates it accepts.
+
+use std::fmt;
+
+use postern_model::Thumbprint;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::{TrustStore, provider};
+
+fn tls12(message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+}
+
+fn tls13(message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+}
+
+fn schemes() -> Vec<SignatureScheme> {
+    provider().signature_verification_algorithms.supported_schemes()
+}
+
+fn untrusted(thumbprint: Thumbprint) -> Error {
+    Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(std::sync::Arc::new(
+        NotDirectlyTrusted(thumbprint),
+    ))))
+}
+
+/// The error a direct-trust verifier returns for a certificate not in the store.
+#[derive(Debug)]
+pub struct NotDirectlyTrusted(pub Thumbprint);
+
+impl fmt::Display for NotDirectlyTrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "certificate {} is not in this node's direct-trust store", self.0)
+    }
+}
+
+impl std::error::Error for NotDirectlyTrusted {}
+
+/// Server side, organisation hops: the client must present a certificate
+/// whose thumbprint is in the direct-trust set (names and issuer ignored).
+#[derive(Clone)]
+pub struct DirectTrustClientVerifier {
+    trust: TrustStore,
+}
+
+impl DirectTrustClientVerifier {
+    /// A verifier over the live store.
+    pub fn new(trust: TrustStore) -> Self {
+        Self { trust }
+    }
+}
+
+impl fmt::Debug for DirectTrustClientVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DirectTrustClientVerifier")
+    }
+}
+
+impl ClientCertVerifier for DirectTrustClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let thumbprint = Thumbprint::of_der(end_entity.as_ref());
+        if self.trust.is_direct(&thumbprint) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(untrusted(thumbprint))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        schemes()
+    }
+}
+
+/// Server side, Internet connectors: asks for a client certificate but
+/// does not require one and accepts any that proves key possession; the
+/// session classifies it afterwards (`TrustStore::classify`) and domain
+/// security decides per message. Refusing at the handshake would turn away
+/// every opportunistic sender with an odd certificate.
+#[derive(Clone, Debug, Default)]
+pub struct AcceptAnyClientCert;
+
+impl ClientCertVerifier for AcceptAnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        schemes()
+    }
+}
+
+/// A client verifier that refuses everything; stands in when a PKI
+/// verifier cannot be built, so failure is closed.
+#[derive(Debug)]
+pub(crate) struct RefuseAll;
+
+impl ClientCertVerifier for RefuseAll {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        tls12(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        tls13(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        schemes()
+    }
+}
+
+/// Client side: which server certificates a connection accepts.
+#[derive(Clone)]
+pub struct DirectTrustServerVerifier {
+    trust: TrustStore,
+    mode: ServerMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerMode {
+    Direct,
+    DangerAnyCertificate,
+}
+
+impl DirectTrustServerVerifier {
+    /// Organisation hops: the server's thumbprint must be in the direct-trust set.
+    pub fn new(trust: TrustStore) -> Self {
+        Self { trust, mode: ServerMode::Direct }
+    }
+
+    /// Opportunistic and encryption-only TLS: any certificate is accepted
+    /// (its handshake signature is still checked). Never for domain security.
+    pub fn danger_accept_any(trust: TrustStore) -> Self {
+        Self { trust, mode: ServerMode::DangerAnyCertificate }
+    }
+}
+
+impl fmt::Debug for DirectTrustServerVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DirectTrustServerVerifier({:?})", self.mode)
+    }
+}
+
+impl ServerCertVerifier for DirectTrustServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let thumbprint = Thumbprint::of_der(end_entity.as_ref());
+        match self.mode {
+            ServerMode::DangerAnyCertificate => Ok(ServerCertVerified::assertion()),
+            ServerMode::Direct if self.trust.is_direct(&thumbprint) => Ok(ServerCertVerified::assertion()),
+            ServerMode::Direct => Err(untrusted(thumbprint)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        schemes()
+    }
+}
