@@ -13,9 +13,9 @@ use crate::queue::attempt::{AttemptEffects, apply_attempt};
 use crate::queue::backoff::HopBackoff;
 use crate::queue::commit::GroupCommit;
 use crate::queue::config::QueueConfig;
-use crate::queue::dsn::{DsnInput, DsnKind, build_dsn, original_headers};
+use crate::queue::dsn::{Dsn, DsnInput, DsnKind, build_dsn, original_headers};
 use crate::queue::envelope::{
-    DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState,
+    DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState, RecipientStatus,
 };
 use crate::queue::error::{QueueError, Result};
 use crate::queue::stats::{Counters, QueueStats};
@@ -104,7 +104,16 @@ impl Queue {
     /// may the session answer 250. Concurrent calls share flushes (group
     /// commit). If the future is dropped after the write, the message may
     /// be queued without the client having seen 250 (a duplicate at worst).
-    pub async fn enqueue(&self, envelope: Envelope, body: Vec<u8>) -> Result<QueueId> {
+    /// Every recipient starts `Pending`, whatever status it came with, and
+    /// a repeated address is queued once.
+    pub async fn enqueue(&self, mut envelope: Envelope, body: Vec<u8>) -> Result<QueueId> {
+        let mut seen = HashSet::new();
+        envelope
+            .recipients
+            .retain(|r| seen.insert(r.address.clone()));
+        for recipient in &mut envelope.recipients {
+            recipient.status = RecipientStatus::Pending;
+        }
         if envelope.recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
@@ -213,7 +222,7 @@ impl Queue {
                             continue;
                         };
                         let notice = QueuedMessage {
-                            id: inner.next_id(now),
+                            id: inner.next_id(SystemTime::now()),
                             envelope: Envelope::new(
                                 None,
                                 vec![RecipientState::to_domain_of(dsn.to)],
@@ -312,7 +321,7 @@ impl Inner {
         indices: &[usize],
         headers: &[u8],
         now: SystemTime,
-    ) -> Option<crate::queue::dsn::Dsn> {
+    ) -> Option<Dsn> {
         let recipients = indices
             .iter()
             .filter_map(|i| message.envelope.recipients.get(*i))
@@ -346,20 +355,16 @@ impl Inner {
         Counters::add(&c.queue_length, dsns);
         if report.removed {
             c.message_left();
-            let any_failed = report.message.envelope.recipients.iter().any(|r| {
-                matches!(
-                    r.status,
-                    crate::queue::envelope::RecipientStatus::Failed { .. }
-                )
-            });
-            Counters::add(
-                if any_failed {
-                    &c.messages_failed
-                } else {
-                    &c.messages_delivered
-                },
-                1,
-            );
+            let recipients = &report.message.envelope.recipients;
+            let any_failed = recipients
+                .iter()
+                .any(|r| matches!(r.status, RecipientStatus::Failed { .. }));
+            let outcome = if any_failed {
+                &c.messages_failed
+            } else {
+                &c.messages_delivered
+            };
+            Counters::add(outcome, 1);
         }
     }
 }
