@@ -1,13 +1,14 @@
 //! Postern's vocabulary, shared by every crate and free of I/O.
 //!
 //! Newtypes for the words of the domain (`Domain`, `Thumbprint`,
-//! `ConfigVersion`, …) are parsed once, here, so the rest of the code can
+//! `ConfigVersion`, `QueueId`, …) are parsed once, here, so the rest of the code can
 //! trust them; the objects that EdgeSync replicates live here too, so the
 //! control plane need not depend on the SMTP engine to read them.
 
 pub mod cert;
 pub mod domain;
 pub mod node;
+pub mod queue_id;
 pub mod subject;
 pub mod thumbprint;
 pub mod version;
@@ -15,6 +16,7 @@ pub mod version;
 pub use cert::{CertStatus, KeySpec, KeySpecError, Service, ServiceError};
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};
+pub use queue_id::{QueueId, QueueIdError};
 pub use subject::{DnAttribute, SubjectName, SubjectNameError};
 pub use thumbprint::{Thumbprint, ThumbprintError};
 pub use version::ConfigVersion;

@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod certs;
 pub mod node;
+pub mod queue;
 pub mod tls;

@@ -35,7 +35,11 @@ pub enum ServerVerification {
 }
 
 /// A TLS server config presenting certificates from `resolver`.
-pub fn server_config(resolver: ServerCertResolver, trust: &TrustStore, auth: ClientAuth) -> Arc<ServerConfig> {
+pub fn server_config(
+    resolver: ServerCertResolver,
+    trust: &TrustStore,
+    auth: ClientAuth,
+) -> Arc<ServerConfig> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap_or_else(|_| unreachable_versions());
@@ -64,9 +68,9 @@ pub fn client_config(
         ServerVerification::DirectTrust => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::new(trust.clone()))),
-        ServerVerification::DangerEncryptionOnly => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::danger_accept_any(trust.clone()))),
+        ServerVerification::DangerEncryptionOnly => builder.dangerous().with_custom_certificate_verifier(
+            Arc::new(DirectTrustServerVerifier::danger_accept_any(trust.clone())),
+        ),
     };
     let config = match client_cert {
         Some(resolver) => builder.with_client_cert_resolver(Arc::new(resolver)),

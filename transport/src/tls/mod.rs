@@ -24,7 +24,9 @@ use rustls_pki_types::CertificateDer;
 /// The process's one crypto provider (ring; never aws-lc beside it).
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }
 
 /// What a finished handshake negotiated, for logs, headers and counters.
@@ -52,11 +54,17 @@ impl TlsInfo {
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_else(|| "unknown".to_owned());
         let peer_chain = conn.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
-        Self { version, cipher, peer_chain }
+        Self {
+            version,
+            cipher,
+            peer_chain,
+        }
     }
 
     /// The peer certificate's thumbprint, when it sent one.
     pub fn peer_thumbprint(&self) -> Option<postern_model::Thumbprint> {
-        self.peer_chain.first().map(|c| postern_model::Thumbprint::of_der(c.as_ref()))
+        self.peer_chain
+            .first()
+            .map(|c| postern_model::Thumbprint::of_der(c.as_ref()))
     }
 }

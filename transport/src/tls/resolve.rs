@@ -12,16 +12,22 @@ use rustls::sign::CertifiedKey;
 
 use crate::certs::CertStore;
 
+/// Certificates found per host name, valid for one store generation.
+type HostCache = (u64, HashMap<String, Option<Arc<CertifiedKey>>>);
+
 /// Cached lookups of `CertStore::select_smtp` + `certified_key`.
 #[derive(Clone)]
 struct CertCache {
     store: CertStore,
-    cache: Arc<Mutex<(u64, HashMap<String, Option<Arc<CertifiedKey>>>)>>,
+    cache: Arc<Mutex<HostCache>>,
 }
 
 impl CertCache {
     fn new(store: CertStore) -> Self {
-        Self { store, cache: Arc::new(Mutex::new((u64::MAX, HashMap::new()))) }
+        Self {
+            store,
+            cache: Arc::new(Mutex::new((u64::MAX, HashMap::new()))),
+        }
     }
 
     fn for_host(&self, host: &str) -> Option<Arc<CertifiedKey>> {
@@ -63,7 +69,10 @@ pub struct ServerCertResolver {
 impl ServerCertResolver {
     /// Resolves for a connector whose FQDN is `fqdn`.
     pub fn new(store: CertStore, fqdn: &str) -> Self {
-        Self { cache: CertCache::new(store), fqdn: fqdn.to_owned() }
+        Self {
+            cache: CertCache::new(store),
+            fqdn: fqdn.to_owned(),
+        }
     }
 
     /// The certificate for the connector FQDN, if any: STARTTLS is offered
@@ -98,7 +107,10 @@ pub struct ClientCertResolver {
 impl ClientCertResolver {
     /// Presents the certificate for `fqdn` (the sending connector's FQDN).
     pub fn new(store: CertStore, fqdn: &str) -> Self {
-        Self { cache: CertCache::new(store), fqdn: fqdn.to_owned() }
+        Self {
+            cache: CertCache::new(store),
+            fqdn: fqdn.to_owned(),
+        }
     }
 }
 

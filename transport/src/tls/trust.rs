@@ -50,9 +50,14 @@ struct Snapshot {
 impl TrustStore {
     /// A store with the public roots (webpki-roots), extra administrator
     /// roots and the given direct-trust set.
-    pub fn new(direct: impl IntoIterator<Item = Thumbprint>, extra_roots: &[CertificateDer<'static>]) -> Self {
+    pub fn new(
+        direct: impl IntoIterator<Item = Thumbprint>,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Self {
         let snapshot = build_snapshot(direct.into_iter().collect(), extra_roots);
-        Self { inner: Arc::new(RwLock::new(snapshot)) }
+        Self {
+            inner: Arc::new(RwLock::new(snapshot)),
+        }
     }
 
     /// Replaces the direct-trust set.
@@ -89,14 +94,22 @@ impl TrustStore {
 
     /// Classifies a presented chain (leaf first): direct trust first, then PKI.
     pub fn classify(&self, chain: &[CertificateDer<'static>]) -> PeerTrust {
-        let Some(leaf) = chain.first() else { return PeerTrust::None };
+        let Some(leaf) = chain.first() else {
+            return PeerTrust::None;
+        };
         let thumbprint = Thumbprint::of_der(leaf.as_ref());
         let snap = self.snapshot();
         if snap.direct.contains(&thumbprint) {
             return PeerTrust::Direct(thumbprint);
         }
-        match snap.pki_client.verify_client_cert(leaf, &chain[1..], UnixTime::now()) {
-            Ok(_) => PeerTrust::Pki { thumbprint, names: cert_names(leaf.as_ref()) },
+        match snap
+            .pki_client
+            .verify_client_cert(leaf, &chain[1..], UnixTime::now())
+        {
+            Ok(_) => PeerTrust::Pki {
+                thumbprint,
+                names: cert_names(leaf.as_ref()),
+            },
             Err(e) => PeerTrust::Untrusted(e.to_string()),
         }
     }
@@ -126,13 +139,19 @@ fn build_snapshot(direct: HashSet<Thumbprint>, extra_roots: &[CertificateDer<'st
                 Arc::new(super::verify::RefuseAll)
             }
         };
-    Snapshot { direct: Arc::new(direct), roots, pki_client }
+    Snapshot {
+        direct: Arc::new(direct),
+        roots,
+        pki_client,
+    }
 }
 
 /// DNS names in a certificate: SANs, or the subject CN when it has none.
 pub(crate) fn cert_names(der: &[u8]) -> Vec<String> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-    let Ok((_, cert)) = X509Certificate::from_der(der) else { return Vec::new() };
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value

@@ -14,11 +14,19 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::{TrustStore, provider};
 
-fn tls12(message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+fn tls12(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, Error> {
     rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
 }
 
-fn tls13(message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+fn tls13(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, Error> {
     rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
 }
 
@@ -38,7 +46,11 @@ pub struct NotDirectlyTrusted(pub Thumbprint);
 
 impl fmt::Display for NotDirectlyTrusted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "certificate {} is not in this node's direct-trust store", self.0)
+        write!(
+            f,
+            "certificate {} is not in this node's direct-trust store",
+            self.0
+        )
     }
 }
 
@@ -209,13 +221,19 @@ enum ServerMode {
 impl DirectTrustServerVerifier {
     /// Organisation hops: the server's thumbprint must be in the direct-trust set.
     pub fn new(trust: TrustStore) -> Self {
-        Self { trust, mode: ServerMode::Direct }
+        Self {
+            trust,
+            mode: ServerMode::Direct,
+        }
     }
 
     /// Opportunistic and encryption-only TLS: any certificate is accepted
     /// (its handshake signature is still checked). Never for domain security.
     pub fn danger_accept_any(trust: TrustStore) -> Self {
-        Self { trust, mode: ServerMode::DangerAnyCertificate }
+        Self {
+            trust,
+            mode: ServerMode::DangerAnyCertificate,
+        }
     }
 }
 

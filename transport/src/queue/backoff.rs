@@ -1,0 +1,89 @@
+//! `HopBackoff`: retry back-off shared by every recipient routed through the
+//! same next hop, so that a hop that is down is not hammered once per
+//! message.
+//!
+//! Kept in memory only: after a restart every hop starts fresh (and every
+//! queued message is due again, as Exchange does when its transport service
+//! restarts). The per-recipient schedule, which is stored, still spaces
+//! retries of each message.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::queue::config::QueueConfig;
+
+/// Consecutive failures of one hop and when it may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HopState {
+    failures: u32,
+    retry_at: SystemTime,
+}
+
+/// Back-off per next-hop name.
+#[derive(Debug, Default)]
+pub struct HopBackoff {
+    hops: Mutex<HashMap<String, HopState>>,
+}
+
+impl HopBackoff {
+    /// No hop backing off.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an attempt through `hop`: `answered` (it delivered or gave a
+    /// permanent reply) clears its back-off; otherwise the next wait comes
+    /// from `config`'s schedule, counting consecutive failures.
+    pub fn record(&self, hop: &str, answered: bool, now: SystemTime, config: &QueueConfig) {
+        let mut hops = self.hops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if answered {
+            hops.remove(hop);
+            return;
+        }
+        let failures = hops.get(hop).map_or(0, |h| h.failures).saturating_add(1);
+        let retry_at = now + config.retry_delay(failures);
+        hops.insert(hop.to_owned(), HopState { failures, retry_at });
+    }
+
+    /// Whether `hop` may be tried at `now`.
+    pub fn is_ready(&self, hop: &str, now: SystemTime) -> bool {
+        self.retry_at(hop).is_none_or(|at| at <= now)
+    }
+
+    /// When `hop` may be tried again, if it is backing off at all.
+    pub fn retry_at(&self, hop: &str) -> Option<SystemTime> {
+        let hops = self.hops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        hops.get(hop).map(|h| h.retry_at)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn consecutive_failures_lengthen_the_wait_and_success_clears_it() {
+        let config = QueueConfig::default();
+        let backoff = HopBackoff::new();
+        let t0 = SystemTime::UNIX_EPOCH;
+        assert!(backoff.is_ready("fabrikam.com", t0));
+        backoff.record("fabrikam.com", false, t0, &config);
+        assert_eq!(
+            backoff.retry_at("fabrikam.com"),
+            Some(t0 + Duration::from_secs(60))
+        );
+        assert!(!backoff.is_ready("fabrikam.com", t0 + Duration::from_secs(59)));
+        assert!(backoff.is_ready("contoso.com", t0), "other hops are unaffected");
+        backoff.record("fabrikam.com", false, t0, &config);
+        assert_eq!(
+            backoff.retry_at("fabrikam.com"),
+            Some(t0 + Duration::from_secs(300))
+        );
+        backoff.record("fabrikam.com", true, t0, &config);
+        assert!(backoff.is_ready("fabrikam.com", t0));
+    }
+}

@@ -1,0 +1,90 @@
+//! How the queue sits in sled: two trees keyed by the 16-byte `QueueId`
+//! (so iteration is oldest first).
+//!
+//! * `queue/messages`: the `QueuedMessage` header record (envelope and
+//!   per-recipient state) as JSON, small and rewritten after each attempt;
+//! * `queue/bodies`: the raw message, written once. A body (50 KB–35 MB)
+//!   is stored as one sled value: sled keeps it whole in memory while it is
+//!   written or read, which is acceptable at these sizes; streaming bodies
+//!   to files would be the next step if the size limit grows.
+//!
+//! Both are always written in one multi-tree transaction, so a crash leaves
+//! either both or neither.
+
+use postern_model::QueueId;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+
+use crate::queue::envelope::QueuedMessage;
+use crate::queue::error::QueueError;
+
+/// Tree of header records.
+pub(crate) const MESSAGES_TREE: &str = "queue/messages";
+/// Tree of bodies.
+pub(crate) const BODIES_TREE: &str = "queue/bodies";
+
+/// An error inside a sled transaction closure.
+pub(crate) type TxError = ConflictableTransactionError<QueueError>;
+
+/// Encodes a header record.
+pub(crate) fn encode(message: &QueuedMessage) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(message).map_err(|e| QueueError::Corrupt {
+        key: message.id.to_string(),
+        reason: format!("cannot encode: {e}"),
+    })
+}
+
+/// Decodes the header record stored under `key`.
+pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<QueuedMessage, QueueError> {
+    let id = QueueId::from_key(key).map_err(|e| QueueError::Corrupt {
+        key: format!("{key:02X?}"),
+        reason: e.to_string(),
+    })?;
+    let message: QueuedMessage = serde_json::from_slice(value).map_err(|e| QueueError::Corrupt {
+        key: id.to_string(),
+        reason: e.to_string(),
+    })?;
+    if message.id != id {
+        return Err(QueueError::Corrupt {
+            key: id.to_string(),
+            reason: format!("record names itself {}", message.id),
+        });
+    }
+    Ok(message)
+}
+
+/// Reads and decodes a header record inside a transaction.
+pub(crate) fn tx_get(messages: &TransactionalTree, id: QueueId) -> Result<QueuedMessage, TxError> {
+    let key = id.to_bytes();
+    let value = messages
+        .get(key)?
+        .ok_or(ConflictableTransactionError::Abort(QueueError::NotFound(id)))?;
+    decode(&key, &value).map_err(ConflictableTransactionError::Abort)
+}
+
+/// Writes a header record inside a transaction.
+pub(crate) fn tx_put(messages: &TransactionalTree, message: &QueuedMessage) -> Result<(), TxError> {
+    let value = encode(message).map_err(ConflictableTransactionError::Abort)?;
+    messages.insert(&message.id.to_bytes(), value)?;
+    Ok(())
+}
+
+/// Removes a message (record and body) inside a transaction.
+pub(crate) fn tx_remove(
+    messages: &TransactionalTree,
+    bodies: &TransactionalTree,
+    id: QueueId,
+) -> Result<(), UnabortableTransactionError> {
+    messages.remove(&id.to_bytes())?;
+    bodies.remove(&id.to_bytes())?;
+    Ok(())
+}
+
+/// Turns a transaction's failure into the queue's error.
+pub(crate) fn from_tx(error: TransactionError<QueueError>) -> QueueError {
+    match error {
+        TransactionError::Abort(error) => error,
+        TransactionError::Storage(error) => QueueError::Store(error),
+    }
+}
