@@ -1,2 +1,4 @@
 //! The engine both roles stand on: the node's data directory and stores,
 //! certificates and TLS trust, the admin server, and the SMTP engine.
+
+pub mod smtp;
