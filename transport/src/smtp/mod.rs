@@ -14,6 +14,7 @@ pub mod command;
 pub mod data;
 pub mod line;
 pub mod reply;
+pub mod session;
 
 pub use address::{AddressError, ForwardPath, HeloName, Mailbox, ReversePath};
 pub use client::{EhloCapabilities, ReplyError, ReplyParser};
@@ -21,3 +22,10 @@ pub use command::{BodyType, Command, CommandError, EsmtpParam, MailParams};
 pub use data::{DataEnd, DataReceiver, DataStatus, DataViolation};
 pub use line::{LineError, LineReader};
 pub use reply::{EnhancedCode, Reply};
+pub use session::{
+    AcceptAll, Action, Envelope, Helo, Output, RecipientContext, RecipientPolicy, RecipientVerdict,
+    Session, SessionConfig, SessionState,
+};
+
+#[cfg(test)]
+mod dialogue_tests;
