@@ -6,6 +6,7 @@
 //! * [`command`] parses a line into a [`Command`], with [`address`] for paths;
 //! * [`data`] receives a message after 354 and finds its real end;
 //! * [`reply`] writes replies, [`client`] reads them back;
+//! * [`policy`] holds the connector's knobs and the recipient hook;
 //! * [`session`] is the server's state machine that ties them together.
 
 pub mod address;
@@ -13,6 +14,7 @@ pub mod client;
 pub mod command;
 pub mod data;
 pub mod line;
+pub mod policy;
 pub mod reply;
 pub mod session;
 
@@ -21,11 +23,12 @@ pub use client::{EhloCapabilities, ReplyError, ReplyParser};
 pub use command::{BodyType, Command, CommandError, EsmtpParam, MailParams};
 pub use data::{DataEnd, DataReceiver, DataStatus, DataViolation};
 pub use line::{LineError, LineReader};
-pub use reply::{EnhancedCode, Reply};
-pub use session::{
-    AcceptAll, Action, Envelope, Helo, Output, RecipientContext, RecipientPolicy, RecipientVerdict,
-    Session, SessionConfig, SessionState,
+pub use policy::{
+    AcceptAll, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, RecipientContext, RecipientPolicy,
+    RecipientVerdict, SessionConfig,
 };
+pub use reply::{EnhancedCode, Reply};
+pub use session::{Action, Envelope, Helo, Output, Session, SessionState};
 
 #[cfg(test)]
 mod dialogue_tests;
