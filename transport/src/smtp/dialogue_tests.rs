@@ -277,6 +277,15 @@ fn starttls_when_not_offered_or_mid_transaction() {
     s.cmd("EHLO client.fabrikam.com", "250");
     s.cmd("MAIL FROM:<a@b.com>", "250 2.1.0");
     s.cmd("STARTTLS", "503 5.5.1");
+    let mut implicit = Client::new(SessionConfig {
+        implicit_tls: true,
+        require_tls: true,
+        ..config()
+    });
+    let ehlo = implicit.cmd("EHLO client.fabrikam.com", "250");
+    assert!(!ehlo.lines().iter().any(|l| l == "STARTTLS"));
+    implicit.cmd("STARTTLS", "503 5.5.1");
+    implicit.cmd("MAIL FROM:<a@b.com>", "250 2.1.0");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! out. Nothing here knows about sockets or tokio, so every piece can be
 //! driven byte by byte in unit tests and fuzzed.
 //!
-//! * [`line`] frames command lines (CRLF only, 512 octets);
+//! * [`line`](mod@line) frames command lines (CRLF only, 512 octets);
 //! * [`command`] parses a line into a [`Command`], with [`address`] for paths;
 //! * [`data`] receives a message after 354 and finds its real end;
 //! * [`reply`] writes replies, [`client`] reads them back;
