@@ -5,4 +5,5 @@ pub mod admin;
 pub mod certs;
 pub mod node;
 pub mod queue;
+pub mod smtp;
 pub mod tls;
