@@ -5,5 +5,6 @@ pub mod admin;
 pub mod certs;
 pub mod node;
 pub mod queue;
+pub mod routing;
 pub mod smtp;
 pub mod tls;

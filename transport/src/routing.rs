@@ -1,0 +1,135 @@
+//! Routing: where a recipient's mail goes next.
+//!
+//! At RCPT time the server asks the router for a *next-hop key* (stored on
+//! the queued recipient; recipients with one key share a connection and a
+//! back-off). At delivery time the worker asks the router what that key
+//! means now, so a configuration change reroutes queued mail.
+//! The roles supply routers built from their configuration (accepted
+//! domains, send connectors, the list of hubs); `StaticRouter` is the
+//! simple one used by tests and benchmarks.
+
+use std::fmt;
+
+use postern_model::Domain;
+
+use crate::smtp::{Mailbox, Reply};
+use crate::tls::ServerVerification;
+
+/// The next-hop key of local (Maildir) delivery.
+pub const LOCAL_HOP: &str = "local";
+
+/// A host and port to connect to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// Host name or IP literal.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The TLS a hop demands of the client side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundTls {
+    /// STARTTLS when offered, any certificate, plain text when not offered.
+    Opportunistic,
+    /// Never STARTTLS (IgnoreSTARTTLS); logged at warn when used.
+    DangerIgnoreStartTls,
+    /// STARTTLS or no delivery; the server certificate is checked as
+    /// `verification` says, and our certificate is presented when
+    /// `client_certificate` (mutual TLS).
+    Required {
+        /// How the server's certificate is checked.
+        verification: ServerVerification,
+        /// Present our SMTP certificate (mutual TLS).
+        client_certificate: bool,
+    },
+}
+
+impl OutboundTls {
+    /// The organisation hop: mutual TLS with direct trust, always.
+    pub const ORGANISATION: OutboundTls = OutboundTls::Required {
+        verification: ServerVerification::DirectTrust,
+        client_certificate: true,
+    };
+}
+
+/// A remote SMTP next hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpHop {
+    /// The next-hop key (shared back-off and connection pool).
+    pub key: String,
+    /// Hosts to try in order (MX preference or smart-host order).
+    pub hosts: Vec<HostPort>,
+    /// TLS policy of the hop.
+    pub tls: OutboundTls,
+    /// Name for PKI name checks (the partner domain, or the TLS domain);
+    /// `None` checks the host name.
+    pub tls_name: Option<Domain>,
+    /// Our EHLO name and the certificate we present.
+    pub helo: Domain,
+}
+
+/// What a next-hop key means now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Deliver to the local Maildir of the recipient.
+    Local,
+    /// Relay over SMTP.
+    Smtp(SmtpHop),
+}
+
+/// Why a recipient cannot be routed: the reply the server gives at RCPT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteRefusal(pub Reply);
+
+/// Chooses next hops; implemented by each role from its configuration.
+pub trait Router: Send + Sync + 'static {
+    /// The next-hop key for `rcpt`, or the refusal to answer at RCPT.
+    fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal>;
+
+    /// What `key` means now; `None` when it no longer routes anywhere (the
+    /// recipient is deferred until it does or the message expires).
+    fn destination(&self, key: &str) -> Option<Destination>;
+}
+
+/// A fixed router: local domains to Maildir, everything else to one relay
+/// (or refused as relaying when there is none).
+#[derive(Clone, Debug)]
+pub struct StaticRouter {
+    /// Domains delivered locally.
+    pub local_domains: Vec<Domain>,
+    /// Where all other mail goes.
+    pub relay: Option<SmtpHop>,
+}
+
+impl Router for StaticRouter {
+    fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
+        if self.local_domains.iter().any(|d| rcpt.domain() == d) {
+            return Ok(LOCAL_HOP.to_owned());
+        }
+        match &self.relay {
+            Some(hop) => Ok(hop.key.clone()),
+            None => Err(RouteRefusal(Reply::relay_denied())),
+        }
+    }
+
+    fn destination(&self, key: &str) -> Option<Destination> {
+        if key == LOCAL_HOP {
+            return Some(Destination::Local);
+        }
+        self.relay
+            .as_ref()
+            .filter(|h| h.key == key)
+            .map(|h| Destination::Smtp(h.clone()))
+    }
+}
