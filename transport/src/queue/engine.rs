@@ -45,6 +45,9 @@ struct Inner {
     /// Messages handed to a worker by `due`, until this time.
     leases: Mutex<HashMap<QueueId, SystemTime>>,
     counters: Counters,
+    /// Where freshly queued messages are handed to the delivery worker at
+    /// once (leased), so new mail does not wait for the next `due` scan.
+    fresh: Mutex<Option<tokio::sync::mpsc::UnboundedSender<DueMessage>>>,
 }
 
 /// What recording an attempt did.
@@ -95,6 +98,7 @@ impl Queue {
                 last_id: Mutex::new(last_id),
                 resumed: Mutex::new(resumed),
                 leases: Mutex::new(HashMap::new()),
+                fresh: Mutex::new(None),
                 counters,
             }),
         })
@@ -134,13 +138,40 @@ impl Queue {
                     Ok::<_, TxError>(())
                 })
                 .map_err(store::from_tx)?;
-            Ok(message.id)
+            Ok((message.id, (message.envelope.sender, message.envelope.recipients)))
         })
         .await?;
         self.inner.commit.durable().await?;
         Counters::add(&self.inner.counters.queue_length, 1);
         Counters::add(&self.inner.counters.messages_enqueued, 1);
-        Ok(id)
+        self.hand_over(id.0, id.1);
+        Ok(id.0)
+    }
+
+    /// Returns a receiver of messages as they are queued, each already
+    /// leased to the receiver as [`Queue::due`] would. Replaces any earlier
+    /// receiver. Messages queued while nobody listens are found by `due`.
+    pub fn subscribe_fresh(&self) -> tokio::sync::mpsc::UnboundedReceiver<DueMessage> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *lock(&self.inner.fresh) = Some(tx);
+        rx
+    }
+
+    fn hand_over(&self, id: QueueId, (sender, recipients): (Option<String>, Vec<RecipientState>)) {
+        let mut fresh = lock(&self.inner.fresh);
+        let Some(tx) = fresh.as_ref() else { return };
+        lock(&self.inner.leases).insert(id, SystemTime::now() + LEASE);
+        if tx
+            .send(DueMessage {
+                id,
+                sender,
+                recipients,
+            })
+            .is_err()
+        {
+            *fresh = None;
+            self.release(id);
+        }
     }
 
     /// Messages with recipients to try at `now`, oldest first, each with

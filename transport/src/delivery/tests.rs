@@ -1,0 +1,95 @@
+//! The worker against a real sled queue and real Maildirs.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use postern_model::Domain;
+
+use super::*;
+use crate::queue::{Envelope, Queue, QueueConfig, RecipientOutcome, RecipientState};
+use crate::routing::{HostPort, OutboundTls, SmtpHop, StaticRouter};
+
+struct Unreachable;
+
+impl Relay for Unreachable {
+    fn relay<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        _sender: Option<&'a str>,
+        _recipients: &'a [String],
+        _body: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>
+    {
+        Box::pin(async move { Err(format!("421 4.4.1 cannot connect to {}", hop.key)) })
+    }
+}
+
+fn router() -> Arc<StaticRouter> {
+    Arc::new(StaticRouter {
+        local_domains: vec![Domain::parse("adatum.com").unwrap()],
+        relay: Some(SmtpHop {
+            key: "smarthost".into(),
+            hosts: vec![HostPort {
+                host: "127.0.0.1".into(),
+                port: 9,
+            }],
+            tls: OutboundTls::Opportunistic,
+            tls_name: None,
+            helo: Domain::parse("hub1.adatum.com").unwrap(),
+        }),
+    })
+}
+
+#[tokio::test]
+async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("db")).unwrap();
+    let queue = Queue::open(&db, QueueConfig::default()).unwrap();
+    let ctx = DeliveryContext {
+        queue: queue.clone(),
+        router: router(),
+        maildir: Maildir::new(tmp.path().join("mailboxes"), "hub1"),
+        relay: Arc::new(Unreachable),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(run(ctx, WorkerConfig::default(), async {
+        let _ = stop_rx.await;
+    }));
+    let envelope = Envelope::new(
+        Some("sender@northwindtraders.com".into()),
+        vec![
+            RecipientState::new("kim@adatum.com", "local"),
+            RecipientState::new("someone@fabrikam.com", "smarthost"),
+        ],
+        SystemTime::now(),
+    );
+    let id = queue
+        .enqueue(envelope, b"Subject: hi\r\n\r\nbody\r\n".to_vec())
+        .await
+        .unwrap();
+
+    let new_dir = tmp.path().join("mailboxes/adatum.com/kim/Maildir/new");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&new_dir).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no local delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The remote recipient stays queued, deferred with the relay's reason.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = queue
+            .get(id)
+            .unwrap()
+            .expect("still queued for the remote recipient");
+        let remote = &message.envelope.recipients[1];
+        if remote.status.attempts() > 0 {
+            assert!(message.envelope.recipients[0].status.is_final());
+            assert!(format!("{:?}", remote.status).contains("cannot connect"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no attempt recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(()).unwrap();
+    worker.await.unwrap();
+}

@@ -1,0 +1,169 @@
+//! The delivery worker: takes messages as they are queued (and, every few
+//! seconds, those whose retry time has come), routes each recipient's
+//! next-hop key, delivers locally or relays, and records the outcomes.
+//!
+//! Messages are delivered concurrently up to a limit; recipients of one
+//! message that share a next hop travel in one SMTP transaction.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Semaphore;
+
+use super::Maildir;
+use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome};
+use crate::routing::{Destination, Router, SmtpHop};
+
+/// Sends a message to a remote next hop; implemented by the SMTP client pool.
+pub trait Relay: Send + Sync + 'static {
+    /// Delivers `body` from `sender` to `recipients` over `hop`; an `Err`
+    /// means nothing was delivered and every recipient is retried.
+    fn relay<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        sender: Option<&'a str>,
+        recipients: &'a [String],
+        body: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>;
+}
+
+/// How the worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Messages delivered at once.
+    pub concurrency: usize,
+    /// How often the queue is scanned for retries.
+    pub scan_interval: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            scan_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything a delivery needs.
+#[derive(Clone)]
+pub struct DeliveryContext {
+    /// The node's queue.
+    pub queue: Queue,
+    /// Resolves next-hop keys.
+    pub router: Arc<dyn Router>,
+    /// Local mailboxes.
+    pub maildir: Maildir,
+    /// Remote hops.
+    pub relay: Arc<dyn Relay>,
+}
+
+/// Runs until `shutdown` completes; messages in flight finish first.
+pub async fn run(ctx: DeliveryContext, config: WorkerConfig, shutdown: impl Future<Output = ()>) {
+    let mut fresh = ctx.queue.subscribe_fresh();
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut scan = tokio::time::interval(config.scan_interval);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        let batch = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(message) = fresh.recv() => vec![message],
+            _ = scan.tick() => match ctx.queue.due(SystemTime::now()) {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the queue");
+                    Vec::new()
+                }
+            },
+        };
+        for message in batch {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                deliver_message(&ctx, message).await;
+                drop(permit);
+            });
+        }
+    }
+    // Wait for deliveries in flight.
+    let _ = permits.acquire_many(config.concurrency.max(1) as u32).await;
+}
+
+/// Delivers one due message and records the outcome.
+pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
+    let id = message.id;
+    let body = match ctx.queue.body(id) {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            tracing::warn!(%id, "queued message has no body; dropping its lease");
+            ctx.queue.release(id);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(%id, error = %e, "cannot read a queued body");
+            ctx.queue.release(id);
+            return;
+        }
+    };
+    let mut by_hop: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in &message.recipients {
+        by_hop
+            .entry(r.next_hop.as_str())
+            .or_default()
+            .push(r.address.clone());
+    }
+    let mut outcomes = Vec::with_capacity(message.recipients.len());
+    for (key, recipients) in by_hop {
+        match ctx.router.destination(key) {
+            Some(Destination::Local) => {
+                let maildir = ctx.maildir.clone();
+                let sender = message.sender.clone();
+                let body = body.clone();
+                let local = tokio::task::spawn_blocking(move || {
+                    recipients
+                        .iter()
+                        .map(|rcpt| RecipientOutcome {
+                            address: rcpt.clone(),
+                            outcome: maildir.deliver(id, sender.as_deref(), rcpt, &body),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                match local {
+                    Ok(done) => outcomes.extend(done),
+                    Err(e) => tracing::error!(%id, error = %e, "local delivery task failed"),
+                }
+            }
+            Some(Destination::Smtp(hop)) => {
+                match ctx
+                    .relay
+                    .relay(&hop, message.sender.as_deref(), &recipients, &body)
+                    .await
+                {
+                    Ok(done) => outcomes.extend(done),
+                    Err(reason) => {
+                        tracing::info!(%id, hop = %hop.key, %reason, "relay attempt failed; will retry");
+                        outcomes.extend(recipients.into_iter().map(|address| RecipientOutcome {
+                            address,
+                            outcome: DeliveryOutcome::TransientFailure(reason.clone()),
+                        }));
+                    }
+                }
+            }
+            None => outcomes.extend(recipients.into_iter().map(|address| RecipientOutcome {
+                address,
+                outcome: DeliveryOutcome::TransientFailure(format!("451 4.4.0 no route for next hop {key}")),
+            })),
+        }
+    }
+    if let Err(e) = ctx.queue.record_attempt(id, outcomes, SystemTime::now()).await {
+        tracing::error!(%id, error = %e, "cannot record a delivery attempt");
+        ctx.queue.release(id);
+    }
+}
