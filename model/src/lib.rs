@@ -6,6 +6,7 @@
 //! control plane need not depend on the SMTP engine to read them.
 
 pub mod cert;
+pub mod config;
 pub mod domain;
 pub mod node;
 pub mod queue_id;
@@ -14,6 +15,11 @@ pub mod thumbprint;
 pub mod version;
 
 pub use cert::{CertStatus, KeySpec, KeySpecError, Service, ServiceError};
+pub use config::{
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, Change, ChangeOp, DomainPattern, EdgeInfo, HubInfo,
+    MailboxHash, ObjectKey, ProtocolLoggingLevel, ReplicatedObject, SendConnector, TlsAuthLevel,
+    TransportConfig, TrustedRoot,
+};
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};
 pub use queue_id::{QueueId, QueueIdError};

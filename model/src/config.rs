@@ -1,0 +1,477 @@
+//! The organisation's transport configuration: the objects the hub holds
+//! authoritatively and EdgeSync replicates to edges (DESIGN §4).
+//!
+//! Every object has an `ObjectKey`; the hub's change log and the edge's
+//! replica are maps from keys to `ReplicatedObject`s. Mailboxes travel as
+//! SHA-256 hashes of their addresses, as Exchange replicates recipients to
+//! the perimeter: an edge holds no readable address list.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Domain, NodeName, Thumbprint};
+
+/// Organisation-wide transport settings (Set-TransportConfig).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportConfig {
+    /// Domains we send to only over domain-secured (mutual, PKI) TLS.
+    pub tls_send_domain_secure_list: Vec<Domain>,
+    /// Domains we accept mail from only over domain-secured TLS.
+    pub tls_receive_domain_secure_list: Vec<Domain>,
+    /// Largest message accepted, in bytes.
+    pub max_message_size: u64,
+    /// Most recipients per message.
+    pub max_recipients: u32,
+    /// How long a message may stay queued before it bounces (seconds).
+    pub message_expiration_secs: u64,
+    /// When the sender is told a message is delayed (seconds).
+    pub delay_notification_secs: u64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            tls_send_domain_secure_list: Vec::new(),
+            tls_receive_domain_secure_list: Vec::new(),
+            max_message_size: 35 * 1024 * 1024,
+            max_recipients: 200,
+            message_expiration_secs: 2 * 24 * 3600,
+            delay_notification_secs: 4 * 3600,
+        }
+    }
+}
+
+/// How the organisation treats mail for a domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcceptedDomainKind {
+    /// Mailboxes live here; unknown recipients are refused.
+    Authoritative,
+    /// Some mailboxes live here, the rest are relayed inside the organisation.
+    InternalRelay,
+    /// Accepted and relayed outside the organisation.
+    ExternalRelay,
+}
+
+impl fmt::Display for AcceptedDomainKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptedDomainKind::Authoritative => "authoritative",
+            AcceptedDomainKind::InternalRelay => "internal-relay",
+            AcceptedDomainKind::ExternalRelay => "external-relay",
+        })
+    }
+}
+
+impl std::str::FromStr for AcceptedDomainKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "authoritative" => Ok(Self::Authoritative),
+            "internal-relay" | "internalrelay" => Ok(Self::InternalRelay),
+            "external-relay" | "externalrelay" => Ok(Self::ExternalRelay),
+            _ => Err(format!(
+                "unknown accepted domain type {s:?}: use authoritative, internal-relay or external-relay"
+            )),
+        }
+    }
+}
+
+/// A domain the organisation accepts mail for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedDomain {
+    /// The domain.
+    pub name: Domain,
+    /// How it is treated.
+    pub kind: AcceptedDomainKind,
+}
+
+/// The SHA-256 of a lower-cased recipient address, hex: what edges hold
+/// for recipient filtering.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MailboxHash(pub String);
+
+impl MailboxHash {
+    /// The hash of `address` (case-insensitive).
+    pub fn of(address: &str) -> Self {
+        let digest = Sha256::digest(address.trim().to_ascii_lowercase().as_bytes());
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// Which TLS a send connector demands when `require_tls` is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsAuthLevel {
+    /// Encrypt; any certificate.
+    EncryptionOnly,
+    /// The certificate must chain to a trusted root.
+    CertificateValidation,
+    /// Chain to a trusted root and name the TLS domain.
+    DomainValidation,
+}
+
+impl fmt::Display for TlsAuthLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsAuthLevel::EncryptionOnly => "encryption-only",
+            TlsAuthLevel::CertificateValidation => "certificate-validation",
+            TlsAuthLevel::DomainValidation => "domain-validation",
+        })
+    }
+}
+
+impl std::str::FromStr for TlsAuthLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "encryption-only" | "encryptiononly" => Ok(Self::EncryptionOnly),
+            "certificate-validation" | "certificatevalidation" => Ok(Self::CertificateValidation),
+            "domain-validation" | "domainvalidation" => Ok(Self::DomainValidation),
+            _ => Err(format!(
+                "unknown TLS auth level {s:?}: use encryption-only, certificate-validation or domain-validation"
+            )),
+        }
+    }
+}
+
+/// Whether a connector writes a protocol log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolLoggingLevel {
+    /// No protocol log.
+    #[default]
+    None,
+    /// Every command, reply and TLS detail.
+    Verbose,
+}
+
+impl fmt::Display for ProtocolLoggingLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProtocolLoggingLevel::None => "none",
+            ProtocolLoggingLevel::Verbose => "verbose",
+        })
+    }
+}
+
+impl std::str::FromStr for ProtocolLoggingLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "verbose" => Ok(Self::Verbose),
+            _ => Err(format!(
+                "unknown protocol logging level {s:?}: use none or verbose"
+            )),
+        }
+    }
+}
+
+/// The domains a send connector serves: `*` (everything), a domain, or a
+/// domain and its subdomains (`*.example.com`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainPattern {
+    /// `*`.
+    Any,
+    /// Exactly this domain.
+    Exact(Domain),
+    /// This domain and every subdomain.
+    WithSubdomains(Domain),
+}
+
+impl DomainPattern {
+    /// Parses `*`, `*.example.com` or `example.com`.
+    pub fn parse(s: &str) -> Result<Self, crate::DomainError> {
+        let s = s.trim();
+        if s == "*" {
+            return Ok(Self::Any);
+        }
+        match s.strip_prefix("*.") {
+            Some(rest) => Ok(Self::WithSubdomains(Domain::parse(rest)?)),
+            None => Ok(Self::Exact(Domain::parse(s)?)),
+        }
+    }
+
+    /// Whether `domain` falls under this pattern.
+    pub fn matches(&self, domain: &Domain) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Exact(d) => d == domain,
+            Self::WithSubdomains(d) => domain.is_within(d),
+        }
+    }
+
+    /// How specific the pattern is (more labels win; exact beats wildcard).
+    pub fn specificity(&self) -> (usize, bool) {
+        match self {
+            Self::Any => (0, false),
+            Self::Exact(d) => (d.as_str().split('.').count(), true),
+            Self::WithSubdomains(d) => (d.as_str().split('.').count(), false),
+        }
+    }
+}
+
+impl fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::Exact(d) => write!(f, "{d}"),
+            Self::WithSubdomains(d) => write!(f, "*.{d}"),
+        }
+    }
+}
+
+/// One address space of a send connector: `pattern;cost`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressSpace {
+    /// The domains served.
+    pub pattern: DomainPattern,
+    /// Lower cost wins among equally specific spaces.
+    pub cost: u32,
+}
+
+impl AddressSpace {
+    /// Parses `domain;cost` (cost defaults to 1), as Exchange writes it.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (pattern, cost) = match s.split_once(';') {
+            Some((p, c)) => {
+                let cost = c
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("address space {s:?}: cost must be a number"))?;
+                (p, cost)
+            }
+            None => (s, 1),
+        };
+        let pattern = DomainPattern::parse(pattern).map_err(|e| format!("address space {s:?}: {e}"))?;
+        Ok(Self { pattern, cost })
+    }
+}
+
+impl fmt::Display for AddressSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{};{}", self.pattern, self.cost)
+    }
+}
+
+/// A send connector (New-/Set-SendConnector).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendConnector {
+    /// Unique name (case-insensitive).
+    pub name: String,
+    /// The domains it serves, with costs.
+    pub address_spaces: Vec<AddressSpace>,
+    /// Route by MX lookup (else `smart_hosts`).
+    pub dns_routing_enabled: bool,
+    /// Smart hosts (`host` or `host:port`), tried in order.
+    pub smart_hosts: Vec<String>,
+    /// Destination port.
+    pub port: u16,
+    /// EHLO name and certificate name; `None` is the node's FQDN.
+    pub fqdn: Option<Domain>,
+    /// Refuse to send in plain text.
+    pub require_tls: bool,
+    /// Never use STARTTLS.
+    pub ignore_starttls: bool,
+    /// Apply domain security to domains on the send list.
+    pub domain_secure_enabled: bool,
+    /// What `require_tls` checks of the certificate.
+    pub tls_auth_level: Option<TlsAuthLevel>,
+    /// The name the certificate must carry for domain validation.
+    pub tls_domain: Option<Domain>,
+    /// Protocol log level.
+    pub protocol_logging_level: ProtocolLoggingLevel,
+    /// Edges that send through this connector; empty means hubs.
+    pub source_edges: Vec<NodeName>,
+    /// Whether it is used at all.
+    pub enabled: bool,
+}
+
+impl SendConnector {
+    /// A connector with Exchange's defaults for everything but name and spaces.
+    pub fn new(name: &str, address_spaces: Vec<AddressSpace>) -> Self {
+        Self {
+            name: name.to_owned(),
+            address_spaces,
+            dns_routing_enabled: true,
+            smart_hosts: Vec::new(),
+            port: 25,
+            fqdn: None,
+            require_tls: false,
+            ignore_starttls: false,
+            domain_secure_enabled: false,
+            tls_auth_level: None,
+            tls_domain: None,
+            protocol_logging_level: ProtocolLoggingLevel::None,
+            source_edges: Vec::new(),
+            enabled: true,
+        }
+    }
+}
+
+/// A hub as edges see it: where to send inbound mail and which
+/// certificates to trust directly (public parts only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubInfo {
+    /// The hub's name.
+    pub name: NodeName,
+    /// The hub's FQDN.
+    pub fqdn: Domain,
+    /// Where the hub receives mail from edges (`host:port`).
+    pub smtp_endpoint: String,
+    /// DER of the hub's SMTP certificates (public; never keys).
+    pub certificates: Vec<Vec<u8>>,
+}
+
+/// A root CA the organisation trusts for PKI validation, beside the public roots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedRoot {
+    /// SHA-1 of the DER.
+    pub thumbprint: Thumbprint,
+    /// The certificate's subject, for lists.
+    pub subject: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+}
+
+/// An edge subscribed to the organisation, as replicated to edges so they
+/// know each other (the EdgeSync connector's source edges).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeInfo {
+    /// The edge's name.
+    pub name: NodeName,
+    /// Its FQDN.
+    pub fqdn: Domain,
+    /// Its site.
+    pub site: String,
+    /// Where it receives mail from hubs (`host:port`).
+    pub smtp_endpoint: String,
+    /// Its certificate's thumbprint.
+    pub thumbprint: Thumbprint,
+}
+
+/// Every object that travels to edges.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "object", rename_all = "kebab-case")]
+pub enum ReplicatedObject {
+    /// The one transport configuration.
+    TransportConfig(TransportConfig),
+    /// An accepted domain.
+    AcceptedDomain(AcceptedDomain),
+    /// A mailbox, hashed.
+    Mailbox(MailboxHash),
+    /// A send connector.
+    SendConnector(SendConnector),
+    /// A hub and its public certificates.
+    Hub(HubInfo),
+    /// An edge of the organisation.
+    Edge(EdgeInfo),
+    /// An administrator-added trust anchor.
+    TrustedRoot(TrustedRoot),
+}
+
+impl ReplicatedObject {
+    /// The key this object is stored under.
+    pub fn key(&self) -> ObjectKey {
+        match self {
+            Self::TransportConfig(_) => ObjectKey("transport-config".into()),
+            Self::AcceptedDomain(d) => ObjectKey(format!("accepted-domain/{}", d.name)),
+            Self::Mailbox(h) => ObjectKey(format!("mailbox/{}", h.0)),
+            Self::SendConnector(c) => ObjectKey::send_connector(&c.name),
+            Self::Hub(h) => ObjectKey(format!("hub/{}", h.name.as_str().to_ascii_lowercase())),
+            Self::Edge(e) => ObjectKey(format!("edge/{}", e.name.as_str().to_ascii_lowercase())),
+            Self::TrustedRoot(r) => ObjectKey(format!("trusted-root/{}", r.thumbprint)),
+        }
+    }
+}
+
+/// The key of a replicated object: `kind/name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectKey(pub String);
+
+impl ObjectKey {
+    /// The key of the send connector called `name`.
+    pub fn send_connector(name: &str) -> Self {
+        Self(format!("send-connector/{}", name.to_ascii_lowercase()))
+    }
+
+    /// The kind part (`send-connector`, `mailbox`, …).
+    pub fn kind(&self) -> &str {
+        self.0.split('/').next().unwrap_or_default()
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One change in the hub's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeOp {
+    /// Create or replace.
+    Put(ReplicatedObject),
+    /// Remove.
+    Delete(ObjectKey),
+}
+
+/// A versioned change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The version this change produced.
+    pub version: crate::ConfigVersion,
+    /// What changed.
+    pub op: ChangeOp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_spaces() {
+        let a = AddressSpace::parse("*;100").unwrap();
+        assert_eq!(a.pattern, DomainPattern::Any);
+        assert_eq!(a.cost, 100);
+        let b = AddressSpace::parse("northwindtraders.com").unwrap();
+        assert_eq!(b.cost, 1);
+        let c = AddressSpace::parse("*.adatum.com;5").unwrap();
+        let d = Domain::parse("mail.adatum.com").unwrap();
+        assert!(c.pattern.matches(&d));
+        assert!(!b.pattern.matches(&d));
+        assert!(c.pattern.specificity() > a.pattern.specificity());
+        assert!(AddressSpace::parse("x;y").is_err());
+        assert_eq!(c.to_string(), "*.adatum.com;5");
+    }
+
+    #[test]
+    fn mailbox_hash_ignores_case() {
+        assert_eq!(
+            MailboxHash::of("Kim@Adatum.com"),
+            MailboxHash::of("kim@adatum.com")
+        );
+        assert_eq!(MailboxHash::of("kim@adatum.com").0.len(), 64);
+    }
+
+    #[test]
+    fn objects_round_trip_as_json() {
+        let obj = ReplicatedObject::SendConnector(SendConnector::new(
+            "Internet",
+            vec![AddressSpace::parse("*;100").unwrap()],
+        ));
+        let json = serde_json::to_string(&obj).unwrap();
+        assert!(json.contains("\"kind\":\"send-connector\""), "{json}");
+        let back: ReplicatedObject = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, obj);
+        assert_eq!(back.key().0, "send-connector/internet");
+        assert_eq!(back.key().kind(), "send-connector");
+        let mailbox = ReplicatedObject::Mailbox(MailboxHash::of("kim@adatum.com"));
+        let json = serde_json::to_string(&mailbox).unwrap();
+        assert_eq!(serde_json::from_str::<ReplicatedObject>(&json).unwrap(), mailbox);
+        assert!(!json.contains("kim"), "{json}");
+    }
+}
