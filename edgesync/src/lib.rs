@@ -1,1 +1,17 @@
-//! EdgeSync replication (issue 4).
+//! EdgeSync: the control plane that replicates the hub's configuration and
+//! certificates to edges (DESIGN §7).
+//!
+//! * `store` — the hub's versioned object store with a bounded change log;
+//! * `source` — the trait the hub side reads configuration through;
+//! * `replica` — the edge's read-only copy, applied in transactions;
+//! * `subscription` — signed subscription files and bootstrap secrets.
+
+pub mod channel;
+pub mod replica;
+pub mod source;
+pub mod store;
+pub mod subscription;
+
+pub use replica::{Applied, ApplyError, Replica};
+pub use source::{ConfigSource, SourceError};
+pub use store::{ChangeLogStore, SideWrite};

@@ -1,0 +1,177 @@
+//! gRPC over mutual TLS for EdgeSync. tonic's own TLS takes no custom
+//! verifier, so both ends run rustls themselves: the edge accepts TCP,
+//! handshakes and hands TLS streams to tonic; the hub dials through a
+//! custom connector that pins the edge's certificate thumbprint.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use postern_model::Thumbprint;
+use postern_transport::certs::CertStore;
+use postern_transport::tls::{ClientCertResolver, ServerCertResolver, TrustStore, provider};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{DigitallySignedStruct, Error, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tonic::transport::{Channel, Endpoint};
+
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The edge's incoming side: TLS streams ready for tonic. Client
+/// certificates are requested and any is accepted at this layer; the
+/// EdgeSync handler decides (trusted hub or valid bootstrap secret), so a
+/// refusal carries a readable reason back to the hub.
+pub fn tls_incoming(
+    listener: TcpListener,
+    certs: CertStore,
+    fqdn: &str,
+    trust: &TrustStore,
+) -> tokio_stream::wrappers::ReceiverStream<Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>>
+{
+    let mut config = (*postern_transport::tls::server_config(
+        ServerCertResolver::new(certs, fqdn),
+        trust,
+        postern_transport::tls::ClientAuth::Optional,
+    ))
+    .clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "EdgeSync accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if tx.is_closed() {
+                break;
+            }
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!(%peer, error = %e, "EdgeSync TLS handshake failed"),
+                    Err(_) => tracing::warn!(%peer, "EdgeSync TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A channel from a hub to one edge: mutual TLS, the edge's certificate
+/// pinned to `edge_thumbprint`, the hub presenting its SMTP certificate for
+/// `hub_fqdn`. Connects lazily; errors surface on the first call.
+pub fn connect_edge(
+    endpoint: &str,
+    edge_thumbprint: Thumbprint,
+    certs: CertStore,
+    hub_fqdn: &str,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedServer(edge_thumbprint)))
+                .with_client_cert_resolver(Arc::new(ClientCertResolver::new(certs, hub_fqdn)))
+        })
+        .unwrap_or_else(|_| unreachable!("ring supports the default versions"));
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = TlsConnector::from(Arc::new(config));
+    let address = endpoint.to_owned();
+    let uri = format!("http://{endpoint}");
+    Ok(Endpoint::from_shared(uri)?
+        .connect_timeout(HANDSHAKE_TIMEOUT)
+        .http2_keep_alive_interval(Duration::from_secs(15))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .connect_with_connector_lazy(tower::service_fn(move |_| {
+            let connector = connector.clone();
+            let address = address.clone();
+            async move {
+                let tcp = TcpStream::connect(&address).await?;
+                let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(&address);
+                let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        })))
+}
+
+/// Accepts exactly one server certificate, by thumbprint: the edge named in
+/// the subscription (an edge presenting another certificate is refused).
+struct PinnedServer(Thumbprint);
+
+impl fmt::Debug for PinnedServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PinnedServer({})", self.0)
+    }
+}
+
+impl ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let presented = Thumbprint::of_der(end_entity.as_ref());
+        if presented == self.0 {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(Error::General(format!(
+                "the edge presented certificate {presented}, not {} from its subscription",
+                self.0
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,223 @@
+//! The edge's replica of the hub configuration: objects applied from
+//! snapshots and deltas, each in one sled transaction, with the applied
+//! store id and version. Read by the edge's routing and recipient
+//! filtering; written only by EdgeSync.
+
+use std::sync::Arc;
+
+use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ReplicatedObject};
+use sled::Transactional;
+use sled::transaction::TransactionError;
+
+use crate::source::SourceError;
+use crate::store::{decode, encode};
+
+const VERSION_KEY: &[u8] = b"version";
+const STORE_ID_KEY: &[u8] = b"store-id";
+
+/// Where the replica stands: which hub store and version it applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The hub store's id; empty before the first snapshot.
+    pub store_id: String,
+    /// The last version applied.
+    pub version: ConfigVersion,
+}
+
+/// Why a snapshot or delta was refused (the edge keeps its previous state).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A delta that does not start where the replica stands.
+    #[error(
+        "delta from version {from} of store {store} does not follow the replica (store {have_store}, version {have})"
+    )]
+    Gap {
+        /// The delta's store.
+        store: String,
+        /// The delta's first version minus one.
+        from: ConfigVersion,
+        /// The replica's store.
+        have_store: String,
+        /// The replica's version.
+        have: ConfigVersion,
+    },
+    /// The store failed or a record did not parse.
+    #[error(transparent)]
+    Store(#[from] SourceError),
+}
+
+/// The edge replica.
+#[derive(Clone)]
+pub struct Replica {
+    db: sled::Db,
+    objects: sled::Tree,
+    meta: sled::Tree,
+    tx: Arc<tokio::sync::watch::Sender<Applied>>,
+}
+
+impl Replica {
+    /// Opens (creating) the replica trees in `db`.
+    pub fn open(db: &sled::Db) -> Result<Self, SourceError> {
+        let objects = db.open_tree("replica/objects")?;
+        let meta = db.open_tree("replica/meta")?;
+        let applied = read_applied(&meta)?;
+        let (tx, _) = tokio::sync::watch::channel(applied);
+        Ok(Self {
+            db: db.clone(),
+            objects,
+            meta,
+            tx: Arc::new(tx),
+        })
+    }
+
+    /// What has been applied.
+    pub fn applied(&self) -> Applied {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver that sees every applied version (for routing reloads).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<Applied> {
+        self.tx.subscribe()
+    }
+
+    /// Replaces the whole replica with a snapshot.
+    pub fn apply_snapshot(
+        &self,
+        store_id: &str,
+        version: ConfigVersion,
+        objects: &[ReplicatedObject],
+    ) -> Result<(), ApplyError> {
+        let encoded: Vec<(ObjectKey, Vec<u8>)> = objects
+            .iter()
+            .map(|o| Ok((o.key(), encode(o)?)))
+            .collect::<Result<_, SourceError>>()?;
+        let existing: Vec<sled::IVec> = self
+            .objects
+            .iter()
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(SourceError::from)?;
+        let result: Result<(), TransactionError<()>> =
+            (&self.objects, &self.meta).transaction(|(objs, meta)| {
+                for key in &existing {
+                    objs.remove(key)?;
+                }
+                for (key, value) in &encoded {
+                    objs.insert(key.0.as_bytes(), value.as_slice())?;
+                }
+                meta.insert(STORE_ID_KEY, store_id.as_bytes())?;
+                meta.insert(VERSION_KEY, &version.0.to_be_bytes())?;
+                Ok(())
+            });
+        finish(result)?;
+        self.commit(Applied {
+            store_id: store_id.to_owned(),
+            version,
+        })
+    }
+
+    /// Applies changes that follow the replica's version of the same store.
+    /// Changes at or below the applied version are skipped (a replay from
+    /// another hub is harmless).
+    pub fn apply_delta(
+        &self,
+        store_id: &str,
+        from: ConfigVersion,
+        changes: &[Change],
+    ) -> Result<(), ApplyError> {
+        let have = self.applied();
+        if have.store_id != store_id || from > have.version {
+            return Err(ApplyError::Gap {
+                store: store_id.to_owned(),
+                from,
+                have_store: have.store_id,
+                have: have.version,
+            });
+        }
+        let fresh: Vec<&Change> = changes.iter().filter(|c| c.version > have.version).collect();
+        let Some(last) = fresh.last().map(|c| c.version) else {
+            return Ok(());
+        };
+        let encoded: Vec<(ObjectKey, Option<Vec<u8>>)> = fresh
+            .iter()
+            .map(|c| match &c.op {
+                ChangeOp::Put(o) => Ok((o.key(), Some(encode(o)?))),
+                ChangeOp::Delete(k) => Ok((k.clone(), None)),
+            })
+            .collect::<Result<_, SourceError>>()?;
+        let result: Result<(), TransactionError<()>> =
+            (&self.objects, &self.meta).transaction(|(objs, meta)| {
+                for (key, value) in &encoded {
+                    match value {
+                        Some(v) => objs.insert(key.0.as_bytes(), v.as_slice())?,
+                        None => objs.remove(key.0.as_bytes())?,
+                    };
+                }
+                meta.insert(VERSION_KEY, &last.0.to_be_bytes())?;
+                Ok(())
+            });
+        finish(result)?;
+        self.commit(Applied {
+            store_id: store_id.to_owned(),
+            version: last,
+        })
+    }
+
+    /// The object under `key`.
+    pub fn get(&self, key: &ObjectKey) -> Result<Option<ReplicatedObject>, SourceError> {
+        self.objects
+            .get(key.0.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// Every object of `kind` (`send-connector`, `hub`, …).
+    pub fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, SourceError> {
+        let prefix = if kind == "transport-config" {
+            kind.to_owned()
+        } else {
+            format!("{kind}/")
+        };
+        self.objects
+            .scan_prefix(prefix.as_bytes())
+            .values()
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
+    /// Every object.
+    pub fn all(&self) -> Result<Vec<ReplicatedObject>, SourceError> {
+        self.objects.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    fn commit(&self, applied: Applied) -> Result<(), ApplyError> {
+        self.db.flush().map_err(SourceError::from)?;
+        self.tx.send_replace(applied);
+        Ok(())
+    }
+}
+
+fn finish(result: Result<(), TransactionError<()>>) -> Result<(), ApplyError> {
+    result.map_err(|e| match e {
+        TransactionError::Storage(e) => ApplyError::Store(SourceError::Store(e)),
+        TransactionError::Abort(()) => ApplyError::Store(SourceError::Corrupt("transaction aborted".into())),
+    })
+}
+
+fn read_applied(meta: &sled::Tree) -> Result<Applied, SourceError> {
+    let store_id = meta
+        .get(STORE_ID_KEY)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
+    let version = match meta.get(VERSION_KEY)? {
+        Some(v) => {
+            let bytes: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| SourceError::Corrupt("replica version".into()))?;
+            ConfigVersion(u64::from_be_bytes(bytes))
+        }
+        None => ConfigVersion::ZERO,
+    };
+    Ok(Applied { store_id, version })
+}

@@ -1,0 +1,179 @@
+//! Edge subscription files (`postern edge-subscription new --file F` on the
+//! edge, `import` on a hub): who the edge is, where it listens, its
+//! certificate, and a one-time bootstrap secret valid 24 hours. The file is
+//! signed with the edge certificate's private key, so a hub refuses a file
+//! that was edited on the way.
+
+use std::time::Duration;
+
+use postern_model::{Domain, NodeName, Thumbprint};
+use ring::signature;
+use rustls::SignatureScheme;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// How long a bootstrap secret stays valid.
+pub const BOOTSTRAP_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// The signed part of a subscription file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionBody {
+    /// File format version (1).
+    pub format: u32,
+    /// The edge's name.
+    pub edge_name: NodeName,
+    /// The edge's FQDN.
+    pub fqdn: Domain,
+    /// Where hubs dial EdgeSync (`host:port`).
+    pub edgesync_endpoint: String,
+    /// Where hubs send mail to the edge (`host:port`).
+    pub smtp_endpoint: String,
+    /// The edge's certificate (public), PEM.
+    pub certificate_pem: String,
+    /// One-time secret the first stream authenticates with.
+    pub bootstrap_secret: String,
+    /// When the file was made (RFC 3339).
+    pub created: String,
+    /// When the secret stops working (RFC 3339).
+    pub expires: String,
+}
+
+/// A subscription file: the body and its signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionFile {
+    /// What is signed.
+    pub body: SubscriptionBody,
+    /// The TLS signature scheme used (`RSA_PSS_SHA256`, `ECDSA_NISTP256_SHA256`).
+    pub signature_scheme: String,
+    /// Hex signature over the body's JSON.
+    pub signature: String,
+}
+
+/// Why a subscription file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    /// Not JSON of the expected shape.
+    #[error("not an edge subscription file: {0}")]
+    Malformed(String),
+    /// The signature does not verify.
+    #[error("the subscription file's signature does not verify: it was changed after the edge wrote it")]
+    Tampered,
+    /// The certificate inside cannot be read.
+    #[error("the subscription file's certificate cannot be read: {0}")]
+    BadCertificate(String),
+    /// The bootstrap secret has expired.
+    #[error("the subscription file expired at {0}; run `postern edge-subscription new` on the edge again")]
+    Expired(String),
+    /// Signing failed on the edge.
+    #[error("cannot sign the subscription file: {0}")]
+    Signing(String),
+}
+
+impl SubscriptionFile {
+    /// Signs `body` with `key` (the edge certificate's key).
+    pub fn sign(body: SubscriptionBody, key: &rustls::sign::CertifiedKey) -> Result<Self, SubscriptionError> {
+        let message = serde_json::to_vec(&body).map_err(|e| SubscriptionError::Signing(e.to_string()))?;
+        let signer = key
+            .key
+            .choose_scheme(&[
+                SignatureScheme::ECDSA_NISTP256_SHA256,
+                SignatureScheme::RSA_PSS_SHA256,
+            ])
+            .ok_or_else(|| {
+                SubscriptionError::Signing("the key supports neither ECDSA P-256 nor RSA-PSS".into())
+            })?;
+        let scheme = signer.scheme();
+        let signature = signer
+            .sign(&message)
+            .map_err(|e| SubscriptionError::Signing(e.to_string()))?;
+        Ok(Self {
+            body,
+            signature_scheme: format!("{scheme:?}"),
+            signature: hex(&signature),
+        })
+    }
+
+    /// Parses and verifies a file's text; checks the signature against the
+    /// certificate it carries, and the expiry against `now`.
+    pub fn verify(text: &str, now: OffsetDateTime) -> Result<(Self, Vec<u8>), SubscriptionError> {
+        let file: SubscriptionFile =
+            serde_json::from_str(text).map_err(|e| SubscriptionError::Malformed(e.to_string()))?;
+        let der = pem_to_der(&file.body.certificate_pem)?;
+        let (_, cert) =
+            X509Certificate::from_der(&der).map_err(|e| SubscriptionError::BadCertificate(e.to_string()))?;
+        let key_bytes = cert.public_key().subject_public_key.data.as_ref();
+        let alg: &dyn signature::VerificationAlgorithm = match file.signature_scheme.as_str() {
+            "ECDSA_NISTP256_SHA256" => &signature::ECDSA_P256_SHA256_ASN1,
+            "RSA_PSS_SHA256" => &signature::RSA_PSS_2048_8192_SHA256,
+            other => {
+                return Err(SubscriptionError::Malformed(format!(
+                    "unknown signature scheme {other}"
+                )));
+            }
+        };
+        let message =
+            serde_json::to_vec(&file.body).map_err(|e| SubscriptionError::Malformed(e.to_string()))?;
+        let sig = unhex(&file.signature).ok_or(SubscriptionError::Tampered)?;
+        signature::UnparsedPublicKey::new(alg, key_bytes)
+            .verify(&message, &sig)
+            .map_err(|_| SubscriptionError::Tampered)?;
+        let expires = OffsetDateTime::parse(&file.body.expires, &Rfc3339)
+            .map_err(|e| SubscriptionError::Malformed(format!("expires: {e}")))?;
+        if now > expires {
+            return Err(SubscriptionError::Expired(file.body.expires.clone()));
+        }
+        Ok((file, der))
+    }
+
+    /// The edge certificate's thumbprint.
+    pub fn thumbprint(&self) -> Result<Thumbprint, SubscriptionError> {
+        Ok(Thumbprint::of_der(&pem_to_der(&self.body.certificate_pem)?))
+    }
+}
+
+/// A fresh random bootstrap secret (256 bits, hex).
+pub fn new_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// SHA-256 of a secret, hex: what the edge keeps.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// PEM of a DER certificate.
+pub fn der_to_pem(der: &[u8]) -> String {
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap_or_default()
+}
+
+fn pem_to_der(pem: &str) -> Result<Vec<u8>, SubscriptionError> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|c| c.as_ref().to_vec())
+        .map_err(|e| SubscriptionError::BadCertificate(e.to_string()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `now + validity` as RFC 3339.
+pub fn expiry_from(now: OffsetDateTime, validity: Duration) -> String {
+    (now + validity).format(&Rfc3339).unwrap_or_default()
+}
