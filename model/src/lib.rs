@@ -8,6 +8,7 @@
 pub mod cert;
 pub mod domain;
 pub mod node;
+pub mod protocol_log;
 pub mod subject;
 pub mod thumbprint;
 pub mod version;
@@ -15,6 +16,7 @@ pub mod version;
 pub use cert::{CertStatus, KeySpec, KeySpecError, Service, ServiceError};
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};
+pub use protocol_log::{ProtocolLoggingLevel, ProtocolLoggingLevelError};
 pub use subject::{DnAttribute, SubjectName, SubjectNameError};
 pub use thumbprint::{Thumbprint, ThumbprintError};
 pub use version::ConfigVersion;

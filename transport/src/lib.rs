@@ -4,3 +4,4 @@
 pub mod admin;
 pub mod certs;
 pub mod node;
+pub mod protocol_log;
