@@ -3,5 +3,6 @@
 
 pub mod admin;
 pub mod certs;
+pub mod metrics;
 pub mod node;
 pub mod protocol_log;
