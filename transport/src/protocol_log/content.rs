@@ -3,6 +3,9 @@
 //! nothing on the command side is logged until the final reply. AUTH
 //! arguments and the SASL exchange that follows are written as `<redacted>`.
 //!
+//! BDAT chunks are not lines and must never be passed to the logger; the
+//! `BDAT n [LAST]` command itself is logged like any other.
+//!
 //! This is a pure state machine over lines, knowing nothing of files, so it
 //! is tested line by line.
 

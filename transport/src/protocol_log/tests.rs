@@ -246,6 +246,14 @@ fn a_disabled_logger_writes_nothing() {
     drop(s);
     let mut d = SessionLogger::disabled();
     d.connect();
+    // Nothing is even formatted.
+    struct Boom;
+    impl std::fmt::Display for Boom {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("a disabled logger formatted its text")
+        }
+    }
+    d.info(Boom);
     assert_eq!(d.session_id(), None);
     log.flush().unwrap();
     assert!(events(tmp.path().join("RECV20261123-1.LOG")).is_empty());
