@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Domain, NodeName, Thumbprint};
+use crate::{Domain, NodeName, ProtocolLoggingLevel, Thumbprint};
 
 /// Organisation-wide transport settings (Set-TransportConfig).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,39 +132,6 @@ impl std::str::FromStr for TlsAuthLevel {
             "domain-validation" | "domainvalidation" => Ok(Self::DomainValidation),
             _ => Err(format!(
                 "unknown TLS auth level {s:?}: use encryption-only, certificate-validation or domain-validation"
-            )),
-        }
-    }
-}
-
-/// Whether a connector writes a protocol log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProtocolLoggingLevel {
-    /// No protocol log.
-    #[default]
-    None,
-    /// Every command, reply and TLS detail.
-    Verbose,
-}
-
-impl fmt::Display for ProtocolLoggingLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ProtocolLoggingLevel::None => "none",
-            ProtocolLoggingLevel::Verbose => "verbose",
-        })
-    }
-}
-
-impl std::str::FromStr for ProtocolLoggingLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Ok(Self::None),
-            "verbose" => Ok(Self::Verbose),
-            _ => Err(format!(
-                "unknown protocol logging level {s:?}: use none or verbose"
             )),
         }
     }

@@ -9,6 +9,7 @@ pub mod cert;
 pub mod config;
 pub mod domain;
 pub mod node;
+pub mod protocol_log;
 pub mod queue_id;
 pub mod subject;
 pub mod thumbprint;
@@ -17,11 +18,11 @@ pub mod version;
 pub use cert::{CertStatus, KeySpec, KeySpecError, Service, ServiceError};
 pub use config::{
     AcceptedDomain, AcceptedDomainKind, AddressSpace, Change, ChangeOp, DomainPattern, EdgeInfo, HubInfo,
-    MailboxHash, ObjectKey, ProtocolLoggingLevel, ReplicatedObject, SendConnector, TlsAuthLevel,
-    TransportConfig, TrustedRoot,
+    MailboxHash, ObjectKey, ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};
+pub use protocol_log::{ProtocolLoggingLevel, ProtocolLoggingLevelError};
 pub use queue_id::{QueueId, QueueIdError};
 pub use subject::{DnAttribute, SubjectName, SubjectNameError};
 pub use thumbprint::{Thumbprint, ThumbprintError};

@@ -4,7 +4,9 @@
 pub mod admin;
 pub mod certs;
 pub mod delivery;
+pub mod metrics;
 pub mod node;
+pub mod protocol_log;
 pub mod queue;
 pub mod routing;
 pub mod smtp;

@@ -1,0 +1,425 @@
+//! The node's counters and gauges: Prometheus text exposition (format
+//! 0.0.4) for scrapers, and [`Metrics::snapshot`] for `postern counters`,
+//! which shows the Exchange names ("Domain-Secured Messages Received") next
+//! to the Prometheus ones.
+//!
+//! Hand-written rather than the `prometheus-client` crate: Postern needs a
+//! dozen series whose labels are mostly closed enums, the text format is a
+//! page of code, and a registry of our own gives typed accessors
+//! (`metrics.tls_handshake(Direction::Send, TlsHandshakeOutcome::Untrusted)`)
+//! instead of stringly label sets, keeps the Exchange names beside the
+//! metrics, and adds no dependency to audit. Enum-labelled series are
+//! plain atomics indexed by the enums and are all exposed from zero; only
+//! the per-connector session counter needs a map.
+//!
+//! `http` serves `GET /metrics`.
+
+mod exposition;
+mod http;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use http::serve_metrics;
+
+use crate::protocol_log::Direction;
+
+/// A Prometheus metric type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up (until the node restarts).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl MetricKind {
+    /// The word in the `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// How a message transfer ended, from Postern's side of the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Accepted: by Postern (receive) or by the next hop (send).
+    Accepted,
+    /// Refused for now (4xx); the sender retries.
+    Deferred,
+    /// Refused for good (5xx).
+    Rejected,
+}
+
+impl MessageOutcome {
+    /// Every outcome, in exposition order.
+    pub const ALL: [MessageOutcome; 3] = [Self::Accepted, Self::Deferred, Self::Rejected];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Deferred => "deferred",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// How a TLS handshake ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsHandshakeOutcome {
+    /// Negotiated, and the peer's certificate (if required) was trusted.
+    Ok,
+    /// The handshake itself failed.
+    Failed,
+    /// Negotiated, but the peer's certificate was not trusted for this hop.
+    Untrusted,
+}
+
+impl TlsHandshakeOutcome {
+    /// Every outcome, in exposition order.
+    pub const ALL: [TlsHandshakeOutcome; 3] = [Self::Ok, Self::Failed, Self::Untrusted];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Untrusted => "untrusted",
+        }
+    }
+}
+
+/// One series' value at the time of the snapshot, for `postern counters`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterSample {
+    /// The Prometheus name (`postern_domain_secured_messages_received_total`).
+    pub name: &'static str,
+    /// The Exchange performance counter it stands for, if any
+    /// (`Domain-Secured Messages Received`).
+    pub exchange_name: Option<&'static str>,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// Label names and values, in exposition order.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: u64,
+}
+
+/// What a metric is, apart from its values.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Desc {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+    pub exchange_name: Option<&'static str>,
+}
+
+const SESSIONS: Desc = Desc {
+    name: "postern_smtp_sessions_total",
+    help: "SMTP sessions opened, by direction and connector.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
+const MESSAGES: Desc = Desc {
+    name: "postern_messages_total",
+    help: "Message transfers, by direction and outcome.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
+const BYTES: Desc = Desc {
+    name: "postern_bytes_total",
+    help: "Message bytes accepted, by direction.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
+const TLS_HANDSHAKES: Desc = Desc {
+    name: "postern_tls_handshakes_total",
+    help: "TLS handshakes, by direction and outcome.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
+const QUEUE_LENGTH: Desc = Desc {
+    name: "postern_queue_length",
+    help: "Messages in the queue.",
+    kind: MetricKind::Gauge,
+    exchange_name: None,
+};
+const DS_RECEIVED: Desc = Desc {
+    name: "postern_domain_secured_messages_received_total",
+    help: "Domain-Secured Messages Received",
+    kind: MetricKind::Counter,
+    exchange_name: Some("Domain-Secured Messages Received"),
+};
+const DS_SENT: Desc = Desc {
+    name: "postern_domain_secured_messages_sent_total",
+    help: "Domain-Secured Messages Sent",
+    kind: MetricKind::Counter,
+    exchange_name: Some("Domain-Secured Messages Sent"),
+};
+const DS_OUTBOUND_FAILURES: Desc = Desc {
+    name: "postern_domain_secured_outbound_session_failures_total",
+    help: "Domain-Secured Outbound Session Failures",
+    kind: MetricKind::Counter,
+    exchange_name: Some("Domain-Secured Outbound Session Failures"),
+};
+
+/// One metric with its current series, the common form of `render` and
+/// `snapshot`.
+#[derive(Debug)]
+pub(crate) struct Family {
+    pub desc: Desc,
+    pub series: Vec<(Vec<(&'static str, String)>, u64)>,
+}
+
+/// The node's metrics. Share it in an `Arc`; every accessor takes `&self`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Per direction, per connector name.
+    sessions: [Mutex<BTreeMap<String, u64>>; 2],
+    messages: [[AtomicU64; 3]; 2],
+    bytes: [AtomicU64; 2],
+    tls_handshakes: [[AtomicU64; 3]; 2],
+    queue_length: AtomicU64,
+    ds_received: AtomicU64,
+    ds_sent: AtomicU64,
+    ds_outbound_failures: AtomicU64,
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Receive => 0,
+        Direction::Send => 1,
+    }
+}
+
+fn outcome_index(o: MessageOutcome) -> usize {
+    match o {
+        MessageOutcome::Accepted => 0,
+        MessageOutcome::Deferred => 1,
+        MessageOutcome::Rejected => 2,
+    }
+}
+
+fn tls_index(o: TlsHandshakeOutcome) -> usize {
+    match o {
+        TlsHandshakeOutcome::Ok => 0,
+        TlsHandshakeOutcome::Failed => 1,
+        TlsHandshakeOutcome::Untrusted => 2,
+    }
+}
+
+impl Metrics {
+    /// All metrics at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A session opened on `connector` (`postern_smtp_sessions_total`).
+    pub fn smtp_session(&self, direction: Direction, connector: &str) {
+        let mut map = self.sessions[dir_index(direction)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(connector) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(connector.to_owned(), 1);
+            }
+        }
+    }
+
+    /// A message transfer ended (`postern_messages_total`).
+    pub fn message(&self, direction: Direction, outcome: MessageOutcome) {
+        self.messages[dir_index(direction)][outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` message bytes were accepted (`postern_bytes_total`).
+    pub fn bytes(&self, direction: Direction, n: u64) {
+        self.bytes[dir_index(direction)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A TLS handshake ended (`postern_tls_handshakes_total`).
+    pub fn tls_handshake(&self, direction: Direction, outcome: TlsHandshakeOutcome) {
+        self.tls_handshakes[dir_index(direction)][tls_index(outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The queue now holds `n` messages (`postern_queue_length`).
+    pub fn set_queue_length(&self, n: u64) {
+        self.queue_length.store(n, Ordering::Relaxed);
+    }
+
+    /// A domain-secured message was accepted from a partner.
+    pub fn domain_secured_message_received(&self) {
+        self.ds_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A domain-secured message was accepted by a partner.
+    pub fn domain_secured_message_sent(&self) {
+        self.ds_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An outbound session to a domain-secure partner could not be secured
+    /// (the message stays queued).
+    pub fn domain_secured_outbound_session_failure(&self) {
+        self.ds_outbound_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The metrics in Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        exposition::render(&self.families())
+    }
+
+    /// Every series and its value, for `postern counters`.
+    pub fn snapshot(&self) -> Vec<CounterSample> {
+        self.families()
+            .into_iter()
+            .flat_map(|f| {
+                f.series.into_iter().map(move |(labels, value)| CounterSample {
+                    name: f.desc.name,
+                    exchange_name: f.desc.exchange_name,
+                    kind: f.desc.kind,
+                    labels,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    fn families(&self) -> Vec<Family> {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let plain = |desc, a: &AtomicU64| Family {
+            desc,
+            series: vec![(Vec::new(), load(a))],
+        };
+        let mut sessions = Vec::new();
+        let mut messages = Vec::new();
+        let mut bytes = Vec::new();
+        let mut tls = Vec::new();
+        for d in Direction::ALL {
+            let i = dir_index(d);
+            let map = self.sessions[i].lock().unwrap_or_else(|p| p.into_inner());
+            for (connector, n) in map.iter() {
+                sessions.push((
+                    vec![
+                        ("direction", d.as_str().to_owned()),
+                        ("connector", connector.clone()),
+                    ],
+                    *n,
+                ));
+            }
+            for o in MessageOutcome::ALL {
+                let labels = vec![
+                    ("direction", d.as_str().to_owned()),
+                    ("outcome", o.as_str().to_owned()),
+                ];
+                messages.push((labels, load(&self.messages[i][outcome_index(o)])));
+            }
+            bytes.push((vec![("direction", d.as_str().to_owned())], load(&self.bytes[i])));
+            for o in TlsHandshakeOutcome::ALL {
+                let labels = vec![
+                    ("direction", d.as_str().to_owned()),
+                    ("outcome", o.as_str().to_owned()),
+                ];
+                tls.push((labels, load(&self.tls_handshakes[i][tls_index(o)])));
+            }
+        }
+        vec![
+            Family {
+                desc: SESSIONS,
+                series: sessions,
+            },
+            Family {
+                desc: MESSAGES,
+                series: messages,
+            },
+            Family {
+                desc: BYTES,
+                series: bytes,
+            },
+            Family {
+                desc: TLS_HANDSHAKES,
+                series: tls,
+            },
+            plain(QUEUE_LENGTH, &self.queue_length),
+            plain(DS_RECEIVED, &self.ds_received),
+            plain(DS_SENT, &self.ds_sent),
+            plain(DS_OUTBOUND_FAILURES, &self.ds_outbound_failures),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_is_prometheus_text() {
+        let m = Metrics::new();
+        m.smtp_session(Direction::Receive, "Default");
+        m.smtp_session(Direction::Receive, "Default");
+        m.smtp_session(Direction::Send, "To \"Partner\"\\Internet\n");
+        m.message(Direction::Receive, MessageOutcome::Accepted);
+        m.bytes(Direction::Receive, 1234);
+        m.tls_handshake(Direction::Send, TlsHandshakeOutcome::Untrusted);
+        m.set_queue_length(7);
+        m.domain_secured_message_received();
+        m.domain_secured_outbound_session_failure();
+        m.domain_secured_outbound_session_failure();
+        let text = m.render();
+        for line in [
+            "# HELP postern_smtp_sessions_total SMTP sessions opened, by direction and connector.",
+            "# TYPE postern_smtp_sessions_total counter",
+            "postern_smtp_sessions_total{direction=\"receive\",connector=\"Default\"} 2",
+            "postern_smtp_sessions_total{direction=\"send\",connector=\"To \\\"Partner\\\"\\\\Internet\\n\"} 1",
+            "postern_messages_total{direction=\"receive\",outcome=\"accepted\"} 1",
+            "postern_messages_total{direction=\"send\",outcome=\"rejected\"} 0",
+            "postern_bytes_total{direction=\"receive\"} 1234",
+            "postern_tls_handshakes_total{direction=\"send\",outcome=\"untrusted\"} 1",
+            "# TYPE postern_queue_length gauge",
+            "postern_queue_length 7",
+            "# HELP postern_domain_secured_messages_received_total Domain-Secured Messages Received",
+            "postern_domain_secured_messages_received_total 1",
+            "# HELP postern_domain_secured_messages_sent_total Domain-Secured Messages Sent",
+            "postern_domain_secured_messages_sent_total 0",
+            "# HELP postern_domain_secured_outbound_session_failures_total Domain-Secured Outbound Session Failures",
+            "postern_domain_secured_outbound_session_failures_total 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with('\n'));
+        // HELP and TYPE once per metric, right before its samples.
+        assert_eq!(text.matches("# TYPE postern_messages_total ").count(), 1);
+    }
+
+    #[test]
+    fn snapshot_carries_exchange_names() {
+        let m = Metrics::new();
+        m.domain_secured_message_sent();
+        let snap = m.snapshot();
+        let sent = snap
+            .iter()
+            .find(|s| s.name == "postern_domain_secured_messages_sent_total")
+            .unwrap();
+        assert_eq!(sent.exchange_name, Some("Domain-Secured Messages Sent"));
+        assert_eq!(sent.value, 1);
+        assert!(sent.labels.is_empty());
+        let tls: Vec<_> = snap
+            .iter()
+            .filter(|s| s.name == "postern_tls_handshakes_total")
+            .collect();
+        assert_eq!(tls.len(), 6, "every direction and outcome from zero");
+        assert_eq!(
+            tls[0].labels,
+            [("direction", "receive".to_owned()), ("outcome", "ok".to_owned())]
+        );
+        assert!(
+            snap.iter().all(|s| s.name != "postern_smtp_sessions_total"),
+            "no sessions yet"
+        );
+        assert_eq!(snap.iter().filter(|s| s.exchange_name.is_some()).count(), 3);
+    }
+}
