@@ -7,6 +7,8 @@
 //! * `subscription` — signed subscription files and bootstrap secrets.
 
 pub mod channel;
+pub mod edge_side;
+pub mod hub_side;
 pub mod replica;
 pub mod source;
 pub mod store;

@@ -14,6 +14,7 @@ use crate::store::{decode, encode};
 
 const VERSION_KEY: &[u8] = b"version";
 const STORE_ID_KEY: &[u8] = b"store-id";
+const SNAPSHOTS_KEY: &[u8] = b"snapshots";
 
 /// Where the replica stands: which hub store and version it applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct Applied {
     pub store_id: String,
     /// The last version applied.
     pub version: ConfigVersion,
+    /// How many snapshots (full resyncs) were ever applied.
+    pub snapshots: u64,
 }
 
 /// Why a snapshot or delta was refused (the edge keeps its previous state).
@@ -91,6 +94,7 @@ impl Replica {
             .iter()
             .map(|o| Ok((o.key(), encode(o)?)))
             .collect::<Result<_, SourceError>>()?;
+        let snapshots = self.applied().snapshots + 1;
         let existing: Vec<sled::IVec> = self
             .objects
             .iter()
@@ -107,12 +111,14 @@ impl Replica {
                 }
                 meta.insert(STORE_ID_KEY, store_id.as_bytes())?;
                 meta.insert(VERSION_KEY, &version.0.to_be_bytes())?;
+                meta.insert(SNAPSHOTS_KEY, &snapshots.to_be_bytes())?;
                 Ok(())
             });
         finish(result)?;
         self.commit(Applied {
             store_id: store_id.to_owned(),
             version,
+            snapshots,
         })
     }
 
@@ -160,6 +166,7 @@ impl Replica {
         self.commit(Applied {
             store_id: store_id.to_owned(),
             version: last,
+            snapshots: have.snapshots,
         })
     }
 
@@ -219,5 +226,17 @@ fn read_applied(meta: &sled::Tree) -> Result<Applied, SourceError> {
         }
         None => ConfigVersion::ZERO,
     };
-    Ok(Applied { store_id, version })
+    let snapshots = match meta.get(SNAPSHOTS_KEY)? {
+        Some(v) => u64::from_be_bytes(
+            v.as_ref()
+                .try_into()
+                .map_err(|_| SourceError::Corrupt("snapshots".into()))?,
+        ),
+        None => 0,
+    };
+    Ok(Applied {
+        store_id,
+        version,
+        snapshots,
+    })
 }

@@ -1,0 +1,303 @@
+//! The edge's EdgeSync service: authenticates the dialing hub (a hub
+//! certificate from the replica, or the one-time bootstrap secret of a new
+//! subscription), applies snapshots and deltas to the replica, and acks.
+
+use std::pin::Pin;
+
+use postern_model::{Change, ConfigVersion, ReplicatedObject, Thumbprint};
+use postern_proto::edgesync as pb;
+use postern_proto::edgesync::edge_sync_server::EdgeSync;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::replica::Replica;
+use crate::subscription::secret_hash;
+
+/// The bootstrap secret the edge handed out, as it keeps it (hashed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// SHA-256 of the secret.
+    pub secret_hash: String,
+    /// Expiry, RFC 3339.
+    pub expires: String,
+    /// Whether a hub has used it.
+    pub used: bool,
+}
+
+/// Persistent bootstrap state of the edge.
+#[derive(Clone)]
+pub struct BootstrapStore {
+    tree: sled::Tree,
+    db: sled::Db,
+}
+
+const BOOTSTRAP_KEY: &[u8] = b"current";
+
+impl BootstrapStore {
+    /// Opens the tree in `db`.
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(Self {
+            tree: db.open_tree("edgesync/bootstrap")?,
+            db: db.clone(),
+        })
+    }
+
+    /// Replaces the outstanding secret (a new subscription file).
+    pub fn issue(&self, secret: &str, expires: &str) -> Result<(), sled::Error> {
+        let record = Bootstrap {
+            secret_hash: secret_hash(secret),
+            expires: expires.to_owned(),
+            used: false,
+        };
+        self.tree
+            .insert(BOOTSTRAP_KEY, serde_json::to_vec(&record).unwrap_or_default())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The outstanding record.
+    pub fn current(&self) -> Option<Bootstrap> {
+        self.tree
+            .get(BOOTSTRAP_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+    }
+
+    /// Checks a presented secret; says why it is refused.
+    pub fn check(&self, secret: &str, now: OffsetDateTime) -> Result<(), String> {
+        let Some(b) = self.current() else {
+            return Err("this edge has issued no subscription".into());
+        };
+        if b.secret_hash != secret_hash(secret) {
+            return Err("the bootstrap secret does not match the edge's current subscription".into());
+        }
+        if b.used {
+            return Err("the bootstrap secret was already used; make a new subscription file".into());
+        }
+        let expires = OffsetDateTime::parse(&b.expires, &Rfc3339).map_err(|e| e.to_string())?;
+        if now > expires {
+            return Err(format!("the bootstrap secret expired at {}", b.expires));
+        }
+        Ok(())
+    }
+
+    fn mark_used(&self) -> Result<(), sled::Error> {
+        if let Some(mut b) = self.current() {
+            b.used = true;
+            self.tree
+                .insert(BOOTSTRAP_KEY, serde_json::to_vec(&b).unwrap_or_default())?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Thumbprints of every hub certificate in the replica.
+pub fn hub_thumbprints(replica: &Replica) -> Vec<Thumbprint> {
+    replica
+        .list("hub")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| match o {
+            ReplicatedObject::Hub(h) => Some(h.certificates),
+            _ => None,
+        })
+        .flatten()
+        .map(|der| Thumbprint::of_der(&der))
+        .collect()
+}
+
+/// The EdgeSync gRPC service of an edge.
+#[derive(Clone)]
+pub struct EdgeSyncService {
+    edge_name: String,
+    replica: Replica,
+    bootstrap: BootstrapStore,
+}
+
+impl EdgeSyncService {
+    /// Serves `replica` for the edge called `edge_name`.
+    pub fn new(edge_name: &str, replica: Replica, bootstrap: BootstrapStore) -> Self {
+        Self {
+            edge_name: edge_name.to_owned(),
+            replica,
+            bootstrap,
+        }
+    }
+}
+
+type EdgeStream = Pin<Box<dyn Stream<Item = Result<pb::EdgeMessage, Status>> + Send>>;
+
+fn message(body: pb::edge_message::Body) -> Result<pb::EdgeMessage, Status> {
+    Ok(pb::EdgeMessage { body: Some(body) })
+}
+
+#[tonic::async_trait]
+impl EdgeSync for EdgeSyncService {
+    type SyncStream = EdgeStream;
+
+    async fn sync(
+        &self,
+        request: Request<Streaming<pb::HubMessage>>,
+    ) -> Result<Response<EdgeStream>, Status> {
+        let peer = request
+            .peer_certs()
+            .and_then(|c| c.first().map(|c| Thumbprint::of_der(c.as_ref())))
+            .ok_or_else(|| Status::unauthenticated("EdgeSync requires the hub's client certificate"))?;
+        let mut inbound = request.into_inner();
+        let hello = match inbound.next().await {
+            Some(Ok(pb::HubMessage {
+                body: Some(pb::hub_message::Body::Hello(h)),
+            })) => h,
+            Some(Err(e)) => return Err(e),
+            _ => return Err(Status::invalid_argument("EdgeSync stream must start with Hello")),
+        };
+        let trusted = hub_thumbprints(&self.replica).contains(&peer);
+        let bootstrapping = if trusted {
+            false
+        } else if hello.bootstrap_secret.is_empty() {
+            let reason = format!(
+                "hub {} presented certificate {peer}, which edge {} does not trust, and no bootstrap secret",
+                hello.hub_name, self.edge_name
+            );
+            tracing::warn!("{reason}");
+            return Err(Status::permission_denied(reason));
+        } else if let Err(why) = self
+            .bootstrap
+            .check(&hello.bootstrap_secret, OffsetDateTime::now_utc())
+        {
+            let reason = format!("hub {} refused by edge {}: {why}", hello.hub_name, self.edge_name);
+            tracing::warn!("{reason}");
+            return Err(Status::permission_denied(reason));
+        } else {
+            true
+        };
+        tracing::info!(hub = %hello.hub_name, %peer, bootstrapping, "EdgeSync stream opened");
+        let applied = self.replica.applied();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let first = message(pb::edge_message::Body::Hello(pb::EdgeHello {
+            edge_name: self.edge_name.clone(),
+            store_id: applied.store_id,
+            version: applied.version.0,
+        }));
+        let _ = tx.send(first).await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut bootstrapping = bootstrapping;
+            while let Some(item) = inbound.next().await {
+                let Ok(msg) = item else { break };
+                let reply = this.handle(msg, &mut bootstrapping, &peer);
+                if tx.send(reply).await.is_err() {
+                    break;
+                }
+            }
+            tracing::info!(%peer, "EdgeSync stream closed");
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+impl EdgeSyncService {
+    fn handle(
+        &self,
+        msg: pb::HubMessage,
+        bootstrapping: &mut bool,
+        peer: &Thumbprint,
+    ) -> Result<pb::EdgeMessage, Status> {
+        let nack = |version: u64, reason: String| {
+            tracing::warn!(version, %reason, "EdgeSync update refused; keeping the previous replica");
+            message(pb::edge_message::Body::Nack(pb::Nack { version, reason }))
+        };
+        match msg.body {
+            Some(pb::hub_message::Body::Snapshot(s)) => {
+                let objects: Result<Vec<ReplicatedObject>, _> =
+                    s.objects.iter().map(|o| serde_json::from_slice(o)).collect();
+                let objects = match objects {
+                    Ok(o) => o,
+                    Err(e) => return nack(s.version, format!("snapshot object does not parse: {e}")),
+                };
+                if *bootstrapping && !snapshot_names_hub(&objects, peer) {
+                    return nack(
+                        s.version,
+                        format!("the snapshot does not list the certificate {peer} the hub presented"),
+                    );
+                }
+                if let Err(e) = self
+                    .replica
+                    .apply_snapshot(&s.store_id, ConfigVersion(s.version), &objects)
+                {
+                    return nack(s.version, e.to_string());
+                }
+                if *bootstrapping {
+                    if let Err(e) = self.bootstrap.mark_used() {
+                        tracing::error!(error = %e, "cannot record the bootstrap secret as used");
+                    }
+                    *bootstrapping = false;
+                }
+                tracing::info!(
+                    version = s.version,
+                    objects = objects.len(),
+                    "EdgeSync snapshot applied"
+                );
+                message(pb::edge_message::Body::Ack(pb::Ack { version: s.version }))
+            }
+            Some(pb::hub_message::Body::Delta(d)) => {
+                if *bootstrapping {
+                    return nack(d.to_version, "a new subscription needs a snapshot first".into());
+                }
+                let changes: Result<Vec<Change>, _> =
+                    d.changes.iter().map(|c| serde_json::from_slice(c)).collect();
+                let changes = match changes {
+                    Ok(c) => c,
+                    Err(e) => return nack(d.to_version, format!("change does not parse: {e}")),
+                };
+                match self
+                    .replica
+                    .apply_delta(&d.store_id, ConfigVersion(d.from_version), &changes)
+                {
+                    Ok(()) => {
+                        tracing::debug!(version = d.to_version, "EdgeSync delta applied");
+                        message(pb::edge_message::Body::Ack(pb::Ack {
+                            version: self.replica.applied().version.0,
+                        }))
+                    }
+                    Err(e) => nack(d.to_version, e.to_string()),
+                }
+            }
+            Some(pb::hub_message::Body::Heartbeat(_)) => {
+                message(pb::edge_message::Body::Heartbeat(pb::Heartbeat {
+                    version: self.replica.applied().version.0,
+                }))
+            }
+            Some(pb::hub_message::Body::Hello(_)) | None => Err(Status::invalid_argument(
+                "unexpected message on an open EdgeSync stream",
+            )),
+        }
+    }
+}
+
+fn snapshot_names_hub(objects: &[ReplicatedObject], peer: &Thumbprint) -> bool {
+    objects.iter().any(|o| match o {
+        ReplicatedObject::Hub(h) => h.certificates.iter().any(|der| Thumbprint::of_der(der) == *peer),
+        _ => false,
+    })
+}
+
+/// Keeps `trust` equal to the hub certificates of the replica, now and
+/// after every apply, so a new hub certificate is trusted at the next
+/// handshake and a removed one is refused.
+pub fn follow_hub_trust(replica: Replica, trust: postern_transport::tls::TrustStore) {
+    trust.set_direct(hub_thumbprints(&replica));
+    let mut watch = replica.watch();
+    tokio::spawn(async move {
+        while watch.changed().await.is_ok() {
+            trust.set_direct(hub_thumbprints(&replica));
+        }
+    });
+}

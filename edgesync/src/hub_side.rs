@@ -1,0 +1,400 @@
+//! The hub side of EdgeSync: one task per subscribed edge that dials it,
+//! holds the stream, sends a snapshot or the deltas the edge lacks, pushes
+//! every committed change at once, heartbeats while idle, and reconnects
+//! with jittered back-off. Each task keeps a status for `edgesync test`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postern_model::{ConfigVersion, Thumbprint};
+use postern_proto::edgesync as pb;
+use postern_proto::edgesync::edge_sync_client::EdgeSyncClient;
+use postern_transport::certs::CertStore;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_stream::StreamExt;
+
+use crate::channel::connect_edge;
+use crate::source::ConfigSource;
+
+/// How long the edge may take to answer an update or heartbeat.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Heartbeat interval on an idle stream.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// An edge to keep in sync.
+#[derive(Clone, Debug)]
+pub struct EdgeTarget {
+    /// The edge's name.
+    pub name: String,
+    /// Its EdgeSync endpoint (`host:port`).
+    pub endpoint: String,
+    /// The certificate it must present.
+    pub thumbprint: Thumbprint,
+    /// The subscription's bootstrap secret, until the first snapshot is acked.
+    pub bootstrap_secret: Option<String>,
+}
+
+/// Where a subscription's synchronisation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncState {
+    /// Dialing or waiting to redial.
+    Connecting,
+    /// Sending an update.
+    Syncing,
+    /// The edge has acked the hub's current version.
+    InSync,
+    /// The last attempt failed; see `last_error`.
+    Failed,
+}
+
+/// The figures `postern edgesync test` prints per edge.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncStatus {
+    /// The edge.
+    pub edge: String,
+    /// State of the stream.
+    pub state: SyncState,
+    /// The hub's configuration version.
+    pub hub_version: u64,
+    /// The version the edge last acked.
+    pub edge_version: u64,
+    /// When the edge was last in sync (RFC 3339).
+    pub last_success: Option<String>,
+    /// The last error, with its time.
+    pub last_error: Option<String>,
+    /// Full snapshots sent since this hub started.
+    pub snapshots_sent: u64,
+    /// Deltas sent since this hub started.
+    pub deltas_sent: u64,
+}
+
+impl SyncStatus {
+    fn new(edge: &str) -> Self {
+        Self {
+            edge: edge.to_owned(),
+            state: SyncState::Connecting,
+            hub_version: 0,
+            edge_version: 0,
+            last_success: None,
+            last_error: None,
+            snapshots_sent: 0,
+            deltas_sent: 0,
+        }
+    }
+
+    /// Versions the edge is behind.
+    pub fn lag(&self) -> u64 {
+        self.hub_version.saturating_sub(self.edge_version)
+    }
+}
+
+/// Called when an edge has acked its first snapshot, so the hub can
+/// forget the bootstrap secret.
+pub type BootstrappedHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+struct Task {
+    stop: watch::Sender<bool>,
+    full: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+}
+
+/// Runs and tracks the sync tasks of a hub.
+#[derive(Clone)]
+pub struct SyncManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Arc<dyn ConfigSource>,
+    certs: CertStore,
+    hub_name: String,
+    hub_fqdn: String,
+    on_bootstrapped: BootstrappedHook,
+    tasks: Mutex<HashMap<String, Task>>,
+    statuses: Mutex<HashMap<String, SyncStatus>>,
+}
+
+impl SyncManager {
+    /// A manager pushing `source` as hub `hub_name` (`hub_fqdn` names the
+    /// certificate it presents).
+    pub fn new(
+        source: Arc<dyn ConfigSource>,
+        certs: CertStore,
+        hub_name: &str,
+        hub_fqdn: &str,
+        on_bootstrapped: BootstrappedHook,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source,
+                certs,
+                hub_name: hub_name.to_owned(),
+                hub_fqdn: hub_fqdn.to_owned(),
+                on_bootstrapped,
+                tasks: Mutex::new(HashMap::new()),
+                statuses: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Starts (or restarts) syncing `target`.
+    pub fn start(&self, target: EdgeTarget) {
+        self.stop(&target.name);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let full = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        lock(&self.inner.statuses).insert(target.name.clone(), SyncStatus::new(&target.name));
+        lock(&self.inner.tasks).insert(
+            target.name.clone(),
+            Task {
+                stop: stop_tx,
+                full: full.clone(),
+                wake: wake.clone(),
+            },
+        );
+        let inner = self.inner.clone();
+        tokio::spawn(run_task(inner, target, stop_rx, full, wake));
+    }
+
+    /// Stops syncing the edge called `name`.
+    pub fn stop(&self, name: &str) {
+        if let Some(task) = lock(&self.inner.tasks).remove(name) {
+            let _ = task.stop.send(true);
+        }
+        lock(&self.inner.statuses).remove(name);
+    }
+
+    /// Sends every edge a full snapshot now (`postern edgesync start`).
+    pub fn force_full(&self) {
+        for task in lock(&self.inner.tasks).values() {
+            task.full.store(true, Ordering::SeqCst);
+            task.wake.notify_one();
+        }
+    }
+
+    /// The status of every subscription.
+    pub fn statuses(&self) -> Vec<SyncStatus> {
+        let version = self.inner.source.version().0;
+        let mut all: Vec<SyncStatus> = lock(&self.inner.statuses)
+            .values()
+            .cloned()
+            .map(|mut s| {
+                s.hub_version = version;
+                s
+            })
+            .collect();
+        all.sort_by(|a, b| a.edge.cmp(&b.edge));
+        all
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+impl Inner {
+    fn update(&self, edge: &str, f: impl FnOnce(&mut SyncStatus)) {
+        if let Some(status) = lock(&self.statuses).get_mut(edge) {
+            f(status);
+        }
+    }
+}
+
+async fn run_task(
+    inner: Arc<Inner>,
+    mut target: EdgeTarget,
+    mut stop: watch::Receiver<bool>,
+    full: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        inner.update(&target.name, |s| s.state = SyncState::Connecting);
+        match session(&inner, &mut target, &mut stop, &full, &wake).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(edge = %target.name, error = %e, "EdgeSync stream failed; will redial");
+                inner.update(&target.name, |s| {
+                    s.state = SyncState::Failed;
+                    s.last_error = Some(format!("{}: {e}", now()));
+                });
+            }
+        }
+        let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff + jitter) => {}
+            _ = stop.changed() => return,
+            _ = wake.notified() => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connected stream, until it fails (Err) or the task is stopped (Ok).
+async fn session(
+    inner: &Inner,
+    target: &mut EdgeTarget,
+    stop: &mut watch::Receiver<bool>,
+    full: &AtomicBool,
+    wake: &Notify,
+) -> Result<(), String> {
+    let channel = connect_edge(
+        &target.endpoint,
+        target.thumbprint,
+        inner.certs.clone(),
+        &inner.hub_fqdn,
+    )
+    .map_err(|e| format!("bad endpoint {}: {e}", target.endpoint))?;
+    let mut client = EdgeSyncClient::new(channel);
+    let (tx, rx) = mpsc::channel(16);
+    let source = &inner.source;
+    let hello = pb::Hello {
+        hub_name: inner.hub_name.clone(),
+        hub_fqdn: inner.hub_fqdn.clone(),
+        store_id: source.store_id(),
+        version: source.version().0,
+        bootstrap_secret: target.bootstrap_secret.clone().unwrap_or_default(),
+    };
+    send(&tx, pb::hub_message::Body::Hello(hello)).await?;
+    let mut inbound = client
+        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| describe(&s))?
+        .into_inner();
+    let (edge_store, mut edge_version) = match next(&mut inbound).await? {
+        pb::edge_message::Body::Hello(h) => (h.store_id, ConfigVersion(h.version)),
+        other => return Err(format!("edge answered Hello with {other:?}")),
+    };
+    let mut same_store = edge_store == source.store_id();
+    let mut versions = source.watch();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        let current = source.version();
+        let delta = if full.swap(false, Ordering::SeqCst) || !same_store {
+            None
+        } else {
+            source.changes_since(edge_version).map_err(|e| e.to_string())?
+        };
+        match delta {
+            None => {
+                inner.update(&target.name, |s| s.state = SyncState::Syncing);
+                let (version, objects) = source.snapshot().map_err(|e| e.to_string())?;
+                let objects = objects
+                    .iter()
+                    .map(|o| serde_json::to_vec(o).unwrap_or_default())
+                    .collect();
+                let snapshot = pb::Snapshot {
+                    store_id: source.store_id(),
+                    version: version.0,
+                    objects,
+                };
+                send(&tx, pb::hub_message::Body::Snapshot(snapshot)).await?;
+                edge_version = ack(&mut inbound).await?;
+                same_store = true;
+                inner.update(&target.name, |s| s.snapshots_sent += 1);
+                if target.bootstrap_secret.take().is_some() {
+                    (inner.on_bootstrapped)(&target.name);
+                }
+            }
+            Some(changes) if !changes.is_empty() => {
+                inner.update(&target.name, |s| s.state = SyncState::Syncing);
+                let to = changes.last().map(|c| c.version).unwrap_or(current);
+                let encoded = changes
+                    .iter()
+                    .map(|c| serde_json::to_vec(c).unwrap_or_default())
+                    .collect();
+                let delta = pb::Delta {
+                    store_id: source.store_id(),
+                    from_version: edge_version.0,
+                    to_version: to.0,
+                    changes: encoded,
+                };
+                send(&tx, pb::hub_message::Body::Delta(delta)).await?;
+                edge_version = ack(&mut inbound).await?;
+                inner.update(&target.name, |s| s.deltas_sent += 1);
+            }
+            Some(_) => {}
+        }
+        let in_sync = edge_version >= source.version();
+        inner.update(&target.name, |s| {
+            s.edge_version = edge_version.0;
+            if in_sync {
+                s.state = SyncState::InSync;
+                s.last_success = Some(now());
+            }
+        });
+        if !in_sync {
+            continue;
+        }
+        tokio::select! {
+            changed = versions.changed() => {
+                if changed.is_err() {
+                    return Err("configuration store closed".into());
+                }
+            }
+            _ = wake.notified() => {}
+            _ = heartbeat.tick() => {
+                send(&tx, pb::hub_message::Body::Heartbeat(pb::Heartbeat { version: source.version().0 })).await?;
+                match next(&mut inbound).await? {
+                    pb::edge_message::Body::Heartbeat(h) => edge_version = ConfigVersion(h.version),
+                    other => return Err(format!("edge answered a heartbeat with {other:?}")),
+                }
+            }
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+async fn send(tx: &mpsc::Sender<pb::HubMessage>, body: pb::hub_message::Body) -> Result<(), String> {
+    tx.send(pb::HubMessage { body: Some(body) })
+        .await
+        .map_err(|_| "stream closed".to_owned())
+}
+
+async fn next(inbound: &mut tonic::Streaming<pb::EdgeMessage>) -> Result<pb::edge_message::Body, String> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, inbound.next()).await {
+        Err(_) => Err(format!(
+            "the edge did not answer within {}s",
+            ANSWER_TIMEOUT.as_secs()
+        )),
+        Ok(None) => Err("the edge closed the stream".into()),
+        Ok(Some(Err(status))) => Err(describe(&status)),
+        Ok(Some(Ok(pb::EdgeMessage { body: Some(body) }))) => Ok(body),
+        Ok(Some(Ok(_))) => Err("empty message from the edge".into()),
+    }
+}
+
+async fn ack(inbound: &mut tonic::Streaming<pb::EdgeMessage>) -> Result<ConfigVersion, String> {
+    match next(inbound).await? {
+        pb::edge_message::Body::Ack(a) => Ok(ConfigVersion(a.version)),
+        pb::edge_message::Body::Nack(n) => {
+            Err(format!("the edge refused version {}: {}", n.version, n.reason))
+        }
+        other => Err(format!("expected an ack, got {other:?}")),
+    }
+}
+
+/// A gRPC status as a readable reason (transport errors carry their cause).
+fn describe(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    let mut text = status.message().to_owned();
+    let mut source = status.source();
+    while let Some(e) = source {
+        text.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    text
+}
