@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! EdgeSync end to end over loopback: a hub store and sync manager, edges
 //! serving gRPC over mutual TLS, snapshots, pushed deltas, refusals.
 
