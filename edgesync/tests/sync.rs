@@ -132,8 +132,10 @@ async fn snapshot_then_pushed_deltas_reach_every_edge() {
     assert_eq!(bootstrapped.lock().unwrap().len(), 2);
 
     // A change is pushed without polling.
-    let mut config = TransportConfig::default();
-    config.tls_send_domain_secure_list = vec![Domain::parse("northwindtraders.com").unwrap()];
+    let config = TransportConfig {
+        tls_send_domain_secure_list: vec![Domain::parse("northwindtraders.com").unwrap()],
+        ..TransportConfig::default()
+    };
     let v = store
         .apply(
             vec![ChangeOp::Put(ReplicatedObject::TransportConfig(config.clone()))],
