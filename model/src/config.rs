@@ -442,3 +442,78 @@ mod tests {
         assert!(!json.contains("kim"), "{json}");
     }
 }
+
+/// The object kinds administrators name on the command line.
+pub const KINDS: &[&str] = &[
+    "transport-config",
+    "accepted-domain",
+    "mailbox",
+    "send-connector",
+    "trusted-root",
+    "hub",
+    "edge",
+];
+
+impl ReplicatedObject {
+    /// Parses the JSON of one object of `kind` (the admin API's payload).
+    pub fn from_kind_json(kind: &str, json: &str) -> Result<Self, String> {
+        let bad = |e: serde_json::Error| format!("bad {kind} object: {e}");
+        Ok(match kind {
+            "transport-config" => Self::TransportConfig(serde_json::from_str(json).map_err(bad)?),
+            "accepted-domain" => Self::AcceptedDomain(serde_json::from_str(json).map_err(bad)?),
+            "mailbox" => Self::Mailbox(serde_json::from_str(json).map_err(bad)?),
+            "send-connector" => Self::SendConnector(serde_json::from_str(json).map_err(bad)?),
+            "trusted-root" => Self::TrustedRoot(serde_json::from_str(json).map_err(bad)?),
+            "hub" => Self::Hub(serde_json::from_str(json).map_err(bad)?),
+            "edge" => Self::Edge(serde_json::from_str(json).map_err(bad)?),
+            other => {
+                return Err(format!(
+                    "unknown object kind {other:?}; kinds are {}",
+                    KINDS.join(", ")
+                ));
+            }
+        })
+    }
+
+    /// The kind name of this object.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TransportConfig(_) => "transport-config",
+            Self::AcceptedDomain(_) => "accepted-domain",
+            Self::Mailbox(_) => "mailbox",
+            Self::SendConnector(_) => "send-connector",
+            Self::Hub(_) => "hub",
+            Self::Edge(_) => "edge",
+            Self::TrustedRoot(_) => "trusted-root",
+        }
+    }
+
+    /// The object's own JSON (without the kind tag).
+    pub fn inner_json(&self) -> String {
+        let value = match self {
+            Self::TransportConfig(o) => serde_json::to_string(o),
+            Self::AcceptedDomain(o) => serde_json::to_string(o),
+            Self::Mailbox(o) => serde_json::to_string(o),
+            Self::SendConnector(o) => serde_json::to_string(o),
+            Self::Hub(o) => serde_json::to_string(o),
+            Self::Edge(o) => serde_json::to_string(o),
+            Self::TrustedRoot(o) => serde_json::to_string(o),
+        };
+        value.unwrap_or_default()
+    }
+}
+
+impl ObjectKey {
+    /// The key of the object of `kind` called `name` (`transport-config`
+    /// has no name; mailboxes are named by address and keyed by hash).
+    pub fn of(kind: &str, name: &str) -> Self {
+        match kind {
+            "transport-config" => Self("transport-config".into()),
+            "mailbox" if name.contains('@') => Self(format!("mailbox/{}", MailboxHash::of(name).0)),
+            "accepted-domain" | "send-connector" | "hub" | "edge" => {
+                Self(format!("{kind}/{}", name.trim().to_ascii_lowercase()))
+            }
+            _ => Self(format!("{kind}/{}", name.trim())),
+        }
+    }
+}
