@@ -6,5 +6,6 @@ pub mod certs;
 pub mod node;
 pub mod queue;
 pub mod routing;
+pub mod server;
 pub mod smtp;
 pub mod tls;
