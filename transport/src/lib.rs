@@ -9,5 +9,6 @@ pub mod node;
 pub mod protocol_log;
 pub mod queue;
 pub mod routing;
+pub mod server;
 pub mod smtp;
 pub mod tls;

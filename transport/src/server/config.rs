@@ -1,0 +1,87 @@
+//! A receive connector's configuration as plain data: where it listens,
+//! what it is called, what TLS it offers or demands, its limits and its
+//! timeouts. Building and binding happen in [`ReceiveConnector`](super::ReceiveConnector).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use postern_model::Domain;
+
+use crate::smtp::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, SessionConfig};
+use crate::tls::ClientAuth;
+
+/// Waiting for a command between transactions (Postfix `smtpd_timeout`,
+/// Exchange `ConnectionInactivityTimeout`): 5 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Waiting for the next command inside a transaction, or for the rest of a
+/// command line, or for the TLS handshake: 5 minutes (RFC 5321 §4.5.3.2.7).
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Waiting for more message data after 354: 10 minutes (RFC 5321
+/// §4.5.3.2.6 asks at least 3; Exchange and Postfix allow 10).
+pub const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// One receive connector (Exchange's `ReceiveConnector`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiveConnectorConfig {
+    /// The connector's name, for logs (`Default EDGE01`).
+    pub name: String,
+    /// Address and port to listen on (port 0 in tests).
+    pub bind: SocketAddr,
+    /// The FQDN announced in the greeting and EHLO answer; the STARTTLS
+    /// certificate must name it.
+    pub fqdn: Domain,
+    /// What the TLS handshake asks of clients.
+    pub client_auth: ClientAuth,
+    /// Refuse MAIL with 530 5.7.0 until STARTTLS.
+    pub require_tls: bool,
+    /// Offer STARTTLS (when a certificate names `fqdn`).
+    pub offer_starttls: bool,
+    /// Largest message body in octets (552 5.3.4 above).
+    pub max_message_size: usize,
+    /// Recipients per message (452 4.5.3 above).
+    pub max_recipients: usize,
+    /// Between transactions: how long a silent client is kept.
+    pub idle_timeout: Duration,
+    /// Inside a transaction, mid-line and during the TLS handshake.
+    pub command_timeout: Duration,
+    /// Between reads of message data.
+    pub data_timeout: Duration,
+    /// Peers authenticated by direct trust are nodes of this organisation:
+    /// their `X-Postern-Organization-*` headers are kept (header firewall).
+    pub trusted_org: bool,
+}
+
+impl ReceiveConnectorConfig {
+    /// A connector with the defaults: STARTTLS offered, not required, no
+    /// client certificate asked, 35 MB, 200 recipients, 5/5/10 minutes,
+    /// not an organisation connector.
+    pub fn new(name: impl Into<String>, bind: SocketAddr, fqdn: Domain) -> Self {
+        Self {
+            name: name.into(),
+            bind,
+            fqdn,
+            client_auth: ClientAuth::None,
+            require_tls: false,
+            offer_starttls: true,
+            max_message_size: usize::try_from(DEFAULT_MAX_MESSAGE_SIZE).unwrap_or(usize::MAX),
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            data_timeout: DEFAULT_DATA_TIMEOUT,
+            trusted_org: false,
+        }
+    }
+
+    /// The protocol knobs for one session; `starttls_available` says
+    /// whether a certificate for the FQDN exists right now.
+    pub(crate) fn session_config(&self, starttls_available: bool) -> SessionConfig {
+        SessionConfig {
+            hostname: self.fqdn.clone(),
+            max_recipients: self.max_recipients,
+            max_message_size: self.max_message_size as u64,
+            offer_starttls: self.offer_starttls && starttls_available,
+            require_tls: self.require_tls,
+            implicit_tls: false,
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! One client connection: the I/O half of the contract in
+//! [`crate::smtp::session`]. Bytes read go to a [`LineReader`]; every
+//! complete line goes to the [`Session`]; replies are batched while lines
+//! remain (PIPELINING) and flushed before the task blocks for input. After
+//! STARTTLS's 220 the buffered plain text is dropped (CVE-2011-0411) and
+//! the handshake runs; after 354 bytes go to the [`DataReceiver`]; at the
+//! final dot the message gets its `Received:` field, passes the header
+//! firewall and is made durable before the 250.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use postern_model::QueueId;
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::Shared;
+use super::firewall::strip_org_headers;
+use super::received::ReceivedStamp;
+use super::recipients::{RouteBook, RoutingPolicy, resolve_mailbox, route};
+use super::record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};
+use super::stream::Stream;
+use crate::queue::{self, RecipientState};
+use crate::smtp::{
+    Action, DataReceiver, DataStatus, Envelope, Helo, LineReader, Output, Reply, ReversePath, Session,
+    SessionState,
+};
+use crate::tls::{PeerTrust, TlsInfo};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long closing (TLS close_notify, TCP FIN) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection ended early; logged at debug, recorded as a [`SessionEnd`].
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    /// Reading or writing failed (reset, broken pipe).
+    #[error("connection I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The STARTTLS handshake failed or took too long.
+    #[error("TLS handshake: {0}")]
+    Tls(String),
+}
+
+impl ConnError {
+    fn end(self) -> SessionEnd {
+        match self {
+            Self::Io(e) => SessionEnd::Io(e.to_string()),
+            Self::Tls(why) => SessionEnd::TlsFailed(why),
+        }
+    }
+}
+
+/// What to do after handling input.
+enum Flow {
+    /// Read on.
+    Continue,
+    /// Flush and close.
+    Close(SessionEnd),
+}
+
+/// What waiting for input came to.
+enum Wait {
+    Bytes(usize),
+    Eof,
+    Timeout,
+    Shutdown,
+}
+
+/// Runs one connection to its end and reports it to the connector.
+pub(crate) async fn run(
+    tcp: TcpStream,
+    remote: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
+    }
+    let info = ConnectionInfo {
+        session_id: SessionId::random(),
+        connector: shared.config.name.clone(),
+        local,
+        remote,
+        helo: None,
+        tls: None,
+        peer_trust: PeerTrust::None,
+    };
+    tracing::debug!(session = %info.session_id, %remote, connector = %info.connector, "connection accepted");
+    let mut conn = Connection::new(Stream::Plain(tcp), info, shared, stop);
+    let end = match conn.drive().await {
+        Ok(end) => end,
+        Err(error) => {
+            tracing::debug!(session = %conn.info.session_id, %remote, %error, "connection failed");
+            error.end()
+        }
+    };
+    conn.close().await;
+    tracing::debug!(session = %conn.info.session_id, %remote, ?end, queued = conn.queued.len(), "session ended");
+    let Connection {
+        info, queued, shared, ..
+    } = conn;
+    shared.finished(SessionRecord { info, queued, end });
+}
+
+struct Connection {
+    stream: Stream,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    session: Session,
+    lines: LineReader,
+    routes: RouteBook,
+    /// Set between 354 and the final dot.
+    receiving: Option<DataReceiver>,
+    /// The message being received.
+    message: Vec<u8>,
+    /// Replies not yet written.
+    out: Vec<u8>,
+    buf: Vec<u8>,
+    info: ConnectionInfo,
+    queued: Vec<QueueId>,
+    /// Messages received in this session (for the `Received:` id).
+    transactions: u32,
+}
+
+impl Connection {
+    fn new(stream: Stream, info: ConnectionInfo, shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Self {
+        let routes = RouteBook::default();
+        let policy = RoutingPolicy::new(
+            Arc::clone(&shared.ctx.router),
+            shared.postmaster.clone(),
+            routes.clone(),
+        );
+        let config = shared.config.session_config(shared.starttls_available());
+        Self {
+            stream,
+            session: Session::new(config, Box::new(policy)),
+            shared,
+            stop,
+            lines: LineReader::new(),
+            routes,
+            receiving: None,
+            message: Vec::new(),
+            out: Vec::new(),
+            buf: vec![0; READ_CHUNK],
+            info,
+            queued: Vec::new(),
+            transactions: 0,
+        }
+    }
+
+    /// The session from greeting to end.
+    async fn drive(&mut self) -> Result<SessionEnd, ConnError> {
+        self.out.extend(self.session.greeting().to_bytes());
+        loop {
+            if let Flow::Close(end) = self.process().await? {
+                self.flush().await?;
+                return Ok(end);
+            }
+            // Everything buffered is answered: flush before blocking, or a
+            // pipelining client and we would wait for each other.
+            self.flush().await?;
+            match self.wait().await? {
+                Wait::Bytes(n) => self.lines.feed(&self.buf[..n]),
+                Wait::Eof => return Ok(SessionEnd::PeerClosed),
+                Wait::Timeout => {
+                    let output = self.session.timeout();
+                    self.out
+                        .extend(output.reply.map(|r| r.to_bytes()).unwrap_or_default());
+                    self.flush().await?;
+                    return Ok(SessionEnd::Timeout);
+                }
+                Wait::Shutdown => {
+                    self.reply(&Reply::shutting_down(self.shared.config.fqdn.as_str()));
+                    self.flush().await?;
+                    return Ok(SessionEnd::Shutdown);
+                }
+            }
+        }
+    }
+
+    /// Handles everything buffered: message data, then command lines.
+    async fn process(&mut self) -> Result<Flow, ConnError> {
+        loop {
+            if let Some(receiver) = self.receiving.as_mut() {
+                let pending = self.lines.take_buffered();
+                match receiver.feed(&pending, &mut self.message) {
+                    DataStatus::More => return Ok(Flow::Continue),
+                    DataStatus::End { consumed, end } => {
+                        self.receiving = None;
+                        // Bytes after the final dot are pipelined commands.
+                        self.lines.feed(pending.get(consumed..).unwrap_or_default());
+                        let output = self.session.data_end(end);
+                        if let Flow::Close(end) = self.act(output).await? {
+                            return Ok(Flow::Close(end));
+                        }
+                        continue;
+                    }
+                }
+            }
+            let output = match self.lines.next_line() {
+                None => return Ok(Flow::Continue),
+                Some(Ok(line)) => self.session.command_line(&line),
+                Some(Err(error)) => self.session.line_error(error),
+            };
+            if let Some(helo) = current_helo(self.session.state())
+                && self.info.helo.as_ref() != Some(&helo.name)
+            {
+                self.info.helo = Some(helo.name.clone());
+            }
+            if let Flow::Close(end) = self.act(output).await? {
+                return Ok(Flow::Close(end));
+            }
+        }
+    }
+
+    /// Sends the session's reply and does what it asks.
+    async fn act(&mut self, output: Output) -> Result<Flow, ConnError> {
+        if let Some(reply) = &output.reply {
+            self.reply(reply);
+        }
+        match output.action {
+            Action::Continue => Ok(Flow::Continue),
+            Action::Close => Ok(Flow::Close(SessionEnd::Quit)),
+            Action::StartTls => {
+                self.flush().await?;
+                // CVE-2011-0411: nothing sent in plain text behind
+                // STARTTLS may be read as if it came over TLS.
+                self.lines.clear();
+                self.start_tls().await?;
+                Ok(Flow::Continue)
+            }
+            Action::ReceiveData(receiver) => {
+                self.message.clear();
+                self.receiving = Some(receiver);
+                self.flush().await?;
+                Ok(Flow::Continue)
+            }
+            Action::Queue(envelope) => {
+                let reply = self.enqueue(envelope).await;
+                self.reply(&reply);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        self.out.extend(reply.to_bytes());
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnError> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Waits for input, as long as the session's state allows. Idle
+    /// sessions also wake for shutdown.
+    async fn wait(&mut self) -> Result<Wait, ConnError> {
+        let config = &self.shared.config;
+        let idle = self.receiving.is_none()
+            && self.lines.buffered().is_empty()
+            && matches!(
+                self.session.state(),
+                SessionState::Connected | SessionState::Greeted { .. }
+            );
+        let limit = if self.receiving.is_some() {
+            config.data_timeout
+        } else if idle {
+            config.idle_timeout
+        } else {
+            config.command_timeout
+        };
+        let read = tokio::time::timeout(limit, self.stream.read(&mut self.buf));
+        let result = if idle {
+            tokio::select! {
+                result = read => result,
+                // Also when the connector is gone: stop either way.
+                _ = self.stop.wait_for(|stop| *stop) => return Ok(Wait::Shutdown),
+            }
+        } else {
+            read.await
+        };
+        match result {
+            Err(_) => Ok(Wait::Timeout),
+            Ok(Ok(0)) => Ok(Wait::Eof),
+            Ok(Ok(n)) => Ok(Wait::Bytes(n)),
+            Ok(Err(error)) => Err(error.into()),
+        }
+    }
+
+    /// The TLS handshake after 220; the session has already reset itself.
+    async fn start_tls(&mut self) -> Result<(), ConnError> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(ConnError::Tls(
+                "STARTTLS on a connection that is not plain TCP".into(),
+            ));
+        };
+        let acceptor = TlsAcceptor::from(Arc::clone(&self.shared.tls));
+        let tls = match tokio::time::timeout(self.shared.config.command_timeout, acceptor.accept(tcp)).await {
+            Err(_) => return Err(ConnError::Tls("handshake timed out".into())),
+            Ok(Err(error)) => return Err(ConnError::Tls(error.to_string())),
+            Ok(Ok(tls)) => tls,
+        };
+        let tls_info = TlsInfo::from_connection(tls.get_ref().1);
+        self.info.peer_trust = self.shared.ctx.trust.classify(&tls_info.peer_chain);
+        tracing::debug!(
+            session = %self.info.session_id,
+            version = %tls_info.version,
+            cipher = %tls_info.cipher,
+            peer_trust = ?self.info.peer_trust,
+            "TLS established"
+        );
+        self.info.tls = Some(tls_info);
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Stamps, filters and queues the received message; the reply is 250
+    /// only once the queue says it is durable.
+    async fn enqueue(&mut self, envelope: Envelope) -> Reply {
+        let received = std::mem::take(&mut self.message);
+        let recipients = match self.recipient_states(&envelope) {
+            Ok(recipients) => recipients,
+            Err(address) => {
+                tracing::warn!(session = %self.info.session_id, %address, "recipient no longer routes; message refused (451)");
+                return self.session.queue_failed();
+            }
+        };
+        let org_node = self.shared.config.trusted_org && self.info.is_direct_trust();
+        let body = strip_org_headers(&received, org_node);
+        if body.len() != received.len() {
+            tracing::info!(
+                session = %self.info.session_id,
+                remote = %self.info.remote,
+                "removed X-Postern-Organization-* headers from a peer that is not an organisation node"
+            );
+        }
+        self.transactions += 1;
+        let id = format!("{}.{}", self.info.session_id, self.transactions);
+        let extended = current_helo(self.session.state()).is_none_or(|h| h.extended);
+        let stamp = ReceivedStamp {
+            helo: &envelope.helo,
+            extended,
+            remote: self.info.remote.ip(),
+            rdns: None,
+            by: &self.shared.config.fqdn,
+            id: &id,
+            tls: self.info.tls.as_ref(),
+            date: OffsetDateTime::now_utc(),
+        };
+        let mut message = stamp.to_field().into_bytes();
+        message.extend_from_slice(&body);
+        let sender = match &envelope.from {
+            ReversePath::Null => None,
+            ReversePath::Mailbox(m) => Some(m.to_string()),
+        };
+        let queued = queue::Envelope::new(sender, recipients, SystemTime::now());
+        match self.shared.ctx.queue.enqueue(queued, message).await {
+            Ok(queue_id) => {
+                tracing::info!(session = %self.info.session_id, received_id = %id, %queue_id, "message queued");
+                self.queued.push(queue_id);
+                self.session.queued(&queue_id)
+            }
+            Err(error) => {
+                tracing::warn!(session = %self.info.session_id, %error, "message could not be queued (451)");
+                self.session.queue_failed()
+            }
+        }
+    }
+
+    /// The queue's recipients with the next-hop keys chosen at RCPT (or,
+    /// failing that, now); `Err` names a recipient that no longer routes.
+    fn recipient_states(&self, envelope: &Envelope) -> Result<Vec<RecipientState>, String> {
+        let postmaster = &self.shared.postmaster;
+        envelope
+            .recipients
+            .iter()
+            .map(|path| {
+                let address = resolve_mailbox(path, postmaster).to_string();
+                let key = match self.routes.get(&address) {
+                    Some(key) => key,
+                    None => route(self.shared.ctx.router.as_ref(), path, postmaster)
+                        .map_err(|_| address.clone())?,
+                };
+                Ok(RecipientState::new(address, key))
+            })
+            .collect()
+    }
+
+    /// Sends what is left and closes (TLS close_notify, then FIN).
+    async fn close(&mut self) {
+        let closing = async {
+            if !self.out.is_empty() {
+                let _ = self.stream.write_all(&self.out).await;
+            }
+            let _ = self.stream.shutdown().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+    }
+}
+
+/// The client's introduction, in any state that has one.
+fn current_helo(state: &SessionState) -> Option<&Helo> {
+    match state {
+        SessionState::Greeted { helo }
+        | SessionState::Mail { helo, .. }
+        | SessionState::Rcpt { helo, .. }
+        | SessionState::Data { helo, .. }
+        | SessionState::Queuing { helo } => Some(helo),
+        SessionState::Connected | SessionState::Closed => None,
+    }
+}

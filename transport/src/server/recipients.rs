@@ -1,0 +1,137 @@
+//! Recipient acceptance through routing: at RCPT the router names the
+//! next hop (or refuses, e.g. 550 5.7.1 for relaying), and the key is
+//! remembered so the queued recipient carries the very key the client was
+//! answered for, even if routing changes before the final dot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::routing::{LOCAL_HOP, RouteRefusal, Router};
+use crate::smtp::{ForwardPath, Mailbox, RecipientContext, RecipientPolicy, RecipientVerdict};
+
+/// Next-hop keys chosen at RCPT, by recipient address, for the current
+/// transaction; shared between the session's policy and the connection.
+#[derive(Clone, Debug, Default)]
+pub struct RouteBook(Arc<Mutex<HashMap<String, String>>>);
+
+impl RouteBook {
+    fn insert(&self, address: String, key: String) {
+        self.lock().insert(address, key);
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The key chosen for `address` in this transaction.
+    pub fn get(&self, address: &str) -> Option<String> {
+        self.lock().get(address).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The recipient policy of a receive connector: a recipient is taken when
+/// the router has a next hop for it.
+pub struct RoutingPolicy {
+    router: Arc<dyn Router>,
+    postmaster: Mailbox,
+    book: RouteBook,
+}
+
+impl RoutingPolicy {
+    /// Routes with `router`; the bare `<Postmaster>` stands for
+    /// `postmaster` (postmaster@ the node). Keys go into `book`.
+    pub fn new(router: Arc<dyn Router>, postmaster: Mailbox, book: RouteBook) -> Self {
+        Self {
+            router,
+            postmaster,
+            book,
+        }
+    }
+
+    /// The mailbox a forward path is delivered to.
+    pub fn mailbox(&self, path: &ForwardPath) -> Mailbox {
+        resolve_mailbox(path, &self.postmaster)
+    }
+}
+
+/// `<Postmaster>` becomes `postmaster`; a mailbox stays itself.
+pub fn resolve_mailbox(path: &ForwardPath, postmaster: &Mailbox) -> Mailbox {
+    match path {
+        ForwardPath::Postmaster => postmaster.clone(),
+        ForwardPath::Mailbox(m) => m.clone(),
+    }
+}
+
+/// The next-hop key for `path`. `<Postmaster>` must always be accepted
+/// (RFC 5321 §4.5.1): when the router has no route for it, it is
+/// delivered locally.
+pub fn route(router: &dyn Router, path: &ForwardPath, postmaster: &Mailbox) -> Result<String, RouteRefusal> {
+    let mailbox = resolve_mailbox(path, postmaster);
+    match (router.next_hop(&mailbox), path) {
+        (Ok(key), _) => Ok(key),
+        (Err(_), ForwardPath::Postmaster) => Ok(LOCAL_HOP.to_owned()),
+        (Err(refusal), ForwardPath::Mailbox(_)) => Err(refusal),
+    }
+}
+
+impl RecipientPolicy for RoutingPolicy {
+    fn check(&mut self, ctx: RecipientContext<'_>, to: &ForwardPath) -> RecipientVerdict {
+        if ctx.accepted.is_empty() {
+            // A new transaction: forget keys of abandoned ones.
+            self.book.clear();
+        }
+        match route(self.router.as_ref(), to, &self.postmaster) {
+            Ok(key) => {
+                self.book.insert(self.mailbox(to).to_string(), key);
+                RecipientVerdict::Accept
+            }
+            Err(RouteRefusal(reply)) => RecipientVerdict::Reject(reply),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use postern_model::Domain;
+
+    use super::*;
+    use crate::routing::StaticRouter;
+    use crate::smtp::{HeloName, ReversePath};
+
+    #[test]
+    fn local_accepted_with_key_relay_refused_postmaster_always() {
+        let router = Arc::new(StaticRouter {
+            local_domains: vec![Domain::parse("local.test").unwrap()],
+            relay: None,
+        });
+        let book = RouteBook::default();
+        let postmaster = Mailbox::parse("postmaster@mx.other.test").unwrap();
+        let mut policy = RoutingPolicy::new(router, postmaster, book.clone());
+        let helo = HeloName::parse("client.test").unwrap();
+        let from = ReversePath::Null;
+        let ctx = RecipientContext {
+            helo: &helo,
+            from: &from,
+            accepted: &[],
+            tls: false,
+        };
+        let local = ForwardPath::parse("<Bob@Local.Test>").unwrap();
+        assert_eq!(policy.check(ctx, &local), RecipientVerdict::Accept);
+        assert_eq!(book.get("Bob@local.test").as_deref(), Some(LOCAL_HOP));
+        let remote = ForwardPath::parse("<x@elsewhere.test>").unwrap();
+        let RecipientVerdict::Reject(reply) = policy.check(ctx, &remote) else {
+            panic!("relaying accepted");
+        };
+        assert_eq!(reply.code(), 550);
+        assert_eq!(
+            policy.check(ctx, &ForwardPath::Postmaster),
+            RecipientVerdict::Accept
+        );
+        assert_eq!(book.get("postmaster@mx.other.test").as_deref(), Some(LOCAL_HOP));
+    }
+}
