@@ -395,54 +395,6 @@ pub struct Change {
     pub op: ChangeOp,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn address_spaces() {
-        let a = AddressSpace::parse("*;100").unwrap();
-        assert_eq!(a.pattern, DomainPattern::Any);
-        assert_eq!(a.cost, 100);
-        let b = AddressSpace::parse("northwindtraders.com").unwrap();
-        assert_eq!(b.cost, 1);
-        let c = AddressSpace::parse("*.adatum.com;5").unwrap();
-        let d = Domain::parse("mail.adatum.com").unwrap();
-        assert!(c.pattern.matches(&d));
-        assert!(!b.pattern.matches(&d));
-        assert!(c.pattern.specificity() > a.pattern.specificity());
-        assert!(AddressSpace::parse("x;y").is_err());
-        assert_eq!(c.to_string(), "*.adatum.com;5");
-    }
-
-    #[test]
-    fn mailbox_hash_ignores_case() {
-        assert_eq!(
-            MailboxHash::of("Kim@Adatum.com"),
-            MailboxHash::of("kim@adatum.com")
-        );
-        assert_eq!(MailboxHash::of("kim@adatum.com").0.len(), 64);
-    }
-
-    #[test]
-    fn objects_round_trip_as_json() {
-        let obj = ReplicatedObject::SendConnector(SendConnector::new(
-            "Internet",
-            vec![AddressSpace::parse("*;100").unwrap()],
-        ));
-        let json = serde_json::to_string(&obj).unwrap();
-        assert!(json.contains("\"kind\":\"send-connector\""), "{json}");
-        let back: ReplicatedObject = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, obj);
-        assert_eq!(back.key().0, "send-connector/internet");
-        assert_eq!(back.key().kind(), "send-connector");
-        let mailbox = ReplicatedObject::Mailbox(MailboxHash::of("kim@adatum.com"));
-        let json = serde_json::to_string(&mailbox).unwrap();
-        assert_eq!(serde_json::from_str::<ReplicatedObject>(&json).unwrap(), mailbox);
-        assert!(!json.contains("kim"), "{json}");
-    }
-}
-
 /// The object kinds administrators name on the command line.
 pub const KINDS: &[&str] = &[
     "transport-config",
@@ -515,5 +467,53 @@ impl ObjectKey {
             }
             _ => Self(format!("{kind}/{}", name.trim())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_spaces() {
+        let a = AddressSpace::parse("*;100").unwrap();
+        assert_eq!(a.pattern, DomainPattern::Any);
+        assert_eq!(a.cost, 100);
+        let b = AddressSpace::parse("northwindtraders.com").unwrap();
+        assert_eq!(b.cost, 1);
+        let c = AddressSpace::parse("*.adatum.com;5").unwrap();
+        let d = Domain::parse("mail.adatum.com").unwrap();
+        assert!(c.pattern.matches(&d));
+        assert!(!b.pattern.matches(&d));
+        assert!(c.pattern.specificity() > a.pattern.specificity());
+        assert!(AddressSpace::parse("x;y").is_err());
+        assert_eq!(c.to_string(), "*.adatum.com;5");
+    }
+
+    #[test]
+    fn mailbox_hash_ignores_case() {
+        assert_eq!(
+            MailboxHash::of("Kim@Adatum.com"),
+            MailboxHash::of("kim@adatum.com")
+        );
+        assert_eq!(MailboxHash::of("kim@adatum.com").0.len(), 64);
+    }
+
+    #[test]
+    fn objects_round_trip_as_json() {
+        let obj = ReplicatedObject::SendConnector(SendConnector::new(
+            "Internet",
+            vec![AddressSpace::parse("*;100").unwrap()],
+        ));
+        let json = serde_json::to_string(&obj).unwrap();
+        assert!(json.contains("\"kind\":\"send-connector\""), "{json}");
+        let back: ReplicatedObject = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, obj);
+        assert_eq!(back.key().0, "send-connector/internet");
+        assert_eq!(back.key().kind(), "send-connector");
+        let mailbox = ReplicatedObject::Mailbox(MailboxHash::of("kim@adatum.com"));
+        let json = serde_json::to_string(&mailbox).unwrap();
+        assert_eq!(serde_json::from_str::<ReplicatedObject>(&json).unwrap(), mailbox);
+        assert!(!json.contains("kim"), "{json}");
     }
 }
