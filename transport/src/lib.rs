@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod client;
 pub mod node;
 pub mod queue;
 pub mod routing;
