@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod client;
 pub mod delivery;
 pub mod metrics;
 pub mod node;

@@ -1,0 +1,264 @@
+//! Opening a connection to a next hop: the hop's hosts in order, TCP with a
+//! deadline, the greeting, EHLO (HELO when EHLO is refused with 5xx), then
+//! the TLS step [`tls_plan`] chooses, and EHLO again over TLS.
+//!
+//! An opportunistic handshake that fails is not retried on the broken
+//! connection: the client reconnects to the same host and carries on in
+//! plain text, like Postfix's `may` level. Required TLS never falls back.
+
+use std::io;
+use std::time::Duration;
+
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use crate::certs::CertStore;
+use crate::client::connection::ClientConnection;
+use crate::client::error::reply_text;
+use crate::client::plan::{PlainReason, TlsPlan, tls_plan};
+use crate::client::transaction::is_success;
+use crate::client::wire::Wire;
+use crate::client::{ClientError, ClientSettings};
+use crate::routing::{HostPort, SmtpHop};
+use crate::smtp::EhloCapabilities;
+use crate::tls::{ClientCertResolver, TrustStore, client_config};
+
+/// The longest we wait for the answer to a QUIT sent while giving up.
+const QUIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens connections to next hops with the node's certificates and trust.
+#[derive(Clone)]
+pub struct Connector {
+    /// Where our client certificate comes from (the one naming the hop's
+    /// HELO name).
+    pub certs: CertStore,
+    /// Direct trust and PKI roots for checking servers.
+    pub trust: TrustStore,
+    /// Timeouts and reuse limits.
+    pub settings: ClientSettings,
+}
+
+/// How one try at one host failed.
+enum OpenError {
+    /// Give up on this host.
+    Failed(ClientError),
+    /// An opportunistic handshake failed: reconnect in plain text.
+    OpportunisticTls(ClientError),
+}
+
+impl From<ClientError> for OpenError {
+    fn from(e: ClientError) -> Self {
+        OpenError::Failed(e)
+    }
+}
+
+impl Connector {
+    /// A connector over the node's stores.
+    pub fn new(certs: CertStore, trust: TrustStore, settings: ClientSettings) -> Self {
+        Self {
+            certs,
+            trust,
+            settings,
+        }
+    }
+
+    /// Connects to the first host of `hop` that greets, introduces us and
+    /// satisfies the hop's TLS policy. The error is the last host's.
+    pub async fn connect(&self, hop: &SmtpHop) -> Result<ClientConnection, ClientError> {
+        let mut last = ClientError::NoHosts(hop.key.clone());
+        for host in &hop.hosts {
+            match self.connect_host(hop, host).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    tracing::info!(hop = %hop.key, %host, error = %e, "next-hop host failed");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn connect_host(&self, hop: &SmtpHop, host: &HostPort) -> Result<ClientConnection, ClientError> {
+        match self.open(hop, host, false).await {
+            Ok(conn) => Ok(conn),
+            Err(OpenError::Failed(e)) => Err(e),
+            Err(OpenError::OpportunisticTls(e)) => {
+                tracing::warn!(
+                    hop = %hop.key, %host, error = %e,
+                    "opportunistic TLS failed; reconnecting to send in plain text"
+                );
+                match self.open(hop, host, true).await {
+                    Ok(conn) => Ok(conn),
+                    Err(OpenError::Failed(e) | OpenError::OpportunisticTls(e)) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// One connection to one host; `handshake_failed` after an
+    /// opportunistic handshake with it failed.
+    async fn open(
+        &self,
+        hop: &SmtpHop,
+        host: &HostPort,
+        handshake_failed: bool,
+    ) -> Result<ClientConnection, OpenError> {
+        let limit = self.settings.command_timeout;
+        let mut wire = Wire::new(self.tcp(host).await?, host.to_string());
+        let greeting = wire.read_reply("greeting", limit).await?;
+        if greeting.code() != 220 {
+            quit_quietly(&mut wire).await;
+            return Err(refused(&wire, "the session", &greeting).into());
+        }
+        let mut caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
+        let (tls, plain) = match tls_plan(hop.tls, caps.starttls, handshake_failed) {
+            TlsPlan::Abort => {
+                quit_quietly(&mut wire).await;
+                return Err(ClientError::StartTlsNotOffered(wire.host().to_owned()).into());
+            }
+            TlsPlan::Plain(reason) => {
+                log_plain(hop, host, reason);
+                (None, Some(reason))
+            }
+            TlsPlan::StartTls {
+                verification,
+                client_certificate,
+                required,
+            } => {
+                let name = server_name(hop, host)?;
+                let reply = wire.command("STARTTLS\r\n", "reply to STARTTLS", limit).await?;
+                if reply.code() != 220 {
+                    if required {
+                        quit_quietly(&mut wire).await;
+                        return Err(ClientError::StartTlsRefused {
+                            host: wire.host().to_owned(),
+                            reply: reply_text(&reply),
+                        }
+                        .into());
+                    }
+                    log_plain(hop, host, PlainReason::StartTlsRefused);
+                    (None, Some(PlainReason::StartTlsRefused))
+                } else {
+                    let resolver = client_certificate
+                        .then(|| ClientCertResolver::new(self.certs.clone(), hop.helo.as_str()));
+                    let config = client_config(verification, &self.trust, resolver);
+                    match wire.start_tls(config, name, limit).await {
+                        Ok((upgraded, info)) => {
+                            wire = upgraded;
+                            caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
+                            (Some(info), None)
+                        }
+                        Err(e) if required => return Err(OpenError::Failed(e)),
+                        Err(e) => return Err(OpenError::OpportunisticTls(e)),
+                    }
+                }
+            }
+        };
+        Ok(ClientConnection::new(
+            wire,
+            host.clone(),
+            caps,
+            tls,
+            plain,
+            self.settings,
+        ))
+    }
+
+    /// TCP to the first address of `host` that accepts within the timeout.
+    async fn tcp(&self, host: &HostPort) -> Result<TcpStream, ClientError> {
+        let limit = self.settings.connect_timeout;
+        let failed = |source| ClientError::Connect {
+            host: host.to_string(),
+            source,
+        };
+        let addrs =
+            match tokio::time::timeout(limit, tokio::net::lookup_host((host.host.as_str(), host.port))).await
+            {
+                Err(_) => {
+                    return Err(failed(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "name lookup timed out",
+                    )));
+                }
+                Ok(Err(e)) => return Err(failed(e)),
+                Ok(Ok(addrs)) => addrs,
+            };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+        for addr in addrs {
+            match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => {
+                    // Pipelined batches are written whole; don't delay them.
+                    let _ = tcp.set_nodelay(true);
+                    return Ok(tcp);
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out"))
+                }
+            }
+        }
+        Err(failed(last))
+    }
+}
+
+/// EHLO, or HELO when EHLO is refused permanently (a server without ESMTP).
+async fn ehlo(wire: &mut Wire, helo: &str, limit: Duration) -> Result<EhloCapabilities, ClientError> {
+    let reply = wire
+        .command(&format!("EHLO {helo}\r\n"), "reply to EHLO", limit)
+        .await?;
+    if is_success(&reply) {
+        return Ok(EhloCapabilities::from_reply(&reply));
+    }
+    if !reply.is_permanent() {
+        return Err(refused(wire, "EHLO", &reply));
+    }
+    let reply = wire
+        .command(&format!("HELO {helo}\r\n"), "reply to HELO", limit)
+        .await?;
+    if is_success(&reply) {
+        Ok(EhloCapabilities::default())
+    } else {
+        Err(refused(wire, "HELO", &reply))
+    }
+}
+
+/// The name the server's certificate is checked against (and sent as SNI):
+/// the hop's TLS name, or else the host.
+fn server_name(hop: &SmtpHop, host: &HostPort) -> Result<ServerName<'static>, ClientError> {
+    let name = match &hop.tls_name {
+        Some(domain) => domain.as_str().to_owned(),
+        None => host.host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+    };
+    ServerName::try_from(name.clone()).map_err(|_| ClientError::BadServerName(name))
+}
+
+fn log_plain(hop: &SmtpHop, host: &HostPort, reason: PlainReason) {
+    match reason {
+        PlainReason::DangerIgnoreStartTls => {
+            tracing::warn!(hop = %hop.key, %host, "STARTTLS ignored by configuration: sending in plain text")
+        }
+        PlainReason::StartTlsRefused => {
+            tracing::warn!(hop = %hop.key, %host, "server refused STARTTLS: sending in plain text")
+        }
+        PlainReason::HandshakeFailed => {
+            tracing::warn!(hop = %hop.key, %host, "sending in plain text after a failed TLS handshake")
+        }
+        PlainReason::NotOffered => {
+            tracing::debug!(hop = %hop.key, %host, "STARTTLS not offered: sending in plain text")
+        }
+    }
+}
+
+fn refused(wire: &Wire, stage: &'static str, reply: &crate::smtp::Reply) -> ClientError {
+    ClientError::Refused {
+        host: wire.host().to_owned(),
+        stage,
+        reply: reply_text(reply),
+    }
+}
+
+/// Says QUIT while giving up on a connection; failures do not matter.
+pub(crate) async fn quit_quietly(wire: &mut Wire) {
+    let _ = wire.command("QUIT\r\n", "reply to QUIT", QUIT_WAIT).await;
+    wire.shutdown(QUIT_WAIT).await;
+}

@@ -1,0 +1,293 @@
+//! An open, introduced (and, per the hop's policy, encrypted) connection
+//! that runs mail transactions: pipelined when the server offers
+//! PIPELINING (RFC 2920), one command at a time otherwise.
+
+use crate::client::connect::quit_quietly;
+use crate::client::error::reply_text;
+use crate::client::plan::PlainReason;
+use crate::client::transaction::{
+    dot_stuff, every, is_safe_path, is_success, mail_command, outcomes, rcpt_command, size_limit,
+    too_big_outcomes,
+};
+use crate::client::wire::Wire;
+use crate::client::{ClientError, ClientSettings};
+use crate::queue::{DeliveryOutcome, RecipientOutcome};
+use crate::routing::HostPort;
+use crate::smtp::{EhloCapabilities, Reply};
+use crate::tls::TlsInfo;
+
+/// Where the connection stands between transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkState {
+    /// No transaction open: MAIL may follow.
+    Ready,
+    /// A transaction ran; RSET before the next one.
+    NeedsReset,
+    /// The connection failed or the server said 421; it must not be used.
+    Broken,
+}
+
+/// A connection to one host of a next hop.
+pub struct ClientConnection {
+    wire: Wire,
+    peer: HostPort,
+    caps: EhloCapabilities,
+    tls: Option<TlsInfo>,
+    plain: Option<PlainReason>,
+    settings: ClientSettings,
+    state: LinkState,
+    messages: u32,
+}
+
+impl std::fmt::Debug for ClientConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConnection")
+            .field("peer", &self.peer)
+            .field("tls", &self.tls.as_ref().map(|t| &t.version))
+            .field("plain", &self.plain)
+            .field("state", &self.state)
+            .field("messages", &self.messages)
+            .finish()
+    }
+}
+
+impl ClientConnection {
+    pub(crate) fn new(
+        wire: Wire,
+        peer: HostPort,
+        caps: EhloCapabilities,
+        tls: Option<TlsInfo>,
+        plain: Option<PlainReason>,
+        settings: ClientSettings,
+    ) -> Self {
+        Self {
+            wire,
+            peer,
+            caps,
+            tls,
+            plain,
+            settings,
+            state: LinkState::Ready,
+            messages: 0,
+        }
+    }
+
+    /// The host this connection reached.
+    pub fn peer(&self) -> &HostPort {
+        &self.peer
+    }
+
+    /// What the server announced in its (last) EHLO answer; empty after HELO.
+    pub fn capabilities(&self) -> &EhloCapabilities {
+        &self.caps
+    }
+
+    /// What the TLS handshake negotiated; `None` on a plain connection.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// Why the connection is plain text; `None` when it is TLS.
+    pub fn plain_reason(&self) -> Option<PlainReason> {
+        self.plain
+    }
+
+    /// Transactions started on this connection.
+    pub fn messages_sent(&self) -> u32 {
+        self.messages
+    }
+
+    /// Whether another message may be sent here: the connection is sound
+    /// and below `max_messages_per_connection`.
+    pub fn is_reusable(&self) -> bool {
+        self.state != LinkState::Broken && self.messages < self.settings.max_messages_per_connection
+    }
+
+    /// RSET: ends any transaction, and proves the connection is alive.
+    pub async fn reset(&mut self) -> Result<(), ClientError> {
+        let reply = self.command("RSET\r\n", "reply to RSET").await?;
+        if is_success(&reply) {
+            self.state = LinkState::Ready;
+            Ok(())
+        } else {
+            self.state = LinkState::Broken;
+            Err(ClientError::Refused {
+                host: self.wire.host().to_owned(),
+                stage: "RSET",
+                reply: reply_text(&reply),
+            })
+        }
+    }
+
+    /// Sends one message to `recipients` (`sender` `None` is `<>`) and says
+    /// what became of each recipient. `body` is the message with CRLF line
+    /// ends, not dot-stuffed. `Err` means the connection failed during the
+    /// transaction: every recipient is to be tried again later.
+    pub async fn send(
+        &mut self,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        if self.state == LinkState::Broken {
+            return Err(ClientError::Closed {
+                host: self.wire.host().to_owned(),
+                stage: "the start of a transaction (the connection was already broken)",
+            });
+        }
+        if sender.is_some_and(|s| !is_safe_path(s)) {
+            let text = "501 5.1.7 Bad sender address syntax".to_owned();
+            return Ok(every(recipients, DeliveryOutcome::PermanentFailure(text)));
+        }
+        if let Some(limit) = size_limit(&self.caps)
+            && body.len() as u64 > limit
+        {
+            return Ok(too_big_outcomes(recipients, body.len(), limit));
+        }
+        let sendable: Vec<String> = recipients.iter().filter(|r| is_safe_path(r)).cloned().collect();
+        if sendable.is_empty() {
+            return Ok(with_unsafe(recipients, Vec::new()));
+        }
+        if self.state == LinkState::NeedsReset
+            && let Err(e) = self.reset().await
+        {
+            self.state = LinkState::Broken;
+            return Err(e);
+        }
+        self.messages += 1;
+        self.state = LinkState::NeedsReset;
+        match self.transaction(sender, &sendable, body).await {
+            Ok(sent) => Ok(with_unsafe(recipients, sent)),
+            Err(e) => {
+                self.state = LinkState::Broken;
+                Err(e)
+            }
+        }
+    }
+
+    /// QUIT and close.
+    pub async fn quit(mut self) {
+        quit_quietly(&mut self.wire).await;
+    }
+
+    async fn transaction(
+        &mut self,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        let mail = mail_command(sender, &self.caps, body);
+        let mut rcpts = Vec::with_capacity(recipients.len());
+        let data = if self.caps.pipelining {
+            let mut batch = mail;
+            for r in recipients {
+                batch.push_str(&rcpt_command(r));
+            }
+            batch.push_str("DATA\r\n");
+            let limit = self.settings.command_timeout;
+            self.wire
+                .write(batch.as_bytes(), "pipelined MAIL, RCPT and DATA", limit)
+                .await?;
+            let mail = self.read("reply to MAIL").await?;
+            for _ in recipients {
+                rcpts.push(self.read("reply to RCPT").await?);
+            }
+            let data = self.read("reply to DATA").await?;
+            if !accepted_any(&mail, &rcpts) {
+                if data.code() == 354 {
+                    // RFC 2920 §3.1: DATA was accepted though no recipient
+                    // was; an empty message ends it (the server refuses it).
+                    self.wire.write(b".\r\n", "empty message", limit).await?;
+                    self.read("reply to end of data").await?;
+                }
+                self.reset_after_refusal().await;
+                return Ok(outcomes(recipients, &mail, &rcpts, None));
+            }
+            (mail, data)
+        } else {
+            let mail = self.command(&mail, "reply to MAIL").await?;
+            if is_success(&mail) {
+                for r in recipients {
+                    rcpts.push(self.command(&rcpt_command(r), "reply to RCPT").await?);
+                }
+            }
+            if !accepted_any(&mail, &rcpts) {
+                self.reset_after_refusal().await;
+                return Ok(outcomes(recipients, &mail, &rcpts, None));
+            }
+            let data = self.command("DATA\r\n", "reply to DATA").await?;
+            (mail, data)
+        };
+        let (mail, data) = data;
+        if data.code() != 354 {
+            return Ok(outcomes(recipients, &mail, &rcpts, Some(&data)));
+        }
+        let limit = self.settings.data_timeout;
+        self.wire
+            .write(&dot_stuff(body), "writing the message", limit)
+            .await?;
+        let end = self.wire.read_reply("reply to end of data", limit).await?;
+        self.note(&end);
+        Ok(outcomes(recipients, &mail, &rcpts, Some(&end)))
+    }
+
+    /// RSET after a transaction that sent no message; the outcomes are
+    /// known already, so a failure only marks the connection unusable.
+    async fn reset_after_refusal(&mut self) {
+        if self.state == LinkState::Broken {
+            return;
+        }
+        if let Err(e) = self.reset().await {
+            tracing::debug!(host = %self.peer, error = %e, "RSET after a refused transaction failed");
+            self.state = LinkState::Broken;
+        }
+    }
+
+    async fn command(&mut self, line: &str, stage: &'static str) -> Result<Reply, ClientError> {
+        let reply = self
+            .wire
+            .command(line, stage, self.settings.command_timeout)
+            .await?;
+        self.note(&reply);
+        Ok(reply)
+    }
+
+    async fn read(&mut self, stage: &'static str) -> Result<Reply, ClientError> {
+        let reply = self.wire.read_reply(stage, self.settings.command_timeout).await?;
+        self.note(&reply);
+        Ok(reply)
+    }
+
+    /// 421: the server is closing the connection (RFC 5321 §3.8).
+    fn note(&mut self, reply: &Reply) {
+        if reply.code() == 421 {
+            self.state = LinkState::Broken;
+        }
+    }
+}
+
+/// MAIL accepted and at least one RCPT accepted.
+fn accepted_any(mail: &Reply, rcpts: &[Reply]) -> bool {
+    is_success(mail) && rcpts.iter().any(is_success)
+}
+
+/// The outcomes of all `recipients`: those of the ones sent (`sent`, in
+/// order) and a permanent syntax failure for those never sent because
+/// their address could not be put on a command line safely.
+fn with_unsafe(recipients: &[String], sent: Vec<RecipientOutcome>) -> Vec<RecipientOutcome> {
+    let mut sent = sent.into_iter();
+    recipients
+        .iter()
+        .map(|r| {
+            let outcome = if is_safe_path(r) {
+                // `transaction` returns one outcome per recipient sent.
+                sent.next().map(|o| o.outcome).unwrap_or_else(|| {
+                    DeliveryOutcome::TransientFailure("no outcome for this recipient".to_owned())
+                })
+            } else {
+                DeliveryOutcome::PermanentFailure("501 5.1.3 Bad recipient address syntax".to_owned())
+            };
+            RecipientOutcome::new(r.clone(), outcome)
+        })
+        .collect()
+}

@@ -1,0 +1,197 @@
+//! The connection cache (Postfix's `scache`): idle connections kept per
+//! next-hop key so the next message to the same hop skips the connect,
+//! greeting, EHLO and TLS handshake.
+//!
+//! A connection is taken out of the cache for one transaction at a time,
+//! so concurrent deliveries to one hop use different connections; the lock
+//! guards only the idle lists and is never held across an await. A cached
+//! connection is proved alive with RSET before reuse; when that fails the
+//! next one is tried, then a new connection. Idle connections expire after
+//! `idle_keep` (checked when taken, and by [`Pool::reap`], which
+//! [`Pool::spawn_reaper`] runs periodically).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::client::{ClientConnection, ClientError, Connector};
+use crate::queue::RecipientOutcome;
+use crate::routing::SmtpHop;
+
+/// Idle connections kept per next hop unless configured otherwise.
+pub const DEFAULT_MAX_IDLE_PER_HOP: usize = 10;
+
+/// A cached connection and what it was opened for.
+struct Idle {
+    conn: ClientConnection,
+    /// The hop as it was when the connection was opened: a changed hop
+    /// (new TLS policy, other hosts) must not reuse it.
+    hop: SmtpHop,
+    since: Instant,
+}
+
+struct Inner {
+    connector: Connector,
+    max_idle_per_hop: usize,
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Idle>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes every idle connection older than `idle_keep` out of the cache.
+    fn take_expired(&self) -> Vec<ClientConnection> {
+        let keep = self.connector.settings.idle_keep;
+        let mut expired = Vec::new();
+        let mut idle = self.lock();
+        for list in idle.values_mut() {
+            let (old, fresh): (Vec<Idle>, Vec<Idle>) =
+                list.drain(..).partition(|i| i.since.elapsed() >= keep);
+            *list = fresh;
+            expired.extend(old.into_iter().map(|i| i.conn));
+        }
+        idle.retain(|_, list| !list.is_empty());
+        expired
+    }
+}
+
+/// Delivers messages over cached connections; cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Pool {
+    /// A pool opening connections with `connector`, keeping at most
+    /// [`DEFAULT_MAX_IDLE_PER_HOP`] idle connections per hop.
+    pub fn new(connector: Connector) -> Self {
+        Self::with_max_idle_per_hop(connector, DEFAULT_MAX_IDLE_PER_HOP)
+    }
+
+    /// A pool keeping at most `max_idle_per_hop` idle connections per hop.
+    pub fn with_max_idle_per_hop(connector: Connector, max_idle_per_hop: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connector,
+                max_idle_per_hop,
+                idle: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The connector new connections are opened with.
+    pub fn connector(&self) -> &Connector {
+        &self.inner.connector
+    }
+
+    /// Sends one message to `recipients` over `hop`, on a cached connection
+    /// when one is alive, else on a new one, which is cached afterwards
+    /// while it may carry more messages. `Err`: no connection could be
+    /// opened, or it failed mid-transaction (every recipient is deferred).
+    pub async fn deliver(
+        &self,
+        hop: &SmtpHop,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        let mut conn = match self.reuse(hop).await {
+            Some(conn) => conn,
+            None => self.inner.connector.connect(hop).await?,
+        };
+        let outcomes = conn.send(sender, recipients, body).await?;
+        self.release(hop, conn);
+        Ok(outcomes)
+    }
+
+    /// Idle connections cached for the hop key `key`.
+    pub fn idle_count(&self, key: &str) -> usize {
+        self.inner.lock().get(key).map_or(0, Vec::len)
+    }
+
+    /// Closes (QUIT) the idle connections older than `idle_keep`; returns
+    /// how many.
+    pub async fn reap(&self) -> usize {
+        let expired = self.inner.take_expired();
+        let n = expired.len();
+        for conn in expired {
+            conn.quit().await;
+        }
+        n
+    }
+
+    /// Closes (QUIT) every idle connection, e.g. at shutdown.
+    pub async fn close_all(&self) {
+        let all: Vec<Idle> = self.inner.lock().drain().flat_map(|(_, list)| list).collect();
+        for idle in all {
+            idle.conn.quit().await;
+        }
+    }
+
+    /// Runs [`Pool::reap`] every half `idle_keep` until the handle or the
+    /// pool is dropped.
+    pub fn spawn_reaper(&self) -> ReaperHandle {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let period = (self.inner.connector.settings.idle_keep / 2).max(Duration::from_millis(100));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(inner) = weak.upgrade() else { break };
+                Pool { inner }.reap().await;
+            }
+        });
+        ReaperHandle(task)
+    }
+
+    /// A cached connection for `hop` that answers RSET, if any.
+    async fn reuse(&self, hop: &SmtpHop) -> Option<ClientConnection> {
+        let keep = self.inner.connector.settings.idle_keep;
+        loop {
+            let idle = self.inner.lock().get_mut(&hop.key)?.pop()?;
+            if idle.since.elapsed() >= keep || idle.hop != *hop {
+                tokio::spawn(idle.conn.quit());
+                continue;
+            }
+            let mut conn = idle.conn;
+            match conn.reset().await {
+                Ok(()) => return Some(conn),
+                Err(e) => {
+                    tracing::debug!(hop = %hop.key, error = %e, "cached connection is dead; trying another")
+                }
+            }
+        }
+    }
+
+    /// Caches `conn` after a transaction, or closes it when it is spent or
+    /// the cache for the hop is full.
+    fn release(&self, hop: &SmtpHop, conn: ClientConnection) {
+        if !conn.is_reusable() {
+            tokio::spawn(conn.quit());
+            return;
+        }
+        let mut idle = self.inner.lock();
+        let list = idle.entry(hop.key.clone()).or_default();
+        if list.len() >= self.inner.max_idle_per_hop {
+            drop(idle);
+            tokio::spawn(conn.quit());
+            return;
+        }
+        list.push(Idle {
+            conn,
+            hop: hop.clone(),
+            since: Instant::now(),
+        });
+    }
+}
+
+/// Stops the reaper task when dropped.
+#[derive(Debug)]
+pub struct ReaperHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for ReaperHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

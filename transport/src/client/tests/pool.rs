@@ -1,0 +1,152 @@
+//! The connection cache: reuse, limits, dead and expired connections.
+
+use super::server::{Script, TestServer};
+use super::*;
+use crate::client::Pool;
+
+fn pool_with(client: &TestNode, settings: ClientSettings) -> Pool {
+    Pool::new(Connector::new(
+        client.certs.clone(),
+        TrustStore::new([], &[]),
+        settings,
+    ))
+}
+
+#[tokio::test]
+async fn messages_share_one_connection() {
+    let client = node(HELO);
+    let srv = TestServer::start(Script::default()).await;
+    let pool = pool_with(&client, settings());
+    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    for i in 0..3 {
+        let outcomes = pool
+            .deliver(
+                &relay,
+                Some("a@client.test"),
+                &rcpts(&[&format!("r{i}@mx.test")]),
+                BODY,
+            )
+            .await
+            .unwrap();
+        assert_eq!(kinds(&outcomes)[0].1, "delivered");
+        assert_eq!(pool.idle_count("relay"), 1);
+    }
+    pool.close_all().await;
+    assert_eq!(pool.idle_count("relay"), 0);
+    let sessions = srv.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].messages.len(), 3);
+    assert_eq!(
+        srv.verbs(),
+        [
+            "EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA",
+            "QUIT"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn connection_closed_after_max_messages() {
+    let client = node(HELO);
+    let srv = TestServer::start(Script::default()).await;
+    let pool = pool_with(
+        &client,
+        ClientSettings {
+            max_messages_per_connection: 2,
+            ..settings()
+        },
+    );
+    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    for _ in 0..3 {
+        pool.deliver(&relay, None, &rcpts(&["b@mx.test"]), BODY)
+            .await
+            .unwrap();
+    }
+    let counts: Vec<usize> = srv.sessions().iter().map(|s| s.messages.len()).collect();
+    assert_eq!(counts, [2, 1]);
+}
+
+#[tokio::test]
+async fn dead_cached_connection_is_replaced() {
+    let client = node(HELO);
+    let srv = TestServer::start(Script {
+        hang_up_after_message: true,
+        ..Script::default()
+    })
+    .await;
+    let pool = pool_with(&client, settings());
+    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    for _ in 0..2 {
+        let outcomes = pool
+            .deliver(&relay, None, &rcpts(&["b@mx.test"]), BODY)
+            .await
+            .unwrap();
+        assert_eq!(kinds(&outcomes)[0].1, "delivered");
+    }
+    let counts: Vec<usize> = srv.sessions().iter().map(|s| s.messages.len()).collect();
+    assert_eq!(counts, [1, 1]);
+}
+
+#[tokio::test]
+async fn idle_connections_expire() {
+    let client = node(HELO);
+    let srv = TestServer::start(Script::default()).await;
+    let pool = pool_with(
+        &client,
+        ClientSettings {
+            idle_keep: Duration::from_millis(300),
+            ..settings()
+        },
+    );
+    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    pool.deliver(&relay, None, &rcpts(&["b@mx.test"]), BODY)
+        .await
+        .unwrap();
+    assert_eq!(pool.reap().await, 0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(pool.reap().await, 1);
+    assert_eq!(pool.idle_count("relay"), 0);
+    assert_eq!(srv.verbs().last().map(String::as_str), Some("QUIT"));
+
+    // The reaper does the same on its own.
+    let _reaper = pool.spawn_reaper();
+    pool.deliver(&relay, None, &rcpts(&["b@mx.test"]), BODY)
+        .await
+        .unwrap();
+    assert_eq!(pool.idle_count("relay"), 1);
+    // Expired after 300 ms, seen by a sweep every 150 ms.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(pool.idle_count("relay"), 0);
+    assert_eq!(srv.sessions().len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_use_separate_connections() {
+    let client = node(HELO);
+    let srv = TestServer::start(Script::default()).await;
+    let pool = pool_with(&client, settings());
+    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let (pool, relay) = (pool.clone(), relay.clone());
+            tokio::spawn(async move { pool.deliver(&relay, None, &[format!("r{i}@mx.test")], BODY).await })
+        })
+        .collect();
+    for t in tasks {
+        let outcomes = t.await.unwrap().unwrap();
+        assert_eq!(kinds(&outcomes)[0].1, "delivered");
+    }
+    let delivered: usize = srv.sessions().iter().map(|s| s.messages.len()).sum();
+    assert_eq!(delivered, 4);
+    assert!(pool.idle_count("relay") >= 1);
+    // A changed hop does not reuse connections opened for the old one.
+    let changed = SmtpHop {
+        tls: OutboundTls::DangerIgnoreStartTls,
+        ..relay
+    };
+    let before = srv.sessions().len();
+    pool.deliver(&changed, None, &rcpts(&["b@mx.test"]), BODY)
+        .await
+        .unwrap();
+    assert_eq!(srv.sessions().len(), before + 1);
+}
