@@ -121,14 +121,21 @@ async fn pipelined_messages_over_one_pooled_connection() {
     // The counters (updated as sessions end and messages arrive): the
     // start-up probe is one session without QUIT; the three messages all
     // arrived while it was the only one ended, then our QUIT ended ours.
-    sink.kill().await.unwrap();
+    // Read the counters as they come: our QUIT may reach the sink a moment
+    // after the pool has let go of the connection.
+    let mut stdout = sink.stdout.take().unwrap();
     let mut out = String::new();
-    sink.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !out.contains("sess=2 quit=1 mesg=3") && tokio::time::Instant::now() < deadline {
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), stdout.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    sink.kill().await.unwrap();
     let counters: Vec<&str> = out
         .split(['\r', '\n'])
         .filter(|l| l.starts_with("sess="))
