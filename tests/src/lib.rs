@@ -265,3 +265,5 @@ CNF
         ),
     );
 }
+
+pub mod lab;

@@ -6,6 +6,7 @@ pub mod certs;
 pub mod client;
 pub mod delivery;
 pub mod metrics;
+pub mod mta;
 pub mod node;
 pub mod protocol_log;
 pub mod queue;

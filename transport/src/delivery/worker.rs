@@ -95,6 +95,19 @@ pub async fn run(ctx: DeliveryContext, config: WorkerConfig, shutdown: impl Futu
     let _ = permits.acquire_many(config.concurrency.max(1) as u32).await;
 }
 
+/// The hop to use for a recipient queued with `key`: the key itself while
+/// it still routes, else the router's current choice for the address
+/// (configuration changed, or a DSN queued with its domain as the hop).
+fn current_hop(router: &dyn Router, key: &str, address: &str) -> String {
+    if router.destination(key).is_some() {
+        return key.to_owned();
+    }
+    crate::smtp::Mailbox::parse(address)
+        .ok()
+        .and_then(|m| router.next_hop(&m).ok())
+        .unwrap_or_else(|| key.to_owned())
+}
+
 /// Delivers one due message and records the outcome.
 pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
     let id = message.id;
@@ -111,16 +124,14 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
             return;
         }
     };
-    let mut by_hop: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut by_hop: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &message.recipients {
-        by_hop
-            .entry(r.next_hop.as_str())
-            .or_default()
-            .push(r.address.clone());
+        let hop = current_hop(ctx.router.as_ref(), &r.next_hop, &r.address);
+        by_hop.entry(hop).or_default().push(r.address.clone());
     }
     let mut outcomes = Vec::with_capacity(message.recipients.len());
     for (key, recipients) in by_hop {
-        match ctx.router.destination(key) {
+        match ctx.router.destination(&key) {
             Some(Destination::Local) => {
                 let maildir = ctx.maildir.clone();
                 let sender = message.sender.clone();
