@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use postern_model::Domain;
+use postern_model::{Domain, ProtocolLoggingLevel};
 
 use crate::smtp::{Mailbox, Reply};
 use crate::tls::ServerVerification;
@@ -77,6 +77,9 @@ pub struct SmtpHop {
     pub tls_name: Option<Domain>,
     /// Our EHLO name and the certificate we present.
     pub helo: Domain,
+    /// Whether sessions to this hop are written to the node's send
+    /// protocol log (the send connector's `-ProtocolLoggingLevel`).
+    pub protocol_logging_level: ProtocolLoggingLevel,
 }
 
 /// What a next-hop key means now.

@@ -5,8 +5,13 @@
 //! An opportunistic handshake that fails is not retried on the broken
 //! connection: the client reconnects to the same host and carries on in
 //! plain text, like Postfix's `may` level. Required TLS never falls back.
+//!
+//! Each connection is one session in the node's [`Metrics`] and, for a
+//! hop at level `Verbose`, in the send protocol log (connector id: the
+//! hop key), with the `*` TLS lines after STARTTLS.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::ServerName;
@@ -19,9 +24,11 @@ use crate::client::plan::{PlainReason, TlsPlan, tls_plan};
 use crate::client::transaction::is_success;
 use crate::client::wire::Wire;
 use crate::client::{ClientError, ClientSettings};
+use crate::metrics::{Metrics, TlsHandshakeOutcome};
+use crate::protocol_log::{Direction, Endpoints, ProtocolLog, SessionId, SessionLogger};
 use crate::routing::{HostPort, SmtpHop};
 use crate::smtp::EhloCapabilities;
-use crate::tls::{ClientCertResolver, TrustStore, client_config};
+use crate::tls::{ClientCertResolver, TrustStore, client_config, is_certificate_refusal};
 
 /// The longest we wait for the answer to a QUIT sent while giving up.
 const QUIT_WAIT: Duration = Duration::from_secs(10);
@@ -36,6 +43,11 @@ pub struct Connector {
     pub trust: TrustStore,
     /// Timeouts and reuse limits.
     pub settings: ClientSettings,
+    /// The node's send protocol log (`DATA_DIR/logs/protocol/send`); hops
+    /// at level `Verbose` write to it. `None`: nothing is logged.
+    pub send_log: Option<Arc<ProtocolLog>>,
+    /// The node's counters; `None`: nothing is counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// How one try at one host failed.
@@ -53,12 +65,47 @@ impl From<ClientError> for OpenError {
 }
 
 impl Connector {
-    /// A connector over the node's stores.
+    /// A connector over the node's stores, without protocol log or
+    /// metrics (see [`Connector::with_protocol_log`],
+    /// [`Connector::with_metrics`]).
     pub fn new(certs: CertStore, trust: TrustStore, settings: ClientSettings) -> Self {
         Self {
             certs,
             trust,
             settings,
+            send_log: None,
+            metrics: None,
+        }
+    }
+
+    /// Writes sessions to hops at level `Verbose` to `send_log`.
+    pub fn with_protocol_log(mut self, send_log: Arc<ProtocolLog>) -> Self {
+        self.send_log = Some(send_log);
+        self
+    }
+
+    /// Counts sessions, TLS handshakes, messages and bytes in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The protocol logger of a new session to `hop` over `tcp`.
+    fn session_logger(&self, hop: &SmtpHop, tcp: &TcpStream) -> SessionLogger {
+        let (Some(log), Ok(local), Ok(remote)) = (&self.send_log, tcp.local_addr(), tcp.peer_addr()) else {
+            return SessionLogger::disabled();
+        };
+        log.session(
+            hop.protocol_logging_level,
+            Arc::from(hop.key.as_str()),
+            SessionId::next(log.clock()),
+            Endpoints { local, remote },
+        )
+    }
+
+    fn count_handshake(&self, outcome: TlsHandshakeOutcome) {
+        if let Some(metrics) = &self.metrics {
+            metrics.tls_handshake(Direction::Send, outcome);
         }
     }
 
@@ -104,7 +151,12 @@ impl Connector {
         handshake_failed: bool,
     ) -> Result<ClientConnection, OpenError> {
         let limit = self.settings.command_timeout;
-        let mut wire = Wire::new(self.tcp(host).await?, host.to_string());
+        let tcp = self.tcp(host).await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.smtp_session(Direction::Send, &hop.key);
+        }
+        let log = self.session_logger(hop, &tcp);
+        let mut wire = Wire::new(tcp, host.to_string(), log);
         let greeting = wire.read_reply("greeting", limit).await?;
         if greeting.code() != 220 {
             quit_quietly(&mut wire).await;
@@ -145,11 +197,27 @@ impl Connector {
                     match wire.start_tls(config, name, limit).await {
                         Ok((upgraded, info)) => {
                             wire = upgraded;
+                            self.count_handshake(TlsHandshakeOutcome::Ok);
+                            let trust = self.trust.classify_server(&info.peer_chain, verification);
+                            wire.log().tls_established(&info, &trust);
                             caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
                             (Some(info), None)
                         }
-                        Err(e) if required => return Err(OpenError::Failed(e)),
-                        Err(e) => return Err(OpenError::OpportunisticTls(e)),
+                        Err(e) => {
+                            // The server's certificate was refused by the
+                            // hop's verifier, or the handshake itself failed.
+                            let refused = matches!(&e, ClientError::Tls(_, io) if is_certificate_refusal(io));
+                            self.count_handshake(if refused {
+                                TlsHandshakeOutcome::Untrusted
+                            } else {
+                                TlsHandshakeOutcome::Failed
+                            });
+                            return Err(if required {
+                                OpenError::Failed(e)
+                            } else {
+                                OpenError::OpportunisticTls(e)
+                            });
+                        }
                     }
                 }
             }
@@ -161,6 +229,7 @@ impl Connector {
             tls,
             plain,
             self.settings,
+            self.metrics.clone(),
         ))
     }
 

@@ -1,6 +1,9 @@
 //! An open, introduced (and, per the hop's policy, encrypted) connection
 //! that runs mail transactions: pipelined when the server offers
-//! PIPELINING (RFC 2920), one command at a time otherwise.
+//! PIPELINING (RFC 2920), one command at a time otherwise. Each message
+//! counts in the node's [`Metrics`] by its outcome.
+
+use std::sync::Arc;
 
 use crate::client::connect::quit_quietly;
 use crate::client::error::reply_text;
@@ -11,6 +14,8 @@ use crate::client::transaction::{
 };
 use crate::client::wire::Wire;
 use crate::client::{ClientError, ClientSettings};
+use crate::metrics::{MessageOutcome, Metrics};
+use crate::protocol_log::Direction;
 use crate::queue::{DeliveryOutcome, RecipientOutcome};
 use crate::routing::HostPort;
 use crate::smtp::{EhloCapabilities, Reply};
@@ -37,6 +42,7 @@ pub struct ClientConnection {
     settings: ClientSettings,
     state: LinkState,
     messages: u32,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -59,6 +65,7 @@ impl ClientConnection {
         tls: Option<TlsInfo>,
         plain: Option<PlainReason>,
         settings: ClientSettings,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
         Self {
             wire,
@@ -69,6 +76,7 @@ impl ClientConnection {
             settings,
             state: LinkState::Ready,
             messages: 0,
+            metrics,
         }
     }
 
@@ -123,7 +131,33 @@ impl ClientConnection {
     /// what became of each recipient. `body` is the message with CRLF line
     /// ends, not dot-stuffed. `Err` means the connection failed during the
     /// transaction: every recipient is to be tried again later.
+    ///
+    /// The message counts as accepted (and its bytes as sent) when the
+    /// server took at least one recipient, else as deferred when one may be
+    /// retried (or on `Err`), else as rejected.
     pub async fn send(
+        &mut self,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        let result = self.send_message(sender, recipients, body).await;
+        if let Some(metrics) = &self.metrics {
+            let outcome = match &result {
+                Ok(outcomes) => message_outcome(outcomes),
+                Err(_) => Some(MessageOutcome::Deferred),
+            };
+            if let Some(outcome) = outcome {
+                metrics.message(Direction::Send, outcome);
+                if outcome == MessageOutcome::Accepted {
+                    metrics.bytes(Direction::Send, body.len() as u64);
+                }
+            }
+        }
+        result
+    }
+
+    async fn send_message(
         &mut self,
         sender: Option<&str>,
         recipients: &[String],
@@ -186,7 +220,7 @@ impl ClientConnection {
             batch.push_str("DATA\r\n");
             let limit = self.settings.command_timeout;
             self.wire
-                .write(batch.as_bytes(), "pipelined MAIL, RCPT and DATA", limit)
+                .write(&batch, "pipelined MAIL, RCPT and DATA", limit)
                 .await?;
             let mail = self.read("reply to MAIL").await?;
             for _ in recipients {
@@ -197,7 +231,7 @@ impl ClientConnection {
                 if data.code() == 354 {
                     // RFC 2920 §3.1: DATA was accepted though no recipient
                     // was; an empty message ends it (the server refuses it).
-                    self.wire.write(b".\r\n", "empty message", limit).await?;
+                    self.wire.write(".\r\n", "empty message", limit).await?;
                     self.read("reply to end of data").await?;
                 }
                 self.reset_after_refusal().await;
@@ -224,7 +258,7 @@ impl ClientConnection {
         }
         let limit = self.settings.data_timeout;
         self.wire
-            .write(&dot_stuff(body), "writing the message", limit)
+            .write_message(&dot_stuff(body), "writing the message", limit)
             .await?;
         let end = self.wire.read_reply("reply to end of data", limit).await?;
         self.note(&end);
@@ -263,6 +297,22 @@ impl ClientConnection {
         if reply.code() == 421 {
             self.state = LinkState::Broken;
         }
+    }
+}
+
+/// How a message went, from its recipients' outcomes: accepted when any
+/// was delivered, deferred when any may be retried, rejected otherwise;
+/// `None` without recipients.
+fn message_outcome(outcomes: &[RecipientOutcome]) -> Option<MessageOutcome> {
+    let any = |f: fn(&DeliveryOutcome) -> bool| outcomes.iter().any(|o| f(&o.outcome));
+    if outcomes.is_empty() {
+        None
+    } else if any(|o| matches!(o, DeliveryOutcome::Delivered(_))) {
+        Some(MessageOutcome::Accepted)
+    } else if any(|o| matches!(o, DeliveryOutcome::TransientFailure(_))) {
+        Some(MessageOutcome::Deferred)
+    } else {
+        Some(MessageOutcome::Rejected)
     }
 }
 

@@ -36,6 +36,7 @@ fn router() -> Arc<StaticRouter> {
             tls: OutboundTls::Opportunistic,
             tls_name: None,
             helo: Domain::parse("hub1.adatum.com").unwrap(),
+            protocol_logging_level: postern_model::ProtocolLoggingLevel::None,
         }),
     })
 }

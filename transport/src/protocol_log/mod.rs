@@ -9,7 +9,9 @@
 //!
 //! The parts: `clock` (time source, timestamps), `session_id`, `csv` (one
 //! line), `content` (what may be logged), `files` (naming, headers,
-//! rotation, size cap), `writer` (the shared writer thread), `session`.
+//! rotation, size cap), `writer` (the shared writer thread), `session`,
+//! `smtp` (whole replies, and the `*` lines after STARTTLS, for both
+//! directions).
 
 mod clock;
 mod content;
@@ -17,6 +19,7 @@ mod csv;
 mod files;
 mod session;
 mod session_id;
+mod smtp;
 mod writer;
 
 use std::fmt;
@@ -99,5 +102,7 @@ pub enum ProtocolLogError {
     WriterGone,
 }
 
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use postern_model::Domain;
+use postern_model::{Domain, ProtocolLoggingLevel};
 
 use crate::smtp::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, SessionConfig};
 use crate::tls::ClientAuth;
@@ -49,12 +49,15 @@ pub struct ReceiveConnectorConfig {
     /// Peers authenticated by direct trust are nodes of this organisation:
     /// their `X-Postern-Organization-*` headers are kept (header firewall).
     pub trusted_org: bool,
+    /// Whether sessions are written to the node's receive protocol log
+    /// (Exchange's `-ProtocolLoggingLevel`; `None` by default).
+    pub protocol_logging_level: ProtocolLoggingLevel,
 }
 
 impl ReceiveConnectorConfig {
     /// A connector with the defaults: STARTTLS offered, not required, no
     /// client certificate asked, 35 MB, 200 recipients, 5/5/10 minutes,
-    /// not an organisation connector.
+    /// not an organisation connector, no protocol logging.
     pub fn new(name: impl Into<String>, bind: SocketAddr, fqdn: Domain) -> Self {
         Self {
             name: name.into(),
@@ -69,6 +72,7 @@ impl ReceiveConnectorConfig {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             data_timeout: DEFAULT_DATA_TIMEOUT,
             trusted_org: false,
+            protocol_logging_level: ProtocolLoggingLevel::None,
         }
     }
 

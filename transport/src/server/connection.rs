@@ -6,6 +6,12 @@
 //! the handshake runs; after 354 bytes go to the [`DataReceiver`]; at the
 //! final dot the message gets its `Received:` field, passes the header
 //! firewall and is made durable before the 250.
+//!
+//! Every session counts in the node's [`Metrics`] and, on a connector at
+//! level `Verbose`, writes the protocol log: `+`, each command line (`<`,
+//! never message data: it bypasses the line reader and the logger), each
+//! reply line (`>`), the `*` TLS lines after STARTTLS, a `*` line with the
+//! queue id of each accepted message, and `-`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,12 +29,14 @@ use super::received::ReceivedStamp;
 use super::recipients::{RouteBook, RoutingPolicy, resolve_mailbox, route};
 use super::record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};
 use super::stream::Stream;
+use crate::metrics::{MessageOutcome, Metrics, TlsHandshakeOutcome};
+use crate::protocol_log::{self, Direction, Endpoints, SessionLogger};
 use crate::queue::{self, RecipientState};
 use crate::smtp::{
     Action, DataReceiver, DataStatus, Envelope, Helo, LineReader, Output, Reply, ReversePath, Session,
     SessionState,
 };
-use crate::tls::{PeerTrust, TlsInfo};
+use crate::tls::{PeerTrust, TlsInfo, is_certificate_refusal};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -92,7 +100,13 @@ pub(crate) async fn run(
         peer_trust: PeerTrust::None,
     };
     tracing::debug!(session = %info.session_id, %remote, connector = %info.connector, "connection accepted");
-    let mut conn = Connection::new(Stream::Plain(tcp), info, shared, stop);
+    shared
+        .ctx
+        .metrics
+        .smtp_session(Direction::Receive, &shared.config.name);
+    let log = session_logger(&shared, Endpoints { local, remote });
+    let mut conn = Connection::new(Stream::Plain(tcp), info, shared, stop, log);
+    conn.log.connect();
     let end = match conn.drive().await {
         Ok(end) => end,
         Err(error) => {
@@ -101,11 +115,26 @@ pub(crate) async fn run(
         }
     };
     conn.close().await;
+    conn.log.disconnect();
     tracing::debug!(session = %conn.info.session_id, %remote, ?end, queued = conn.queued.len(), "session ended");
     let Connection {
         info, queued, shared, ..
     } = conn;
     shared.finished(SessionRecord { info, queued, end });
+}
+
+/// The session's protocol logger: enabled when the node has a receive log
+/// and the connector's level is `Verbose`.
+fn session_logger(shared: &Shared, endpoints: Endpoints) -> SessionLogger {
+    match &shared.ctx.receive_log {
+        Some(log) => log.session(
+            shared.config.protocol_logging_level,
+            Arc::clone(&shared.connector_id),
+            protocol_log::SessionId::next(log.clock()),
+            endpoints,
+        ),
+        None => SessionLogger::disabled(),
+    }
 }
 
 struct Connection {
@@ -126,10 +155,18 @@ struct Connection {
     queued: Vec<QueueId>,
     /// Messages received in this session (for the `Received:` id).
     transactions: u32,
+    /// The protocol log of this session (disabled unless `Verbose`).
+    log: SessionLogger,
 }
 
 impl Connection {
-    fn new(stream: Stream, info: ConnectionInfo, shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Self {
+    fn new(
+        stream: Stream,
+        info: ConnectionInfo,
+        shared: Arc<Shared>,
+        stop: watch::Receiver<bool>,
+        log: SessionLogger,
+    ) -> Self {
         let routes = RouteBook::default();
         let policy = RoutingPolicy::new(
             Arc::clone(&shared.ctx.router),
@@ -151,12 +188,18 @@ impl Connection {
             info,
             queued: Vec::new(),
             transactions: 0,
+            log,
         }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.shared.ctx.metrics
     }
 
     /// The session from greeting to end.
     async fn drive(&mut self) -> Result<SessionEnd, ConnError> {
-        self.out.extend(self.session.greeting().to_bytes());
+        let greeting = self.session.greeting();
+        self.reply(&greeting);
         loop {
             if let Flow::Close(end) = self.process().await? {
                 self.flush().await?;
@@ -170,8 +213,9 @@ impl Connection {
                 Wait::Eof => return Ok(SessionEnd::PeerClosed),
                 Wait::Timeout => {
                     let output = self.session.timeout();
-                    self.out
-                        .extend(output.reply.map(|r| r.to_bytes()).unwrap_or_default());
+                    if let Some(reply) = &output.reply {
+                        self.reply(reply);
+                    }
                     self.flush().await?;
                     return Ok(SessionEnd::Timeout);
                 }
@@ -196,6 +240,10 @@ impl Connection {
                         // Bytes after the final dot are pipelined commands.
                         self.lines.feed(pending.get(consumed..).unwrap_or_default());
                         let output = self.session.data_end(end);
+                        if !matches!(output.action, Action::Queue(_)) {
+                            // Refused at the final dot (too big, bare LF…).
+                            self.message_refused(output.reply.as_ref());
+                        }
                         if let Flow::Close(end) = self.act(output).await? {
                             return Ok(Flow::Close(end));
                         }
@@ -205,8 +253,14 @@ impl Connection {
             }
             let output = match self.lines.next_line() {
                 None => return Ok(Flow::Continue),
-                Some(Ok(line)) => self.session.command_line(&line),
-                Some(Err(error)) => self.session.line_error(error),
+                Some(Ok(line)) => {
+                    self.log.receive(&String::from_utf8_lossy(&line));
+                    self.session.command_line(&line)
+                }
+                Some(Err(error)) => {
+                    self.log.info(format_args!("Command line refused: {error}"));
+                    self.session.line_error(error)
+                }
             };
             if let Some(helo) = current_helo(self.session.state())
                 && self.info.helo.as_ref() != Some(&helo.name)
@@ -250,7 +304,25 @@ impl Connection {
     }
 
     fn reply(&mut self, reply: &Reply) {
+        self.log.send_reply(reply);
         self.out.extend(reply.to_bytes());
+    }
+
+    /// Counts a message refused after its data: deferred on 4xx, rejected
+    /// otherwise.
+    fn message_refused(&self, reply: Option<&Reply>) {
+        let outcome = match reply {
+            Some(r) if r.is_transient() => MessageOutcome::Deferred,
+            _ => MessageOutcome::Rejected,
+        };
+        self.metrics().message(Direction::Receive, outcome);
+    }
+
+    /// Counts and logs a failed handshake.
+    fn handshake_failed(&mut self, outcome: TlsHandshakeOutcome, why: String) -> ConnError {
+        self.metrics().tls_handshake(Direction::Receive, outcome);
+        self.log.tls_failed(&why);
+        ConnError::Tls(why)
     }
 
     async fn flush(&mut self) -> Result<(), ConnError> {
@@ -306,12 +378,29 @@ impl Connection {
         };
         let acceptor = TlsAcceptor::from(Arc::clone(&self.shared.tls));
         let tls = match tokio::time::timeout(self.shared.config.command_timeout, acceptor.accept(tcp)).await {
-            Err(_) => return Err(ConnError::Tls("handshake timed out".into())),
-            Ok(Err(error)) => return Err(ConnError::Tls(error.to_string())),
+            Err(_) => {
+                let why = "handshake timed out".to_owned();
+                return Err(self.handshake_failed(TlsHandshakeOutcome::Failed, why));
+            }
+            Ok(Err(error)) => {
+                // A client certificate the direct-trust verifier refused.
+                let outcome = if is_certificate_refusal(&error) {
+                    TlsHandshakeOutcome::Untrusted
+                } else {
+                    TlsHandshakeOutcome::Failed
+                };
+                return Err(self.handshake_failed(outcome, error.to_string()));
+            }
             Ok(Ok(tls)) => tls,
         };
         let tls_info = TlsInfo::from_connection(tls.get_ref().1);
         self.info.peer_trust = self.shared.ctx.trust.classify(&tls_info.peer_chain);
+        let outcome = match self.info.peer_trust {
+            PeerTrust::Untrusted(_) => TlsHandshakeOutcome::Untrusted,
+            _ => TlsHandshakeOutcome::Ok,
+        };
+        self.metrics().tls_handshake(Direction::Receive, outcome);
+        self.log.tls_established(&tls_info, &self.info.peer_trust);
         tracing::debug!(
             session = %self.info.session_id,
             version = %tls_info.version,
@@ -332,6 +421,8 @@ impl Connection {
             Ok(recipients) => recipients,
             Err(address) => {
                 tracing::warn!(session = %self.info.session_id, %address, "recipient no longer routes; message refused (451)");
+                self.metrics()
+                    .message(Direction::Receive, MessageOutcome::Deferred);
                 return self.session.queue_failed();
             }
         };
@@ -364,14 +455,23 @@ impl Connection {
             ReversePath::Mailbox(m) => Some(m.to_string()),
         };
         let queued = queue::Envelope::new(sender, recipients, SystemTime::now());
-        match self.shared.ctx.queue.enqueue(queued, message).await {
+        let queue = &self.shared.ctx.queue;
+        match queue.enqueue(queued, message).await {
             Ok(queue_id) => {
                 tracing::info!(session = %self.info.session_id, received_id = %id, %queue_id, "message queued");
+                let metrics = self.metrics();
+                metrics.message(Direction::Receive, MessageOutcome::Accepted);
+                metrics.bytes(Direction::Receive, received.len() as u64);
+                metrics.set_queue_length(queue.stats().queue_length);
+                self.log
+                    .info(format_args!("Queued mail for delivery: {queue_id}"));
                 self.queued.push(queue_id);
                 self.session.queued(&queue_id)
             }
             Err(error) => {
                 tracing::warn!(session = %self.info.session_id, %error, "message could not be queued (451)");
+                self.metrics()
+                    .message(Direction::Receive, MessageOutcome::Deferred);
                 self.session.queue_failed()
             }
         }

@@ -48,13 +48,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::certs::CertStore;
+use crate::metrics::Metrics;
+use crate::protocol_log::ProtocolLog;
 use crate::queue::Queue;
 use crate::routing::Router;
 use crate::smtp::Mailbox;
 use crate::tls::{ServerCertResolver, TrustStore, server_config};
 
 /// What every connector of a node shares: the node's name, its queue,
-/// certificates, trust and routing.
+/// certificates, trust, routing, metrics and receive protocol log.
 #[derive(Clone)]
 pub struct ServerContext {
     /// The node's FQDN (`<Postmaster>` is postmaster@ this name).
@@ -67,12 +69,19 @@ pub struct ServerContext {
     pub trust: TrustStore,
     /// Chooses next hops at RCPT.
     pub router: Arc<dyn Router>,
+    /// The node's counters: sessions, TLS handshakes, messages, bytes and
+    /// the queue length.
+    pub metrics: Arc<Metrics>,
+    /// The node's receive protocol log (`DATA_DIR/logs/protocol/receive`);
+    /// connectors at level `Verbose` write to it. `None`: nothing is logged.
+    pub receive_log: Option<Arc<ProtocolLog>>,
 }
 
 impl fmt::Debug for ServerContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerContext")
             .field("node_fqdn", &self.node_fqdn)
+            .field("receive_log", &self.receive_log)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +114,8 @@ pub(crate) struct Shared {
     pub(crate) ctx: ServerContext,
     pub(crate) tls: Arc<rustls::ServerConfig>,
     pub(crate) postmaster: Mailbox,
+    /// `<node fqdn>\<connector name>`, the protocol log's connector id.
+    pub(crate) connector_id: Arc<str>,
     resolver: ServerCertResolver,
     /// The last STARTTLS availability seen, so a change is logged once.
     starttls_missing: AtomicBool,
@@ -179,11 +190,13 @@ impl ReceiveConnector {
             .map_err(|_| ServerError::NodeFqdn(ctx.node_fqdn.to_string()))?;
         let resolver = ServerCertResolver::new(ctx.certs.clone(), config.fqdn.as_str());
         let tls = server_config(resolver.clone(), &ctx.trust, config.client_auth);
+        let connector_id = Arc::from(format!("{}\\{}", ctx.node_fqdn, config.name));
         let shared = Shared {
             config,
             ctx,
             tls,
             postmaster,
+            connector_id,
             resolver,
             starttls_missing: AtomicBool::new(false),
             observer: None,

@@ -29,6 +29,16 @@ pub fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
+/// Whether a failed handshake (as tokio-rustls reports it) failed on the
+/// peer's certificate, refused by our verifier, rather than on the
+/// handshake itself.
+pub(crate) fn is_certificate_refusal(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
+}
+
 /// What a finished handshake negotiated, for logs, headers and counters.
 #[derive(Clone, Debug)]
 pub struct TlsInfo {

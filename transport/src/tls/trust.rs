@@ -114,6 +114,35 @@ impl TrustStore {
         }
     }
 
+    /// Classifies the chain a server presented in a handshake that passed
+    /// `verification`: the verifier already judged it, so direct trust and
+    /// PKI are what it checked; encryption-only TLS checked nothing, so
+    /// the certificate is `Untrusted` unless directly trusted.
+    pub fn classify_server(
+        &self,
+        chain: &[CertificateDer<'static>],
+        verification: super::ServerVerification,
+    ) -> PeerTrust {
+        use super::ServerVerification;
+        let Some(leaf) = chain.first() else {
+            return PeerTrust::None;
+        };
+        let thumbprint = Thumbprint::of_der(leaf.as_ref());
+        match verification {
+            ServerVerification::DirectTrust => PeerTrust::Direct(thumbprint),
+            ServerVerification::Pki => PeerTrust::Pki {
+                thumbprint,
+                names: cert_names(leaf.as_ref()),
+            },
+            ServerVerification::DangerEncryptionOnly if self.is_direct(&thumbprint) => {
+                PeerTrust::Direct(thumbprint)
+            }
+            ServerVerification::DangerEncryptionOnly => {
+                PeerTrust::Untrusted("not verified (encryption-only TLS)".to_owned())
+            }
+        }
+    }
+
     fn snapshot(&self) -> Snapshot {
         self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

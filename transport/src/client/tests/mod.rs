@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod observe;
 mod pool;
 mod server;
 mod sink;
@@ -91,6 +92,7 @@ fn hop(hosts: Vec<HostPort>, tls: OutboundTls) -> SmtpHop {
         tls,
         tls_name: None,
         helo: Domain::parse(HELO).unwrap(),
+        protocol_logging_level: postern_model::ProtocolLoggingLevel::None,
     }
 }
 

@@ -38,6 +38,7 @@ async fn shutdown_tells_idle_sessions_and_lets_transactions_finish() {
         records,
         mut stop,
         served,
+        ..
     } = node;
     let _ = stop.take().unwrap().send(());
     idle.expect("421 4.3.2").await;

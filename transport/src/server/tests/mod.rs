@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod lifecycle;
+mod observe;
 mod peers;
 mod tls;
 
@@ -23,6 +24,8 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::certs::{CertStore, NewCertificate};
+use crate::metrics::Metrics;
+use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
 use crate::queue::{Queue, QueueConfig, QueuedMessage};
 use crate::routing::{LOCAL_HOP, OutboundTls, Router, SmtpHop, StaticRouter};
 use crate::smtp::{Reply, ReplyParser};
@@ -68,6 +71,8 @@ struct Setup {
     router: Arc<dyn Router>,
     server_cert: bool,
     trusted: Vec<Thumbprint>,
+    /// Open a receive protocol log under the node's data directory.
+    protocol_log: bool,
 }
 
 impl Setup {
@@ -77,6 +82,7 @@ impl Setup {
             router: local_router(),
             server_cert: true,
             trusted: Vec::new(),
+            protocol_log: false,
         }
     }
 
@@ -89,12 +95,18 @@ impl Setup {
             self_signed(&certs, FQDN);
         }
         let trust = TrustStore::new(self.trusted, &[]);
+        let metrics = Arc::new(Metrics::new());
+        let receive_log = self.protocol_log.then(|| {
+            ProtocolLog::open_in_data_dir(dir.path(), Direction::Receive, LogConfig::default()).unwrap()
+        });
         let ctx = ServerContext {
             node_fqdn: domain("node.local.test"),
             queue: queue.clone(),
             certs: certs.clone(),
             trust,
             router: self.router,
+            metrics: Arc::clone(&metrics),
+            receive_log: receive_log.clone(),
         };
         let records = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&records);
@@ -115,6 +127,8 @@ impl Setup {
             records,
             stop: Some(stop),
             served,
+            metrics,
+            receive_log,
         }
     }
 }
@@ -128,6 +142,8 @@ struct Node {
     records: Arc<Mutex<Vec<SessionRecord>>>,
     stop: Option<oneshot::Sender<()>>,
     served: JoinHandle<()>,
+    metrics: Arc<Metrics>,
+    receive_log: Option<Arc<ProtocolLog>>,
 }
 
 impl Node {
@@ -254,6 +270,7 @@ async fn plain_session_end_to_end() {
         tls: OutboundTls::Opportunistic,
         tls_name: None,
         helo: domain(FQDN),
+        protocol_logging_level: postern_model::ProtocolLoggingLevel::None,
     };
     let node = Setup {
         router: Arc::new(StaticRouter {

@@ -10,7 +10,7 @@ use super::*;
 use crate::tls::{ClientAuth, ClientCertResolver, PeerTrust, ServerVerification, client_config};
 
 /// A client that accepts any server certificate, presenting `cert`.
-fn tls_client(cert: Option<ClientCertResolver>) -> TlsConnector {
+pub(super) fn tls_client(cert: Option<ClientCertResolver>) -> TlsConnector {
     let trust = TrustStore::new([], &[]);
     TlsConnector::from(client_config(
         ServerVerification::DangerEncryptionOnly,
@@ -20,13 +20,13 @@ fn tls_client(cert: Option<ClientCertResolver>) -> TlsConnector {
 }
 
 /// A client certificate for `name` in a store of its own.
-struct ClientCert {
+pub(super) struct ClientCert {
     _dir: tempfile::TempDir,
-    resolver: ClientCertResolver,
-    thumbprint: Thumbprint,
+    pub(super) resolver: ClientCertResolver,
+    pub(super) thumbprint: Thumbprint,
 }
 
-fn client_cert(name: &str) -> ClientCert {
+pub(super) fn client_cert(name: &str) -> ClientCert {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path().join("db")).unwrap();
     let store = CertStore::open(&db).unwrap();
@@ -39,7 +39,7 @@ fn client_cert(name: &str) -> ClientCert {
 }
 
 /// STARTTLS (after EHLO) and the handshake.
-async fn upgrade(
+pub(super) async fn upgrade(
     mut c: Client<TcpStream>,
     connector: &TlsConnector,
 ) -> std::io::Result<Client<TlsStream<TcpStream>>> {
