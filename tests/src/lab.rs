@@ -109,9 +109,11 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
                 tls: OutboundTls::ORGANISATION,
                 tls_name: None,
                 helo: fqdn.clone(),
+                protocol_logging_level: postern_model::ProtocolLoggingLevel::Verbose,
             }),
         };
         let mut connector = ReceiveConnectorConfig::new("Default", config.smtp_bind, fqdn);
+        connector.protocol_logging_level = postern_model::ProtocolLoggingLevel::Verbose;
         if config.require_client_cert {
             connector.client_auth = ClientAuth::DirectTrust;
             connector.require_tls = true;

@@ -276,6 +276,7 @@ fn plain_hop(addr: std::net::SocketAddr) -> SmtpHop {
         tls: OutboundTls::DangerIgnoreStartTls,
         tls_name: None,
         helo: Domain::parse("loadgen.example").unwrap(),
+        protocol_logging_level: Default::default(),
     }
 }
 
@@ -435,6 +436,20 @@ async fn two_node_chain_over_mutual_tls_with_restart_and_expiry() {
         .unwrap();
     let text = std::fs::read_to_string(file.path()).unwrap();
     assert!(text.contains("with ESMTPS"), "the hop to B was not TLS: {text}");
+    // Both ends wrote Exchange-format protocol logs with the TLS details.
+    let read_logs = |dir: std::path::PathBuf| -> String {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
+    };
+    let recv = read_logs(b_dir.join("logs/protocol/receive"));
+    assert!(recv.contains("#Fields: date-time,connector-id,session-id,sequence-number,local-endpoint,remote-endpoint,event,data,context"), "{recv}");
+    assert!(recv.contains("TLS negotiated: TLSv1.3"), "{recv}");
+    assert!(recv.contains("Direct trust: thumbprint"), "{recv}");
+    let send = read_logs(tmp.path().join("a/logs/protocol/send"));
+    assert!(send.contains("#Log-type: SMTP Send Protocol Log"), "{send}");
+    assert!(send.contains(",>,STARTTLS"), "{send}");
     drop(node_a);
 
     // Expiry: a node whose relay never answers bounces to the local sender.

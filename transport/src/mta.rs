@@ -16,6 +16,7 @@ use crate::client::{ClientSettings, Connector, Pool};
 use crate::delivery::{self, DeliveryContext, Maildir, Relay, WorkerConfig};
 use crate::metrics::{Metrics, serve_metrics};
 use crate::node::Node;
+use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
 use crate::queue::{Queue, QueueConfig, QueueError, RecipientOutcome};
 use crate::routing::{Router, SmtpHop};
 use crate::server::{ReceiveConnector, ReceiveConnectorConfig, ServerContext, ServerError};
@@ -99,12 +100,16 @@ impl Mta {
         let metrics = Arc::new(Metrics::new());
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let receive_log = open_log(&node.data_dir, Direction::Receive);
+        let send_log = open_log(&node.data_dir, Direction::Send);
         let ctx = ServerContext {
             node_fqdn: node.identity.fqdn.clone(),
             queue: queue.clone(),
             certs: node.certs.clone(),
             trust: trust.clone(),
             router: config.router.clone(),
+            metrics: metrics.clone(),
+            receive_log,
         };
         let mut receive = Vec::new();
         for connector in config.receive {
@@ -124,7 +129,12 @@ impl Mta {
             }
             None => None,
         };
-        let pool = Pool::new(Connector::new(node.certs.clone(), trust, config.client));
+        let mut connector =
+            Connector::new(node.certs.clone(), trust, config.client).with_metrics(metrics.clone());
+        if let Some(log) = send_log {
+            connector = connector.with_protocol_log(log);
+        }
+        let pool = Pool::new(connector);
         let reaper = pool.spawn_reaper();
         let delivery_ctx = DeliveryContext {
             queue: queue.clone(),
@@ -181,13 +191,23 @@ impl Mta {
     }
 }
 
-/// A future that completes when the stop flag is raised.
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        while !*rx.borrow() {
-            if rx.changed().await.is_err() {
-                return;
-            }
+/// Opens a protocol log under `DATA_DIR/logs/protocol/`; a node whose log
+/// cannot be opened still carries mail (logged at error).
+fn open_log(data_dir: &std::path::Path, direction: Direction) -> Option<Arc<ProtocolLog>> {
+    match ProtocolLog::open_in_data_dir(data_dir, direction, LogConfig::default()) {
+        Ok(log) => Some(log),
+        Err(e) => {
+            tracing::error!(error = %e, ?direction, "protocol log cannot be opened; connectors will not log");
+            None
+        }
+    }
+}
+
+/// Completes when the stop flag is raised.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }
