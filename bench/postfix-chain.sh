@@ -183,7 +183,7 @@ smtp_tls_loglevel = 1
 EOF
     if [ "${POSTFIX_TLS_REUSE:-no}" = yes ]; then
         echo "smtp_tls_connection_reuse = yes" >> "$dir/a/etc/main.cf"
-        postconf -c "$dir/a/etc" -M "tlsproxy/unix = tlsproxy unix - - n - 0 tlsproxy" 2>/dev/null || true
+        postconf -c "$dir/a/etc" -M "tlsproxy/unix = tlsproxy unix - - n - 0 tlsproxy"
     fi
 
     local inst
