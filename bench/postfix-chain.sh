@@ -276,5 +276,6 @@ case ${1:-} in
     start) start ;;
     stop) stop ;;
     smoke) smoke ;;
-    *) echo "usage: $0 start|stop|smoke" >&2; exit 2 ;;
+    certs) make_certs "${2:?usage: $0 certs DIR}" ;;
+    *) echo "usage: $0 start|stop|smoke|certs DIR" >&2; exit 2 ;;
 esac

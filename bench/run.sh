@@ -43,16 +43,72 @@ log() { echo "run.sh: $*" >&2; }
 start_postfix_chain() { "$BENCH_DIR/postfix-chain.sh" start; }
 stop_postfix_chain() { "$BENCH_DIR/postfix-chain.sh" stop; }
 
-# ==================== POSTERN CHAIN: TO BE WIRED =============================
-# Start node A (Edge role: receives, queues durably, relays over mutual TLS)
-# and node B (delivers b@sink.test to MAILDIR) on loopback, then print the
-# KEY=VALUE lines above. Until then: report and skip.
+# ==================== POSTERN CHAIN ==========================================
+# Node A receives (STARTTLS, client certificate), queues durably and relays
+# over mutual TLS with direct trust to node B, which delivers b@sink.test to
+# Maildir. Both are `postern-lab-node` processes (the transport library's MTA
+# with a static router) with certificates from the same openssl CA.
 start_postern_chain() {
-    echo "Postern chain: not yet wired" >&2
-    return 1
+    local d
+    d=$(mktemp -d /tmp/postern-chain.XXXXXX)
+    echo "$d" > /tmp/postern-chain.current
+    "$BENCH_DIR/postfix-chain.sh" certs "$d/certs" >&2 || return 1
+    cat "$d/certs/node-a.pem" "$d/certs/node-a.key" > "$d/certs/node-a.bundle.pem"
+    cat "$d/certs/node-b.pem" "$d/certs/node-b.key" > "$d/certs/node-b.bundle.pem"
+    local tp_a tp_b tp_client port_a port_b
+    tp_a=$(thumbprint "$d/certs/node-a.pem")
+    tp_b=$(thumbprint "$d/certs/node-b.pem")
+    tp_client=$(thumbprint "$d/certs/client.pem")
+    port_b=$(free_port)
+    port_a=$(free_port "$port_b")
+    # Node B: organisation connector (a client certificate in the
+    # direct-trust set: node A's), delivers sink.test to Maildir.
+    printf '%s\n' "{\"data_dir\":\"$d/b\",\"fqdn\":\"b.bench.test\",\"smtp_bind\":\"127.0.0.1:$port_b\"," \
+        "\"local_domains\":[\"sink.test\"],\"relay\":null,\"trust\":[\"$tp_a\"],\"require_client_cert\":true," \
+        "\"expiration_secs\":172800,\"retry_secs\":5,\"import_cert\":\"$d/certs/node-b.bundle.pem\"}" > "$d/b.json"
+    # Node A: STARTTLS with the load generator's client certificate, queues
+    # durably, relays everything to B over mutual TLS with direct trust.
+    printf '%s\n' "{\"data_dir\":\"$d/a\",\"fqdn\":\"a.bench.test\",\"smtp_bind\":\"127.0.0.1:$port_a\"," \
+        "\"local_domains\":[],\"relay\":\"127.0.0.1:$port_b\",\"trust\":[\"$tp_client\",\"$tp_b\"]," \
+        "\"require_client_cert\":true,\"expiration_secs\":172800,\"retry_secs\":5," \
+        "\"import_cert\":\"$d/certs/node-a.bundle.pem\"}" > "$d/a.json"
+    "$LAB_NODE" "$d/b.json" > "$d/b.out" 2> "$d/b.log" &
+    echo $! > "$d/b.pid"
+    "$LAB_NODE" "$d/a.json" > "$d/a.out" 2> "$d/a.log" &
+    echo $! > "$d/a.pid"
+    local i
+    for i in $(seq 1 200); do
+        grep -q READY "$d/a.out" && grep -q READY "$d/b.out" && break
+        sleep 0.1
+    done
+    if ! { grep -q READY "$d/a.out" && grep -q READY "$d/b.out"; }; then
+        log "Postern nodes did not start"
+        cat "$d/a.log" "$d/b.log" >&2
+        return 1
+    fi
+    echo "PORT_A=$port_a"
+    echo "MAILDIR=$d/b/mailboxes/sink.test/b/Maildir"
+    echo "CA=$d/certs/ca.pem"
+    echo "CLIENT_CERT=$d/certs/client.pem"
+    echo "CLIENT_KEY=$d/certs/client.key"
+    echo "TLS_NAME=a.bench.test"
 }
 stop_postern_chain() {
-    :
+    local d
+    d=$(cat /tmp/postern-chain.current 2>/dev/null) || return 0
+    case $d in /tmp/postern-chain.*) ;; *) return 0 ;; esac
+    kill "$(cat "$d/a.pid")" "$(cat "$d/b.pid")" 2>/dev/null || true
+    sleep 0.5
+    rm -rf "$d" /tmp/postern-chain.current
+}
+thumbprint() { openssl x509 -in "$1" -noout -fingerprint -sha1 | cut -d= -f2 | tr -d :; }
+free_port() { # free_port [AVOID] -> a port nothing listens on
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 20000))
+        [ "$p" = "${1:-}" ] && continue
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
 }
 # =============================================================================
 
@@ -121,8 +177,9 @@ fmt_lat() {
 [ "$(id -u)" -eq 0 ] || { echo "run.sh: run as root (Postfix instances are started)" >&2; exit 1; }
 
 log "building postern-bench (release)"
-(cd "$ROOT" && cargo build --release -q -p postern-bench)
+(cd "$ROOT" && cargo build --release -q -p postern-bench -p postern-tests --bin postern-bench --bin postern-lab-node)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/postern-bench
+LAB_NODE=${CARGO_TARGET_DIR:-$ROOT/target}/release/postern-lab-node
 [ -x "$BIN" ] || { log "no binary at $BIN"; exit 1; }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -43,6 +43,10 @@ pub struct LabConfig {
     pub expiration_secs: u64,
     /// Retry interval, seconds.
     pub retry_secs: u64,
+    /// A PEM file (certificate chain and key) to import and enable for
+    /// SMTP at start, when it is not installed yet.
+    #[serde(default)]
+    pub import_cert: Option<PathBuf>,
 }
 
 impl LabConfig {
@@ -58,6 +62,7 @@ impl LabConfig {
             require_client_cert: false,
             expiration_secs: 2 * 24 * 3600,
             retry_secs: 1,
+            import_cert: None,
         }
     }
 }
@@ -85,6 +90,13 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
             smtp_bind: config.smtp_bind.to_string(),
         };
         let (node, _) = Node::open_or_setup(&opts)?;
+        if let Some(path) = &config.import_cert {
+            let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            match node.certs.import(&data, "", None, &BTreeSet::from([postern_model::Service::Smtp])) {
+                Ok(_) | Err(postern_transport::certs::CertError::AlreadyInstalled(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let trust = TrustStore::new(
             config
                 .trust
@@ -263,7 +275,3 @@ pub fn maildir_message_ids(data_dir: &Path, domain: &str, local: &str) -> Vec<St
     ids
 }
 
-/// Unused-set helper so callers can dedupe.
-pub fn unique(ids: &[String]) -> BTreeSet<String> {
-    ids.iter().cloned().collect()
-}
