@@ -1,30 +1,50 @@
-//! The edge role: perimeter node with a replica of the hub configuration, Internet-facing connectors, recipient filtering and routing to hubs.
-//!
-//! Today it sets the node up and serves the admin API; SMTP, EdgeSync and
-//! routing arrive with their issues.
+//! The edge role: a replica of the hub configuration kept by EdgeSync
+//! (served here; hubs dial in), the admin API, and (with the organisation
+//! mail-flow issue) Internet-facing connectors, recipient filtering and
+//! routing to hubs and the Internet.
+
+pub mod admin;
 
 use std::future::Future;
 
-use postern_transport::admin::{self, AdminError};
-use postern_transport::node::{Node, NodeError, NodeOptions, Startup};
+use postern_edgesync::edge_side::{BootstrapStore, EdgeSyncService, follow_hub_trust};
+use postern_edgesync::{Replica, SourceError};
+use postern_proto::admin::config_server::ConfigServer;
+use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
+use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
+use postern_proto::edgesync::edge_sync_server::EdgeSyncServer;
+use postern_transport::admin::{self as node_admin, AdminError};
+use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
+use postern_transport::tls::TrustStore;
 
-/// How to run a edge node.
+use crate::admin::EdgeAdmin;
+
+/// How to run an edge node.
 #[derive(Clone, Debug)]
 pub struct EdgeOptions {
     /// Data directory and identity flags.
     pub node: NodeOptions,
-    /// Prometheus metrics binding (served from the SMTP engine issue on).
+    /// Prometheus metrics binding.
     pub metrics_bind: Option<String>,
-    /// EdgeSync gRPC binding (served from the EdgeSync issue on).
+    /// EdgeSync gRPC binding.
     pub edgesync_bind: String,
 }
 
-/// Why a edge node stopped.
+/// Why an edge node stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     /// Setup or opening the data directory failed.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// The replica failed.
+    #[error(transparent)]
+    Replica(#[from] SourceError),
+    /// A store failed.
+    #[error("edge store: {0}")]
+    Store(#[from] sled::Error),
+    /// The EdgeSync endpoint could not bind.
+    #[error("EdgeSync binding {0}: {1}")]
+    Bind(String, std::io::Error),
     /// The admin API failed.
     #[error(transparent)]
     Admin(#[from] AdminError),
@@ -33,23 +53,75 @@ pub enum EdgeError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Sets the node up (first start) or opens it, then serves until
-/// `shutdown` completes.
-pub async fn run(opts: EdgeOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), EdgeError> {
-    let node_opts = opts.node.clone();
-    let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
-    match startup {
-        Startup::SetUp => {
-            tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "edge node set up")
+/// A started edge.
+#[derive(Clone)]
+pub struct Edge {
+    /// The node.
+    pub node: Node,
+    /// Admin state (replica, bootstrap).
+    pub admin: EdgeAdmin,
+    /// Hub certificates trusted directly (from the replica).
+    pub trust: TrustStore,
+    /// Where EdgeSync is bound.
+    pub edgesync_addr: std::net::SocketAddr,
+}
+
+impl Edge {
+    /// Opens (or sets up) the edge and starts serving EdgeSync.
+    pub async fn start(opts: &EdgeOptions) -> Result<Self, EdgeError> {
+        let node_opts = opts.node.clone();
+        let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
+        match startup {
+            Startup::SetUp => tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, "edge node set up"),
+            Startup::Reused => tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, "edge node opened"),
         }
-        Startup::Reused => {
-            tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "edge node opened")
-        }
+        let replica = Replica::open(&node.db)?;
+        let bootstrap = BootstrapStore::open(&node.db)?;
+        let trust = TrustStore::new([], &[]);
+        follow_hub_trust(replica.clone(), trust.clone());
+        let listener = tokio::net::TcpListener::bind(&opts.edgesync_bind)
+            .await
+            .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
+        let edgesync_addr = listener.local_addr().map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
+        let fqdn = node.identity.fqdn.to_string();
+        let incoming = postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust);
+        let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone());
+        tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(EdgeSyncServer::new(service))
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "EdgeSync server stopped");
+            }
+        });
+        tracing::info!(addr = %edgesync_addr, "EdgeSync listening");
+        let admin = EdgeAdmin {
+            node: node.clone(),
+            replica,
+            bootstrap,
+            edgesync_endpoint: advertised(&edgesync_addr.to_string(), &fqdn),
+            smtp_endpoint: advertised(&node.identity.smtp_bind, &fqdn),
+        };
+        Ok(Self { node, admin, trust, edgesync_addr })
     }
-    let socket = node.admin_socket();
+
+    /// The admin router: common services plus the edge's.
+    pub fn router(&self) -> tonic::transport::server::Router {
+        node_admin::router(&self.node)
+            .add_service(ConfigServer::new(self.admin.clone()))
+            .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
+            .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+    }
+}
+
+/// Sets the edge up (first start) or opens it, then serves until `shutdown`.
+pub async fn run(opts: EdgeOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), EdgeError> {
+    let edge = Edge::start(&opts).await?;
+    let socket = edge.node.admin_socket();
     tracing::info!(socket = %socket.display(), "admin API listening");
-    admin::serve(admin::router(&node), &socket, shutdown).await?;
-    node.db.flush_async().await.map_err(NodeError::from)?;
+    node_admin::serve(edge.router(), &socket, shutdown).await?;
+    edge.node.db.flush_async().await.map_err(NodeError::from)?;
     tracing::info!("edge node stopped");
     Ok(())
 }

@@ -14,6 +14,6 @@ pub mod source;
 pub mod store;
 pub mod subscription;
 
-pub use replica::{Applied, ApplyError, Replica};
+pub use replica::{Applied, ApplyError, LocalChangeError, Replica};
 pub use source::{ConfigSource, SourceError};
 pub use store::{ChangeLogStore, SideWrite};

@@ -240,3 +240,46 @@ fn read_applied(meta: &sled::Tree) -> Result<Applied, SourceError> {
         snapshots,
     })
 }
+
+/// A local change to the replica of an edge that has no subscription yet.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalChangeError {
+    /// The edge is subscribed: EdgeSync owns its replicated objects.
+    #[error("{0} objects are managed by EdgeSync; change it on a hub")]
+    Managed(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] SourceError),
+}
+
+impl Replica {
+    /// Whether a hub has synced this replica (its objects are then read-only).
+    pub fn is_subscribed(&self) -> bool {
+        !self.applied().store_id.is_empty()
+    }
+
+    /// Stores an object made locally on a standalone edge; the first
+    /// snapshot of a subscription replaces all of them.
+    pub fn put_local(&self, object: &ReplicatedObject) -> Result<(), LocalChangeError> {
+        if self.is_subscribed() {
+            return Err(LocalChangeError::Managed(object.kind().to_owned()));
+        }
+        self.objects.insert(object.key().0.as_bytes(), encode(object)?).map_err(SourceError::from)?;
+        self.db.flush().map_err(SourceError::from)?;
+        let applied = self.applied();
+        self.tx.send_replace(applied);
+        Ok(())
+    }
+
+    /// Removes a locally made object of a standalone edge.
+    pub fn remove_local(&self, kind: &str, key: &ObjectKey) -> Result<bool, LocalChangeError> {
+        if self.is_subscribed() {
+            return Err(LocalChangeError::Managed(kind.to_owned()));
+        }
+        let removed = self.objects.remove(key.0.as_bytes()).map_err(SourceError::from)?.is_some();
+        self.db.flush().map_err(SourceError::from)?;
+        let applied = self.applied();
+        self.tx.send_replace(applied);
+        Ok(removed)
+    }
+}

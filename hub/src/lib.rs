@@ -1,19 +1,34 @@
-//! The hub role: authoritative configuration, admin API, routing of inbound mail to mailboxes and outbound mail to edges.
-//!
-//! Today it sets the node up and serves the admin API; SMTP, EdgeSync and
-//! routing arrive with their issues.
+//! The hub role: the authoritative configuration, the admin API, EdgeSync
+//! to every subscribed edge, and (with the organisation mail-flow issue)
+//! routing of inbound mail to mailboxes and outbound mail to edges.
+
+pub mod admin;
+pub mod config;
+pub mod subscriptions;
 
 use std::future::Future;
+use std::sync::Arc;
 
-use postern_transport::admin::{self, AdminError};
-use postern_transport::node::{Node, NodeError, NodeOptions, Startup};
+use postern_edgesync::hub_side::SyncManager;
+use postern_model::{ChangeOp, HubInfo, ReplicatedObject, Service};
+use postern_proto::admin::config_server::ConfigServer;
+use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
+use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
+use postern_transport::admin::{self as node_admin, AdminError};
+use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
+use postern_transport::tls::TrustStore;
+use rustls_pki_types::CertificateDer;
+
+use crate::admin::HubAdmin;
+use crate::config::{ConfigError, HubConfig};
+use crate::subscriptions::{SubscriptionError, Subscriptions};
 
 /// How to run a hub node.
 #[derive(Clone, Debug)]
 pub struct HubOptions {
     /// Data directory and identity flags.
     pub node: NodeOptions,
-    /// Prometheus metrics binding (served from the SMTP engine issue on).
+    /// Prometheus metrics binding.
     pub metrics_bind: Option<String>,
 }
 
@@ -23,6 +38,12 @@ pub enum HubError {
     /// Setup or opening the data directory failed.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// The configuration store failed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The subscriptions could not be loaded.
+    #[error(transparent)]
+    Subscriptions(#[from] SubscriptionError),
     /// The admin API failed.
     #[error(transparent)]
     Admin(#[from] AdminError),
@@ -31,23 +52,99 @@ pub enum HubError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Sets the node up (first start) or opens it, then serves until
-/// `shutdown` completes.
-pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), HubError> {
-    let node_opts = opts.node.clone();
-    let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
-    match startup {
-        Startup::SetUp => {
-            tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node set up")
+/// A started hub: its stores and EdgeSync, for the runner and for tests.
+#[derive(Clone)]
+pub struct Hub {
+    /// The node.
+    pub node: Node,
+    /// Its admin state (configuration, subscriptions, trust, sync).
+    pub admin: HubAdmin,
+}
+
+impl Hub {
+    /// Opens (or sets up) the hub, publishes itself in the configuration
+    /// and starts syncing every subscribed edge. Needs a tokio runtime.
+    pub async fn start(opts: &NodeOptions) -> Result<Self, HubError> {
+        let node_opts = opts.clone();
+        let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
+        match startup {
+            Startup::SetUp => tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node set up"),
+            Startup::Reused => tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node opened"),
         }
-        Startup::Reused => {
-            tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node opened")
+        let config = HubConfig::open(&node.db)?;
+        publish_self(&node, &config)?;
+        let subscriptions = Subscriptions::open(&node.db)?;
+        let trust = TrustStore::new(subscriptions.list()?.iter().map(|s| s.thumbprint), &[]);
+        refresh_roots(&config, &trust);
+        let bootstrapped = subscriptions.clone();
+        let sync = SyncManager::new(
+            config.source(),
+            node.certs.clone(),
+            node.identity.name.as_str(),
+            node.identity.fqdn.as_str(),
+            Arc::new(move |edge: &str| bootstrapped.mark_bootstrapped(edge)),
+        );
+        for sub in subscriptions.list()? {
+            sync.start(sub.target());
         }
+        Ok(Self { node, admin: HubAdmin { config, subscriptions, trust, sync } })
     }
-    let socket = node.admin_socket();
+
+    /// The admin router: common services plus the hub's.
+    pub fn router(&self) -> tonic::transport::server::Router {
+        node_admin::router(&self.node)
+            .add_service(ConfigServer::new(self.admin.clone()))
+            .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
+            .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+    }
+}
+
+/// Sets the hub up (first start) or opens it, then serves until `shutdown`.
+pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), HubError> {
+    let hub = Hub::start(&opts.node).await?;
+    let socket = hub.node.admin_socket();
     tracing::info!(socket = %socket.display(), "admin API listening");
-    admin::serve(admin::router(&node), &socket, shutdown).await?;
-    node.db.flush_async().await.map_err(NodeError::from)?;
+    node_admin::serve(hub.router(), &socket, shutdown).await?;
+    hub.node.db.flush_async().await.map_err(NodeError::from)?;
     tracing::info!("hub node stopped");
     Ok(())
+}
+
+/// Writes this hub's `HubInfo` (SMTP endpoint and the public parts of its
+/// SMTP certificates) into the configuration when it changed.
+fn publish_self(node: &Node, config: &HubConfig) -> Result<(), HubError> {
+    let certificates: Vec<Vec<u8>> = node
+        .certs
+        .list()
+        .map_err(NodeError::from)?
+        .into_iter()
+        .filter(|c| c.services.contains(&Service::Smtp) && c.has_private_key)
+        .filter_map(|c| node.certs.certified_key(&c.thumbprint).ok())
+        .filter_map(|k| k.cert.first().map(|d| d.as_ref().to_vec()))
+        .collect();
+    let info = HubInfo {
+        name: node.identity.name.clone(),
+        fqdn: node.identity.fqdn.clone(),
+        smtp_endpoint: advertised(&node.identity.smtp_bind, node.identity.fqdn.as_str()),
+        certificates,
+    };
+    let current = config.get("hub", node.identity.name.as_str()).ok();
+    if current != Some(ReplicatedObject::Hub(info.clone())) {
+        config.apply(vec![ChangeOp::Put(ReplicatedObject::Hub(info))])?;
+    }
+    Ok(())
+}
+
+/// Loads the administrator's trusted roots into the trust store.
+pub fn refresh_roots(config: &HubConfig, trust: &TrustStore) {
+    let roots: Vec<CertificateDer<'static>> = config
+        .list("trusted-root")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| match o {
+            ReplicatedObject::TrustedRoot(r) => Some(CertificateDer::from(r.der)),
+            _ => None,
+        })
+        .collect();
+    trust.set_extra_roots(&roots);
 }

@@ -164,6 +164,15 @@ pub fn admin_socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
 }
 
+/// The address peers should use for a binding: the FQDN when the binding
+/// is a wildcard address (`0.0.0.0:25` → `mail.adatum.com:25`).
+pub fn advertised(bind: &str, fqdn: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => format!("{fqdn}:{}", addr.port()),
+        _ => bind.to_owned(),
+    }
+}
+
 fn check_same(opts: &NodeOptions, id: &NodeIdentity) -> Result<(), NodeError> {
     if opts.role != id.role {
         return Err(NodeError::WrongRole {

@@ -1,0 +1,190 @@
+//! The edge's admin services beyond the common ones: the replica read
+//! through the configuration verbs (writes refused once subscribed), the
+//! subscription file, and the edge's view of EdgeSync.
+
+use std::time::Duration;
+
+use postern_edgesync::Replica;
+use postern_edgesync::edge_side::BootstrapStore;
+use postern_edgesync::subscription::{
+    BOOTSTRAP_VALIDITY, SubscriptionBody, SubscriptionFile, der_to_pem, expiry_from, new_secret,
+};
+use postern_model::{ObjectKey, ReplicatedObject};
+use postern_proto::admin as pb;
+use postern_transport::node::Node;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tonic::{Request, Response, Status};
+
+/// Shared state of the edge's admin services.
+#[derive(Clone)]
+pub struct EdgeAdmin {
+    /// The node.
+    pub node: Node,
+    /// The replica.
+    pub replica: Replica,
+    /// The bootstrap secret store.
+    pub bootstrap: BootstrapStore,
+    /// Where EdgeSync listens (as bound).
+    pub edgesync_endpoint: String,
+    /// Where SMTP listens (as configured).
+    pub smtp_endpoint: String,
+}
+
+fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
+    pb::ObjectJson { kind: o.kind().to_owned(), json: o.inner_json() }
+}
+
+fn local_status(e: postern_edgesync::LocalChangeError) -> Status {
+    match e {
+        postern_edgesync::LocalChangeError::Managed(_) => Status::failed_precondition(e.to_string()),
+        postern_edgesync::LocalChangeError::Store(_) => Status::internal(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::config_server::Config for EdgeAdmin {
+    async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
+        let r = req.into_inner();
+        let key = ObjectKey::of(&r.kind, &r.name);
+        match self.replica.get(&key).map_err(|e| Status::internal(e.to_string()))? {
+            Some(o) => Ok(Response::new(to_json(&o))),
+            None => Err(Status::not_found(format!("no {} named {:?}", r.kind, r.name))),
+        }
+    }
+
+    async fn list_objects(&self, req: Request<pb::ListObjectsRequest>) -> Result<Response<pb::ObjectList>, Status> {
+        let kind = req.into_inner().kind;
+        if !postern_model::config::KINDS.contains(&kind.as_str()) {
+            return Err(Status::invalid_argument(format!("unknown object kind {kind:?}")));
+        }
+        let objects = self.replica.list(&kind).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ObjectList { objects: objects.iter().map(to_json).collect() }))
+    }
+
+    async fn put_object(&self, req: Request<pb::PutObjectRequest>) -> Result<Response<pb::ConfigVersionReply>, Status> {
+        let r = req.into_inner();
+        if self.replica.is_subscribed() {
+            return Err(Status::failed_precondition(format!(
+                "{} objects are managed by EdgeSync; change it on a hub",
+                r.kind
+            )));
+        }
+        let object = if r.kind == "mailbox" {
+            let v: serde_json::Value =
+                serde_json::from_str(&r.json).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let address = v["address"].as_str().unwrap_or_default();
+            ReplicatedObject::Mailbox(postern_model::MailboxHash::of(address))
+        } else {
+            ReplicatedObject::from_kind_json(&r.kind, &r.json).map_err(Status::invalid_argument)?
+        };
+        let exists = self.replica.get(&object.key()).map_err(|e| Status::internal(e.to_string()))?.is_some();
+        if r.create_only && exists {
+            return Err(Status::already_exists(format!("{} {} already exists", r.kind, object.key())));
+        }
+        if r.replace_only && !exists {
+            return Err(Status::not_found(format!("no {} {}", r.kind, object.key())));
+        }
+        self.replica.put_local(&object).map_err(local_status)?;
+        Ok(Response::new(pb::ConfigVersionReply { version: self.replica.applied().version.0 }))
+    }
+
+    async fn remove_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ConfigVersionReply>, Status> {
+        let r = req.into_inner();
+        let key = ObjectKey::of(&r.kind, &r.name);
+        if !self.replica.remove_local(&r.kind, &key).map_err(local_status)? {
+            return Err(Status::not_found(format!("no {} named {:?}", r.kind, r.name)));
+        }
+        Ok(Response::new(pb::ConfigVersionReply { version: self.replica.applied().version.0 }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
+    async fn new_subscription(
+        &self,
+        req: Request<pb::NewSubscriptionRequest>,
+    ) -> Result<Response<pb::SubscriptionFileText>, Status> {
+        let r = req.into_inner();
+        let id = &self.node.identity;
+        let certs = self.node.certs.clone();
+        let thumbprint = certs
+            .select_smtp(id.fqdn.as_str())
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "no valid SMTP certificate names {}; enable one with `postern cert enable`",
+                    id.fqdn
+                ))
+            })?;
+        let key = certs.certified_key(&thumbprint).map_err(|e| Status::internal(e.to_string()))?;
+        let der = key.cert.first().map(|c| c.as_ref().to_vec()).unwrap_or_default();
+        let secret = new_secret();
+        let now = OffsetDateTime::now_utc();
+        let expires = expiry_from(now, BOOTSTRAP_VALIDITY);
+        let body = SubscriptionBody {
+            format: 1,
+            edge_name: id.name.clone(),
+            fqdn: id.fqdn.clone(),
+            edgesync_endpoint: Some(r.edgesync_endpoint).filter(|e| !e.is_empty()).unwrap_or_else(|| self.edgesync_endpoint.clone()),
+            smtp_endpoint: Some(r.smtp_endpoint).filter(|e| !e.is_empty()).unwrap_or_else(|| self.smtp_endpoint.clone()),
+            certificate_pem: der_to_pem(&der),
+            bootstrap_secret: secret.clone(),
+            created: now.format(&Rfc3339).unwrap_or_default(),
+            expires: expires.clone(),
+        };
+        let file = SubscriptionFile::sign(body, &key).map_err(|e| Status::internal(e.to_string()))?;
+        self.bootstrap.issue(&secret, &expires).map_err(|e| Status::internal(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&file).map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(expires = %expires, "edge subscription file issued; import it on a hub within {:?}", Duration::from_secs(BOOTSTRAP_VALIDITY.as_secs()));
+        Ok(Response::new(pb::SubscriptionFileText { text }))
+    }
+
+    async fn import_subscription(
+        &self,
+        _: Request<pb::ImportSubscriptionRequest>,
+    ) -> Result<Response<pb::SubscriptionInfo>, Status> {
+        Err(Status::failed_precondition("import a subscription file on a hub, not on the edge"))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        _: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::SubscriptionList>, Status> {
+        Err(Status::failed_precondition("subscriptions are listed on a hub"))
+    }
+
+    async fn remove_subscription(
+        &self,
+        _: Request<pb::RemoveSubscriptionRequest>,
+    ) -> Result<Response<pb::RemoveSubscriptionReply>, Status> {
+        Err(Status::failed_precondition("remove the subscription on a hub"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
+    async fn start_sync(&self, _: Request<pb::StartSyncRequest>) -> Result<Response<pb::StartSyncReply>, Status> {
+        Err(Status::failed_precondition("hubs push to edges: run `postern edgesync start` on a hub"))
+    }
+
+    async fn test_sync(&self, _: Request<pb::TestSyncRequest>) -> Result<Response<pb::SyncStatusList>, Status> {
+        let applied = self.replica.applied();
+        let status = if applied.store_id.is_empty() { "not-subscribed" } else { "replica" };
+        Ok(Response::new(pb::SyncStatusList {
+            edges: vec![pb::SyncStatus {
+                edge: self.node.identity.name.to_string(),
+                status: status.into(),
+                hub_version: 0,
+                edge_version: applied.version.0,
+                lag: 0,
+                last_success: String::new(),
+                last_error: String::new(),
+                snapshots_sent: 0,
+                deltas_sent: 0,
+                store_id: applied.store_id,
+                snapshots_applied: applied.snapshots,
+            }],
+        }))
+    }
+}

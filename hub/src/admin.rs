@@ -1,0 +1,196 @@
+//! The hub's admin services beyond the common ones: configuration objects,
+//! edge subscriptions and EdgeSync operations.
+
+use postern_edgesync::hub_side::SyncManager;
+use postern_model::ReplicatedObject;
+use postern_proto::admin as pb;
+use postern_transport::tls::TrustStore;
+use tonic::{Request, Response, Status};
+
+use crate::config::{ConfigError, HubConfig};
+use crate::subscriptions::{Subscription, SubscriptionError, Subscriptions};
+
+/// Shared state of the hub's admin services.
+#[derive(Clone)]
+pub struct HubAdmin {
+    /// Authoritative configuration.
+    pub config: HubConfig,
+    /// Edge subscriptions.
+    pub subscriptions: Subscriptions,
+    /// Direct trust of edge certificates.
+    pub trust: TrustStore,
+    /// EdgeSync tasks.
+    pub sync: SyncManager,
+}
+
+fn config_status(e: ConfigError) -> Status {
+    match e {
+        ConfigError::NotFound { .. } => Status::not_found(e.to_string()),
+        ConfigError::Exists { .. } => Status::already_exists(e.to_string()),
+        ConfigError::Invalid(_) | ConfigError::ReadOnly(_) => Status::invalid_argument(e.to_string()),
+        ConfigError::Store(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn subscription_status(e: SubscriptionError) -> Status {
+    match e {
+        SubscriptionError::NotFound(_) => Status::not_found(e.to_string()),
+        SubscriptionError::Exists(_) => Status::already_exists(e.to_string()),
+        SubscriptionError::File(_) => Status::invalid_argument(e.to_string()),
+        SubscriptionError::Config(c) => config_status(c),
+        SubscriptionError::Store(_) | SubscriptionError::Corrupt(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
+    pb::ObjectJson { kind: o.kind().to_owned(), json: o.inner_json() }
+}
+
+#[tonic::async_trait]
+impl pb::config_server::Config for HubAdmin {
+    async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
+        let r = req.into_inner();
+        if r.kind == "mailbox" {
+            let address = r.name.trim().to_ascii_lowercase();
+            let known = self.config.mailbox_addresses().map_err(config_status)?.contains(&address);
+            if !known {
+                return Err(Status::not_found(format!("no mailbox named {:?}", r.name)));
+            }
+            return Ok(Response::new(mailbox_json(&address)));
+        }
+        let object = self.config.get(&r.kind, &r.name).map_err(config_status)?;
+        Ok(Response::new(to_json(&object)))
+    }
+
+    async fn list_objects(&self, req: Request<pb::ListObjectsRequest>) -> Result<Response<pb::ObjectList>, Status> {
+        let kind = req.into_inner().kind;
+        if kind == "mailbox" {
+            let addresses = self.config.mailbox_addresses().map_err(config_status)?;
+            return Ok(Response::new(pb::ObjectList { objects: addresses.iter().map(|a| mailbox_json(a)).collect() }));
+        }
+        if !postern_model::config::KINDS.contains(&kind.as_str()) {
+            return Err(Status::invalid_argument(format!("unknown object kind {kind:?}")));
+        }
+        let objects = self.config.list(&kind).map_err(config_status)?;
+        Ok(Response::new(pb::ObjectList { objects: objects.iter().map(to_json).collect() }))
+    }
+
+    async fn put_object(&self, req: Request<pb::PutObjectRequest>) -> Result<Response<pb::ConfigVersionReply>, Status> {
+        let r = req.into_inner();
+        let version =
+            self.config.put_json(&r.kind, &r.json, r.create_only, r.replace_only).map_err(config_status)?;
+        if r.kind == "accepted-domain" {
+            self.subscriptions.refresh_sites(&self.config).map_err(subscription_status)?;
+        }
+        if r.kind == "trusted-root" {
+            crate::refresh_roots(&self.config, &self.trust);
+        }
+        Ok(Response::new(pb::ConfigVersionReply { version: version.0.max(self.config.version().0) }))
+    }
+
+    async fn remove_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ConfigVersionReply>, Status> {
+        let r = req.into_inner();
+        let version = self.config.remove(&r.kind, &r.name).map_err(config_status)?;
+        if r.kind == "accepted-domain" {
+            self.subscriptions.refresh_sites(&self.config).map_err(subscription_status)?;
+        }
+        if r.kind == "trusted-root" {
+            crate::refresh_roots(&self.config, &self.trust);
+        }
+        Ok(Response::new(pb::ConfigVersionReply { version: version.0.max(self.config.version().0) }))
+    }
+}
+
+fn mailbox_json(address: &str) -> pb::ObjectJson {
+    let hash = postern_model::MailboxHash::of(address);
+    let json = serde_json::json!({ "address": address, "hash": hash.0 }).to_string();
+    pb::ObjectJson { kind: "mailbox".into(), json }
+}
+
+fn info(s: &Subscription) -> pb::SubscriptionInfo {
+    pb::SubscriptionInfo {
+        edge_name: s.edge_name.clone(),
+        fqdn: s.fqdn.clone(),
+        site: s.site.clone(),
+        edgesync_endpoint: s.edgesync_endpoint.clone(),
+        smtp_endpoint: s.smtp_endpoint.clone(),
+        thumbprint: s.thumbprint.to_string(),
+        created: s.created.clone(),
+        bootstrapped: s.bootstrap_secret.is_none(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
+    async fn new_subscription(
+        &self,
+        _: Request<pb::NewSubscriptionRequest>,
+    ) -> Result<Response<pb::SubscriptionFileText>, Status> {
+        Err(Status::failed_precondition(
+            "edge-subscription new runs on the edge; import its file here with `postern edge-subscription import`",
+        ))
+    }
+
+    async fn import_subscription(
+        &self,
+        req: Request<pb::ImportSubscriptionRequest>,
+    ) -> Result<Response<pb::SubscriptionInfo>, Status> {
+        let r = req.into_inner();
+        let site = Some(r.site.as_str()).filter(|s| !s.is_empty());
+        let sub = self
+            .subscriptions
+            .import(&r.text, site, &self.config, &self.trust, &self.sync)
+            .map_err(subscription_status)?;
+        Ok(Response::new(info(&sub)))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        _: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::SubscriptionList>, Status> {
+        let list = self.subscriptions.list().map_err(subscription_status)?;
+        Ok(Response::new(pb::SubscriptionList { subscriptions: list.iter().map(info).collect() }))
+    }
+
+    async fn remove_subscription(
+        &self,
+        req: Request<pb::RemoveSubscriptionRequest>,
+    ) -> Result<Response<pb::RemoveSubscriptionReply>, Status> {
+        let name = req.into_inner().edge_name;
+        self.subscriptions.remove(&name, &self.config, &self.trust, &self.sync).map_err(subscription_status)?;
+        Ok(Response::new(pb::RemoveSubscriptionReply {}))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
+    async fn start_sync(&self, _: Request<pb::StartSyncRequest>) -> Result<Response<pb::StartSyncReply>, Status> {
+        self.sync.force_full();
+        Ok(Response::new(pb::StartSyncReply {}))
+    }
+
+    async fn test_sync(&self, _: Request<pb::TestSyncRequest>) -> Result<Response<pb::SyncStatusList>, Status> {
+        let edges = self
+            .sync
+            .statuses()
+            .into_iter()
+            .map(|s| pb::SyncStatus {
+                edge: s.edge.clone(),
+                status: serde_json::to_value(s.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                hub_version: s.hub_version,
+                edge_version: s.edge_version,
+                lag: s.lag(),
+                last_success: s.last_success.clone().unwrap_or_default(),
+                last_error: s.last_error.clone().unwrap_or_default(),
+                snapshots_sent: s.snapshots_sent,
+                deltas_sent: s.deltas_sent,
+                store_id: String::new(),
+                snapshots_applied: 0,
+            })
+            .collect();
+        Ok(Response::new(pb::SyncStatusList { edges }))
+    }
+}
