@@ -3,6 +3,8 @@
 
 mod cert;
 mod client;
+mod edgesync;
+mod objects;
 mod output;
 mod run;
 
@@ -45,6 +47,41 @@ enum Command {
         #[command(subcommand)]
         command: cert::CertCommand,
     },
+    /// The organisation's transport configuration (Get-/Set-TransportConfig).
+    TransportConfig {
+        #[command(subcommand)]
+        command: objects::TransportConfigCommand,
+    },
+    /// Domains the organisation accepts mail for.
+    AcceptedDomain {
+        #[command(subcommand)]
+        command: objects::AcceptedDomainCommand,
+    },
+    /// Mailboxes (hub delivery; edges hold their hashes for recipient filtering).
+    Mailbox {
+        #[command(subcommand)]
+        command: objects::MailboxCommand,
+    },
+    /// Send connectors (New-/Set-/Get-/Remove-SendConnector).
+    SendConnector {
+        #[command(subcommand)]
+        command: objects::SendConnectorCommand,
+    },
+    /// The organisation's own trust anchors for PKI validation.
+    TrustedRoot {
+        #[command(subcommand)]
+        command: objects::TrustedRootCommand,
+    },
+    /// Edge subscriptions (New-EdgeSubscription on the edge, import on a hub).
+    EdgeSubscription {
+        #[command(subcommand)]
+        command: edgesync::SubscriptionCommand,
+    },
+    /// EdgeSync operations (Start-/Test-EdgeSynchronization).
+    Edgesync {
+        #[command(subcommand)]
+        command: edgesync::EdgeSyncCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +99,13 @@ fn main() -> ExitCode {
             Command::Edge { command } => run::run(postern_model::NodeRole::Edge, command).await,
             Command::NodeInfo { json } => client::node_info(&cli.node, json).await,
             Command::Cert { command } => cert::run(&cli.node, command).await,
+            Command::TransportConfig { command } => objects::transport_config(&cli.node, command).await,
+            Command::AcceptedDomain { command } => objects::accepted_domain(&cli.node, command).await,
+            Command::Mailbox { command } => objects::mailbox(&cli.node, command).await,
+            Command::SendConnector { command } => objects::send_connector(&cli.node, command).await,
+            Command::TrustedRoot { command } => objects::trusted_root(&cli.node, command).await,
+            Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
+            Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
         }
     });
     match result {

@@ -27,6 +27,15 @@ impl Record {
     }
 }
 
+impl Record {
+    /// Adds a field whose JSON key is given (the model's field name).
+    pub fn keyed(mut self, label: &'static str, key: &str, text: &str, value: serde_json::Value) -> Self {
+        self.fields.push((label, text.to_owned()));
+        self.json.insert(key.to_owned(), value);
+        self
+    }
+}
+
 fn snake_case(label: &str) -> String {
     let mut out = String::new();
     for (i, c) in label.chars().enumerate() {

@@ -32,7 +32,10 @@ pub struct EdgeAdmin {
 }
 
 fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
-    pb::ObjectJson { kind: o.kind().to_owned(), json: o.inner_json() }
+    pb::ObjectJson {
+        kind: o.kind().to_owned(),
+        json: o.inner_json(),
+    }
 }
 
 fn local_status(e: postern_edgesync::LocalChangeError) -> Status {
@@ -47,22 +50,37 @@ impl pb::config_server::Config for EdgeAdmin {
     async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
         let r = req.into_inner();
         let key = ObjectKey::of(&r.kind, &r.name);
-        match self.replica.get(&key).map_err(|e| Status::internal(e.to_string()))? {
+        match self
+            .replica
+            .get(&key)
+            .map_err(|e| Status::internal(e.to_string()))?
+        {
             Some(o) => Ok(Response::new(to_json(&o))),
             None => Err(Status::not_found(format!("no {} named {:?}", r.kind, r.name))),
         }
     }
 
-    async fn list_objects(&self, req: Request<pb::ListObjectsRequest>) -> Result<Response<pb::ObjectList>, Status> {
+    async fn list_objects(
+        &self,
+        req: Request<pb::ListObjectsRequest>,
+    ) -> Result<Response<pb::ObjectList>, Status> {
         let kind = req.into_inner().kind;
         if !postern_model::config::KINDS.contains(&kind.as_str()) {
             return Err(Status::invalid_argument(format!("unknown object kind {kind:?}")));
         }
-        let objects = self.replica.list(&kind).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(pb::ObjectList { objects: objects.iter().map(to_json).collect() }))
+        let objects = self
+            .replica
+            .list(&kind)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ObjectList {
+            objects: objects.iter().map(to_json).collect(),
+        }))
     }
 
-    async fn put_object(&self, req: Request<pb::PutObjectRequest>) -> Result<Response<pb::ConfigVersionReply>, Status> {
+    async fn put_object(
+        &self,
+        req: Request<pb::PutObjectRequest>,
+    ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
         if self.replica.is_subscribed() {
             return Err(Status::failed_precondition(format!(
@@ -78,24 +96,39 @@ impl pb::config_server::Config for EdgeAdmin {
         } else {
             ReplicatedObject::from_kind_json(&r.kind, &r.json).map_err(Status::invalid_argument)?
         };
-        let exists = self.replica.get(&object.key()).map_err(|e| Status::internal(e.to_string()))?.is_some();
+        let exists = self
+            .replica
+            .get(&object.key())
+            .map_err(|e| Status::internal(e.to_string()))?
+            .is_some();
         if r.create_only && exists {
-            return Err(Status::already_exists(format!("{} {} already exists", r.kind, object.key())));
+            return Err(Status::already_exists(format!(
+                "{} {} already exists",
+                r.kind,
+                object.key()
+            )));
         }
         if r.replace_only && !exists {
             return Err(Status::not_found(format!("no {} {}", r.kind, object.key())));
         }
         self.replica.put_local(&object).map_err(local_status)?;
-        Ok(Response::new(pb::ConfigVersionReply { version: self.replica.applied().version.0 }))
+        Ok(Response::new(pb::ConfigVersionReply {
+            version: self.replica.applied().version.0,
+        }))
     }
 
-    async fn remove_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ConfigVersionReply>, Status> {
+    async fn remove_object(
+        &self,
+        req: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
         let key = ObjectKey::of(&r.kind, &r.name);
         if !self.replica.remove_local(&r.kind, &key).map_err(local_status)? {
             return Err(Status::not_found(format!("no {} named {:?}", r.kind, r.name)));
         }
-        Ok(Response::new(pb::ConfigVersionReply { version: self.replica.applied().version.0 }))
+        Ok(Response::new(pb::ConfigVersionReply {
+            version: self.replica.applied().version.0,
+        }))
     }
 }
 
@@ -117,7 +150,9 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
                     id.fqdn
                 ))
             })?;
-        let key = certs.certified_key(&thumbprint).map_err(|e| Status::internal(e.to_string()))?;
+        let key = certs
+            .certified_key(&thumbprint)
+            .map_err(|e| Status::internal(e.to_string()))?;
         let der = key.cert.first().map(|c| c.as_ref().to_vec()).unwrap_or_default();
         let secret = new_secret();
         let now = OffsetDateTime::now_utc();
@@ -126,15 +161,21 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
             format: 1,
             edge_name: id.name.clone(),
             fqdn: id.fqdn.clone(),
-            edgesync_endpoint: Some(r.edgesync_endpoint).filter(|e| !e.is_empty()).unwrap_or_else(|| self.edgesync_endpoint.clone()),
-            smtp_endpoint: Some(r.smtp_endpoint).filter(|e| !e.is_empty()).unwrap_or_else(|| self.smtp_endpoint.clone()),
+            edgesync_endpoint: Some(r.edgesync_endpoint)
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| self.edgesync_endpoint.clone()),
+            smtp_endpoint: Some(r.smtp_endpoint)
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| self.smtp_endpoint.clone()),
             certificate_pem: der_to_pem(&der),
             bootstrap_secret: secret.clone(),
             created: now.format(&Rfc3339).unwrap_or_default(),
             expires: expires.clone(),
         };
         let file = SubscriptionFile::sign(body, &key).map_err(|e| Status::internal(e.to_string()))?;
-        self.bootstrap.issue(&secret, &expires).map_err(|e| Status::internal(e.to_string()))?;
+        self.bootstrap
+            .issue(&secret, &expires)
+            .map_err(|e| Status::internal(e.to_string()))?;
         let text = serde_json::to_string_pretty(&file).map_err(|e| Status::internal(e.to_string()))?;
         tracing::info!(expires = %expires, "edge subscription file issued; import it on a hub within {:?}", Duration::from_secs(BOOTSTRAP_VALIDITY.as_secs()));
         Ok(Response::new(pb::SubscriptionFileText { text }))
@@ -144,7 +185,9 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
         &self,
         _: Request<pb::ImportSubscriptionRequest>,
     ) -> Result<Response<pb::SubscriptionInfo>, Status> {
-        Err(Status::failed_precondition("import a subscription file on a hub, not on the edge"))
+        Err(Status::failed_precondition(
+            "import a subscription file on a hub, not on the edge",
+        ))
     }
 
     async fn list_subscriptions(
@@ -164,13 +207,25 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
 
 #[tonic::async_trait]
 impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
-    async fn start_sync(&self, _: Request<pb::StartSyncRequest>) -> Result<Response<pb::StartSyncReply>, Status> {
-        Err(Status::failed_precondition("hubs push to edges: run `postern edgesync start` on a hub"))
+    async fn start_sync(
+        &self,
+        _: Request<pb::StartSyncRequest>,
+    ) -> Result<Response<pb::StartSyncReply>, Status> {
+        Err(Status::failed_precondition(
+            "hubs push to edges: run `postern edgesync start` on a hub",
+        ))
     }
 
-    async fn test_sync(&self, _: Request<pb::TestSyncRequest>) -> Result<Response<pb::SyncStatusList>, Status> {
+    async fn test_sync(
+        &self,
+        _: Request<pb::TestSyncRequest>,
+    ) -> Result<Response<pb::SyncStatusList>, Status> {
         let applied = self.replica.applied();
-        let status = if applied.store_id.is_empty() { "not-subscribed" } else { "replica" };
+        let status = if applied.store_id.is_empty() {
+            "not-subscribed"
+        } else {
+            "replica"
+        };
         Ok(Response::new(pb::SyncStatusList {
             edges: vec![pb::SyncStatus {
                 edge: self.node.identity.name.to_string(),

@@ -72,8 +72,12 @@ impl Edge {
         let node_opts = opts.node.clone();
         let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
         match startup {
-            Startup::SetUp => tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, "edge node set up"),
-            Startup::Reused => tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, "edge node opened"),
+            Startup::SetUp => {
+                tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, "edge node set up")
+            }
+            Startup::Reused => {
+                tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, "edge node opened")
+            }
         }
         let replica = Replica::open(&node.db)?;
         let bootstrap = BootstrapStore::open(&node.db)?;
@@ -82,7 +86,9 @@ impl Edge {
         let listener = tokio::net::TcpListener::bind(&opts.edgesync_bind)
             .await
             .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
-        let edgesync_addr = listener.local_addr().map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
+        let edgesync_addr = listener
+            .local_addr()
+            .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
         let fqdn = node.identity.fqdn.to_string();
         let incoming = postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust);
         let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone());
@@ -103,7 +109,12 @@ impl Edge {
             edgesync_endpoint: advertised(&edgesync_addr.to_string(), &fqdn),
             smtp_endpoint: advertised(&node.identity.smtp_bind, &fqdn),
         };
-        Ok(Self { node, admin, trust, edgesync_addr })
+        Ok(Self {
+            node,
+            admin,
+            trust,
+            edgesync_addr,
+        })
     }
 
     /// The admin router: common services plus the edge's.

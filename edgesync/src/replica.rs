@@ -264,7 +264,9 @@ impl Replica {
         if self.is_subscribed() {
             return Err(LocalChangeError::Managed(object.kind().to_owned()));
         }
-        self.objects.insert(object.key().0.as_bytes(), encode(object)?).map_err(SourceError::from)?;
+        self.objects
+            .insert(object.key().0.as_bytes(), encode(object)?)
+            .map_err(SourceError::from)?;
         self.db.flush().map_err(SourceError::from)?;
         let applied = self.applied();
         self.tx.send_replace(applied);
@@ -276,7 +278,11 @@ impl Replica {
         if self.is_subscribed() {
             return Err(LocalChangeError::Managed(kind.to_owned()));
         }
-        let removed = self.objects.remove(key.0.as_bytes()).map_err(SourceError::from)?.is_some();
+        let removed = self
+            .objects
+            .remove(key.0.as_bytes())
+            .map_err(SourceError::from)?
+            .is_some();
         self.db.flush().map_err(SourceError::from)?;
         let applied = self.applied();
         self.tx.send_replace(applied);

@@ -43,7 +43,10 @@ fn subscription_status(e: SubscriptionError) -> Status {
 }
 
 fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
-    pb::ObjectJson { kind: o.kind().to_owned(), json: o.inner_json() }
+    pb::ObjectJson {
+        kind: o.kind().to_owned(),
+        json: o.inner_json(),
+    }
 }
 
 #[tonic::async_trait]
@@ -52,7 +55,11 @@ impl pb::config_server::Config for HubAdmin {
         let r = req.into_inner();
         if r.kind == "mailbox" {
             let address = r.name.trim().to_ascii_lowercase();
-            let known = self.config.mailbox_addresses().map_err(config_status)?.contains(&address);
+            let known = self
+                .config
+                .mailbox_addresses()
+                .map_err(config_status)?
+                .contains(&address);
             if !known {
                 return Err(Status::not_found(format!("no mailbox named {:?}", r.name)));
             }
@@ -62,49 +69,75 @@ impl pb::config_server::Config for HubAdmin {
         Ok(Response::new(to_json(&object)))
     }
 
-    async fn list_objects(&self, req: Request<pb::ListObjectsRequest>) -> Result<Response<pb::ObjectList>, Status> {
+    async fn list_objects(
+        &self,
+        req: Request<pb::ListObjectsRequest>,
+    ) -> Result<Response<pb::ObjectList>, Status> {
         let kind = req.into_inner().kind;
         if kind == "mailbox" {
             let addresses = self.config.mailbox_addresses().map_err(config_status)?;
-            return Ok(Response::new(pb::ObjectList { objects: addresses.iter().map(|a| mailbox_json(a)).collect() }));
+            return Ok(Response::new(pb::ObjectList {
+                objects: addresses.iter().map(|a| mailbox_json(a)).collect(),
+            }));
         }
         if !postern_model::config::KINDS.contains(&kind.as_str()) {
             return Err(Status::invalid_argument(format!("unknown object kind {kind:?}")));
         }
         let objects = self.config.list(&kind).map_err(config_status)?;
-        Ok(Response::new(pb::ObjectList { objects: objects.iter().map(to_json).collect() }))
+        Ok(Response::new(pb::ObjectList {
+            objects: objects.iter().map(to_json).collect(),
+        }))
     }
 
-    async fn put_object(&self, req: Request<pb::PutObjectRequest>) -> Result<Response<pb::ConfigVersionReply>, Status> {
+    async fn put_object(
+        &self,
+        req: Request<pb::PutObjectRequest>,
+    ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        let version =
-            self.config.put_json(&r.kind, &r.json, r.create_only, r.replace_only).map_err(config_status)?;
+        let version = self
+            .config
+            .put_json(&r.kind, &r.json, r.create_only, r.replace_only)
+            .map_err(config_status)?;
         if r.kind == "accepted-domain" {
-            self.subscriptions.refresh_sites(&self.config).map_err(subscription_status)?;
+            self.subscriptions
+                .refresh_sites(&self.config)
+                .map_err(subscription_status)?;
         }
         if r.kind == "trusted-root" {
             crate::refresh_roots(&self.config, &self.trust);
         }
-        Ok(Response::new(pb::ConfigVersionReply { version: version.0.max(self.config.version().0) }))
+        Ok(Response::new(pb::ConfigVersionReply {
+            version: version.0.max(self.config.version().0),
+        }))
     }
 
-    async fn remove_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ConfigVersionReply>, Status> {
+    async fn remove_object(
+        &self,
+        req: Request<pb::ObjectRef>,
+    ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
         let version = self.config.remove(&r.kind, &r.name).map_err(config_status)?;
         if r.kind == "accepted-domain" {
-            self.subscriptions.refresh_sites(&self.config).map_err(subscription_status)?;
+            self.subscriptions
+                .refresh_sites(&self.config)
+                .map_err(subscription_status)?;
         }
         if r.kind == "trusted-root" {
             crate::refresh_roots(&self.config, &self.trust);
         }
-        Ok(Response::new(pb::ConfigVersionReply { version: version.0.max(self.config.version().0) }))
+        Ok(Response::new(pb::ConfigVersionReply {
+            version: version.0.max(self.config.version().0),
+        }))
     }
 }
 
 fn mailbox_json(address: &str) -> pb::ObjectJson {
     let hash = postern_model::MailboxHash::of(address);
     let json = serde_json::json!({ "address": address, "hash": hash.0 }).to_string();
-    pb::ObjectJson { kind: "mailbox".into(), json }
+    pb::ObjectJson {
+        kind: "mailbox".into(),
+        json,
+    }
 }
 
 fn info(s: &Subscription) -> pb::SubscriptionInfo {
@@ -149,7 +182,9 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
         _: Request<pb::ListSubscriptionsRequest>,
     ) -> Result<Response<pb::SubscriptionList>, Status> {
         let list = self.subscriptions.list().map_err(subscription_status)?;
-        Ok(Response::new(pb::SubscriptionList { subscriptions: list.iter().map(info).collect() }))
+        Ok(Response::new(pb::SubscriptionList {
+            subscriptions: list.iter().map(info).collect(),
+        }))
     }
 
     async fn remove_subscription(
@@ -157,19 +192,27 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
         req: Request<pb::RemoveSubscriptionRequest>,
     ) -> Result<Response<pb::RemoveSubscriptionReply>, Status> {
         let name = req.into_inner().edge_name;
-        self.subscriptions.remove(&name, &self.config, &self.trust, &self.sync).map_err(subscription_status)?;
+        self.subscriptions
+            .remove(&name, &self.config, &self.trust, &self.sync)
+            .map_err(subscription_status)?;
         Ok(Response::new(pb::RemoveSubscriptionReply {}))
     }
 }
 
 #[tonic::async_trait]
 impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
-    async fn start_sync(&self, _: Request<pb::StartSyncRequest>) -> Result<Response<pb::StartSyncReply>, Status> {
+    async fn start_sync(
+        &self,
+        _: Request<pb::StartSyncRequest>,
+    ) -> Result<Response<pb::StartSyncReply>, Status> {
         self.sync.force_full();
         Ok(Response::new(pb::StartSyncReply {}))
     }
 
-    async fn test_sync(&self, _: Request<pb::TestSyncRequest>) -> Result<Response<pb::SyncStatusList>, Status> {
+    async fn test_sync(
+        &self,
+        _: Request<pb::TestSyncRequest>,
+    ) -> Result<Response<pb::SyncStatusList>, Status> {
         let edges = self
             .sync
             .statuses()

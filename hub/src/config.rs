@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use postern_edgesync::{ChangeLogStore, ConfigSource, SideWrite, SourceError};
 use postern_model::{
-    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxHash, ObjectKey, ReplicatedObject,
-    SendConnector, TransportConfig,
+    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxHash, ObjectKey, ReplicatedObject, SendConnector,
+    TransportConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -58,11 +58,23 @@ pub struct HubConfig {
 impl HubConfig {
     /// Opens the store in `db`, creating the default transport config.
     pub fn open(db: &sled::Db) -> Result<Self, ConfigError> {
-        let store = Arc::new(ChangeLogStore::open(db, postern_edgesync::store::DEFAULT_LOG_LIMIT)?);
+        let store = Arc::new(ChangeLogStore::open(
+            db,
+            postern_edgesync::store::DEFAULT_LOG_LIMIT,
+        )?);
         let mailboxes = db.open_tree("hub/mailboxes").map_err(SourceError::from)?;
         let config = Self { store, mailboxes };
-        if config.store.get(&ObjectKey::of("transport-config", ""))?.is_none() {
-            config.store.apply(vec![ChangeOp::Put(ReplicatedObject::TransportConfig(TransportConfig::default()))], vec![])?;
+        if config
+            .store
+            .get(&ObjectKey::of("transport-config", ""))?
+            .is_none()
+        {
+            config.store.apply(
+                vec![ChangeOp::Put(ReplicatedObject::TransportConfig(
+                    TransportConfig::default(),
+                ))],
+                vec![],
+            )?;
         }
         Ok(config)
     }
@@ -78,7 +90,13 @@ impl HubConfig {
     }
 
     /// Creates or replaces an object given as the admin API's JSON.
-    pub fn put_json(&self, kind: &str, json: &str, create_only: bool, replace_only: bool) -> Result<ConfigVersion, ConfigError> {
+    pub fn put_json(
+        &self,
+        kind: &str,
+        json: &str,
+        create_only: bool,
+        replace_only: bool,
+    ) -> Result<ConfigVersion, ConfigError> {
         if kind == "mailbox" {
             let record: MailboxRecord =
                 serde_json::from_str(json).map_err(|e| ConfigError::Invalid(format!("bad mailbox: {e}")))?;
@@ -92,16 +110,27 @@ impl HubConfig {
     }
 
     /// Creates or replaces a validated object.
-    pub fn put(&self, object: ReplicatedObject, create_only: bool, replace_only: bool) -> Result<ConfigVersion, ConfigError> {
+    pub fn put(
+        &self,
+        object: ReplicatedObject,
+        create_only: bool,
+        replace_only: bool,
+    ) -> Result<ConfigVersion, ConfigError> {
         validate(&object)?;
         let key = object.key();
         let exists = self.store.get(&key)?.is_some();
         let name = display_name(&object);
         if create_only && exists {
-            return Err(ConfigError::Exists { kind: object.kind().to_owned(), name });
+            return Err(ConfigError::Exists {
+                kind: object.kind().to_owned(),
+                name,
+            });
         }
         if replace_only && !exists {
-            return Err(ConfigError::NotFound { kind: object.kind().to_owned(), name });
+            return Err(ConfigError::NotFound {
+                kind: object.kind().to_owned(),
+                name,
+            });
         }
         Ok(self.store.apply(vec![ChangeOp::Put(object)], vec![])?)
     }
@@ -114,7 +143,9 @@ impl HubConfig {
     fn put_mailbox(&self, address: &str, create_only: bool) -> Result<ConfigVersion, ConfigError> {
         let address = address.trim().to_ascii_lowercase();
         let Some((local, domain)) = address.rsplit_once('@') else {
-            return Err(ConfigError::Invalid(format!("{address:?} is not an e-mail address")));
+            return Err(ConfigError::Invalid(format!(
+                "{address:?} is not an e-mail address"
+            )));
         };
         let domain = postern_model::Domain::parse(domain).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if local.is_empty() {
@@ -129,13 +160,29 @@ impl HubConfig {
             )));
         }
         let hash = MailboxHash::of(&address);
-        if create_only && self.mailboxes.contains_key(hash.0.as_bytes()).map_err(SourceError::from)? {
-            return Err(ConfigError::Exists { kind: "mailbox".into(), name: address });
+        if create_only
+            && self
+                .mailboxes
+                .contains_key(hash.0.as_bytes())
+                .map_err(SourceError::from)?
+        {
+            return Err(ConfigError::Exists {
+                kind: "mailbox".into(),
+                name: address,
+            });
         }
-        let record = serde_json::to_vec(&MailboxRecord { address: address.clone() })
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let side = SideWrite { tree: self.mailboxes.clone(), key: hash.0.as_bytes().to_vec(), value: Some(record) };
-        Ok(self.store.apply(vec![ChangeOp::Put(ReplicatedObject::Mailbox(hash))], vec![side])?)
+        let record = serde_json::to_vec(&MailboxRecord {
+            address: address.clone(),
+        })
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let side = SideWrite {
+            tree: self.mailboxes.clone(),
+            key: hash.0.as_bytes().to_vec(),
+            value: Some(record),
+        };
+        Ok(self
+            .store
+            .apply(vec![ChangeOp::Put(ReplicatedObject::Mailbox(hash))], vec![side])?)
     }
 
     /// Removes the object of `kind` named `name`.
@@ -145,11 +192,18 @@ impl HubConfig {
         }
         let key = ObjectKey::of(kind, name);
         if self.store.get(&key)?.is_none() {
-            return Err(ConfigError::NotFound { kind: kind.to_owned(), name: name.to_owned() });
+            return Err(ConfigError::NotFound {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+            });
         }
         let side = if kind == "mailbox" {
             let hash = MailboxHash::of(name);
-            vec![SideWrite { tree: self.mailboxes.clone(), key: hash.0.as_bytes().to_vec(), value: None }]
+            vec![SideWrite {
+                tree: self.mailboxes.clone(),
+                key: hash.0.as_bytes().to_vec(),
+                value: None,
+            }]
         } else {
             Vec::new()
         };
@@ -160,7 +214,10 @@ impl HubConfig {
     pub fn get(&self, kind: &str, name: &str) -> Result<ReplicatedObject, ConfigError> {
         self.store
             .get(&ObjectKey::of(kind, name))?
-            .ok_or_else(|| ConfigError::NotFound { kind: kind.to_owned(), name: name.to_owned() })
+            .ok_or_else(|| ConfigError::NotFound {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+            })
     }
 
     /// Every object of `kind`.
@@ -201,7 +258,9 @@ fn validate(object: &ReplicatedObject) -> Result<(), ConfigError> {
         ReplicatedObject::SendConnector(c) => validate_send_connector(c),
         ReplicatedObject::TransportConfig(c) => {
             if c.max_message_size == 0 || c.max_recipients == 0 {
-                return Err(ConfigError::Invalid("sizes and recipient limits must be positive".into()));
+                return Err(ConfigError::Invalid(
+                    "sizes and recipient limits must be positive".into(),
+                ));
             }
             Ok(())
         }

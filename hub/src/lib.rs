@@ -68,8 +68,12 @@ impl Hub {
         let node_opts = opts.clone();
         let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
         match startup {
-            Startup::SetUp => tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node set up"),
-            Startup::Reused => tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node opened"),
+            Startup::SetUp => {
+                tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node set up")
+            }
+            Startup::Reused => {
+                tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node opened")
+            }
         }
         let config = HubConfig::open(&node.db)?;
         publish_self(&node, &config)?;
@@ -87,7 +91,16 @@ impl Hub {
         for sub in subscriptions.list()? {
             sync.start(sub.target());
         }
-        Ok(Self { node, admin: HubAdmin { config, subscriptions, trust, sync } })
+        watch_certificates(node.clone(), config.clone());
+        Ok(Self {
+            node,
+            admin: HubAdmin {
+                config,
+                subscriptions,
+                trust,
+                sync,
+            },
+        })
     }
 
     /// The admin router: common services plus the hub's.
@@ -108,6 +121,24 @@ pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) ->
     hub.node.db.flush_async().await.map_err(NodeError::from)?;
     tracing::info!("hub node stopped");
     Ok(())
+}
+
+/// Republishes `HubInfo` whenever the certificate store changes, so edges
+/// learn a newly enabled hub certificate (and forget a removed one).
+fn watch_certificates(node: Node, config: HubConfig) {
+    tokio::spawn(async move {
+        let mut seen = node.certs.generation();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now = node.certs.generation();
+            if now != seen {
+                seen = now;
+                if let Err(e) = publish_self(&node, &config) {
+                    tracing::error!(error = %e, "cannot publish the hub's certificates");
+                }
+            }
+        }
+    });
 }
 
 /// Writes this hub's `HubInfo` (SMTP endpoint and the public parts of its

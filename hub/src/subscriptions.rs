@@ -6,8 +6,8 @@
 use postern_edgesync::hub_side::{EdgeTarget, SyncManager};
 use postern_edgesync::subscription::SubscriptionFile;
 use postern_model::{
-    AcceptedDomainKind, AddressSpace, ChangeOp, DomainPattern, EdgeInfo, NodeName, ObjectKey, ReplicatedObject,
-    SendConnector, Thumbprint,
+    AcceptedDomainKind, AddressSpace, ChangeOp, DomainPattern, EdgeInfo, NodeName, ObjectKey,
+    ReplicatedObject, SendConnector, Thumbprint,
 };
 use postern_transport::tls::TrustStore;
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,10 @@ pub const DEFAULT_SITE: &str = "Default-First-Site-Name";
 impl Subscriptions {
     /// Opens the tree in `db`.
     pub fn open(db: &sled::Db) -> Result<Self, SubscriptionError> {
-        Ok(Self { tree: db.open_tree("hub/subscriptions")?, db: db.clone() })
+        Ok(Self {
+            tree: db.open_tree("hub/subscriptions")?,
+            db: db.clone(),
+        })
     }
 
     /// Every subscription.
@@ -99,7 +102,8 @@ impl Subscriptions {
 
     fn save(&self, sub: &Subscription) -> Result<(), SubscriptionError> {
         let value = serde_json::to_vec(sub).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
-        self.tree.insert(sub.edge_name.to_ascii_lowercase().as_bytes(), value)?;
+        self.tree
+            .insert(sub.edge_name.to_ascii_lowercase().as_bytes(), value)?;
         self.db.flush()?;
         Ok(())
     }
@@ -107,8 +111,12 @@ impl Subscriptions {
     /// Forgets the bootstrap secret once the edge has its first snapshot.
     pub fn mark_bootstrapped(&self, edge: &str) {
         let key = edge.to_ascii_lowercase();
-        let Ok(Some(raw)) = self.tree.get(key.as_bytes()) else { return };
-        let Ok(mut sub) = serde_json::from_slice::<Subscription>(&raw) else { return };
+        let Ok(Some(raw)) = self.tree.get(key.as_bytes()) else {
+            return;
+        };
+        let Ok(mut sub) = serde_json::from_slice::<Subscription>(&raw) else {
+            return;
+        };
         sub.bootstrap_secret = None;
         if let Err(e) = self.save(&sub) {
             tracing::error!(edge, error = %e, "cannot record the edge as bootstrapped");
@@ -131,7 +139,10 @@ impl Subscriptions {
         if self.tree.contains_key(key.as_bytes())? {
             return Err(SubscriptionError::Exists(body.edge_name.to_string()));
         }
-        let site = site.filter(|s| !s.trim().is_empty()).unwrap_or(DEFAULT_SITE).to_owned();
+        let site = site
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or(DEFAULT_SITE)
+            .to_owned();
         let sub = Subscription {
             edge_name: body.edge_name.to_string(),
             fqdn: body.fqdn.to_string(),
@@ -160,15 +171,26 @@ impl Subscriptions {
 
     /// Removes a subscription: stops syncing, distrusts the certificate, and
     /// takes the edge out of its site's connectors.
-    pub fn remove(&self, name: &str, config: &HubConfig, trust: &TrustStore, sync: &SyncManager) -> Result<(), SubscriptionError> {
+    pub fn remove(
+        &self,
+        name: &str,
+        config: &HubConfig,
+        trust: &TrustStore,
+        sync: &SyncManager,
+    ) -> Result<(), SubscriptionError> {
         let key = name.to_ascii_lowercase();
-        let raw = self.tree.get(key.as_bytes())?.ok_or_else(|| SubscriptionError::NotFound(name.to_owned()))?;
-        let sub: Subscription = serde_json::from_slice(&raw).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
+        let raw = self
+            .tree
+            .get(key.as_bytes())?
+            .ok_or_else(|| SubscriptionError::NotFound(name.to_owned()))?;
+        let sub: Subscription =
+            serde_json::from_slice(&raw).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
         sync.stop(&sub.edge_name);
         self.tree.remove(key.as_bytes())?;
         self.db.flush()?;
         trust.set_direct(self.list()?.iter().map(|s| s.thumbprint));
-        let edge_name = NodeName::parse(&sub.edge_name).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
+        let edge_name =
+            NodeName::parse(&sub.edge_name).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
         let mut ops = vec![ChangeOp::Delete(ObjectKey::of("edge", &sub.edge_name))];
         ops.extend(site_connectors(config, &sub.site, None, Some(&edge_name))?);
         config.apply(ops)?;
@@ -224,27 +246,37 @@ pub fn site_connectors(
         .collect();
     let mut ops = Vec::new();
     for (name, make) in [
-        (inbound_name(site), Box::new(move |n: &str| {
-            let mut c = SendConnector::new(n, spaces.clone());
-            c.dns_routing_enabled = false;
-            c.smart_hosts = hubs.clone();
-            c
-        }) as Box<dyn Fn(&str) -> SendConnector>),
-        (internet_name(site), Box::new(|n: &str| {
-            let mut c = SendConnector::new(n, vec![AddressSpace { pattern: DomainPattern::Any, cost: 100 }]);
-            c.domain_secure_enabled = true;
-            c
-        })),
+        (
+            inbound_name(site),
+            Box::new(move |n: &str| {
+                let mut c = SendConnector::new(n, spaces.clone());
+                c.dns_routing_enabled = false;
+                c.smart_hosts = hubs.clone();
+                c
+            }) as Box<dyn Fn(&str) -> SendConnector>,
+        ),
+        (
+            internet_name(site),
+            Box::new(|n: &str| {
+                let mut c = SendConnector::new(
+                    n,
+                    vec![AddressSpace {
+                        pattern: DomainPattern::Any,
+                        cost: 100,
+                    }],
+                );
+                c.domain_secure_enabled = true;
+                c
+            }),
+        ),
     ] {
         let existing = match config.get("send-connector", &name) {
             Ok(ReplicatedObject::SendConnector(c)) => Some(c),
             _ => None,
         };
         let mut connector = existing.unwrap_or_else(|| make(&name));
-        if let Some(edge) = add {
-            if !connector.source_edges.contains(edge) {
-                connector.source_edges.push(edge.clone());
-            }
+        if let Some(edge) = add.filter(|e| !connector.source_edges.contains(e)) {
+            connector.source_edges.push(edge.clone());
         }
         if let Some(edge) = remove {
             connector.source_edges.retain(|e| e != edge);
@@ -265,11 +297,14 @@ fn inbound_spaces(config: &HubConfig) -> Result<Vec<AddressSpace>, ConfigError> 
         .into_iter()
         .filter_map(|o| match o {
             ReplicatedObject::AcceptedDomain(d) if d.kind != AcceptedDomainKind::ExternalRelay => {
-                Some(AddressSpace { pattern: DomainPattern::Exact(d.name), cost: 1 })
+                Some(AddressSpace {
+                    pattern: DomainPattern::Exact(d.name),
+                    cost: 1,
+                })
             }
             _ => None,
         })
         .collect();
-    spaces.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    spaces.sort_by_key(ToString::to_string);
     Ok(spaces)
 }

@@ -92,7 +92,10 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
         let (node, _) = Node::open_or_setup(&opts)?;
         if let Some(path) = &config.import_cert {
             let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            match node.certs.import(&data, "", None, &BTreeSet::from([postern_model::Service::Smtp])) {
+            match node
+                .certs
+                .import(&data, "", None, &BTreeSet::from([postern_model::Service::Smtp]))
+            {
                 Ok(_) | Err(postern_transport::certs::CertError::AlreadyInstalled(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -274,4 +277,3 @@ pub fn maildir_message_ids(data_dir: &Path, domain: &str, local: &str) -> Vec<St
     }
     ids
 }
-

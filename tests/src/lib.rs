@@ -70,17 +70,24 @@ pub struct NodeProcess {
     role: Role,
     fqdn: String,
     log: PathBuf,
+    extra: Vec<String>,
 }
 
 impl NodeProcess {
     /// Starts a node in `dir` with FQDN `fqdn` and waits until its admin API answers.
     pub fn start(role: Role, dir: &Path, fqdn: &str) -> anyhow::Result<Self> {
+        Self::start_with(role, dir, fqdn, &[])
+    }
+
+    /// Like `start`, with extra `run` flags (later flags win over the defaults).
+    pub fn start_with(role: Role, dir: &Path, fqdn: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let mut node = Self {
             child: None,
             dir: dir.to_path_buf(),
             role,
             fqdn: fqdn.to_owned(),
             log: dir.with_extension("log"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         node.spawn()?;
         Ok(node)
@@ -98,14 +105,9 @@ impl NodeProcess {
         let child = Command::new(postern_bin())
             .args([role, "run", "--data-dir"])
             .arg(&self.dir)
-            .args([
-                "--fqdn",
-                &self.fqdn,
-                "--smtp-bind",
-                "127.0.0.1:0",
-                "--edgesync-bind",
-                "127.0.0.1:0",
-            ])
+            .args(["--fqdn", &self.fqdn])
+            .args(defaults_unless_given(&self.extra))
+            .args(&self.extra)
             .env_remove("POSTERN_NODE")
             .stdout(Stdio::null())
             .stderr(log)
@@ -193,11 +195,36 @@ impl NodeProcess {
         Ok(())
     }
 
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the node again after `stop` or `kill9`.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.spawn()
+    }
+
     /// Stops (if running) and starts the node again on the same data directory.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
         self.spawn()
     }
+}
+
+/// Loopback port-0 bindings for the flags `extra` does not set itself.
+fn defaults_unless_given(extra: &[String]) -> Vec<String> {
+    let mut args = Vec::new();
+    for flag in ["--smtp-bind", "--edgesync-bind"] {
+        if !extra.iter().any(|e| e == flag) {
+            args.push(flag.to_owned());
+            args.push("127.0.0.1:0".to_owned());
+        }
+    }
+    args
 }
 
 impl Drop for NodeProcess {

@@ -1,0 +1,570 @@
+//! `postern transport-config | accepted-domain | mailbox | send-connector |
+//! trusted-root`: configuration objects over the admin API's `Config`
+//! service. Objects travel as JSON of the model types; the CLI builds them
+//! from flags and prints them as lists (or JSON).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use postern_model::{
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, Domain, NodeName, ProtocolLoggingLevel,
+    ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
+};
+use postern_proto::admin as pb;
+use postern_proto::admin::config_client::ConfigClient;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::client::{connect, status};
+use crate::output::{Record, print_records};
+
+async fn client(node: &Path) -> anyhow::Result<ConfigClient<Channel>> {
+    Ok(ConfigClient::new(connect(node).await?))
+}
+
+async fn get(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::Result<ReplicatedObject> {
+    let o = c
+        .get_object(pb::ObjectRef {
+            kind: kind.into(),
+            name: name.into(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    ReplicatedObject::from_kind_json(&o.kind, &o.json).map_err(|e| anyhow!(e))
+}
+
+async fn list(c: &mut ConfigClient<Channel>, kind: &str) -> anyhow::Result<Vec<pb::ObjectJson>> {
+    Ok(c.list_objects(pb::ListObjectsRequest { kind: kind.into() })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .objects)
+}
+
+async fn put(
+    c: &mut ConfigClient<Channel>,
+    object: &ReplicatedObject,
+    create: bool,
+    replace: bool,
+) -> anyhow::Result<()> {
+    c.put_object(pb::PutObjectRequest {
+        kind: object.kind().into(),
+        json: object.inner_json(),
+        create_only: create,
+        replace_only: replace,
+    })
+    .await
+    .map_err(status)?;
+    Ok(())
+}
+
+async fn remove(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::Result<()> {
+    c.remove_object(pb::ObjectRef {
+        kind: kind.into(),
+        name: name.into(),
+    })
+    .await
+    .map_err(status)?;
+    Ok(())
+}
+
+/// A record from a JSON object: one field per key, in the given order.
+fn record_from(value: &Value, fields: &[(&'static str, &str)]) -> Record {
+    let mut r = Record::new();
+    for (label, key) in fields {
+        let v = value.get(*key).cloned().unwrap_or(Value::Null);
+        let text = match &v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        };
+        r = r.keyed(label, key, &text, v);
+    }
+    r
+}
+
+// ---------------------------------------------------------------- transport-config
+
+/// `transport-config` verbs.
+#[derive(Subcommand)]
+pub enum TransportConfigCommand {
+    /// Show the organisation's transport configuration (Get-TransportConfig).
+    Get {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change it (Set-TransportConfig); only the flags given change.
+    Set(TransportConfigArgs),
+}
+
+/// Set-TransportConfig's flags.
+#[derive(Args)]
+pub struct TransportConfigArgs {
+    /// Domains to send to only with domain security (comma-separated; empty to clear).
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    tls_send_domain_secure_list: Option<Vec<String>>,
+    /// Domains to receive from only with domain security.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    tls_receive_domain_secure_list: Option<Vec<String>>,
+    /// Largest message in bytes.
+    #[arg(long)]
+    max_message_size: Option<u64>,
+    /// Most recipients per message.
+    #[arg(long)]
+    max_recipients: Option<u32>,
+    /// Seconds before a queued message expires.
+    #[arg(long)]
+    message_expiration: Option<u64>,
+    /// Seconds before a delay notice.
+    #[arg(long)]
+    delay_notification: Option<u64>,
+}
+
+fn domains(list: &[String]) -> anyhow::Result<Vec<Domain>> {
+    list.iter()
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| Domain::parse(d).with_context(|| format!("bad domain {d:?}")))
+        .collect()
+}
+
+fn transport_fields() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("TLSSendDomainSecureList", "tls_send_domain_secure_list"),
+        ("TLSReceiveDomainSecureList", "tls_receive_domain_secure_list"),
+        ("MaxMessageSize", "max_message_size"),
+        ("MaxRecipients", "max_recipients"),
+        ("MessageExpirationSecs", "message_expiration_secs"),
+        ("DelayNotificationSecs", "delay_notification_secs"),
+    ]
+}
+
+/// Runs a `transport-config` verb.
+pub async fn transport_config(node: &Path, cmd: TransportConfigCommand) -> anyhow::Result<()> {
+    let mut c = client(node).await?;
+    let current = match get(&mut c, "transport-config", "").await? {
+        ReplicatedObject::TransportConfig(t) => t,
+        _ => TransportConfig::default(),
+    };
+    match cmd {
+        TransportConfigCommand::Get { json } => {
+            let value = serde_json::to_value(&current)?;
+            print_records(&[record_from(&value, &transport_fields())], json, false)
+        }
+        TransportConfigCommand::Set(a) => {
+            let mut t = current;
+            if let Some(l) = a.tls_send_domain_secure_list {
+                t.tls_send_domain_secure_list = domains(&l)?;
+            }
+            if let Some(l) = a.tls_receive_domain_secure_list {
+                t.tls_receive_domain_secure_list = domains(&l)?;
+            }
+            if let Some(v) = a.max_message_size {
+                t.max_message_size = v;
+            }
+            if let Some(v) = a.max_recipients {
+                t.max_recipients = v;
+            }
+            if let Some(v) = a.message_expiration {
+                t.message_expiration_secs = v;
+            }
+            if let Some(v) = a.delay_notification {
+                t.delay_notification_secs = v;
+            }
+            put(&mut c, &ReplicatedObject::TransportConfig(t), false, false).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------- accepted-domain, mailbox
+
+/// `accepted-domain` verbs.
+#[derive(Subcommand)]
+pub enum AcceptedDomainCommand {
+    /// Accept mail for a domain (New-AcceptedDomain).
+    New {
+        /// The domain.
+        name: String,
+        /// authoritative (default), internal-relay or external-relay.
+        #[arg(long = "type", default_value = "authoritative")]
+        kind: String,
+    },
+    /// List accepted domains.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop accepting a domain.
+    Remove {
+        /// The domain.
+        name: String,
+    },
+}
+
+/// Runs an `accepted-domain` verb.
+pub async fn accepted_domain(node: &Path, cmd: AcceptedDomainCommand) -> anyhow::Result<()> {
+    let mut c = client(node).await?;
+    match cmd {
+        AcceptedDomainCommand::New { name, kind } => {
+            let kind: AcceptedDomainKind = kind.parse().map_err(|e: String| anyhow!(e))?;
+            let d = AcceptedDomain {
+                name: Domain::parse(&name).with_context(|| format!("bad domain {name:?}"))?,
+                kind,
+            };
+            put(&mut c, &ReplicatedObject::AcceptedDomain(d), true, false).await
+        }
+        AcceptedDomainCommand::List { json } => {
+            let items = list(&mut c, "accepted-domain").await?;
+            let records: Vec<Record> = items
+                .iter()
+                .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
+                .map(|v| record_from(&v, &[("Name", "name"), ("DomainType", "kind")]))
+                .collect();
+            print_records(&records, json, true)
+        }
+        AcceptedDomainCommand::Remove { name } => remove(&mut c, "accepted-domain", &name).await,
+    }
+}
+
+/// `mailbox` verbs.
+#[derive(Subcommand)]
+pub enum MailboxCommand {
+    /// Create a mailbox (its domain must be an authoritative accepted domain).
+    New {
+        /// The address.
+        address: String,
+    },
+    /// List mailboxes (addresses on a hub, hashes on an edge).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a mailbox.
+    Remove {
+        /// The address.
+        address: String,
+    },
+}
+
+/// Runs a `mailbox` verb.
+pub async fn mailbox(node: &Path, cmd: MailboxCommand) -> anyhow::Result<()> {
+    let mut c = client(node).await?;
+    match cmd {
+        MailboxCommand::New { address } => {
+            c.put_object(pb::PutObjectRequest {
+                kind: "mailbox".into(),
+                json: json!({ "address": address }).to_string(),
+                create_only: true,
+                replace_only: false,
+            })
+            .await
+            .map_err(status)?;
+            Ok(())
+        }
+        MailboxCommand::List { json } => {
+            let items = list(&mut c, "mailbox").await?;
+            let records: Vec<Record> = items
+                .iter()
+                .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
+                .map(|v| match v {
+                    Value::String(hash) => record_from(&json!({ "hash": hash }), &[("Hash", "hash")]),
+                    v => record_from(&v, &[("Address", "address"), ("Hash", "hash")]),
+                })
+                .collect();
+            print_records(&records, json, true)
+        }
+        MailboxCommand::Remove { address } => remove(&mut c, "mailbox", &address).await,
+    }
+}
+
+// ---------------------------------------------------------------- send-connector
+
+/// `send-connector` verbs.
+#[derive(Subcommand)]
+pub enum SendConnectorCommand {
+    /// Create a send connector (New-SendConnector).
+    New(SendConnectorArgs),
+    /// Change a send connector (Set-SendConnector); only the flags given change.
+    Set(SendConnectorArgs),
+    /// Show one (Get-SendConnector NAME | FL).
+    Get {
+        /// The connector's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List send connectors.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a send connector.
+    Remove {
+        /// The connector's name.
+        name: String,
+    },
+}
+
+/// New-/Set-SendConnector's flags.
+#[derive(Args)]
+pub struct SendConnectorArgs {
+    /// The connector's name.
+    name: String,
+    /// Address spaces `domain;cost` (`*` for all), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    address_spaces: Option<Vec<String>>,
+    /// Route by MX records.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    dns_routing_enabled: Option<bool>,
+    /// Smart hosts (`host` or `host:port`), comma-separated; turns DNS routing off.
+    #[arg(long, value_delimiter = ',')]
+    smart_hosts: Option<Vec<String>>,
+    /// Destination port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// EHLO name and certificate name (empty: the node's FQDN).
+    #[arg(long)]
+    fqdn: Option<String>,
+    /// Refuse to send in plain text.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    require_tls: Option<bool>,
+    /// Never use STARTTLS.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    ignore_starttls: Option<bool>,
+    /// Apply domain security to the send list's domains.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    domain_secure_enabled: Option<bool>,
+    /// encryption-only, certificate-validation or domain-validation.
+    #[arg(long)]
+    tls_auth_level: Option<String>,
+    /// The name the certificate must carry for domain validation.
+    #[arg(long)]
+    tls_domain: Option<String>,
+    /// none or verbose.
+    #[arg(long)]
+    protocol_logging_level: Option<String>,
+    /// Edges that send through this connector, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    source_edges: Option<Vec<String>>,
+    /// Whether the connector is used.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    enabled: Option<bool>,
+}
+
+fn apply_send_args(c: &mut SendConnector, a: SendConnectorArgs) -> anyhow::Result<()> {
+    if let Some(spaces) = a.address_spaces {
+        c.address_spaces = spaces
+            .iter()
+            .map(|s| AddressSpace::parse(s).map_err(|e| anyhow!(e)))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(hosts) = a.smart_hosts {
+        c.smart_hosts = hosts.into_iter().filter(|h| !h.trim().is_empty()).collect();
+        if !c.smart_hosts.is_empty() && a.dns_routing_enabled.is_none() {
+            c.dns_routing_enabled = false;
+        }
+    }
+    if let Some(v) = a.dns_routing_enabled {
+        c.dns_routing_enabled = v;
+    }
+    if let Some(v) = a.port {
+        c.port = v;
+    }
+    if let Some(v) = a.fqdn {
+        c.fqdn = if v.trim().is_empty() {
+            None
+        } else {
+            Some(Domain::parse(&v).context("bad --fqdn")?)
+        };
+    }
+    if let Some(v) = a.require_tls {
+        c.require_tls = v;
+    }
+    if let Some(v) = a.ignore_starttls {
+        c.ignore_starttls = v;
+    }
+    if let Some(v) = a.domain_secure_enabled {
+        c.domain_secure_enabled = v;
+    }
+    if let Some(v) = a.tls_auth_level {
+        c.tls_auth_level = if v.trim().is_empty() {
+            None
+        } else {
+            Some(v.parse::<TlsAuthLevel>().map_err(|e| anyhow!(e))?)
+        };
+    }
+    if let Some(v) = a.tls_domain {
+        c.tls_domain = if v.trim().is_empty() {
+            None
+        } else {
+            Some(Domain::parse(&v).context("bad --tls-domain")?)
+        };
+    }
+    if let Some(v) = a.protocol_logging_level {
+        c.protocol_logging_level = v
+            .parse::<ProtocolLoggingLevel>()
+            .map_err(|e| anyhow!(e.to_string()))?;
+    }
+    if let Some(v) = a.source_edges {
+        c.source_edges = v
+            .iter()
+            .filter(|e| !e.is_empty())
+            .map(|e| NodeName::parse(e))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(v) = a.enabled {
+        c.enabled = v;
+    }
+    Ok(())
+}
+
+fn send_connector_fields() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Name", "name"),
+        ("AddressSpaces", "address_spaces"),
+        ("DNSRoutingEnabled", "dns_routing_enabled"),
+        ("SmartHosts", "smart_hosts"),
+        ("Port", "port"),
+        ("FQDN", "fqdn"),
+        ("RequireTLS", "require_tls"),
+        ("IgnoreSTARTTLS", "ignore_starttls"),
+        ("DomainSecureEnabled", "domain_secure_enabled"),
+        ("TlsAuthLevel", "tls_auth_level"),
+        ("TlsDomain", "tls_domain"),
+        ("ProtocolLoggingLevel", "protocol_logging_level"),
+        ("SourceEdges", "source_edges"),
+        ("Enabled", "enabled"),
+    ]
+}
+
+fn send_connector_value(c: &SendConnector) -> anyhow::Result<Value> {
+    let mut v = serde_json::to_value(c)?;
+    v["address_spaces"] = json!(
+        c.address_spaces
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    Ok(v)
+}
+
+/// Runs a `send-connector` verb.
+pub async fn send_connector(node: &Path, cmd: SendConnectorCommand) -> anyhow::Result<()> {
+    let mut c = client(node).await?;
+    match cmd {
+        SendConnectorCommand::New(a) => {
+            let mut connector = SendConnector::new(&a.name, Vec::new());
+            apply_send_args(&mut connector, a)?;
+            put(&mut c, &ReplicatedObject::SendConnector(connector), true, false).await
+        }
+        SendConnectorCommand::Set(a) => {
+            let mut connector = match get(&mut c, "send-connector", &a.name).await? {
+                ReplicatedObject::SendConnector(s) => s,
+                _ => return Err(anyhow!("{} is not a send connector", a.name)),
+            };
+            apply_send_args(&mut connector, a)?;
+            put(&mut c, &ReplicatedObject::SendConnector(connector), false, true).await
+        }
+        SendConnectorCommand::Get { name, json } => {
+            let ReplicatedObject::SendConnector(s) = get(&mut c, "send-connector", &name).await? else {
+                return Err(anyhow!("{name} is not a send connector"));
+            };
+            print_records(
+                &[record_from(&send_connector_value(&s)?, &send_connector_fields())],
+                json,
+                false,
+            )
+        }
+        SendConnectorCommand::List { json } => {
+            let mut records = Vec::new();
+            for o in list(&mut c, "send-connector").await? {
+                if let Ok(ReplicatedObject::SendConnector(s)) =
+                    ReplicatedObject::from_kind_json(&o.kind, &o.json)
+                {
+                    records.push(record_from(&send_connector_value(&s)?, &send_connector_fields()));
+                }
+            }
+            print_records(&records, json, true)
+        }
+        SendConnectorCommand::Remove { name } => remove(&mut c, "send-connector", &name).await,
+    }
+}
+
+// ---------------------------------------------------------------- trusted-root
+
+/// `trusted-root` verbs.
+#[derive(Subcommand)]
+pub enum TrustedRootCommand {
+    /// Trust a CA certificate for PKI validation (beside the public roots).
+    Add {
+        /// PEM or DER file of the CA certificate.
+        #[arg(long)]
+        path: PathBuf,
+    },
+    /// List the organisation's trusted roots.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a root.
+    Remove {
+        /// Its thumbprint.
+        #[arg(long)]
+        thumbprint: String,
+    },
+}
+
+/// Runs a `trusted-root` verb.
+pub async fn trusted_root(node: &Path, cmd: TrustedRootCommand) -> anyhow::Result<()> {
+    let mut c = client(node).await?;
+    match cmd {
+        TrustedRootCommand::Add { path } => {
+            let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let der = first_certificate(&data)
+                .with_context(|| format!("{} holds no certificate", path.display()))?;
+            let root = TrustedRoot {
+                thumbprint: postern_model::Thumbprint::of_der(&der),
+                subject: String::new(),
+                der,
+            };
+            println!("{}", root.thumbprint);
+            put(&mut c, &ReplicatedObject::TrustedRoot(root), true, false).await
+        }
+        TrustedRootCommand::List { json } => {
+            let records: Vec<Record> = list(&mut c, "trusted-root")
+                .await?
+                .iter()
+                .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
+                .map(|v| record_from(&v, &[("Thumbprint", "thumbprint")]))
+                .collect();
+            print_records(&records, json, true)
+        }
+        TrustedRootCommand::Remove { thumbprint } => {
+            let tp = postern_model::Thumbprint::parse(&thumbprint)?;
+            remove(&mut c, "trusted-root", &tp.to_string()).await
+        }
+    }
+}
+
+fn first_certificate(data: &[u8]) -> Option<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    if data.starts_with(b"-----") || data.windows(11).any(|w| w == b"-----BEGIN ") {
+        return rustls_pki_types::CertificateDer::pem_slice_iter(data)
+            .next()?
+            .ok()
+            .map(|c| c.as_ref().to_vec());
+    }
+    Some(data.to_vec())
+}
