@@ -301,3 +301,24 @@ pub fn follow_hub_trust(replica: Replica, trust: postern_transport::tls::TrustSt
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_secrets_expire_and_are_single_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = sled::open(tmp.path()).unwrap();
+        let store = BootstrapStore::open(&db).unwrap();
+        let now = OffsetDateTime::now_utc();
+        assert!(store.check("x", now).unwrap_err().contains("no subscription"));
+        store.issue("secret", "2000-01-01T00:00:00Z").unwrap();
+        assert!(store.check("secret", now).unwrap_err().contains("expired"));
+        store.issue("secret", "2999-01-01T00:00:00Z").unwrap();
+        assert!(store.check("wrong", now).unwrap_err().contains("does not match"));
+        assert!(store.check("secret", now).is_ok());
+        store.mark_used().unwrap();
+        assert!(store.check("secret", now).unwrap_err().contains("already used"));
+    }
+}

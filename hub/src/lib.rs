@@ -9,12 +9,13 @@ pub mod subscriptions;
 use std::future::Future;
 use std::sync::Arc;
 
-use postern_edgesync::hub_side::SyncManager;
+use postern_edgesync::hub_side::{SyncManager, SyncState};
 use postern_model::{ChangeOp, HubInfo, ReplicatedObject, Service};
 use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
 use postern_transport::admin::{self as node_admin, AdminError};
+use postern_transport::metrics::{EdgeSyncSample, Metrics, serve_metrics};
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
 use postern_transport::tls::TrustStore;
 use rustls_pki_types::CertificateDer;
@@ -47,6 +48,9 @@ pub enum HubError {
     /// The admin API failed.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The metrics endpoint could not bind.
+    #[error("metrics binding {0}: {1}")]
+    Metrics(String, std::io::Error),
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -115,12 +119,43 @@ impl Hub {
 /// Sets the hub up (first start) or opens it, then serves until `shutdown`.
 pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), HubError> {
     let hub = Hub::start(&opts.node).await?;
+    if let Some(bind) = &opts.metrics_bind {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|e| HubError::Metrics(bind.clone(), e))?;
+        tracing::info!(addr = %bind, "metrics listening");
+        let metrics = Arc::new(Metrics::new());
+        follow_edgesync(hub.admin.sync.clone(), hub.admin.config.clone(), metrics.clone());
+        tokio::spawn(serve_metrics(listener, metrics, std::future::pending()));
+    }
     let socket = hub.node.admin_socket();
     tracing::info!(socket = %socket.display(), "admin API listening");
     node_admin::serve(hub.router(), &socket, shutdown).await?;
     hub.node.db.flush_async().await.map_err(NodeError::from)?;
     tracing::info!("hub node stopped");
     Ok(())
+}
+
+/// Keeps the EdgeSync figures of `metrics` current (once a second).
+fn follow_edgesync(sync: SyncManager, config: HubConfig, metrics: Arc<Metrics>) {
+    tokio::spawn(async move {
+        loop {
+            let samples = sync
+                .statuses()
+                .into_iter()
+                .map(|s| EdgeSyncSample {
+                    edge: s.edge.clone(),
+                    edge_version: s.edge_version,
+                    lag: s.lag(),
+                    in_sync: s.state == SyncState::InSync,
+                    snapshots_sent: s.snapshots_sent,
+                    deltas_sent: s.deltas_sent,
+                })
+                .collect();
+            metrics.set_edgesync(config.version().0, samples);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
 }
 
 /// Republishes `HubInfo` whenever the certificate store changes, so edges

@@ -65,7 +65,15 @@ fn hub_and_two_edges_subscribe_sync_and_survive_restarts() {
     require_tool("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut hub = NodeProcess::start(Role::Hub, &dir.join("hub"), "van-ex1.adatum.com").unwrap();
+    let metrics_addr = free_port();
+    let metrics_bind = metrics_addr.to_string();
+    let mut hub = NodeProcess::start_with(
+        Role::Hub,
+        &dir.join("hub"),
+        "van-ex1.adatum.com",
+        &["--metrics-bind", &metrics_bind],
+    )
+    .unwrap();
     // The hub's SMTP certificate comes from openssl, so the test knows its
     // private key and can look for it in the edges' files.
     sh(
@@ -87,6 +95,17 @@ fn hub_and_two_edges_subscribe_sync_and_survive_restarts() {
     let edge2 = edge(dir, "edge2");
     hub.ok(&["accepted-domain", "new", "adatum.com"]);
     hub.ok(&["mailbox", "new", "Kim@adatum.com"]);
+    // A standalone edge may have local objects; subscribing replaces them.
+    edge1.ok(&[
+        "send-connector",
+        "new",
+        "Local",
+        "--address-spaces",
+        "*;1",
+        "--smart-hosts",
+        "relay.example",
+    ]);
+    assert!(edge1.cli(&["send-connector", "get", "Local"]).status.success());
     // A subscription file changed on the way is refused.
     let file = dir.join("edge2.sub");
     edge2.ok(&["edge-subscription", "new", "--file", file.to_str().unwrap()]);
@@ -108,7 +127,15 @@ fn hub_and_two_edges_subscribe_sync_and_survive_restarts() {
     wait_for("both edges in sync", || {
         in_sync(&hub, "edge1") && in_sync(&hub, "edge2")
     });
+    // The same figures as Prometheus metrics on the hub's metrics address.
+    wait_for("edgesync metrics", || {
+        let text = scrape(metrics_addr);
+        text.contains("postern_edgesync_lag{edge=\"edge1\"} 0")
+            && text.contains("postern_edgesync_in_sync{edge=\"edge2\"} 1")
+    });
 
+    let err = edge1.fails(&["send-connector", "get", "Local"]);
+    assert!(err.contains("no send-connector"), "{err}");
     // The subscription made the site's two EdgeSync connectors, on the edges too.
     let internet = edge1.json(&["send-connector", "get", "EdgeSync - Vancouver to Internet"]);
     assert_eq!(internet["address_spaces"], serde_json::json!(["*;100"]));
@@ -260,6 +287,17 @@ fn hub_and_two_edges_subscribe_sync_and_survive_restarts() {
             "{name}'s files hold hub private-key bytes"
         );
     }
+}
+
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {

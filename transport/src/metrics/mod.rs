@@ -168,6 +168,60 @@ const DS_OUTBOUND_FAILURES: Desc = Desc {
     exchange_name: Some("Domain-Secured Outbound Session Failures"),
 };
 
+const ES_LAG: Desc = Desc {
+    name: "postern_edgesync_lag",
+    help: "Configuration versions an edge is behind this hub.",
+    kind: MetricKind::Gauge,
+    exchange_name: None,
+};
+const ES_EDGE_VERSION: Desc = Desc {
+    name: "postern_edgesync_edge_version",
+    help: "Configuration version an edge last acknowledged.",
+    kind: MetricKind::Gauge,
+    exchange_name: None,
+};
+const ES_HUB_VERSION: Desc = Desc {
+    name: "postern_edgesync_hub_version",
+    help: "This hub's configuration version.",
+    kind: MetricKind::Gauge,
+    exchange_name: None,
+};
+const ES_IN_SYNC: Desc = Desc {
+    name: "postern_edgesync_in_sync",
+    help: "1 when the edge has acknowledged the hub's current version.",
+    kind: MetricKind::Gauge,
+    exchange_name: None,
+};
+const ES_SNAPSHOTS: Desc = Desc {
+    name: "postern_edgesync_snapshots_sent_total",
+    help: "Full snapshots sent to an edge since this hub started.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
+const ES_DELTAS: Desc = Desc {
+    name: "postern_edgesync_deltas_sent_total",
+    help: "Deltas sent to an edge since this hub started.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
+
+/// The EdgeSync figures of one subscribed edge, as a hub reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EdgeSyncSample {
+    /// The edge's name.
+    pub edge: String,
+    /// Version the edge acknowledged.
+    pub edge_version: u64,
+    /// Versions behind.
+    pub lag: u64,
+    /// Whether it is in sync.
+    pub in_sync: bool,
+    /// Snapshots sent.
+    pub snapshots_sent: u64,
+    /// Deltas sent.
+    pub deltas_sent: u64,
+}
+
 /// One metric with its current series, the common form of `render` and
 /// `snapshot`.
 #[derive(Debug)]
@@ -188,6 +242,7 @@ pub struct Metrics {
     ds_received: AtomicU64,
     ds_sent: AtomicU64,
     ds_outbound_failures: AtomicU64,
+    edgesync: Mutex<(u64, Vec<EdgeSyncSample>)>,
 }
 
 fn dir_index(d: Direction) -> usize {
@@ -273,6 +328,11 @@ impl Metrics {
         exposition::render(&self.families())
     }
 
+    /// Replaces the EdgeSync figures (a hub calls this as statuses change).
+    pub fn set_edgesync(&self, hub_version: u64, edges: Vec<EdgeSyncSample>) {
+        *self.edgesync.lock().unwrap_or_else(|p| p.into_inner()) = (hub_version, edges);
+    }
+
     /// Every series and its value, for `postern counters`.
     pub fn snapshot(&self) -> Vec<CounterSample> {
         self.families()
@@ -348,6 +408,35 @@ impl Metrics {
             plain(DS_RECEIVED, &self.ds_received),
             plain(DS_SENT, &self.ds_sent),
             plain(DS_OUTBOUND_FAILURES, &self.ds_outbound_failures),
+        ]
+        .into_iter()
+        .chain(self.edgesync_families())
+        .collect()
+    }
+
+    fn edgesync_families(&self) -> Vec<Family> {
+        let guard = self.edgesync.lock().unwrap_or_else(|p| p.into_inner());
+        let (hub_version, edges) = &*guard;
+        if edges.is_empty() {
+            return Vec::new();
+        }
+        let per_edge = |desc, f: &dyn Fn(&EdgeSyncSample) -> u64| Family {
+            desc,
+            series: edges
+                .iter()
+                .map(|e| (vec![("edge", e.edge.clone())], f(e)))
+                .collect(),
+        };
+        vec![
+            Family {
+                desc: ES_HUB_VERSION,
+                series: vec![(Vec::new(), *hub_version)],
+            },
+            per_edge(ES_EDGE_VERSION, &|e| e.edge_version),
+            per_edge(ES_LAG, &|e| e.lag),
+            per_edge(ES_IN_SYNC, &|e| u64::from(e.in_sync)),
+            per_edge(ES_SNAPSHOTS, &|e| e.snapshots_sent),
+            per_edge(ES_DELTAS, &|e| e.deltas_sent),
         ]
     }
 }
