@@ -47,6 +47,9 @@ pub struct LabConfig {
     /// SMTP at start, when it is not installed yet.
     #[serde(default)]
     pub import_cert: Option<PathBuf>,
+    /// Prometheus endpoint.
+    #[serde(default)]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl LabConfig {
@@ -63,6 +66,7 @@ impl LabConfig {
             expiration_secs: 2 * 24 * 3600,
             retry_secs: 1,
             import_cert: None,
+            metrics_bind: None,
         }
     }
 }
@@ -138,6 +142,7 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
         mta_config.queue.expiration = Duration::from_secs(config.expiration_secs);
         mta_config.queue.retry_schedule = vec![Duration::from_secs(config.retry_secs)];
         mta_config.worker.scan_interval = Duration::from_millis(500);
+        mta_config.metrics_bind = config.metrics_bind;
         let mta = Mta::start(&node, trust, mta_config).await?;
         let thumbprint = node
             .certs
@@ -232,6 +237,18 @@ impl Drop for LabProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET /metrics from a node's Prometheus endpoint.
+pub fn scrape(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 /// Makes the node's certificate without starting it (to learn its

@@ -396,6 +396,7 @@ async fn two_node_chain_over_mutual_tls_with_restart_and_expiry() {
     b.trust = vec![a_tp];
     a.trust = vec![b_tp];
     a.relay = Some(b.smtp_bind);
+    a.metrics_bind = Some(postern_tests::lab::free_port());
 
     // B is down: A accepts and queues.
     let node_a = LabProcess::start(&a).unwrap();
@@ -450,6 +451,20 @@ async fn two_node_chain_over_mutual_tls_with_restart_and_expiry() {
     let send = read_logs(tmp.path().join("a/logs/protocol/send"));
     assert!(send.contains("#Log-type: SMTP Send Protocol Log"), "{send}");
     assert!(send.contains(",>,STARTTLS"), "{send}");
+    // And counted it, on A's metrics address (counters restart with the process).
+    let metrics = postern_tests::lab::scrape(a.metrics_bind.unwrap());
+    assert!(
+        metrics.contains("postern_messages_total{direction=\"send\",outcome=\"accepted\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("postern_tls_handshakes_total{direction=\"send\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("postern_smtp_sessions_total{direction=\"send\""),
+        "{metrics}"
+    );
     drop(node_a);
 
     // Expiry: a node whose relay never answers bounces to the local sender.
