@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use postern_edgesync::{ChangeLogStore, ConfigSource, SideWrite, SourceError};
 use postern_model::{
-    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxHash, ObjectKey, ReplicatedObject, SendConnector,
-    TransportConfig,
+    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxHash, ObjectKey, ReplicatedObject, TransportConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -255,7 +254,9 @@ fn display_name(object: &ReplicatedObject) -> String {
 /// connectors live in `SendConnector` validation (issue 5 extends them).
 fn validate(object: &ReplicatedObject) -> Result<(), ConfigError> {
     match object {
-        ReplicatedObject::SendConnector(c) => validate_send_connector(c),
+        ReplicatedObject::SendConnector(c) => {
+            postern_transport::connectors::validate_send_connector(c).map_err(ConfigError::Invalid)
+        }
         ReplicatedObject::TransportConfig(c) => {
             if c.max_message_size == 0 || c.max_recipients == 0 {
                 return Err(ConfigError::Invalid(
@@ -266,23 +267,4 @@ fn validate(object: &ReplicatedObject) -> Result<(), ConfigError> {
         }
         _ => Ok(()),
     }
-}
-
-fn validate_send_connector(c: &SendConnector) -> Result<(), ConfigError> {
-    if c.name.trim().is_empty() {
-        return Err(ConfigError::Invalid("a send connector needs a name".into()));
-    }
-    if c.address_spaces.is_empty() {
-        return Err(ConfigError::Invalid(format!(
-            "send connector {:?} needs at least one address space (e.g. \"*;100\")",
-            c.name
-        )));
-    }
-    if !c.dns_routing_enabled && c.smart_hosts.is_empty() {
-        return Err(ConfigError::Invalid(format!(
-            "send connector {:?} routes by smart hosts but has none; give --smart-hosts or --dns-routing-enabled",
-            c.name
-        )));
-    }
-    Ok(())
 }

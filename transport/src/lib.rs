@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod certs;
 pub mod client;
+pub mod connectors;
 pub mod delivery;
 pub mod metrics;
 pub mod mta;

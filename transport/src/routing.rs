@@ -13,7 +13,7 @@ use std::fmt;
 use postern_model::{Domain, ProtocolLoggingLevel};
 
 use crate::smtp::{Mailbox, Reply};
-use crate::tls::ServerVerification;
+use crate::tls::{PeerTrust, ServerVerification};
 
 /// The next-hop key of local (Maildir) delivery.
 pub const LOCAL_HOP: &str = "local";
@@ -95,6 +95,44 @@ pub enum Destination {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteRefusal(pub Reply);
 
+/// Who is sending, as routing and domain security see a session.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The receive connector's name.
+    pub connector: String,
+    /// Whether this session may relay to domains the organisation does not
+    /// accept (organisation nodes, client submission).
+    pub relay_allowed: bool,
+    /// The session's TLS peer, as classified after STARTTLS.
+    pub peer: PeerTrust,
+    /// Whether the session runs over TLS.
+    pub tls: bool,
+    /// Whether the connector applies domain security.
+    pub domain_secure_enabled: bool,
+}
+
+impl Origin {
+    /// A plain-text session on `connector` that may not relay.
+    pub fn anonymous(connector: &str) -> Self {
+        Self {
+            connector: connector.to_owned(),
+            relay_allowed: false,
+            peer: PeerTrust::None,
+            tls: false,
+            domain_secure_enabled: false,
+        }
+    }
+}
+
+/// What accepting a message from an origin adds to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// Header fields (without CRLF) to add above the message.
+    pub headers: Vec<String>,
+    /// Whether the message arrived domain-secured (counted).
+    pub domain_secured: bool,
+}
+
 /// Chooses next hops; implemented by each role from its configuration.
 pub trait Router: Send + Sync + 'static {
     /// The next-hop key for `rcpt`, or the refusal to answer at RCPT.
@@ -103,6 +141,25 @@ pub trait Router: Send + Sync + 'static {
     /// What `key` means now; `None` when it no longer routes anywhere (the
     /// recipient is deferred until it does or the message expires).
     fn destination(&self, key: &str) -> Option<Destination>;
+
+    /// RCPT from a session: like `next_hop`, but the role may refuse
+    /// relaying or apply domain security to `sender`'s domain.
+    fn next_hop_from(
+        &self,
+        rcpt: &Mailbox,
+        sender: Option<&Mailbox>,
+        origin: &Origin,
+    ) -> Result<String, RouteRefusal> {
+        let _ = (sender, origin);
+        self.next_hop(rcpt)
+    }
+
+    /// Headers to stamp on a message accepted from `origin` (the trusted
+    /// organisation headers of domain security).
+    fn stamp(&self, sender: Option<&Mailbox>, origin: &Origin) -> Stamp {
+        let _ = (sender, origin);
+        Stamp::default()
+    }
 }
 
 /// A fixed router: local domains to Maildir, everything else to one relay

@@ -52,6 +52,12 @@ pub struct ReceiveConnectorConfig {
     /// Whether sessions are written to the node's receive protocol log
     /// (Exchange's `-ProtocolLoggingLevel`; `None` by default).
     pub protocol_logging_level: ProtocolLoggingLevel,
+    /// Sessions may relay to domains the organisation does not accept
+    /// (client submission). Organisation nodes (direct trust on a
+    /// `trusted_org` connector) may always relay.
+    pub relay_allowed: bool,
+    /// Apply domain security to senders on the receive list.
+    pub domain_secure_enabled: bool,
 }
 
 impl ReceiveConnectorConfig {
@@ -73,6 +79,8 @@ impl ReceiveConnectorConfig {
             data_timeout: DEFAULT_DATA_TIMEOUT,
             trusted_org: false,
             protocol_logging_level: ProtocolLoggingLevel::None,
+            relay_allowed: false,
+            domain_secure_enabled: false,
         }
     }
 

@@ -26,12 +26,13 @@ use tokio_rustls::TlsAcceptor;
 use super::Shared;
 use super::firewall::strip_org_headers;
 use super::received::ReceivedStamp;
-use super::recipients::{RouteBook, RoutingPolicy, resolve_mailbox, route};
+use super::recipients::{RouteBook, RoutingPolicy, SharedOrigin, resolve_mailbox, route};
 use super::record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};
 use super::stream::Stream;
 use crate::metrics::{MessageOutcome, Metrics, TlsHandshakeOutcome};
 use crate::protocol_log::{self, Direction, Endpoints, SessionLogger};
 use crate::queue::{self, RecipientState};
+use crate::routing::Origin;
 use crate::smtp::{
     Action, DataReceiver, DataStatus, Envelope, Helo, LineReader, Output, Reply, ReversePath, Session,
     SessionState,
@@ -157,6 +158,8 @@ struct Connection {
     transactions: u32,
     /// The protocol log of this session (disabled unless `Verbose`).
     log: SessionLogger,
+    /// Who is sending, for routing and domain security.
+    origin: SharedOrigin,
 }
 
 impl Connection {
@@ -168,11 +171,19 @@ impl Connection {
         log: SessionLogger,
     ) -> Self {
         let routes = RouteBook::default();
+        let origin = SharedOrigin::new(Origin {
+            connector: shared.config.name.clone(),
+            relay_allowed: shared.config.relay_allowed,
+            peer: PeerTrust::None,
+            tls: false,
+            domain_secure_enabled: shared.config.domain_secure_enabled,
+        });
         let policy = RoutingPolicy::new(
             Arc::clone(&shared.ctx.router),
             shared.postmaster.clone(),
             routes.clone(),
-        );
+        )
+        .with_origin(origin.clone());
         let config = shared.config.session_config(shared.starttls_available());
         Self {
             stream,
@@ -189,6 +200,7 @@ impl Connection {
             queued: Vec::new(),
             transactions: 0,
             log,
+            origin,
         }
     }
 
@@ -410,6 +422,13 @@ impl Connection {
         );
         self.info.tls = Some(tls_info);
         self.stream = Stream::Tls(Box::new(tls));
+        let org = self.shared.config.trusted_org && self.info.is_direct_trust();
+        let peer = self.info.peer_trust.clone();
+        self.origin.update(|o| {
+            o.tls = true;
+            o.peer = peer;
+            o.relay_allowed |= org;
+        });
         Ok(())
     }
 
@@ -435,6 +454,16 @@ impl Connection {
                 "removed X-Postern-Organization-* headers from a peer that is not an organisation node"
             );
         }
+        let sender_mailbox = match &envelope.from {
+            ReversePath::Mailbox(m) => Some(m),
+            ReversePath::Null => None,
+        };
+        let trust_stamp = self.shared.ctx.router.stamp(sender_mailbox, &self.origin.get());
+        if trust_stamp.domain_secured {
+            self.metrics().domain_secured_message_received();
+            self.log
+                .info(format_args!("Domain secured: {}", trust_stamp.headers.join("; ")));
+        }
         self.transactions += 1;
         let id = format!("{}.{}", self.info.session_id, self.transactions);
         let extended = current_helo(self.session.state()).is_none_or(|h| h.extended);
@@ -449,6 +478,10 @@ impl Connection {
             date: OffsetDateTime::now_utc(),
         };
         let mut message = stamp.to_field().into_bytes();
+        for header in &trust_stamp.headers {
+            message.extend_from_slice(header.as_bytes());
+            message.extend_from_slice(b"\r\n");
+        }
         message.extend_from_slice(&body);
         let sender = match &envelope.from {
             ReversePath::Null => None,

@@ -31,7 +31,7 @@ pub use config::{
 };
 pub use firewall::{ORG_HEADER_PREFIX, strip_org_headers};
 pub use received::ReceivedStamp;
-pub use recipients::{RouteBook, RoutingPolicy};
+pub use recipients::{RouteBook, RoutingPolicy, SharedOrigin};
 pub use record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};
 
 use std::fmt;

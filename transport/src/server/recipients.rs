@@ -6,8 +6,30 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::routing::{LOCAL_HOP, RouteRefusal, Router};
-use crate::smtp::{ForwardPath, Mailbox, RecipientContext, RecipientPolicy, RecipientVerdict};
+use crate::routing::{LOCAL_HOP, Origin, RouteRefusal, Router};
+use crate::smtp::{ForwardPath, Mailbox, RecipientContext, RecipientPolicy, RecipientVerdict, ReversePath};
+
+/// The session's origin as the connection updates it (after STARTTLS),
+/// shared with the recipient policy.
+#[derive(Clone, Debug)]
+pub struct SharedOrigin(Arc<Mutex<Origin>>);
+
+impl SharedOrigin {
+    /// Starts from `origin`.
+    pub fn new(origin: Origin) -> Self {
+        Self(Arc::new(Mutex::new(origin)))
+    }
+
+    /// The origin now.
+    pub fn get(&self) -> Origin {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes it.
+    pub fn update(&self, f: impl FnOnce(&mut Origin)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
 
 /// Next-hop keys chosen at RCPT, by recipient address, for the current
 /// transaction; shared between the session's policy and the connection.
@@ -39,6 +61,7 @@ pub struct RoutingPolicy {
     router: Arc<dyn Router>,
     postmaster: Mailbox,
     book: RouteBook,
+    origin: Option<SharedOrigin>,
 }
 
 impl RoutingPolicy {
@@ -49,7 +72,14 @@ impl RoutingPolicy {
             router,
             postmaster,
             book,
+            origin: None,
         }
+    }
+
+    /// Routes as the session's origin allows (relaying, domain security).
+    pub fn with_origin(mut self, origin: SharedOrigin) -> Self {
+        self.origin = Some(origin);
+        self
     }
 
     /// The mailbox a forward path is delivered to.
@@ -78,13 +108,39 @@ pub fn route(router: &dyn Router, path: &ForwardPath, postmaster: &Mailbox) -> R
     }
 }
 
+/// `route` with the session's sender and origin.
+pub fn route_from(
+    router: &dyn Router,
+    path: &ForwardPath,
+    postmaster: &Mailbox,
+    sender: Option<&Mailbox>,
+    origin: &Origin,
+) -> Result<String, RouteRefusal> {
+    let mailbox = resolve_mailbox(path, postmaster);
+    match (router.next_hop_from(&mailbox, sender, origin), path) {
+        (Ok(key), _) => Ok(key),
+        (Err(_), ForwardPath::Postmaster) => Ok(LOCAL_HOP.to_owned()),
+        (Err(refusal), ForwardPath::Mailbox(_)) => Err(refusal),
+    }
+}
+
 impl RecipientPolicy for RoutingPolicy {
     fn check(&mut self, ctx: RecipientContext<'_>, to: &ForwardPath) -> RecipientVerdict {
         if ctx.accepted.is_empty() {
             // A new transaction: forget keys of abandoned ones.
             self.book.clear();
         }
-        match route(self.router.as_ref(), to, &self.postmaster) {
+        let routed = match &self.origin {
+            Some(origin) => {
+                let sender = match ctx.from {
+                    ReversePath::Mailbox(m) => Some(m),
+                    ReversePath::Null => None,
+                };
+                route_from(self.router.as_ref(), to, &self.postmaster, sender, &origin.get())
+            }
+            None => route(self.router.as_ref(), to, &self.postmaster),
+        };
+        match routed {
             Ok(key) => {
                 self.book.insert(self.mailbox(to).to_string(), key);
                 RecipientVerdict::Accept
