@@ -141,14 +141,12 @@ pub fn connector_hop(
 /// `host`, `host:port`, `[v6]:port` or a bare v6 address.
 pub fn parse_host(text: &str, default_port: u16) -> HostPort {
     let text = text.trim();
-    if let Some(rest) = text.strip_prefix('[') {
-        if let Some((host, port)) = rest.split_once(']') {
-            let port = port.trim_start_matches(':').parse().unwrap_or(default_port);
-            return HostPort {
-                host: host.to_owned(),
-                port,
-            };
-        }
+    if let Some((host, port)) = text.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        let port = port.trim_start_matches(':').parse().unwrap_or(default_port);
+        return HostPort {
+            host: host.to_owned(),
+            port,
+        };
     }
     match text.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => HostPort {
