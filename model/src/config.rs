@@ -470,6 +470,112 @@ impl ObjectKey {
     }
 }
 
+
+/// Who may use a receive connector (Exchange's permission groups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PermissionGroup {
+    /// Anyone; mail only for accepted domains.
+    Anonymous,
+    /// Partner organisations (domain security).
+    Partners,
+    /// Nodes of this organisation, authenticated by direct trust: their
+    /// organisation headers are kept and they may relay.
+    OrgServers,
+    /// The organisation's clients (submission): may relay; restrict with
+    /// remote IP ranges.
+    Clients,
+}
+
+impl std::str::FromStr for PermissionGroup {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "anonymous" | "anonymoususers" => Ok(Self::Anonymous),
+            "partners" => Ok(Self::Partners),
+            "org-servers" | "exchangeservers" | "orgservers" => Ok(Self::OrgServers),
+            "clients" | "exchangeusers" => Ok(Self::Clients),
+            _ => Err(format!("unknown permission group {s:?}: use anonymous, partners, org-servers or clients")),
+        }
+    }
+}
+
+/// How a receive connector authenticates (Exchange's auth mechanisms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMechanism {
+    /// Nothing (plain text only).
+    None,
+    /// STARTTLS offered, client certificates asked for.
+    Tls,
+}
+
+impl std::str::FromStr for AuthMechanism {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "tls" => Ok(Self::Tls),
+            _ => Err(format!("unknown auth mechanism {s:?}: use tls or none")),
+        }
+    }
+}
+
+/// A receive connector: local to the node that owns it (not replicated).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveConnector {
+    /// Unique name on the node.
+    pub name: String,
+    /// `ip:port` bindings.
+    pub bindings: Vec<String>,
+    /// Allowed client ranges (`10.0.0.0/8`, `::1/128`); empty is everyone.
+    pub remote_ip_ranges: Vec<String>,
+    /// Authentication mechanisms.
+    pub auth_mechanism: Vec<AuthMechanism>,
+    /// Who may use it.
+    pub permission_groups: Vec<PermissionGroup>,
+    /// Refuse MAIL before STARTTLS.
+    pub require_tls: bool,
+    /// Apply domain security to senders on the receive list.
+    pub domain_secure_enabled: bool,
+    /// Greeting name and certificate name; `None` is the node's FQDN.
+    pub fqdn: Option<Domain>,
+    /// Protocol log level.
+    pub protocol_logging_level: ProtocolLoggingLevel,
+    /// Largest message; `None` is the transport configuration's.
+    pub max_message_size: Option<u64>,
+}
+
+impl ReceiveConnector {
+    /// Exchange's rules, checked when a connector is set.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        if name.trim().is_empty() {
+            return Err("a receive connector needs a name".into());
+        }
+        if self.bindings.is_empty() {
+            return Err(format!("receive connector {name:?} needs at least one binding (ip:port)"));
+        }
+        for b in &self.bindings {
+            b.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("receive connector {name:?}: binding {b:?} is not ip:port"))?;
+        }
+        let tls = self.auth_mechanism.contains(&AuthMechanism::Tls);
+        if self.require_tls && !tls {
+            return Err(format!("receive connector {name:?}: --require-tls needs tls among the auth mechanisms"));
+        }
+        if self.domain_secure_enabled && !tls {
+            return Err(format!(
+                "receive connector {name:?}: domain security needs mutual TLS: add tls to the auth mechanisms"
+            ));
+        }
+        if self.permission_groups.is_empty() {
+            return Err(format!("receive connector {name:?} needs at least one permission group"));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

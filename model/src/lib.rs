@@ -17,7 +17,7 @@ pub mod version;
 
 pub use cert::{CertStatus, KeySpec, KeySpecError, Service, ServiceError};
 pub use config::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, Change, ChangeOp, DomainPattern, EdgeInfo, HubInfo,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, AuthMechanism, PermissionGroup, ReceiveConnector, Change, ChangeOp, DomainPattern, EdgeInfo, HubInfo,
     MailboxHash, ObjectKey, ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 pub use domain::{Domain, DomainError};

@@ -11,6 +11,7 @@ pub mod mta;
 pub mod node;
 pub mod protocol_log;
 pub mod queue;
+pub mod receive_connectors;
 pub mod routing;
 pub mod server;
 pub mod smtp;

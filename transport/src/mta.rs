@@ -68,12 +68,19 @@ pub enum MtaError {
 
 /// A running engine.
 pub struct Mta {
-    receive: Vec<(String, SocketAddr)>,
+    receive: Vec<RunningConnector>,
+    ctx: ServerContext,
     metrics_addr: Option<SocketAddr>,
     queue: Queue,
     metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+}
+
+struct RunningConnector {
+    name: String,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
 }
 
 impl Relay for Pool {
@@ -113,10 +120,7 @@ impl Mta {
         };
         let mut receive = Vec::new();
         for connector in config.receive {
-            let name = connector.name.clone();
-            let bound = ReceiveConnector::bind(connector, ctx.clone()).await?;
-            receive.push((name, bound.local_addr()));
-            tasks.spawn(bound.serve(stopped(stop_rx.clone())));
+            receive.push(start_connector(connector, &ctx, &mut tasks).await?);
         }
         let metrics_addr = match config.metrics_bind {
             Some(addr) => {
@@ -150,6 +154,7 @@ impl Mta {
         });
         Ok(Self {
             receive,
+            ctx,
             metrics_addr,
             queue,
             metrics,
@@ -158,14 +163,42 @@ impl Mta {
         })
     }
 
+    /// Replaces every receive connector (a connector definition changed):
+    /// the old ones stop accepting (their sessions finish), the new ones
+    /// bind. A binding still held by a stopping connector is retried for a
+    /// moment.
+    pub async fn replace_connectors(&mut self, configs: Vec<ReceiveConnectorConfig>) -> Result<(), MtaError> {
+        for old in self.receive.drain(..) {
+            let _ = old.stop.send(true);
+        }
+        for config in configs {
+            let mut attempt = 0;
+            loop {
+                match start_connector(config.clone(), &self.ctx, &mut self.tasks).await {
+                    Ok(running) => {
+                        self.receive.push(running);
+                        break;
+                    }
+                    Err(e) if attempt < 30 => {
+                        attempt += 1;
+                        tracing::debug!(error = %e, "binding still held; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The bound address of the receive connector called `name`.
     pub fn receive_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.receive.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.receive.iter().find(|c| c.name == name).map(|c| c.addr)
     }
 
     /// Every receive connector and its bound address.
-    pub fn receive_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.receive
+    pub fn receive_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.receive.iter().map(|c| (c.name.clone(), c.addr)).collect()
     }
 
     /// Where metrics are served.
@@ -187,8 +220,24 @@ impl Mta {
     /// returns when everything has stopped.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        for c in &self.receive {
+            let _ = c.stop.send(true);
+        }
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+async fn start_connector(
+    config: ReceiveConnectorConfig,
+    ctx: &ServerContext,
+    tasks: &mut JoinSet<()>,
+) -> Result<RunningConnector, MtaError> {
+    let name = config.name.clone();
+    let bound = ReceiveConnector::bind(config, ctx.clone()).await?;
+    let addr = bound.local_addr();
+    let (stop, rx) = watch::channel(false);
+    tasks.spawn(bound.serve(stopped(rx)));
+    Ok(RunningConnector { name, addr, stop })
 }
 
 /// Opens a protocol log under `DATA_DIR/logs/protocol/`; a node whose log

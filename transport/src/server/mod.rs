@@ -27,6 +27,7 @@ mod stream;
 mod tests;
 
 pub use config::{
+    IpRange,
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_IDLE_TIMEOUT, ReceiveConnectorConfig,
 };
 pub use firewall::{ORG_HEADER_PREFIX, strip_org_headers};
@@ -234,6 +235,10 @@ impl ReceiveConnector {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, remote)) if !shared.config.allows(remote.ip()) => {
+                        tracing::info!(connector = %shared.config.name, %remote, "connection from outside the connector's remote IP ranges refused");
+                        tokio::spawn(refuse(tcp));
+                    }
                     Ok((tcp, remote)) => {
                         let shared = Arc::clone(&shared);
                         let stop = stop_rx.clone();
@@ -263,4 +268,11 @@ fn log_join(done: Result<(), tokio::task::JoinError>) {
     if let Err(error) = done {
         tracing::error!(%error, "an SMTP session task failed");
     }
+}
+
+/// Tells a client outside the remote IP ranges why, then closes.
+async fn refuse(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tcp.write_all(b"554 5.7.1 Your address may not use this connector\r\n").await;
+    let _ = tcp.shutdown().await;
 }
