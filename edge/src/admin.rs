@@ -27,9 +27,14 @@ pub struct EdgeAdmin {
     pub bootstrap: BootstrapStore,
     /// Where EdgeSync listens (as bound).
     pub edgesync_endpoint: String,
-    /// Where SMTP listens (as configured).
+    /// Where SMTP listens (as bound).
     pub smtp_endpoint: String,
+    /// This edge's receive connectors (local, not replicated).
+    pub receive_connectors: postern_transport::receive_connectors::ReceiveConnectorStore,
 }
+
+const RECEIVE_CONNECTOR: &str = "receive-connector";
+use postern_transport::admin::receive_connectors as local;
 
 fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     pb::ObjectJson {
@@ -49,6 +54,9 @@ fn local_status(e: postern_edgesync::LocalChangeError) -> Status {
 impl pb::config_server::Config for EdgeAdmin {
     async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
         let r = req.into_inner();
+        if r.kind == RECEIVE_CONNECTOR {
+            return local::get(&self.receive_connectors, &r.name).map(Response::new);
+        }
         let key = ObjectKey::of(&r.kind, &r.name);
         match self
             .replica
@@ -65,6 +73,12 @@ impl pb::config_server::Config for EdgeAdmin {
         req: Request<pb::ListObjectsRequest>,
     ) -> Result<Response<pb::ObjectList>, Status> {
         let kind = req.into_inner().kind;
+        if kind == RECEIVE_CONNECTOR {
+            return local::list(&self.receive_connectors).map(Response::new);
+        }
+        if kind == RECEIVE_CONNECTOR {
+            return local::list(&self.receive_connectors).map(Response::new);
+        }
         if !postern_model::config::KINDS.contains(&kind.as_str()) {
             return Err(Status::invalid_argument(format!("unknown object kind {kind:?}")));
         }
@@ -82,6 +96,9 @@ impl pb::config_server::Config for EdgeAdmin {
         req: Request<pb::PutObjectRequest>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
+        if r.kind == RECEIVE_CONNECTOR {
+            return local::put(&self.receive_connectors, &r).map(Response::new);
+        }
         if self.replica.is_subscribed() {
             return Err(Status::failed_precondition(format!(
                 "{} objects are managed by EdgeSync; change it on a hub",
@@ -122,6 +139,9 @@ impl pb::config_server::Config for EdgeAdmin {
         req: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
+        if r.kind == RECEIVE_CONNECTOR {
+            return local::remove(&self.receive_connectors, &r.name).map(Response::new);
+        }
         let key = ObjectKey::of(&r.kind, &r.name);
         if !self.replica.remove_local(&r.kind, &key).map_err(local_status)? {
             return Err(Status::not_found(format!("no {} named {:?}", r.kind, r.name)));

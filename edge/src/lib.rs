@@ -4,8 +4,10 @@
 //! routing to hubs and the Internet.
 
 pub mod admin;
+pub mod routing;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use postern_edgesync::edge_side::{BootstrapStore, EdgeSyncService, follow_hub_trust};
 use postern_edgesync::{Replica, SourceError};
@@ -14,8 +16,12 @@ use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
 use postern_proto::edgesync::edge_sync_server::EdgeSyncServer;
 use postern_transport::admin::{self as node_admin, AdminError};
+use postern_transport::mta::NodeMail;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
+use postern_transport::receive_connectors::ReceiveConnectorStore;
 use postern_transport::tls::TrustStore;
+
+use crate::routing::EdgeRouter;
 
 use crate::admin::EdgeAdmin;
 
@@ -48,6 +54,12 @@ pub enum EdgeError {
     /// The admin API failed.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The mail engine could not start.
+    #[error(transparent)]
+    Mail(#[from] postern_transport::mta::MtaError),
+    /// The receive connectors could not be loaded.
+    #[error(transparent)]
+    ReceiveConnectors(#[from] postern_transport::receive_connectors::ReceiveConnectorError),
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -64,6 +76,8 @@ pub struct Edge {
     pub trust: TrustStore,
     /// Where EdgeSync is bound.
     pub edgesync_addr: std::net::SocketAddr,
+    /// The mail engine (receive connectors, queue, delivery).
+    pub mail: NodeMail,
 }
 
 impl Edge {
@@ -102,18 +116,54 @@ impl Edge {
             }
         });
         tracing::info!(addr = %edgesync_addr, "EdgeSync listening");
+        let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
+        let router = Arc::new(EdgeRouter::new(
+            replica.clone(),
+            node.identity.name.clone(),
+            node.identity.fqdn.clone(),
+        ));
+        let config_replica = replica.clone();
+        let metrics_bind = match &opts.metrics_bind {
+            Some(b) => Some(
+                b.parse()
+                    .map_err(|_| EdgeError::Bind(b.clone(), std::io::Error::other("not ip:port")))?,
+            ),
+            None => None,
+        };
+        let mail = NodeMail::start(
+            &node,
+            trust.clone(),
+            router,
+            receive_connectors.clone(),
+            Arc::new(move || {
+                match config_replica.get(&postern_model::ObjectKey::of("transport-config", "")) {
+                    Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => c,
+                    _ => postern_model::TransportConfig::default(),
+                }
+            }),
+            metrics_bind,
+        )
+        .await?;
+        let smtp_bind = mail
+            .receive_addrs()
+            .await
+            .first()
+            .map(|(_, a)| a.to_string())
+            .unwrap_or_else(|| node.identity.smtp_bind.clone());
         let admin = EdgeAdmin {
             node: node.clone(),
             replica,
             bootstrap,
             edgesync_endpoint: advertised(&edgesync_addr.to_string(), &fqdn),
-            smtp_endpoint: advertised(&node.identity.smtp_bind, &fqdn),
+            smtp_endpoint: advertised(&smtp_bind, &fqdn),
+            receive_connectors,
         };
         Ok(Self {
             node,
             admin,
             trust,
             edgesync_addr,
+            mail,
         })
     }
 
@@ -132,6 +182,7 @@ pub async fn run(opts: EdgeOptions, shutdown: impl Future<Output = ()> + Send) -
     let socket = edge.node.admin_socket();
     tracing::info!(socket = %socket.display(), "admin API listening");
     node_admin::serve(edge.router(), &socket, shutdown).await?;
+    edge.mail.shutdown().await;
     edge.node.db.flush_async().await.map_err(NodeError::from)?;
     tracing::info!("edge node stopped");
     Ok(())

@@ -289,15 +289,29 @@ fn snapshot_names_hub(objects: &[ReplicatedObject], peer: &Thumbprint) -> bool {
     })
 }
 
-/// Keeps `trust` equal to the hub certificates of the replica, now and
-/// after every apply, so a new hub certificate is trusted at the next
-/// handshake and a removed one is refused.
+/// Keeps `trust` equal to the hub certificates (direct trust) and the
+/// organisation's trusted roots (PKI) of the replica, now and after every
+/// apply, so a new hub certificate is trusted at the next handshake and a
+/// removed one is refused.
 pub fn follow_hub_trust(replica: Replica, trust: postern_transport::tls::TrustStore) {
-    trust.set_direct(hub_thumbprints(&replica));
+    let apply = move |replica: &Replica, trust: &postern_transport::tls::TrustStore| {
+        trust.set_direct(hub_thumbprints(replica));
+        let roots: Vec<rustls_pki_types::CertificateDer<'static>> = replica
+            .list("trusted-root")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| match o {
+                ReplicatedObject::TrustedRoot(r) => Some(rustls_pki_types::CertificateDer::from(r.der)),
+                _ => None,
+            })
+            .collect();
+        trust.set_extra_roots(&roots);
+    };
+    apply(&replica, &trust);
     let mut watch = replica.watch();
     tokio::spawn(async move {
         while watch.changed().await.is_ok() {
-            trust.set_direct(hub_thumbprints(&replica));
+            apply(&replica, &trust);
         }
     });
 }

@@ -4,6 +4,7 @@
 use postern_edgesync::hub_side::SyncManager;
 use postern_model::ReplicatedObject;
 use postern_proto::admin as pb;
+use postern_transport::receive_connectors::ReceiveConnectorStore;
 use postern_transport::tls::TrustStore;
 use tonic::{Request, Response, Status};
 
@@ -21,7 +22,11 @@ pub struct HubAdmin {
     pub trust: TrustStore,
     /// EdgeSync tasks.
     pub sync: SyncManager,
+    /// This hub's receive connectors (local, not replicated).
+    pub receive_connectors: ReceiveConnectorStore,
 }
+
+const RECEIVE_CONNECTOR: &str = "receive-connector";
 
 fn config_status(e: ConfigError) -> Status {
     match e {
@@ -53,6 +58,10 @@ fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
 impl pb::config_server::Config for HubAdmin {
     async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
         let r = req.into_inner();
+        if r.kind == RECEIVE_CONNECTOR {
+            return postern_transport::admin::receive_connectors::get(&self.receive_connectors, &r.name)
+                .map(Response::new);
+        }
         if r.kind == "mailbox" {
             let address = r.name.trim().to_ascii_lowercase();
             let known = self
@@ -74,6 +83,14 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::ListObjectsRequest>,
     ) -> Result<Response<pb::ObjectList>, Status> {
         let kind = req.into_inner().kind;
+        if kind == RECEIVE_CONNECTOR {
+            return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
+                .map(Response::new);
+        }
+        if kind == RECEIVE_CONNECTOR {
+            return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
+                .map(Response::new);
+        }
         if kind == "mailbox" {
             let addresses = self.config.mailbox_addresses().map_err(config_status)?;
             return Ok(Response::new(pb::ObjectList {
@@ -94,6 +111,10 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::PutObjectRequest>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
+        if r.kind == RECEIVE_CONNECTOR {
+            return postern_transport::admin::receive_connectors::put(&self.receive_connectors, &r)
+                .map(Response::new);
+        }
         let version = self
             .config
             .put_json(&r.kind, &r.json, r.create_only, r.replace_only)
@@ -116,6 +137,10 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
+        if r.kind == RECEIVE_CONNECTOR {
+            return postern_transport::admin::receive_connectors::remove(&self.receive_connectors, &r.name)
+                .map(Response::new);
+        }
         let version = self.config.remove(&r.kind, &r.name).map_err(config_status)?;
         if r.kind == "accepted-domain" {
             self.subscriptions

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod routing;
 pub mod subscriptions;
 
 use std::future::Future;
@@ -15,7 +16,11 @@ use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
 use postern_transport::admin::{self as node_admin, AdminError};
-use postern_transport::metrics::{EdgeSyncSample, Metrics, serve_metrics};
+use postern_transport::metrics::{EdgeSyncSample, Metrics};
+use postern_transport::mta::NodeMail;
+use postern_transport::receive_connectors::ReceiveConnectorStore;
+
+use crate::routing::HubRouter;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
 use postern_transport::tls::TrustStore;
 use rustls_pki_types::CertificateDer;
@@ -51,25 +56,33 @@ pub enum HubError {
     /// The metrics endpoint could not bind.
     #[error("metrics binding {0}: {1}")]
     Metrics(String, std::io::Error),
+    /// The mail engine could not start.
+    #[error(transparent)]
+    Mail(#[from] postern_transport::mta::MtaError),
+    /// The receive connectors could not be loaded.
+    #[error(transparent)]
+    ReceiveConnectors(#[from] postern_transport::receive_connectors::ReceiveConnectorError),
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
-/// A started hub: its stores and EdgeSync, for the runner and for tests.
+/// A started hub: its stores, EdgeSync and mail engine.
 #[derive(Clone)]
 pub struct Hub {
     /// The node.
     pub node: Node,
     /// Its admin state (configuration, subscriptions, trust, sync).
     pub admin: HubAdmin,
+    /// The mail engine (receive connectors, queue, delivery).
+    pub mail: NodeMail,
 }
 
 impl Hub {
     /// Opens (or sets up) the hub, publishes itself in the configuration
     /// and starts syncing every subscribed edge. Needs a tokio runtime.
-    pub async fn start(opts: &NodeOptions) -> Result<Self, HubError> {
-        let node_opts = opts.clone();
+    pub async fn start(opts: &HubOptions) -> Result<Self, HubError> {
+        let node_opts = opts.node.clone();
         let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
         match startup {
             Startup::SetUp => {
@@ -96,15 +109,34 @@ impl Hub {
             sync.start(sub.target());
         }
         watch_certificates(node.clone(), config.clone());
-        Ok(Self {
-            node,
-            admin: HubAdmin {
-                config,
-                subscriptions,
-                trust,
-                sync,
-            },
-        })
+        let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
+        let router = Arc::new(HubRouter::new(config.clone(), node.identity.fqdn.clone()));
+        let transport_config = config.clone();
+        let metrics_bind = match &opts.metrics_bind {
+            Some(b) => Some(
+                b.parse()
+                    .map_err(|_| HubError::Metrics(b.clone(), std::io::Error::other("not ip:port")))?,
+            ),
+            None => None,
+        };
+        let mail = NodeMail::start(
+            &node,
+            trust.clone(),
+            router,
+            receive_connectors.clone(),
+            Arc::new(move || transport_config.transport_config().unwrap_or_default()),
+            metrics_bind,
+        )
+        .await?;
+        follow_edgesync(sync.clone(), config.clone(), mail.metrics().clone());
+        let admin = HubAdmin {
+            config,
+            subscriptions,
+            trust,
+            sync,
+            receive_connectors,
+        };
+        Ok(Self { node, admin, mail })
     }
 
     /// The admin router: common services plus the hub's.
@@ -118,19 +150,14 @@ impl Hub {
 
 /// Sets the hub up (first start) or opens it, then serves until `shutdown`.
 pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), HubError> {
-    let hub = Hub::start(&opts.node).await?;
-    if let Some(bind) = &opts.metrics_bind {
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .map_err(|e| HubError::Metrics(bind.clone(), e))?;
-        tracing::info!(addr = %bind, "metrics listening");
-        let metrics = Arc::new(Metrics::new());
-        follow_edgesync(hub.admin.sync.clone(), hub.admin.config.clone(), metrics.clone());
-        tokio::spawn(serve_metrics(listener, metrics, std::future::pending()));
+    let hub = Hub::start(&opts).await?;
+    for (name, addr) in hub.mail.receive_addrs().await {
+        tracing::info!(connector = %name, %addr, "receive connector listening");
     }
     let socket = hub.node.admin_socket();
     tracing::info!(socket = %socket.display(), "admin API listening");
     node_admin::serve(hub.router(), &socket, shutdown).await?;
+    hub.mail.shutdown().await;
     hub.node.db.flush_async().await.map_err(NodeError::from)?;
     tracing::info!("hub node stopped");
     Ok(())

@@ -470,7 +470,6 @@ impl ObjectKey {
     }
 }
 
-
 /// Who may use a receive connector (Exchange's permission groups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -495,7 +494,9 @@ impl std::str::FromStr for PermissionGroup {
             "partners" => Ok(Self::Partners),
             "org-servers" | "exchangeservers" | "orgservers" => Ok(Self::OrgServers),
             "clients" | "exchangeusers" => Ok(Self::Clients),
-            _ => Err(format!("unknown permission group {s:?}: use anonymous, partners, org-servers or clients")),
+            _ => Err(format!(
+                "unknown permission group {s:?}: use anonymous, partners, org-servers or clients"
+            )),
         }
     }
 }
@@ -554,7 +555,9 @@ impl ReceiveConnector {
             return Err("a receive connector needs a name".into());
         }
         if self.bindings.is_empty() {
-            return Err(format!("receive connector {name:?} needs at least one binding (ip:port)"));
+            return Err(format!(
+                "receive connector {name:?} needs at least one binding (ip:port)"
+            ));
         }
         for b in &self.bindings {
             b.parse::<std::net::SocketAddr>()
@@ -562,7 +565,9 @@ impl ReceiveConnector {
         }
         let tls = self.auth_mechanism.contains(&AuthMechanism::Tls);
         if self.require_tls && !tls {
-            return Err(format!("receive connector {name:?}: --require-tls needs tls among the auth mechanisms"));
+            return Err(format!(
+                "receive connector {name:?}: --require-tls needs tls among the auth mechanisms"
+            ));
         }
         if self.domain_secure_enabled && !tls {
             return Err(format!(
@@ -570,7 +575,9 @@ impl ReceiveConnector {
             ));
         }
         if self.permission_groups.is_empty() {
-            return Err(format!("receive connector {name:?} needs at least one permission group"));
+            return Err(format!(
+                "receive connector {name:?} needs at least one permission group"
+            ));
         }
         Ok(())
     }

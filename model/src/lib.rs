@@ -17,8 +17,9 @@ pub mod version;
 
 pub use cert::{CertStatus, KeySpec, KeySpecError, Service, ServiceError};
 pub use config::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, AuthMechanism, PermissionGroup, ReceiveConnector, Change, ChangeOp, DomainPattern, EdgeInfo, HubInfo,
-    MailboxHash, ObjectKey, ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, AuthMechanism, Change, ChangeOp, DomainPattern,
+    EdgeInfo, HubInfo, MailboxHash, ObjectKey, PermissionGroup, ReceiveConnector, ReplicatedObject,
+    SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};

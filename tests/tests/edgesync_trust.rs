@@ -77,11 +77,10 @@ async fn handshake(hub: &Hub, edge: &Edge) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_edge_is_refused_at_its_next_handshake() {
     let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&opts(
-        &tmp.path().join("hub"),
-        NodeRole::Hub,
-        "van-ex1.adatum.com",
-    ))
+    let hub = Hub::start(&postern_hub::HubOptions {
+        node: opts(&tmp.path().join("hub"), NodeRole::Hub, "van-ex1.adatum.com"),
+        metrics_bind: None,
+    })
     .await
     .unwrap();
     let edge = Edge::start(&EdgeOptions {

@@ -250,3 +250,60 @@ fn to_pb(v: &CertificateView) -> pb::Certificate {
         chain_length: v.chain_length,
     }
 }
+
+/// Receive connectors through the `Config` service (kind
+/// `receive-connector`): the same on both roles, since they are local.
+pub mod receive_connectors {
+    use postern_model::ReceiveConnector;
+    use postern_proto::admin as pb;
+    use tonic::Status;
+
+    use crate::receive_connectors::{ReceiveConnectorError, ReceiveConnectorStore};
+
+    const KIND: &str = "receive-connector";
+
+    fn status(e: ReceiveConnectorError) -> Status {
+        match e {
+            ReceiveConnectorError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            ReceiveConnectorError::Exists(_) => Status::already_exists(e.to_string()),
+            ReceiveConnectorError::NotFound(_) => Status::not_found(e.to_string()),
+            ReceiveConnectorError::Store(_) => Status::internal(e.to_string()),
+        }
+    }
+
+    fn json(c: &ReceiveConnector) -> pb::ObjectJson {
+        pb::ObjectJson {
+            kind: KIND.into(),
+            json: serde_json::to_string(c).unwrap_or_default(),
+        }
+    }
+
+    /// `GetObject`.
+    pub fn get(store: &ReceiveConnectorStore, name: &str) -> Result<pb::ObjectJson, Status> {
+        store.get(name).map(|c| json(&c)).map_err(status)
+    }
+
+    /// `ListObjects`.
+    pub fn list(store: &ReceiveConnectorStore) -> Result<pb::ObjectList, Status> {
+        Ok(pb::ObjectList {
+            objects: store.list().map_err(status)?.iter().map(json).collect(),
+        })
+    }
+
+    /// `PutObject`.
+    pub fn put(
+        store: &ReceiveConnectorStore,
+        r: &pb::PutObjectRequest,
+    ) -> Result<pb::ConfigVersionReply, Status> {
+        let c: ReceiveConnector = serde_json::from_str(&r.json)
+            .map_err(|e| Status::invalid_argument(format!("bad receive connector: {e}")))?;
+        store.put(c, r.create_only, r.replace_only).map_err(status)?;
+        Ok(pb::ConfigVersionReply { version: 0 })
+    }
+
+    /// `RemoveObject`.
+    pub fn remove(store: &ReceiveConnectorStore, name: &str) -> Result<pb::ConfigVersionReply, Status> {
+        store.remove(name).map_err(status)?;
+        Ok(pb::ConfigVersionReply { version: 0 })
+    }
+}

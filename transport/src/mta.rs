@@ -260,3 +260,93 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
         }
     }
 }
+
+/// A node's mail engine kept in step with its receive connectors: every
+/// change to a connector definition rebinds the connectors, without a
+/// node restart. What the roles run.
+#[derive(Clone)]
+pub struct NodeMail {
+    mta: Arc<tokio::sync::Mutex<Option<Mta>>>,
+    metrics: Arc<Metrics>,
+    queue: Queue,
+}
+
+impl NodeMail {
+    /// Starts the engine with the connectors of `connectors` and follows
+    /// their changes; `transport` reads the current transport configuration.
+    pub async fn start(
+        node: &Node,
+        trust: TrustStore,
+        router: Arc<dyn Router>,
+        connectors: crate::receive_connectors::ReceiveConnectorStore,
+        transport: Arc<dyn Fn() -> postern_model::TransportConfig + Send + Sync>,
+        metrics_bind: Option<SocketAddr>,
+    ) -> Result<Self, MtaError> {
+        let fqdn = node.identity.fqdn.clone();
+        let configs = move |store: &crate::receive_connectors::ReceiveConnectorStore,
+                            transport: &postern_model::TransportConfig| {
+            store
+                .list()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|c| crate::receive_connectors::server_configs(c, &fqdn, transport))
+                .collect::<Vec<_>>()
+        };
+        let current = transport();
+        let mut config = MtaConfig::new(configs(&connectors, &current), router);
+        config.metrics_bind = metrics_bind;
+        config.queue.expiration = std::time::Duration::from_secs(current.message_expiration_secs);
+        config.queue.delay_notice_after =
+            Some(std::time::Duration::from_secs(current.delay_notification_secs));
+        let mta = Mta::start(node, trust, config).await?;
+        let metrics = mta.metrics().clone();
+        let queue = mta.queue().clone();
+        let shared = Arc::new(tokio::sync::Mutex::new(Some(mta)));
+        let follower = Arc::clone(&shared);
+        let mut watch = connectors.watch();
+        tokio::spawn(async move {
+            while watch.changed().await.is_ok() {
+                let wanted = configs(&connectors, &transport());
+                let mut guard = follower.lock().await;
+                let Some(mta) = guard.as_mut() else { break };
+                match mta.replace_connectors(wanted).await {
+                    Ok(()) => tracing::info!("receive connectors reloaded"),
+                    Err(e) => tracing::error!(error = %e, "receive connectors could not be rebound"),
+                }
+            }
+        });
+        Ok(Self {
+            mta: shared,
+            metrics,
+            queue,
+        })
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The node's queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Every receive connector and its bound address.
+    pub async fn receive_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.mta
+            .lock()
+            .await
+            .as_ref()
+            .map(Mta::receive_addrs)
+            .unwrap_or_default()
+    }
+
+    /// Stops the engine (sessions and deliveries in flight finish).
+    pub async fn shutdown(&self) {
+        let taken = self.mta.lock().await.take();
+        if let Some(mta) = taken {
+            mta.shutdown().await;
+        }
+    }
+}

@@ -43,7 +43,11 @@ impl ReceiveConnectorStore {
     /// the node has none.
     pub fn open(db: &sled::Db, identity: &NodeIdentity) -> Result<Self, ReceiveConnectorError> {
         let (tx, _) = tokio::sync::watch::channel(0);
-        let store = Self { tree: db.open_tree("node/receive-connectors")?, db: db.clone(), tx: Arc::new(tx) };
+        let store = Self {
+            tree: db.open_tree("node/receive-connectors")?,
+            db: db.clone(),
+            tx: Arc::new(tx),
+        };
         if store.tree.is_empty() {
             store.put(default_connector(identity), true, false)?;
         }
@@ -61,12 +65,20 @@ impl ReceiveConnectorStore {
 
     /// The connector called `name`.
     pub fn get(&self, name: &str) -> Result<ReceiveConnector, ReceiveConnectorError> {
-        let raw = self.tree.get(key(name))?.ok_or_else(|| ReceiveConnectorError::NotFound(name.to_owned()))?;
+        let raw = self
+            .tree
+            .get(key(name))?
+            .ok_or_else(|| ReceiveConnectorError::NotFound(name.to_owned()))?;
         serde_json::from_slice(&raw).map_err(|e| ReceiveConnectorError::Invalid(e.to_string()))
     }
 
     /// Creates or replaces a validated connector.
-    pub fn put(&self, c: ReceiveConnector, create_only: bool, replace_only: bool) -> Result<(), ReceiveConnectorError> {
+    pub fn put(
+        &self,
+        c: ReceiveConnector,
+        create_only: bool,
+        replace_only: bool,
+    ) -> Result<(), ReceiveConnectorError> {
         c.validate().map_err(ReceiveConnectorError::Invalid)?;
         for r in &c.remote_ip_ranges {
             IpRange::parse(r).map_err(ReceiveConnectorError::Invalid)?;
@@ -111,10 +123,18 @@ fn key(name: &str) -> Vec<u8> {
 /// (mutual TLS, direct trust); on an edge, for the Internet and the hubs.
 pub fn default_connector(identity: &NodeIdentity) -> ReceiveConnector {
     let (name, groups, require_tls) = match identity.role {
-        NodeRole::Hub => (format!("Default {}", identity.name), vec![PermissionGroup::OrgServers], true),
+        NodeRole::Hub => (
+            format!("Default {}", identity.name),
+            vec![PermissionGroup::OrgServers],
+            true,
+        ),
         NodeRole::Edge => (
             format!("Default internal receive connector {}", identity.name),
-            vec![PermissionGroup::Anonymous, PermissionGroup::Partners, PermissionGroup::OrgServers],
+            vec![
+                PermissionGroup::Anonymous,
+                PermissionGroup::Partners,
+                PermissionGroup::OrgServers,
+            ],
             false,
         ),
     };
@@ -146,12 +166,20 @@ pub fn server_configs(
         (true, true) => ClientAuth::DirectTrust,
         (true, false) => ClientAuth::Optional,
     };
-    let ranges: Vec<IpRange> = c.remote_ip_ranges.iter().filter_map(|r| IpRange::parse(r).ok()).collect();
+    let ranges: Vec<IpRange> = c
+        .remote_ip_ranges
+        .iter()
+        .filter_map(|r| IpRange::parse(r).ok())
+        .collect();
     c.bindings
         .iter()
         .filter_map(|b| b.parse().ok())
         .map(|bind| {
-            let mut cfg = ReceiveConnectorConfig::new(c.name.clone(), bind, c.fqdn.clone().unwrap_or_else(|| node_fqdn.clone()));
+            let mut cfg = ReceiveConnectorConfig::new(
+                c.name.clone(),
+                bind,
+                c.fqdn.clone().unwrap_or_else(|| node_fqdn.clone()),
+            );
             cfg.client_auth = client_auth;
             cfg.offer_starttls = tls;
             cfg.require_tls = c.require_tls;
@@ -159,8 +187,8 @@ pub fn server_configs(
             cfg.relay_allowed = groups.contains(&PermissionGroup::Clients);
             cfg.domain_secure_enabled = c.domain_secure_enabled;
             cfg.protocol_logging_level = c.protocol_logging_level;
-            cfg.max_message_size =
-                usize::try_from(c.max_message_size.unwrap_or(transport.max_message_size)).unwrap_or(usize::MAX);
+            cfg.max_message_size = usize::try_from(c.max_message_size.unwrap_or(transport.max_message_size))
+                .unwrap_or(usize::MAX);
             cfg.max_recipients = transport.max_recipients as usize;
             cfg.remote_ip_ranges = ranges.clone();
             cfg

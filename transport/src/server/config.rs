@@ -79,7 +79,11 @@ impl IpRange {
         let network: std::net::IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP range"))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: bad prefix length"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: bad prefix length"))?,
             None => max,
         };
         Ok(Self { network, prefix })
@@ -93,11 +97,19 @@ impl IpRange {
             v4 => v4,
         };
         let (a, b, bits) = match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(u32::from(n)) << 96, u128::from(u32::from(i)) << 96, self.prefix),
+            (IpAddr::V4(n), IpAddr::V4(i)) => (
+                u128::from(u32::from(n)) << 96,
+                u128::from(u32::from(i)) << 96,
+                self.prefix,
+            ),
             (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), self.prefix),
             _ => return false,
         };
-        let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+        let mask = if bits == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(bits))
+        };
         a & mask == b & mask
     }
 }
@@ -157,7 +169,11 @@ mod range_tests {
         assert!(!r.contains("11.0.0.1".parse().unwrap()));
         assert!(r.contains("::ffff:10.0.0.1".parse().unwrap()));
         assert!(IpRange::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(IpRange::parse("0.0.0.0/0").unwrap().contains("192.0.2.1".parse().unwrap()));
+        assert!(
+            IpRange::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("192.0.2.1".parse().unwrap())
+        );
         assert!(IpRange::parse("10.0.0.0/33").is_err());
         assert!(IpRange::parse("ten").is_err());
     }

@@ -27,8 +27,7 @@ mod stream;
 mod tests;
 
 pub use config::{
-    IpRange,
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_IDLE_TIMEOUT, ReceiveConnectorConfig,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_IDLE_TIMEOUT, IpRange, ReceiveConnectorConfig,
 };
 pub use firewall::{ORG_HEADER_PREFIX, strip_org_headers};
 pub use received::ReceivedStamp;
@@ -273,6 +272,8 @@ fn log_join(done: Result<(), tokio::task::JoinError>) {
 /// Tells a client outside the remote IP ranges why, then closes.
 async fn refuse(mut tcp: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
-    let _ = tcp.write_all(b"554 5.7.1 Your address may not use this connector\r\n").await;
+    let _ = tcp
+        .write_all(b"554 5.7.1 Your address may not use this connector\r\n")
+        .await;
     let _ = tcp.shutdown().await;
 }
