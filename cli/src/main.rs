@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: objects::SendConnectorCommand,
     },
+    /// Receive connectors of this node (New-/Set-/Get-/Remove-ReceiveConnector).
+    ReceiveConnector {
+        #[command(subcommand)]
+        command: objects::ReceiveConnectorCommand,
+    },
     /// The organisation's own trust anchors for PKI validation.
     TrustedRoot {
         #[command(subcommand)]
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
             Command::Mailbox { command } => objects::mailbox(&cli.node, command).await,
             Command::SendConnector { command } => objects::send_connector(&cli.node, command).await,
             Command::TrustedRoot { command } => objects::trusted_root(&cli.node, command).await,
+            Command::ReceiveConnector { command } => objects::receive_connector(&cli.node, command).await,
             Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
             Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
         }

@@ -568,3 +568,205 @@ fn first_certificate(data: &[u8]) -> Option<Vec<u8>> {
     }
     Some(data.to_vec())
 }
+
+// ---------------------------------------------------------------- receive-connector
+
+/// `receive-connector` verbs (on the node that owns the connector).
+#[derive(Subcommand)]
+pub enum ReceiveConnectorCommand {
+    /// Create a receive connector (New-ReceiveConnector).
+    New(ReceiveConnectorArgs),
+    /// Change one (Set-ReceiveConnector); only the flags given change.
+    Set(ReceiveConnectorArgs),
+    /// Show one.
+    Get {
+        /// The connector's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List this node's receive connectors.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove one.
+    Remove {
+        /// The connector's name.
+        name: String,
+    },
+}
+
+/// New-/Set-ReceiveConnector's flags.
+#[derive(Args)]
+pub struct ReceiveConnectorArgs {
+    /// The connector's name.
+    name: String,
+    /// `ip:port` bindings, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    bindings: Option<Vec<String>>,
+    /// Client address ranges allowed (`10.0.0.0/8`), comma-separated; empty for all.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    remote_ip_ranges: Option<Vec<String>>,
+    /// tls and/or none, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    auth_mechanism: Option<Vec<String>>,
+    /// anonymous, partners, org-servers, clients; comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    permission_groups: Option<Vec<String>>,
+    /// Refuse MAIL before STARTTLS.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    require_tls: Option<bool>,
+    /// Apply domain security to senders on the receive list.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    domain_secure_enabled: Option<bool>,
+    /// Greeting and certificate name (empty: the node's FQDN).
+    #[arg(long)]
+    fqdn: Option<String>,
+    /// none or verbose.
+    #[arg(long)]
+    protocol_logging_level: Option<String>,
+    /// Largest message in bytes.
+    #[arg(long)]
+    max_message_size: Option<u64>,
+}
+
+fn apply_receive_args(
+    c: &mut postern_model::ReceiveConnector,
+    a: ReceiveConnectorArgs,
+) -> anyhow::Result<()> {
+    if let Some(v) = a.bindings {
+        c.bindings = v;
+    }
+    if let Some(v) = a.remote_ip_ranges {
+        c.remote_ip_ranges = v.into_iter().filter(|r| !r.trim().is_empty()).collect();
+    }
+    if let Some(v) = a.auth_mechanism {
+        c.auth_mechanism = v
+            .iter()
+            .map(|m| m.parse().map_err(|e: String| anyhow!(e)))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(v) = a.permission_groups {
+        c.permission_groups = v
+            .iter()
+            .map(|m| m.parse().map_err(|e: String| anyhow!(e)))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(v) = a.require_tls {
+        c.require_tls = v;
+    }
+    if let Some(v) = a.domain_secure_enabled {
+        c.domain_secure_enabled = v;
+    }
+    if let Some(v) = a.fqdn {
+        c.fqdn = if v.trim().is_empty() {
+            None
+        } else {
+            Some(Domain::parse(&v).context("bad --fqdn")?)
+        };
+    }
+    if let Some(v) = a.protocol_logging_level {
+        c.protocol_logging_level = v
+            .parse::<ProtocolLoggingLevel>()
+            .map_err(|e| anyhow!(e.to_string()))?;
+    }
+    if let Some(v) = a.max_message_size {
+        c.max_message_size = Some(v);
+    }
+    Ok(())
+}
+
+fn receive_fields() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Name", "name"),
+        ("Bindings", "bindings"),
+        ("RemoteIPRanges", "remote_ip_ranges"),
+        ("AuthMechanism", "auth_mechanism"),
+        ("PermissionGroups", "permission_groups"),
+        ("RequireTLS", "require_tls"),
+        ("DomainSecureEnabled", "domain_secure_enabled"),
+        ("Fqdn", "fqdn"),
+        ("ProtocolLoggingLevel", "protocol_logging_level"),
+        ("MaxMessageSize", "max_message_size"),
+    ]
+}
+
+async fn put_receive(
+    c: &mut ConfigClient<Channel>,
+    connector: &postern_model::ReceiveConnector,
+    create: bool,
+    replace: bool,
+) -> anyhow::Result<()> {
+    c.put_object(pb::PutObjectRequest {
+        kind: "receive-connector".into(),
+        json: serde_json::to_string(connector)?,
+        create_only: create,
+        replace_only: replace,
+    })
+    .await
+    .map_err(status)?;
+    Ok(())
+}
+
+async fn get_receive(
+    c: &mut ConfigClient<Channel>,
+    name: &str,
+) -> anyhow::Result<postern_model::ReceiveConnector> {
+    let o = c
+        .get_object(pb::ObjectRef {
+            kind: "receive-connector".into(),
+            name: name.into(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(serde_json::from_str(&o.json)?)
+}
+
+/// Runs a `receive-connector` verb.
+pub async fn receive_connector(node: &Path, cmd: ReceiveConnectorCommand) -> anyhow::Result<()> {
+    let mut c = client(node).await?;
+    match cmd {
+        ReceiveConnectorCommand::New(a) => {
+            let mut connector = postern_model::ReceiveConnector {
+                name: a.name.clone(),
+                bindings: Vec::new(),
+                remote_ip_ranges: Vec::new(),
+                auth_mechanism: vec![postern_model::AuthMechanism::Tls],
+                permission_groups: vec![postern_model::PermissionGroup::Anonymous],
+                require_tls: false,
+                domain_secure_enabled: false,
+                fqdn: None,
+                protocol_logging_level: ProtocolLoggingLevel::None,
+                max_message_size: None,
+            };
+            apply_receive_args(&mut connector, a)?;
+            put_receive(&mut c, &connector, true, false).await
+        }
+        ReceiveConnectorCommand::Set(a) => {
+            let mut connector = get_receive(&mut c, &a.name).await?;
+            apply_receive_args(&mut connector, a)?;
+            put_receive(&mut c, &connector, false, true).await
+        }
+        ReceiveConnectorCommand::Get { name, json } => {
+            let connector = get_receive(&mut c, &name).await?;
+            print_records(
+                &[record_from(&serde_json::to_value(&connector)?, &receive_fields())],
+                json,
+                false,
+            )
+        }
+        ReceiveConnectorCommand::List { json } => {
+            let mut records = Vec::new();
+            for o in list(&mut c, "receive-connector").await? {
+                let v: Value = serde_json::from_str(&o.json)?;
+                records.push(record_from(&v, &receive_fields()));
+            }
+            print_records(&records, json, true)
+        }
+        ReceiveConnectorCommand::Remove { name } => remove(&mut c, "receive-connector", &name).await,
+    }
+}

@@ -93,7 +93,6 @@ impl Hub {
             }
         }
         let config = HubConfig::open(&node.db)?;
-        publish_self(&node, &config)?;
         let subscriptions = Subscriptions::open(&node.db)?;
         let trust = TrustStore::new(subscriptions.list()?.iter().map(|s| s.thumbprint), &[]);
         refresh_roots(&config, &trust);
@@ -108,7 +107,6 @@ impl Hub {
         for sub in subscriptions.list()? {
             sync.start(sub.target());
         }
-        watch_certificates(node.clone(), config.clone());
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(HubRouter::new(config.clone(), node.identity.fqdn.clone()));
         let transport_config = config.clone();
@@ -129,6 +127,14 @@ impl Hub {
         )
         .await?;
         follow_edgesync(sync.clone(), config.clone(), mail.metrics().clone());
+        // Edges send inbound mail to the hub's default connector, as bound.
+        let bound = mail.receive_addrs().await.first().map(|(_, a)| a.to_string());
+        let endpoint = advertised(
+            bound.as_deref().unwrap_or(&node.identity.smtp_bind),
+            node.identity.fqdn.as_str(),
+        );
+        publish_self(&node, &config, &endpoint)?;
+        watch_certificates(node.clone(), config.clone(), endpoint);
         let admin = HubAdmin {
             config,
             subscriptions,
@@ -187,7 +193,7 @@ fn follow_edgesync(sync: SyncManager, config: HubConfig, metrics: Arc<Metrics>) 
 
 /// Republishes `HubInfo` whenever the certificate store changes, so edges
 /// learn a newly enabled hub certificate (and forget a removed one).
-fn watch_certificates(node: Node, config: HubConfig) {
+fn watch_certificates(node: Node, config: HubConfig, endpoint: String) {
     tokio::spawn(async move {
         let mut seen = node.certs.generation();
         loop {
@@ -195,7 +201,7 @@ fn watch_certificates(node: Node, config: HubConfig) {
             let now = node.certs.generation();
             if now != seen {
                 seen = now;
-                if let Err(e) = publish_self(&node, &config) {
+                if let Err(e) = publish_self(&node, &config, &endpoint) {
                     tracing::error!(error = %e, "cannot publish the hub's certificates");
                 }
             }
@@ -205,7 +211,7 @@ fn watch_certificates(node: Node, config: HubConfig) {
 
 /// Writes this hub's `HubInfo` (SMTP endpoint and the public parts of its
 /// SMTP certificates) into the configuration when it changed.
-fn publish_self(node: &Node, config: &HubConfig) -> Result<(), HubError> {
+fn publish_self(node: &Node, config: &HubConfig, smtp_endpoint: &str) -> Result<(), HubError> {
     let certificates: Vec<Vec<u8>> = node
         .certs
         .list()
@@ -218,7 +224,7 @@ fn publish_self(node: &Node, config: &HubConfig) -> Result<(), HubError> {
     let info = HubInfo {
         name: node.identity.name.clone(),
         fqdn: node.identity.fqdn.clone(),
-        smtp_endpoint: advertised(&node.identity.smtp_bind, node.identity.fqdn.as_str()),
+        smtp_endpoint: smtp_endpoint.to_owned(),
         certificates,
     };
     let current = config.get("hub", node.identity.name.as_str()).ok();

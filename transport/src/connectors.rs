@@ -196,14 +196,6 @@ pub fn validate_send_connector(c: &SendConnector) -> Result<(), String> {
             "send connector {name:?}: --tls-auth-level applies only with --require-tls"
         ));
     }
-    if c.tls_domain.is_some()
-        && c.tls_auth_level != Some(TlsAuthLevel::DomainValidation)
-        && !c.domain_secure_enabled
-    {
-        return Err(format!(
-            "send connector {name:?}: --tls-domain applies only with --tls-auth-level domain-validation or domain security"
-        ));
-    }
     Ok(())
 }
 

@@ -1,0 +1,408 @@
+//! The seed's scenario end to end on loopback: adatum.com (hub + edge) and
+//! northwindtraders.com (hub + edge), each with its own test CA and
+//! trusting the other's, both domain-secure lists set, domain security on
+//! the connectors; mail both ways is delivered and stamped domain-secured,
+//! the counters move, and the refusals hold (no client certificate, a
+//! certificate for another domain, a spoofed organisation header).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use postern_tests::lab::{free_port, scrape};
+use postern_tests::{NodeProcess, Role, require_tool, sh};
+
+struct Org {
+    domain: &'static str,
+    hub: NodeProcess,
+    edge: NodeProcess,
+    edge_smtp: String,
+    hub_submission: String,
+    edge_metrics: std::net::SocketAddr,
+    hub_dir: PathBuf,
+}
+
+/// An organisation's CA and its edge certificate (naming the domain too,
+/// as domain security asks).
+fn make_pki(dir: &Path, domain: &str) {
+    sh(
+        dir,
+        &format!(
+            "mkdir -p {domain} && cd {domain}
+             openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
+               -subj '/CN={domain} Test Root CA' -addext 'basicConstraints=critical,CA:TRUE' \
+               -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
+             openssl req -newkey rsa:2048 -nodes -keyout edge.key -out edge.csr -subj '/CN=edge1.{domain}' 2>/dev/null
+             printf 'subjectAltName=DNS:edge1.{domain},DNS:{domain},DNS:mail.{domain}\\nextendedKeyUsage=serverAuth,clientAuth\\nbasicConstraints=CA:FALSE\\n' > edge.ext
+             openssl x509 -req -in edge.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile edge.ext -out edge.pem 2>/dev/null
+             cat edge.pem edge.key > edge-bundle.pem"
+        ),
+    );
+}
+
+fn start_org(dir: &Path, domain: &'static str, user: &str) -> Org {
+    let hub_smtp = free_port().to_string();
+    let edge_smtp = free_port().to_string();
+    let edge_sync = free_port().to_string();
+    let edge_metrics = free_port();
+    let hub_dir = dir.join(format!("{domain}-hub"));
+    let hub = NodeProcess::start_with(
+        Role::Hub,
+        &hub_dir,
+        &format!("hub1.{domain}"),
+        &["--smtp-bind", &hub_smtp],
+    )
+    .unwrap();
+    let metrics = edge_metrics.to_string();
+    let edge = NodeProcess::start_with(
+        Role::Edge,
+        &dir.join(format!("{domain}-edge")),
+        &format!("edge1.{domain}"),
+        &[
+            "--smtp-bind",
+            &edge_smtp,
+            "--edgesync-bind",
+            &edge_sync,
+            "--metrics-bind",
+            &metrics,
+        ],
+    )
+    .unwrap();
+    let bundle = dir.join(domain).join("edge-bundle.pem");
+    edge.ok(&[
+        "cert",
+        "import",
+        "--path",
+        bundle.to_str().unwrap(),
+        "--enable-services",
+        "smtp",
+    ]);
+    let sub = dir.join(format!("{domain}.sub"));
+    edge.ok(&["edge-subscription", "new", "--file", sub.to_str().unwrap()]);
+    hub.ok(&["accepted-domain", "new", domain]);
+    hub.ok(&["mailbox", "new", &format!("{user}@{domain}")]);
+    hub.ok(&["edge-subscription", "import", "--file", sub.to_str().unwrap()]);
+    // Client submission on the hub, for loopback clients.
+    let hub_submission = free_port().to_string();
+    hub.ok(&[
+        "receive-connector",
+        "new",
+        "Client Hub",
+        "--bindings",
+        &hub_submission,
+        "--permission-groups",
+        "clients",
+        "--remote-ip-ranges",
+        "127.0.0.0/8",
+    ]);
+    // The seed: Set-ReceiveConnector Internet -DomainSecureEnabled $true -AuthMechanism TLS
+    // and -ProtocolLoggingLevel Verbose, on the edge.
+    let connector = format!("Default internal receive connector edge1");
+    edge.ok(&[
+        "receive-connector",
+        "set",
+        &connector,
+        "--domain-secure-enabled",
+        "--auth-mechanism",
+        "tls",
+        "--protocol-logging-level",
+        "verbose",
+    ]);
+    Org {
+        domain,
+        hub,
+        edge,
+        edge_smtp,
+        hub_submission,
+        edge_metrics,
+        hub_dir,
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn maildir_files(hub_dir: &Path, domain: &str, user: &str) -> Vec<String> {
+    let new = hub_dir
+        .join("mailboxes")
+        .join(domain)
+        .join(user)
+        .join("Maildir/new");
+    std::fs::read_dir(new)
+        .map(|d| {
+            d.flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn swaks(args: &[&str]) -> std::process::Output {
+    Command::new(require_tool("swaks")).args(args).output().unwrap()
+}
+
+#[test]
+fn domain_secured_mail_both_ways_and_the_refusals() {
+    require_tool("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_pki(dir, "adatum.com");
+    make_pki(dir, "northwindtraders.com");
+    let adatum = start_org(dir, "adatum.com", "kim");
+    let northwind = start_org(dir, "northwindtraders.com", "lee");
+
+    // Each organisation: the partner's CA as a trust anchor, both lists,
+    // and a domain-secured connector to the partner's edge.
+    for (org, partner) in [(&adatum, &northwind), (&northwind, &adatum)] {
+        let ca = dir.join(partner.domain).join("ca.pem");
+        org.hub
+            .ok(&["trusted-root", "add", "--path", ca.to_str().unwrap()]);
+        org.hub.ok(&[
+            "transport-config",
+            "set",
+            "--tls-send-domain-secure-list",
+            partner.domain,
+            "--tls-receive-domain-secure-list",
+            partner.domain,
+        ]);
+        org.hub.ok(&[
+            "send-connector",
+            "new",
+            "Partner",
+            "--address-spaces",
+            &format!("{};10", partner.domain),
+            "--smart-hosts",
+            &partner.edge_smtp,
+            "--tls-domain",
+            partner.domain,
+            "--source-edges",
+            "edge1",
+        ]);
+        org.hub.ok(&[
+            "send-connector",
+            "set",
+            "Partner",
+            "--domain-secure-enabled",
+            "--protocol-logging-level",
+            "verbose",
+        ]);
+        let shown = org.hub.json(&["send-connector", "get", "Partner"]);
+        assert_eq!(shown["domain_secure_enabled"], true);
+    }
+    // Contradictions are refused when set.
+    let err = adatum
+        .hub
+        .fails(&["send-connector", "set", "Partner", "--ignore-starttls"]);
+    assert!(err.contains("needs STARTTLS"), "{err}");
+
+    // Wait until both edges have the configuration.
+    for org in [&adatum, &northwind] {
+        wait_for("edge config", Duration::from_secs(30), || {
+            let c = org.edge.cli(&["send-connector", "get", "Partner", "--json"]);
+            c.status.success()
+                && String::from_utf8_lossy(&c.stdout).contains("\"domain_secure_enabled\": true")
+        });
+    }
+
+    // adatum -> northwind, submitted at the adatum hub.
+    let out = swaks(&[
+        "--server",
+        &adatum.hub_submission,
+        "--from",
+        "kim@adatum.com",
+        "--to",
+        "lee@northwindtraders.com",
+        "--helo",
+        "client.adatum.com",
+        "--header",
+        "Subject: hello northwind",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // northwind -> adatum.
+    let out = swaks(&[
+        "--server",
+        &northwind.hub_submission,
+        "--from",
+        "lee@northwindtraders.com",
+        "--to",
+        "kim@adatum.com",
+        "--helo",
+        "client.northwindtraders.com",
+        "--header",
+        "Subject: hello adatum",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let log_of = |org: &Org| format!("{}\n{}", org.hub.log_text(), org.edge.log_text());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while maildir_files(&northwind.hub_dir, "northwindtraders.com", "lee").is_empty()
+        || maildir_files(&adatum.hub_dir, "adatum.com", "kim").is_empty()
+    {
+        if Instant::now() > deadline {
+            panic!(
+                "mail not delivered.\nadatum:\n{}\nnorthwind:\n{}",
+                log_of(&adatum),
+                log_of(&northwind)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (org, user, partner) in [
+        (&northwind, "lee", "adatum.com"),
+        (&adatum, "kim", "northwindtraders.com"),
+    ] {
+        let mail = &maildir_files(&org.hub_dir, org.domain, user)[0];
+        assert!(mail.contains("X-Postern-Organization-AuthAs: Partner"), "{mail}");
+        assert!(
+            mail.contains(&format!("X-Postern-Organization-AuthDomain: {partner}")),
+            "{mail}"
+        );
+        assert!(mail.contains("Authentication-Results:"), "{mail}");
+        assert!(mail.contains("with ESMTPS"), "{mail}");
+        let metrics = scrape(org.edge_metrics);
+        assert!(
+            metrics.contains("postern_domain_secured_messages_received_total 1"),
+            "{metrics}"
+        );
+    }
+
+    // Refusals at the northwind edge for a sender on its receive list.
+    let base = [
+        "--server",
+        &northwind.edge_smtp,
+        "--from",
+        "kim@adatum.com",
+        "--to",
+        "lee@northwindtraders.com",
+        "--helo",
+        "x.adatum.com",
+    ];
+    let out = swaks(&[&base[..], &["--quit-after", "RCPT"]].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("451 4.7.5") && text.contains("not TLS"), "{text}");
+    let out = swaks(&[&base[..], &["--tls", "--quit-after", "RCPT"]].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("451 4.7.5") && text.contains("no client certificate"),
+        "{text}"
+    );
+    // A certificate from the trusted CA, but for another domain.
+    sh(
+        dir,
+        "cd adatum.com && openssl req -newkey rsa:2048 -nodes -keyout other.key -out other.csr -subj '/CN=other.example' 2>/dev/null
+         printf 'subjectAltName=DNS:other.example\\nextendedKeyUsage=serverAuth,clientAuth\\n' > other.ext
+         openssl x509 -req -in other.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile other.ext -out other.pem 2>/dev/null",
+    );
+    let (cert, key) = (dir.join("adatum.com/other.pem"), dir.join("adatum.com/other.key"));
+    let out = swaks(
+        &[
+            &base[..],
+            &[
+                "--tls",
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+                "--quit-after",
+                "RCPT",
+            ],
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("451 4.7.5") && text.contains("names other.example"),
+        "{text}"
+    );
+    // A certificate from an untrusted root (self-signed).
+    sh(
+        dir,
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout self.key -out self.pem -days 2 -subj '/CN=adatum.com' -addext 'subjectAltName=DNS:adatum.com' 2>/dev/null",
+    );
+    let (cert, key) = (dir.join("self.pem"), dir.join("self.key"));
+    let out = swaks(
+        &[
+            &base[..],
+            &[
+                "--tls",
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+                "--quit-after",
+                "RCPT",
+            ],
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("451 4.7.5") && text.contains("not trusted"),
+        "{text}"
+    );
+
+    // A spoofed organisation header from the Internet is gone on delivery;
+    // unknown recipients are refused at RCPT; strangers may not relay.
+    let out = swaks(&[
+        "--server",
+        &northwind.edge_smtp,
+        "--from",
+        "someone@fabrikam.com",
+        "--to",
+        "lee@northwindtraders.com",
+        "--helo",
+        "mx.fabrikam.com",
+        "--header",
+        "X-Postern-Organization-AuthAs: Partner",
+        "--header",
+        "Subject: spoof",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    wait_for("spoof delivery", Duration::from_secs(30), || {
+        maildir_files(&northwind.hub_dir, "northwindtraders.com", "lee")
+            .iter()
+            .any(|m| m.contains("Subject: spoof"))
+    });
+    let spoof = maildir_files(&northwind.hub_dir, "northwindtraders.com", "lee")
+        .into_iter()
+        .find(|m| m.contains("Subject: spoof"))
+        .unwrap();
+    assert!(!spoof.contains("X-Postern-Organization-AuthAs"), "{spoof}");
+    let out = swaks(&[
+        "--server",
+        &northwind.edge_smtp,
+        "--from",
+        "a@fabrikam.com",
+        "--to",
+        "nobody@northwindtraders.com",
+        "--quit-after",
+        "RCPT",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("550 5.1.1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = swaks(&[
+        "--server",
+        &northwind.edge_smtp,
+        "--from",
+        "a@fabrikam.com",
+        "--to",
+        "x@contoso.com",
+        "--quit-after",
+        "RCPT",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("550 5.7.1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
