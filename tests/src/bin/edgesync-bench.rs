@@ -233,6 +233,22 @@ fn subscribe(hub: &Hub, edge: &Edge) {
     });
 }
 
+/// Adds the hub's last error per edge (why a sync did not arrive).
+fn with_hub_errors(e: anyhow::Error, hub: &Hub) -> anyhow::Error {
+    let errors: Vec<String> = hub
+        .manager
+        .statuses()
+        .into_iter()
+        .filter_map(|s| s.last_error.map(|err| format!("{}: {err}", s.edge)))
+        .take(5)
+        .collect();
+    if errors.is_empty() {
+        e
+    } else {
+        e.context(format!("hub reports: {}", errors.join("; ")))
+    }
+}
+
 /// Forwards every version an edge announces, with the instant it was seen.
 fn forward_versions(index: usize, edge: &Edge, tx: mpsc::UnboundedSender<(usize, u64, Instant)>) {
     let mut rx = edge.replica.watch();
@@ -318,7 +334,9 @@ async fn propagation(args: &Args, root: &Path, n: usize, threads: usize) -> anyh
         subscribe(&hub, edge);
     }
     let v0 = hub.store.version().0;
-    wait_all(&mut rx, &mut have, v0, timeout.max(Duration::from_secs(120))).await?;
+    wait_all(&mut rx, &mut have, v0, timeout.max(Duration::from_secs(120)))
+        .await
+        .map_err(|e| with_hub_errors(e, &hub))?;
     let initial = subscribed.elapsed();
     eprintln!(
         "{n} edge(s) started in {:.2}s; initial snapshot (version {v0}) everywhere after {:.2}s",
@@ -337,7 +355,9 @@ async fn propagation(args: &Args, root: &Path, n: usize, threads: usize) -> anyh
         let t0 = Instant::now();
         let version = hub.store.apply(vec![op], vec![])?.0;
         let committed = Instant::now();
-        let done = wait_all(&mut rx, &mut have, version, timeout).await?;
+        let done = wait_all(&mut rx, &mut have, version, timeout)
+            .await
+            .map_err(|e| with_hub_errors(e, &hub))?;
         if i > args.warmup {
             latencies.push(done.saturating_duration_since(t0));
             commits.push(committed - t0);
@@ -460,7 +480,9 @@ async fn snapshot(args: &Args, root: &Path, k: usize, threads: usize) -> anyhow:
         let mut have = [0u64];
         let t0 = Instant::now();
         subscribe(&hub, &edge);
-        let done = wait_all(&mut rx, &mut have, version.0, timeout).await?;
+        let done = wait_all(&mut rx, &mut have, version.0, timeout)
+            .await
+            .map_err(|e| with_hub_errors(e, &hub))?;
         let secs = done.saturating_duration_since(t0).as_secs_f64();
         let applied = edge.replica.applied();
         if applied.version != version || applied.snapshots != 1 {
