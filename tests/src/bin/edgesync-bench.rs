@@ -36,9 +36,8 @@ use postern_edgesync::hub_side::{EdgeTarget, SyncManager};
 use postern_edgesync::store::DEFAULT_LOG_LIMIT;
 use postern_edgesync::{ChangeLogStore, ConfigSource, Replica};
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, ChangeOp, Domain, HubInfo, KeySpec,
-    MailboxHash, NodeName, ReplicatedObject, SendConnector, Service, SubjectName, Thumbprint,
-    TransportConfig,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, ChangeOp, Domain, HubInfo, KeySpec, MailboxHash,
+    NodeName, ReplicatedObject, SendConnector, Service, SubjectName, Thumbprint, TransportConfig,
 };
 use postern_proto::edgesync as pb;
 use postern_proto::edgesync::edge_sync_server::EdgeSyncServer;
@@ -170,13 +169,7 @@ fn start_hub(root: &Path, extra: Vec<ChangeOp>) -> anyhow::Result<Hub> {
         let batch: Vec<ChangeOp> = ops.by_ref().take(1000).collect();
         store.apply(batch, vec![])?;
     }
-    let manager = SyncManager::new(
-        store.clone(),
-        certs,
-        "hub1",
-        HUB_FQDN,
-        Arc::new(|_: &str| {}),
-    );
+    let manager = SyncManager::new(store.clone(), certs, "hub1", HUB_FQDN, Arc::new(|_: &str| {}));
     Ok(Hub { store, manager })
 }
 
@@ -297,7 +290,10 @@ async fn wait_all(
 
 fn change(i: u64) -> anyhow::Result<ChangeOp> {
     Ok(if i % 2 == 0 {
-        let mut c = SendConnector::new("Bench", vec![AddressSpace::parse("*.bench.example;10").map_err(anyhow::Error::msg)?]);
+        let mut c = SendConnector::new(
+            "Bench",
+            vec![AddressSpace::parse("*.bench.example;10").map_err(anyhow::Error::msg)?],
+        );
         c.port = 1024 + (i % 60000) as u16;
         ChangeOp::Put(ReplicatedObject::SendConnector(c))
     } else {
@@ -389,15 +385,7 @@ async fn propagation(args: &Args, root: &Path, n: usize, threads: usize) -> anyh
     let per_sec = args.changes as f64 / elapsed.as_secs_f64();
     eprintln!(
         "edges={n} changes={} (+{} warm-up) threads={threads}: commit→all edges p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms; hub commit p50 {:.2} ms, p99 {:.2} ms; {:.1} changes/s",
-        args.changes,
-        args.warmup,
-        lat.p50,
-        lat.p99,
-        lat.max,
-        lat.mean,
-        com.p50,
-        com.p99,
-        per_sec
+        args.changes, args.warmup, lat.p50, lat.p99, lat.max, lat.mean, com.p50, com.p99, per_sec
     );
     println!(
         "{}",
@@ -451,10 +439,7 @@ async fn snapshot(args: &Args, root: &Path, k: usize, threads: usize) -> anyhow:
     let read = Instant::now();
     let (snap_version, objects) = hub.store.snapshot()?;
     let read_secs = read.elapsed().as_secs_f64();
-    let encoded: Vec<Vec<u8>> = objects
-        .iter()
-        .map(serde_json::to_vec)
-        .collect::<Result<_, _>>()?;
+    let encoded: Vec<Vec<u8>> = objects.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?;
     let json_bytes: usize = encoded.iter().map(Vec::len).sum();
     let message = pb::HubMessage {
         body: Some(pb::hub_message::Body::Snapshot(pb::Snapshot {
@@ -486,7 +471,11 @@ async fn snapshot(args: &Args, root: &Path, k: usize, threads: usize) -> anyhow:
         let secs = done.saturating_duration_since(t0).as_secs_f64();
         let applied = edge.replica.applied();
         if applied.version != version || applied.snapshots != 1 {
-            bail!("edge {} applied {:?}, expected one snapshot of {version:?}", edge.name, applied);
+            bail!(
+                "edge {} applied {:?}, expected one snapshot of {version:?}",
+                edge.name,
+                applied
+            );
         }
         let objects_on_edge = edge.replica.all()?.len();
         if objects_on_edge != objects.len() {
@@ -511,7 +500,10 @@ async fn snapshot(args: &Args, root: &Path, k: usize, threads: usize) -> anyhow:
         grpc_bytes as f64 * 100.0 / TONIC_DEFAULT_MAX_DECODE as f64,
         read_secs * 1000.0,
         median * 1000.0,
-        times.iter().map(|t| (t * 10000.0).round() / 10.0).collect::<Vec<_>>()
+        times
+            .iter()
+            .map(|t| (t * 10000.0).round() / 10.0)
+            .collect::<Vec<_>>()
     );
     println!(
         "{}",
