@@ -108,7 +108,10 @@ impl Edge {
         let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone());
         tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
-                .add_service(EdgeSyncServer::new(service))
+                .add_service(
+                    // Snapshots travel as one message: allow large organisations.
+                    EdgeSyncServer::new(service).max_decoding_message_size(256 * 1024 * 1024),
+                )
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = result {

@@ -99,11 +99,11 @@ fn start_org(dir: &Path, domain: &'static str, user: &str) -> Org {
     ]);
     // The seed: Set-ReceiveConnector Internet -DomainSecureEnabled $true -AuthMechanism TLS
     // and -ProtocolLoggingLevel Verbose, on the edge.
-    let connector = format!("Default internal receive connector edge1");
+    let connector = "Default internal receive connector edge1";
     edge.ok(&[
         "receive-connector",
         "set",
-        &connector,
+        connector,
         "--domain-secure-enabled",
         "--auth-mechanism",
         "tls",
