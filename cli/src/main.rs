@@ -7,6 +7,7 @@ mod edgesync;
 mod objects;
 mod output;
 mod run;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A whole organisation on loopback: a hub and an edge, subscribed, mail flowing.
+    Up(up::UpArgs),
     /// Run a hub node (internal: authoritative configuration, mailboxes).
     Hub {
         #[command(subcommand)]
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Up(args) => up::run(args).await,
             Command::Hub { command } => run::run(postern_model::NodeRole::Hub, command).await,
             Command::Edge { command } => run::run(postern_model::NodeRole::Edge, command).await,
             Command::NodeInfo { json } => client::node_info(&cli.node, json).await,
