@@ -39,6 +39,12 @@ enum Command {
         #[command(subcommand)]
         command: run::RoleCommand,
     },
+    /// Performance counters (the MSExchange Secure Mail Transport ones among them).
+    Counters {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the node's identity.
     NodeInfo {
         /// Print JSON instead of a list.
@@ -107,6 +113,7 @@ fn main() -> ExitCode {
             Command::Hub { command } => run::run(postern_model::NodeRole::Hub, command).await,
             Command::Edge { command } => run::run(postern_model::NodeRole::Edge, command).await,
             Command::NodeInfo { json } => client::node_info(&cli.node, json).await,
+            Command::Counters { json } => client::counters(&cli.node, json).await,
             Command::Cert { command } => cert::run(&cli.node, command).await,
             Command::TransportConfig { command } => objects::transport_config(&cli.node, command).await,
             Command::AcceptedDomain { command } => objects::accepted_domain(&cli.node, command).await,

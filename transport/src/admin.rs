@@ -32,10 +32,11 @@ pub enum AdminError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// A router serving the node and certificate verbs for `node`.
-pub fn router(node: &Node) -> Router {
+/// A router serving the node and certificate verbs for `node`; counters
+/// come from `metrics` (the node's mail engine).
+pub fn router(node: &Node, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Router {
     tonic::transport::Server::builder()
-        .add_service(NodeServer::new(NodeService { node: node.clone() }))
+        .add_service(NodeServer::new(NodeService { node: node.clone(), metrics }))
         .add_service(CertificatesServer::new(CertificateService { node: node.clone() }))
 }
 
@@ -63,6 +64,7 @@ pub async fn serve(
 
 struct NodeService {
     node: Node,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 #[tonic::async_trait]
@@ -81,6 +83,20 @@ impl NodeApi for NodeService {
             created: id.created.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }))
+    }
+
+    async fn get_counters(&self, _: Request<pb::GetCountersRequest>) -> Result<Response<pb::CounterList>, Status> {
+        let samples = self.metrics.as_ref().map(|m| m.snapshot()).unwrap_or_default();
+        let counters = samples
+            .into_iter()
+            .map(|s| pb::Counter {
+                name: s.name.to_owned(),
+                exchange_name: s.exchange_name.unwrap_or_default().to_owned(),
+                labels: s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                value: s.value,
+            })
+            .collect();
+        Ok(Response::new(pb::CounterList { counters }))
     }
 }
 
