@@ -5,6 +5,7 @@ pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod delivery;
+pub mod dns;
 pub mod metrics;
 pub mod mta;
 pub mod node;
