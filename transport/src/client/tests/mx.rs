@@ -24,6 +24,12 @@ const RECORDS: &[&str] = &[
     "--mx-host=mail.test,mx.mail.test,10",
     "--host-record=mx.mail.test,127.0.0.1",
     "--dns-rr=nomail.test,15,000000",
+    // The preferred MX refuses connections (nothing listens on 127.0.0.2);
+    // the next one answers.
+    "--mx-host=fallback.test,dead.fallback.test,10",
+    "--mx-host=fallback.test,alive.fallback.test,20",
+    "--host-record=dead.fallback.test,127.0.0.2",
+    "--host-record=alive.fallback.test,127.0.0.1",
 ];
 
 /// A hop routed by the MX of `domain`, contacting MX hosts on `port`; the
@@ -143,4 +149,52 @@ async fn a_null_mx_bounces_the_recipient_at_once() {
     let dsn = bounce().unwrap();
     assert!(dsn.contains("5.1.10"), "{dsn}");
     assert!(dsn.contains("kim@nomail.test"), "{dsn}");
+}
+
+#[tokio::test]
+async fn a_refusing_mx_host_is_passed_over_for_the_next_preference() {
+    let Some(dns) = Dnsmasq::start(RECORDS) else {
+        return;
+    };
+    let srv = TestServer::start(Script::default()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    deliver_one(
+        tmp.path(),
+        &dns,
+        mx_hop("fallback.test", srv.host().port),
+        "kim@fallback.test",
+        || srv.sessions().iter().any(|s| !s.messages.is_empty()),
+    )
+    .await;
+    assert!(srv.commands().iter().any(|c| c == "RCPT TO:<kim@fallback.test>"));
+}
+
+#[test]
+fn mx_hops_share_connections_whatever_the_order_of_their_hosts() {
+    let resolved = |hosts: &[&str]| SmtpHop {
+        hosts: hosts
+            .iter()
+            .map(|h| HostPort {
+                host: (*h).to_owned(),
+                port: 2525,
+            })
+            .collect(),
+        ..mx_hop("mail.test", 2525)
+    };
+    let a = resolved(&["one.mail.test", "two.mail.test"]);
+    let b = resolved(&["two.mail.test", "one.mail.test"]);
+    assert_ne!(a, b);
+    assert!(a.shares_connections_with(&b));
+    // Another TLS policy or port never shares.
+    let strict = SmtpHop {
+        tls: OutboundTls::DangerIgnoreStartTls,
+        ..b.clone()
+    };
+    assert!(!a.shares_connections_with(&strict));
+    assert!(!a.shares_connections_with(&mx_hop("mail.test", 25)));
+    // Hops with fixed hosts share only when equal.
+    let fixed = hop(a.hosts.clone(), OutboundTls::Opportunistic);
+    let reordered = hop(b.hosts.clone(), OutboundTls::Opportunistic);
+    assert!(fixed.shares_connections_with(&fixed.clone()));
+    assert!(!fixed.shares_connections_with(&reordered));
 }
