@@ -6,6 +6,7 @@ pub mod certs;
 pub mod client;
 pub mod connectors;
 pub mod delivery;
+pub mod dns;
 pub mod metrics;
 pub mod mta;
 pub mod node;

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{ClientSettings, Connector, Pool};
 use crate::delivery::{self, DeliveryContext, Maildir, Relay, WorkerConfig};
+use crate::dns::{DnsConfig, shared_resolver};
 use crate::metrics::{Metrics, serve_metrics};
 use crate::node::Node;
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
@@ -36,6 +37,8 @@ pub struct MtaConfig {
     pub client: ClientSettings,
     /// Prometheus endpoint, if any.
     pub metrics_bind: Option<SocketAddr>,
+    /// Name servers for hops routed by MX; the default is the system's.
+    pub dns: DnsConfig,
 }
 
 impl MtaConfig {
@@ -48,6 +51,7 @@ impl MtaConfig {
             worker: WorkerConfig::default(),
             client: ClientSettings::default(),
             metrics_bind: None,
+            dns: DnsConfig::default(),
         }
     }
 }
@@ -138,6 +142,12 @@ impl Mta {
         if let Some(log) = send_log {
             connector = connector.with_protocol_log(log);
         }
+        // A node without a usable resolver still delivers locally and to
+        // smart hosts; hops routed by MX are deferred (logged here).
+        let dns = shared_resolver(&config.dns);
+        if let Some(resolver) = &dns {
+            connector = connector.with_resolver(resolver.clone());
+        }
         let pool = Pool::new(connector);
         let reaper = pool.spawn_reaper();
         let delivery_ctx = DeliveryContext {
@@ -145,6 +155,7 @@ impl Mta {
             router: config.router,
             maildir: Maildir::new(node.data_dir.join("mailboxes"), node.identity.fqdn.as_str()),
             relay: Arc::new(pool.clone()),
+            dns,
         };
         let worker_stop = stopped(stop_rx);
         tasks.spawn(async move {

@@ -68,8 +68,18 @@ impl OutboundTls {
 pub struct SmtpHop {
     /// The next-hop key (shared back-off and connection pool).
     pub key: String,
-    /// Hosts to try in order (MX preference or smart-host order).
+    /// Hosts to try in order (smart-host order). When `mx_domain` is set,
+    /// only the port of the first entry is used: the port MX hosts are
+    /// contacted on ([`SMTP_PORT`] when empty); see [`SmtpHop::mx_port`].
     pub hosts: Vec<HostPort>,
+    /// `Some(domain)`: the hop is routed by DNS — at each delivery the
+    /// worker looks up the MX records of `domain` (RFC 5321 §5.1) and
+    /// relays to a copy of the hop whose `hosts` are the MX host names in
+    /// preference order (resolved to addresses with the same resolver by
+    /// the client), keeping this field set. Because the key names the
+    /// back-off and connection pool, routers give every domain routed by
+    /// MX its own key. `None`: `hosts` are used as given.
+    pub mx_domain: Option<Domain>,
     /// TLS policy of the hop.
     pub tls: OutboundTls,
     /// Name for PKI name checks (the partner domain, or the TLS domain);
@@ -80,6 +90,33 @@ pub struct SmtpHop {
     /// Whether sessions to this hop are written to the node's send
     /// protocol log (the send connector's `-ProtocolLoggingLevel`).
     pub protocol_logging_level: ProtocolLoggingLevel,
+}
+
+/// The SMTP port MX hosts are contacted on unless a hop says otherwise.
+pub const SMTP_PORT: u16 = 25;
+
+impl SmtpHop {
+    /// The port MX hosts are contacted on: that of the first of `hosts`,
+    /// else [`SMTP_PORT`].
+    pub fn mx_port(&self) -> u16 {
+        self.hosts.first().map_or(SMTP_PORT, |h| h.port)
+    }
+
+    /// Whether a connection opened for `self` may carry mail for `hop`: the
+    /// same hop, or the same MX-routed hop whatever order its MX hosts came
+    /// in this time (any MX host of the domain is as good).
+    pub fn shares_connections_with(&self, hop: &SmtpHop) -> bool {
+        if self.mx_domain.is_some() && self.mx_domain == hop.mx_domain {
+            self.key == hop.key
+                && self.tls == hop.tls
+                && self.tls_name == hop.tls_name
+                && self.helo == hop.helo
+                && self.protocol_logging_level == hop.protocol_logging_level
+                && self.mx_port() == hop.mx_port()
+        } else {
+            self == hop
+        }
+    }
 }
 
 /// What a next-hop key means now.

@@ -24,6 +24,7 @@ use crate::client::plan::{PlainReason, TlsPlan, tls_plan};
 use crate::client::transaction::is_success;
 use crate::client::wire::Wire;
 use crate::client::{ClientError, ClientSettings};
+use crate::dns::MxResolver;
 use crate::metrics::{Metrics, TlsHandshakeOutcome};
 use crate::protocol_log::{Direction, Endpoints, ProtocolLog, SessionId, SessionLogger};
 use crate::routing::{HostPort, SmtpHop};
@@ -48,6 +49,10 @@ pub struct Connector {
     pub send_log: Option<Arc<ProtocolLog>>,
     /// The node's counters; `None`: nothing is counted.
     pub metrics: Option<Arc<Metrics>>,
+    /// Resolves the hosts of hops routed by MX (`SmtpHop::mx_domain`), so
+    /// their addresses come from the same name servers as their MX
+    /// records; `None`, and for every other hop: the system resolver.
+    pub resolver: Option<Arc<MxResolver>>,
 }
 
 /// How one try at one host failed.
@@ -75,7 +80,14 @@ impl Connector {
             settings,
             send_log: None,
             metrics: None,
+            resolver: None,
         }
+    }
+
+    /// Resolves the hosts of hops routed by MX with `resolver`.
+    pub fn with_resolver(mut self, resolver: Arc<MxResolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// Writes sessions to hops at level `Verbose` to `send_log`.
@@ -151,7 +163,7 @@ impl Connector {
         handshake_failed: bool,
     ) -> Result<ClientConnection, OpenError> {
         let limit = self.settings.command_timeout;
-        let tcp = self.tcp(host).await?;
+        let tcp = self.tcp(hop, host).await?;
         if let Some(metrics) = &self.metrics {
             metrics.smtp_session(Direction::Send, &hop.key);
         }
@@ -234,24 +246,30 @@ impl Connector {
     }
 
     /// TCP to the first address of `host` that accepts within the timeout.
-    async fn tcp(&self, host: &HostPort) -> Result<TcpStream, ClientError> {
+    async fn tcp(&self, hop: &SmtpHop, host: &HostPort) -> Result<TcpStream, ClientError> {
         let limit = self.settings.connect_timeout;
         let failed = |source| ClientError::Connect {
             host: host.to_string(),
             source,
         };
-        let addrs =
-            match tokio::time::timeout(limit, tokio::net::lookup_host((host.host.as_str(), host.port))).await
-            {
-                Err(_) => {
-                    return Err(failed(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "name lookup timed out",
-                    )));
-                }
-                Ok(Err(e)) => return Err(failed(e)),
-                Ok(Ok(addrs)) => addrs,
-            };
+        let lookup = async {
+            match (&self.resolver, &hop.mx_domain) {
+                (Some(resolver), Some(_)) => resolver.lookup_addrs(&host.host, host.port).await,
+                _ => tokio::net::lookup_host((host.host.as_str(), host.port))
+                    .await
+                    .map(Iterator::collect::<Vec<_>>),
+            }
+        };
+        let addrs = match tokio::time::timeout(limit, lookup).await {
+            Err(_) => {
+                return Err(failed(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "name lookup timed out",
+                )));
+            }
+            Ok(Err(e)) => return Err(failed(e)),
+            Ok(Ok(addrs)) => addrs,
+        };
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
         for addr in addrs {
             match tokio::time::timeout(limit, TcpStream::connect(addr)).await {

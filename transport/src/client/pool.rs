@@ -25,7 +25,8 @@ pub const DEFAULT_MAX_IDLE_PER_HOP: usize = 10;
 struct Idle {
     conn: ClientConnection,
     /// The hop as it was when the connection was opened: a changed hop
-    /// (new TLS policy, other hosts) must not reuse it.
+    /// (new TLS policy, other hosts) must not reuse it; see
+    /// [`SmtpHop::shares_connections_with`].
     hop: SmtpHop,
     since: Instant,
 }
@@ -150,7 +151,7 @@ impl Pool {
         let keep = self.inner.connector.settings.idle_keep;
         loop {
             let idle = self.inner.lock().get_mut(&hop.key)?.pop()?;
-            if idle.since.elapsed() >= keep || idle.hop != *hop {
+            if idle.since.elapsed() >= keep || !idle.hop.shares_connections_with(hop) {
                 tokio::spawn(idle.conn.quit());
                 continue;
             }

@@ -35,6 +35,7 @@ fn router() -> Arc<StaticRouter> {
             }],
             tls: OutboundTls::Opportunistic,
             tls_name: None,
+            mx_domain: None,
             helo: Domain::parse("hub1.adatum.com").unwrap(),
             protocol_logging_level: postern_model::ProtocolLoggingLevel::None,
         }),
@@ -51,6 +52,7 @@ async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
         router: router(),
         maildir: Maildir::new(tmp.path().join("mailboxes"), "hub1"),
         relay: Arc::new(Unreachable),
+        dns: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(run(ctx, WorkerConfig::default(), async {

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 
 use super::Maildir;
+use crate::dns::{DnsError, MxResolver};
 use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome};
 use crate::routing::{Destination, Router, SmtpHop};
 
@@ -59,6 +60,9 @@ pub struct DeliveryContext {
     pub maildir: Maildir,
     /// Remote hops.
     pub relay: Arc<dyn Relay>,
+    /// Looks up the MX hosts of hops routed by DNS (`SmtpHop::mx_domain`);
+    /// `None`: such hops are deferred (451 4.4.3).
+    pub dns: Option<Arc<MxResolver>>,
 }
 
 /// Runs until `shutdown` completes; messages in flight finish first.
@@ -108,6 +112,25 @@ fn current_hop(router: &dyn Router, key: &str, address: &str) -> String {
         .unwrap_or_else(|| key.to_owned())
 }
 
+/// `hop` with its MX hosts filled in when it is routed by DNS (on the
+/// hop's [`SmtpHop::mx_port`]); other hops unchanged. `Err`: the hop and
+/// why its domain has no usable MX.
+async fn resolve_mx(dns: Option<&MxResolver>, hop: SmtpHop) -> Result<SmtpHop, (SmtpHop, DnsError)> {
+    let Some(domain) = hop.mx_domain.clone() else {
+        return Ok(hop);
+    };
+    let Some(dns) = dns else {
+        return Err((hop, DnsError::Unavailable("none configured".into())));
+    };
+    match dns.next_hosts(&domain, hop.mx_port()).await {
+        Ok(hosts) => {
+            tracing::debug!(hop = %hop.key, %domain, ?hosts, "MX hosts");
+            Ok(SmtpHop { hosts, ..hop })
+        }
+        Err(e) => Err((hop, e)),
+    }
+}
+
 /// Delivers one due message and records the outcome.
 pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
     let id = message.id;
@@ -152,6 +175,18 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                 }
             }
             Some(Destination::Smtp(hop)) => {
+                let hop = match resolve_mx(ctx.dns.as_deref(), hop).await {
+                    Ok(hop) => hop,
+                    Err((hop, e)) => {
+                        tracing::info!(%id, hop = %hop.key, error = %e, "MX lookup failed");
+                        let outcome = e.outcome();
+                        outcomes.extend(recipients.into_iter().map(|address| RecipientOutcome {
+                            address,
+                            outcome: outcome.clone(),
+                        }));
+                        continue;
+                    }
+                };
                 match ctx
                     .relay
                     .relay(&hop, message.sender.as_deref(), &recipients, &body)

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod mx;
 mod observe;
 mod pool;
 mod server;
@@ -91,6 +92,7 @@ fn hop(hosts: Vec<HostPort>, tls: OutboundTls) -> SmtpHop {
         hosts,
         tls,
         tls_name: None,
+        mx_domain: None,
         helo: Domain::parse(HELO).unwrap(),
         protocol_logging_level: postern_model::ProtocolLoggingLevel::None,
     }

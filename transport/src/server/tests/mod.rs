@@ -269,6 +269,7 @@ async fn plain_session_end_to_end() {
         hosts: Vec::new(),
         tls: OutboundTls::Opportunistic,
         tls_name: None,
+        mx_domain: None,
         helo: domain(FQDN),
         protocol_logging_level: postern_model::ProtocolLoggingLevel::None,
     };
