@@ -69,13 +69,21 @@ pub async fn node_info(node: &Path, json: bool) -> anyhow::Result<()> {
 /// `postern counters`: the node's performance counters, Exchange names first.
 pub async fn counters(node: &Path, json: bool) -> anyhow::Result<()> {
     let mut client = pb::node_client::NodeClient::new(connect(node).await?);
-    let list = client.get_counters(pb::GetCountersRequest {}).await.map_err(status)?.into_inner();
+    let list = client
+        .get_counters(pb::GetCountersRequest {})
+        .await
+        .map_err(status)?
+        .into_inner();
     let mut counters = list.counters;
     counters.sort_by_key(|c| (c.exchange_name.is_empty(), c.name.clone()));
     let records: Vec<Record> = counters
         .iter()
         .map(|c| {
-            let name = if c.exchange_name.is_empty() { c.name.clone() } else { c.exchange_name.clone() };
+            let name = if c.exchange_name.is_empty() {
+                c.name.clone()
+            } else {
+                c.exchange_name.clone()
+            };
             Record::new()
                 .field("Counter", &name, serde_json::json!(name))
                 .field("Metric", &c.name, serde_json::json!(c.name))

@@ -112,6 +112,7 @@ impl EdgeRouter {
             tls_name: None,
             helo: self.fqdn.clone(),
             protocol_logging_level: Default::default(),
+            mx_domain: None,
         })
     }
 
@@ -209,6 +210,21 @@ impl Router for EdgeRouter {
         };
         let hop = connector_hop(&connector, &domain, &self.transport_config(), &self.fqdn);
         Some(Destination::Smtp(hop))
+    }
+
+    fn is_domain_secured(&self, key: &str) -> bool {
+        let Some((name, Some(domain))) = parse_connector_key(key) else {
+            return false;
+        };
+        let Ok(domain) = Domain::parse(domain) else {
+            return false;
+        };
+        self.connectors()
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .is_some_and(|c| {
+                postern_transport::connectors::is_domain_secured(c, &domain, &self.transport_config())
+            })
     }
 
     fn stamp(&self, sender: Option<&Mailbox>, origin: &Origin) -> Stamp {

@@ -222,7 +222,18 @@ async fn run_task(
     let mut backoff = Duration::from_millis(500);
     loop {
         inner.update(&target.name, |s| s.state = SyncState::Connecting);
-        match session(&inner, &mut target, &mut stop, &full, &wake).await {
+        let success_before = lock(&inner.statuses)
+            .get(&target.name)
+            .and_then(|s| s.last_success.clone());
+        let result = session(&inner, &mut target, &mut stop, &full, &wake).await;
+        let success_after = lock(&inner.statuses)
+            .get(&target.name)
+            .and_then(|s| s.last_success.clone());
+        if success_after != success_before {
+            // The stream worked before it broke: redial promptly.
+            backoff = Duration::from_millis(500);
+        }
+        match result {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(edge = %target.name, error = %e, "EdgeSync stream failed; will redial");

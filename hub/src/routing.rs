@@ -62,6 +62,7 @@ impl HubRouter {
             tls_name: None,
             helo: self.fqdn.clone(),
             protocol_logging_level: Default::default(),
+            mx_domain: None,
         })
     }
 }

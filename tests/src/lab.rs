@@ -129,6 +129,7 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
                 tls_name: None,
                 helo: fqdn.clone(),
                 protocol_logging_level: postern_model::ProtocolLoggingLevel::Verbose,
+                mx_domain: None,
             }),
         };
         let mut connector = ReceiveConnectorConfig::new("Default", config.smtp_bind, fqdn);

@@ -277,6 +277,7 @@ fn plain_hop(addr: std::net::SocketAddr) -> SmtpHop {
         tls_name: None,
         helo: Domain::parse("loadgen.example").unwrap(),
         protocol_logging_level: Default::default(),
+        mx_domain: None,
     }
 }
 

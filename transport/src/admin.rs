@@ -36,7 +36,10 @@ pub enum AdminError {
 /// come from `metrics` (the node's mail engine).
 pub fn router(node: &Node, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Router {
     tonic::transport::Server::builder()
-        .add_service(NodeServer::new(NodeService { node: node.clone(), metrics }))
+        .add_service(NodeServer::new(NodeService {
+            node: node.clone(),
+            metrics,
+        }))
         .add_service(CertificatesServer::new(CertificateService { node: node.clone() }))
 }
 
@@ -85,7 +88,10 @@ impl NodeApi for NodeService {
         }))
     }
 
-    async fn get_counters(&self, _: Request<pb::GetCountersRequest>) -> Result<Response<pb::CounterList>, Status> {
+    async fn get_counters(
+        &self,
+        _: Request<pb::GetCountersRequest>,
+    ) -> Result<Response<pb::CounterList>, Status> {
         let samples = self.metrics.as_ref().map(|m| m.snapshot()).unwrap_or_default();
         let counters = samples
             .into_iter()

@@ -156,6 +156,7 @@ impl Mta {
             maildir: Maildir::new(node.data_dir.join("mailboxes"), node.identity.fqdn.as_str()),
             relay: Arc::new(pool.clone()),
             dns,
+            metrics: Some(metrics.clone()),
         };
         let worker_stop = stopped(stop_rx);
         tasks.spawn(async move {

@@ -191,6 +191,12 @@ pub trait Router: Send + Sync + 'static {
         self.next_hop(rcpt)
     }
 
+    /// Whether mail through `key` is domain-secured (counted as such).
+    fn is_domain_secured(&self, key: &str) -> bool {
+        let _ = key;
+        false
+    }
+
     /// Headers to stamp on a message accepted from `origin` (the trusted
     /// organisation headers of domain security).
     fn stamp(&self, sender: Option<&Mailbox>, origin: &Origin) -> Stamp {

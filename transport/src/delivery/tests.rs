@@ -53,6 +53,7 @@ async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
         maildir: Maildir::new(tmp.path().join("mailboxes"), "hub1"),
         relay: Arc::new(Unreachable),
         dns: None,
+        metrics: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(run(ctx, WorkerConfig::default(), async {

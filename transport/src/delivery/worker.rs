@@ -63,6 +63,8 @@ pub struct DeliveryContext {
     /// Looks up the MX hosts of hops routed by DNS (`SmtpHop::mx_domain`);
     /// `None`: such hops are deferred (451 4.4.3).
     pub dns: Option<Arc<MxResolver>>,
+    /// Where the domain-security counters go.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Runs until `shutdown` completes; messages in flight finish first.
@@ -187,13 +189,26 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                         continue;
                     }
                 };
+                let secured = ctx.router.is_domain_secured(&hop.key);
                 match ctx
                     .relay
                     .relay(&hop, message.sender.as_deref(), &recipients, &body)
                     .await
                 {
-                    Ok(done) => outcomes.extend(done),
+                    Ok(done) => {
+                        let delivered = done
+                            .iter()
+                            .any(|o| matches!(o.outcome, DeliveryOutcome::Delivered(_)));
+                        if let (true, true, Some(m)) = (secured, delivered, &ctx.metrics) {
+                            m.domain_secured_message_sent();
+                        }
+                        outcomes.extend(done)
+                    }
                     Err(reason) => {
+                        if let (true, Some(m)) = (secured, &ctx.metrics) {
+                            m.domain_secured_outbound_session_failure();
+                            tracing::warn!(%id, hop = %hop.key, %reason, "domain-secured session failed; the message stays queued (never sent in plain text)");
+                        }
                         tracing::info!(%id, hop = %hop.key, %reason, "relay attempt failed; will retry");
                         outcomes.extend(recipients.into_iter().map(|address| RecipientOutcome {
                             address,

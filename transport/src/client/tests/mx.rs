@@ -70,6 +70,7 @@ async fn deliver_one(dir: &Path, dns: &Dnsmasq, hop: SmtpHop, rcpt: &str, done: 
         maildir: Maildir::new(dir.join("mailboxes"), HELO),
         relay: Arc::new(pool.clone()),
         dns: Some(resolver),
+        metrics: None,
     };
     // Bounces are picked up by the retry scan: scan often.
     let config = WorkerConfig {
