@@ -242,7 +242,7 @@ scenario_edge_cut_off() {
     docker network disconnect adatum-perimeter adatum-edge2
     t_cut=$(now_ms)
     v=$(hub_version adatum-hub)
-    port=$((2525 + RANDOM % 1000))
+    case "$cut" in short) port=2601 ;; *) port=2602 ;; esac
     pn adatum-hub accepted-domain new "fabrikam-$cut.com" >/dev/null
     pn adatum-hub mailbox new "lee-$cut@adatum.com" >/dev/null
     pn adatum-hub send-connector set Internet --port "$port" >/dev/null
