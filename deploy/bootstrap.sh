@@ -30,6 +30,14 @@ die() { printf 'bootstrap.sh: %s\n' "$*" >&2; exit 1; }
 pn() { local c=$1; shift; docker exec "$c" /postern "$@"; }
 pn_in() { local c=$1; shift; docker exec -i "$c" /postern "$@"; }
 
+# `has TEXT CMD…`: CMD succeeds and its output holds TEXT. (Not `CMD | grep
+# -q`: under pipefail an early grep exit can fail the pipeline.)
+has() {
+    local text=$1 out; shift
+    out="$("$@")" || die "$*: failed"
+    [[ "$out" == *"$text"* ]]
+}
+
 # Runs a `new` verb and treats "already exists" as done.
 pn_new() {
     local c=$1; shift
@@ -102,7 +110,7 @@ import_cert() {
     local node=$1 org tp
     org="$(org_of "$node")"
     tp="$(thumbprint "$PKI_DIR/$org/$node.pem")"
-    if pn "$node" cert list --json | grep -q "\"$tp\""; then
+    if has "\"$tp\"" pn "$node" cert list --json; then
         return 0
     fi
     log "$node: cert import $tp --enable-services smtp"
@@ -115,7 +123,7 @@ import_cert() {
 subscribe() {
     local edge=$1 hub
     hub="$(hub_of "$edge")"
-    if pn "$hub" edge-subscription list --json | grep -q "\"name\": \"$edge\""; then
+    if has "\"name\": \"$edge\"" pn "$hub" edge-subscription list --json; then
         return 0
     fi
     log "$edge: edge-subscription new; $hub: edge-subscription import"
@@ -138,7 +146,7 @@ configure_hub() {
         adatum) pn_new "$hub" mailbox new "kim@$domain" ;;
         northwind) pn_new "$hub" mailbox new "david@$domain" ;;
     esac
-    if ! pn "$hub" trusted-root list --json | grep -q "\"$(thumbprint "$PKI_DIR/$partner/ca.pem")\""; then
+    if ! has "\"$(thumbprint "$PKI_DIR/$partner/ca.pem")\"" pn "$hub" trusted-root list --json; then
         pn_in "$hub" trusted-root add --path /dev/stdin <"$PKI_DIR/$partner/ca.pem" >/dev/null
     fi
     pn_new "$hub" send-connector new Internet --address-spaces '*;100' --dns-routing-enabled
