@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# End-to-end scenarios on the compose deployment (DESIGN.md §9):
+#   builds the image, starts both organisations, bootstraps them, then
+#   1. a configuration change on adatum-hub reaches both edges (ms, commit to both acks)
+#   2. adatum-hub restarted: edges resume by deltas, no snapshot
+#   3. a third adatum edge started and subscribed gets the configuration
+#   4. an edge cut off from its hub gets the changes made meanwhile
+#   and stubs (SKIPPED, not failed) for the mail scenarios that need mail
+#   flow between nodes (issue 5).
+# Tears everything down at the end, also on failure (KEEP=1 keeps it up).
+# Skips loudly, exit 0, when no Docker engine answers.
+#
+#   deploy/e2e.sh
+#   KEEP=1 deploy/e2e.sh        # leave the deployment running afterwards
+#   SKIP_BUILD=1 deploy/e2e.sh  # use the postern:latest already built
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-postern}"
+ROUNDS="${ROUNDS:-5}"
+
+skip_loudly() {
+    printf '\n%s\n' "######################################################################" >&2
+    printf '## deploy/e2e.sh SKIPPED: %s\n' "$*" >&2
+    printf '%s\n\n' "######################################################################" >&2
+    exit 0
+}
+command -v docker >/dev/null || skip_loudly "no docker client on this machine"
+docker info >/dev/null 2>&1 || skip_loudly "no Docker engine answers (docker info failed)"
+command -v docker-compose >/dev/null || skip_loudly "no docker-compose on this machine"
+for tool in jq openssl; do
+    command -v "$tool" >/dev/null || { echo "e2e.sh: $tool is needed" >&2; exit 1; }
+done
+
+compose() { docker-compose -f "$here/docker-compose.yml" "$@"; }
+pn() { local c=$1; shift; docker exec "$c" /postern "$@"; }
+
+tmp="$(mktemp -d)"
+export PKI_DIR="$tmp/pki" WORK="$tmp"
+teardown() {
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "e2e.sh: FAILED (exit $rc); last log lines of each node:" >&2
+        for c in adatum-hub adatum-edge1 adatum-edge2 adatum-edge3 northwind-hub northwind-edge; do
+            docker logs --tail 15 "$c" 2>&1 | sed "s/^/[$c] /" >&2 || true
+        done
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then
+        echo "e2e.sh: KEEP=1, leaving the deployment up (PKI in $tmp/pki)" >&2
+    else
+        echo "==> tearing down" >&2
+        compose --profile edge3 down -v --remove-orphans >/dev/null 2>&1 || true
+        rm -rf "$tmp"
+    fi
+    exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '==> %s\n' "$*" >&2; }
+fail() { printf 'e2e.sh: FAIL: %s\n' "$*" >&2; exit 1; }
+declare -a FIGURES=()
+figure() { FIGURES+=("$1: $2"); printf 'FIGURE  %s: %s\n' "$1" "$2"; }
+now_ms() { date +%s%3N; }
+
+# --- EdgeSync status helpers (the JSON of `edgesync test --json`) ---------
+hub_status() { pn "$1" edgesync test --json; }
+# "hub_version edge_version status lag snapshots_sent" of one edge as the hub sees it
+edge_on_hub() { hub_status "$1" | jq -r --arg e "$2" '.[] | select(.edge == $e) | "\(.hub_version) \(.edge_version) \(.status) \(.lag) \(.snapshots_sent)"'; }
+edge_version() { pn "$1" edgesync test --json | jq -r '.[0].edge_version'; }
+snapshots_applied() { pn "$1" edgesync test --json | jq -r '.[0].snapshots_applied'; }
+hub_version() { hub_status "$1" | jq -r '[.[].hub_version] | max // 0'; }
+
+# True when every named edge reports edge_version == hub_version >= $min, in-sync, lag 0.
+all_in_sync() {
+    local hub=$1 min=$2; shift 2
+    hub_status "$hub" | jq -e --argjson min "$min" --args '
+        . as $all | $ARGS.positional | all(. as $e |
+            ($all | map(select(.edge == $e)) | .[0]) as $s
+            | $s != null and $s.status == "in-sync" and $s.lag == 0
+              and $s.edge_version == $s.hub_version and $s.hub_version >= $min)' \
+        "$@" >/dev/null
+}
+
+wait_until() {
+    local what=$1 timeout=$2; shift 2
+    local deadline=$((SECONDS + timeout))
+    until "$@"; do
+        [ $SECONDS -lt $deadline ] || fail "timed out after ${timeout}s waiting for: $what"
+        sleep 0.05
+    done
+}
+
+wait_healthy() {
+    local c state deadline=$((SECONDS + 120))
+    for c in "$@"; do
+        until [ "$(docker inspect -f '{{.State.Health.Status}}' "$c" 2>/dev/null)" = healthy ]; do
+            [ $SECONDS -lt $deadline ] || fail "$c not healthy after 120 s"
+            sleep 0.2
+        done
+    done
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
+
+# ------------------------------------------------------------------ setup
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "building the image"
+    image_id="$("$here/build-images.sh" | tail -1)"
+    figure "image" "postern:latest $image_id, $(docker image inspect -f '{{.Size}}' postern:latest | awk '{printf "%.1f MB", $1/1e6}')"
+fi
+log "removing what a previous run left"
+compose --profile edge3 down -v --remove-orphans >/dev/null 2>&1 || true
+
+log "docker-compose up -d"
+t0=$(now_ms)
+compose up -d
+wait_healthy adatum-hub adatum-edge1 adatum-edge2 northwind-hub northwind-edge
+figure "compose up to five healthy nodes" "$(( $(now_ms) - t0 )) ms"
+
+t0=$(now_ms)
+"$here/bootstrap.sh"
+figure "bootstrap (PKI, certificates, 3 subscriptions, seed settings)" "$(( $(now_ms) - t0 )) ms"
+
+log "waiting for every edge to be in sync"
+wait_until "adatum edges in sync" 60 all_in_sync adatum-hub 1 adatum-edge1 adatum-edge2
+wait_until "northwind edge in sync" 60 all_in_sync northwind-hub 1 northwind-edge
+
+# The bootstrap's settings arrived on the edges (replicas, read-only there).
+for e in adatum-edge1 adatum-edge2 northwind-edge; do
+    case "$e" in adatum-*) partner=northwindtraders.com ;; *) partner=adatum.com ;; esac
+    pn "$e" transport-config get --json | jq -e --arg p "$partner" \
+        '.tls_send_domain_secure_list == [$p] and .tls_receive_domain_secure_list == [$p]' >/dev/null \
+        || fail "$e: domain secure lists did not replicate"
+    pn "$e" send-connector get Internet --json | jq -e '.domain_secure_enabled == true and .protocol_logging_level == "verbose"' >/dev/null \
+        || fail "$e: the Internet send connector did not replicate"
+    [ "$(pn "$e" trusted-root list --json | jq length)" = 1 ] || fail "$e: partner root not replicated"
+done
+err="$(pn adatum-edge1 transport-config set --max-recipients 5 2>&1 >/dev/null || true)"
+case "$err" in *"managed by EdgeSync"*) ;; *) fail "a replicated object was writable on an edge: $err" ;; esac
+log "bootstrap replicated to all three edges; replicated objects are read-only on edges"
+
+# ------------------------------------------- 1. propagation to both edges
+scenario_propagation() {
+    log "scenario 1: a config change on adatum-hub reaches both edges"
+    local i v t_acked ack ms acked samples=() ack_samples=() exec_samples=()
+    # What one `docker exec … postern` costs here: the floor under every
+    # figure measured from this host.
+    for i in $(seq 1 "$ROUNDS"); do
+        t0=$(now_ms); pn adatum-hub node-info >/dev/null; exec_samples+=($(( $(now_ms) - t0 )))
+    done
+    for i in $(seq 1 "$ROUNDS"); do
+        v=$(hub_version adatum-hub)
+        t0=$(now_ms)
+        pn adatum-hub transport-config set --max-recipients $((200 + i)) >/dev/null
+        wait_until "round $i on both edges" 30 all_in_sync adatum-hub $((v + 1)) adatum-edge1 adatum-edge2
+        ms=$(( $(now_ms) - t0 ))
+        # The hub stamps each edge's last ack (last_success); containers
+        # share this host's clock, so the later of the two acks minus the
+        # moment the `set` command started is commit-to-both-acks plus one
+        # docker exec start-up, without the polling.
+        acked=$(hub_status adatum-hub | jq -r '[.[] | select(.edge == "adatum-edge1" or .edge == "adatum-edge2") | .last_success] | max')
+        t_acked=$(date -d "$acked" +%s%3N)
+        ack=$(( t_acked - t0 ))
+        samples+=("$ms"); ack_samples+=("$ack")
+        echo "    round $i: version $((v + 1)); both acks stamped ${ack} ms after the set command started; seen by polling after $ms ms"
+    done
+    for e in adatum-edge1 adatum-edge2; do
+        [ "$(pn "$e" transport-config get --json | jq .max_recipients)" = $((200 + ROUNDS)) ] \
+            || fail "$e does not hold the last change"
+    done
+    figure "docker exec postern node-info round trip (median of $ROUNDS)" \
+        "$(printf '%s\n' "${exec_samples[@]}" | median) ms (samples: ${exec_samples[*]})"
+    figure "1. transport-config set on adatum-hub to both edges' acks, by the hub's ack stamps (median of $ROUNDS)" \
+        "$(printf '%s\n' "${ack_samples[@]}" | median) ms (samples: ${ack_samples[*]})"
+    figure "1. same, seen by polling edgesync test from the host (median of $ROUNDS)" \
+        "$(printf '%s\n' "${samples[@]}" | median) ms (samples: ${samples[*]})"
+}
+
+# ------------------------------------------------- 2. hub restart resumes
+scenario_hub_restart() {
+    log "scenario 2: adatum-hub restarted; edges resume without a full resync"
+    local s1 s2 v ms
+    s1=$(snapshots_applied adatum-edge1); s2=$(snapshots_applied adatum-edge2)
+    v=$(hub_version adatum-hub)
+    t0=$(now_ms)
+    docker restart adatum-hub >/dev/null
+    wait_healthy adatum-hub
+    wait_until "edges resumed after the restart" 60 all_in_sync adatum-hub "$v" adatum-edge1 adatum-edge2
+    ms=$(( $(now_ms) - t0 ))
+    pn adatum-hub accepted-domain new contoso.com --type internal-relay >/dev/null
+    wait_until "a change after the restart" 30 all_in_sync adatum-hub $((v + 1)) adatum-edge1 adatum-edge2
+    hub_status adatum-hub | jq -e 'all(.[]; .snapshots_sent == 0)' >/dev/null \
+        || fail "the restarted hub sent a snapshot: $(hub_status adatum-hub | jq -c '[.[] | {edge, snapshots_sent}]')"
+    [ "$(snapshots_applied adatum-edge1)" = "$s1" ] && [ "$(snapshots_applied adatum-edge2)" = "$s2" ] \
+        || fail "an edge applied a snapshot after the hub restart"
+    echo "    snapshots_sent 0 on the hub; snapshots_applied unchanged on the edges ($s1, $s2)"
+    figure "2. docker restart adatum-hub to both edges in sync again (no snapshot)" "$ms ms"
+}
+
+# --------------------------------------------- 3. a third edge subscribes
+scenario_third_edge() {
+    log "scenario 3: adatum-edge3 started and subscribed gets the configuration"
+    local ms v
+    compose --profile edge3 up -d adatum-edge3 2>&1 | sed 's/^/    /'
+    wait_healthy adatum-edge3
+    v=$(hub_version adatum-hub)
+    t0=$(now_ms)
+    "$here/bootstrap.sh" adatum-edge3
+    wait_until "adatum-edge3 in sync" 60 all_in_sync adatum-hub "$v" adatum-edge1 adatum-edge2 adatum-edge3
+    ms=$(( $(now_ms) - t0 ))
+    pn adatum-edge3 transport-config get --json | jq -e '.tls_send_domain_secure_list == ["northwindtraders.com"] and .max_recipients > 200' >/dev/null \
+        || fail "adatum-edge3: transport config not replicated"
+    pn adatum-edge3 send-connector get Internet --json | jq -e '.domain_secure_enabled == true' >/dev/null \
+        || fail "adatum-edge3: Internet connector not replicated"
+    pn adatum-edge3 accepted-domain list --json | jq -e 'map(.name) | index("adatum.com") and index("contoso.com")' >/dev/null \
+        || fail "adatum-edge3: accepted domains not replicated"
+    [ "$(pn adatum-edge3 mailbox list --json | jq length)" = 1 ] || fail "adatum-edge3: mailbox list not replicated"
+    [ "$(pn adatum-edge3 trusted-root list --json | jq length)" = 1 ] || fail "adatum-edge3: trusted root not replicated"
+    pn adatum-edge3 send-connector list --json | jq -e 'map(.name) | any(startswith("EdgeSync - "))' >/dev/null \
+        || fail "adatum-edge3: site connectors not replicated"
+    [ "$(snapshots_applied adatum-edge3)" = 1 ] || fail "adatum-edge3 applied $(snapshots_applied adatum-edge3) snapshots, expected 1"
+    echo "    adatum-edge3 holds version $(edge_version adatum-edge3): domain-secure lists, Internet connector, accepted domains, mailbox, partner root"
+    figure "3. adatum-edge3 subscription (new + import) to in sync with the full config" "$ms ms"
+}
+
+# ----------------------------------------- 4. an edge cut off and rejoined
+# Two cuts: a short one (the hub's stream is still open when the edge comes
+# back, TCP retransmission carries the deltas) and a long one (the hub
+# declares the stream dead after its heartbeat/answer timeouts and
+# redials with back-off until the edge is reachable again).
+edge2_stream_dead() {
+    case "$(edge_on_hub adatum-hub adatum-edge2 | awk '{print $3}')" in
+        failed|connecting) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+scenario_edge_cut_off() {
+    local cut=$1 v s2 ev ms t_cut port
+    log "scenario 4 ($cut cut): adatum-edge2 cut off from adatum-hub (docker network disconnect adatum-perimeter)"
+    s2=$(snapshots_applied adatum-edge2)
+    docker network disconnect adatum-perimeter adatum-edge2
+    t_cut=$(now_ms)
+    v=$(hub_version adatum-hub)
+    case "$cut" in short) port=2601 ;; *) port=2602 ;; esac
+    pn adatum-hub accepted-domain new "fabrikam-$cut.com" >/dev/null
+    pn adatum-hub mailbox new "lee-$cut@adatum.com" >/dev/null
+    pn adatum-hub send-connector set Internet --port "$port" >/dev/null
+    wait_until "adatum-edge1 has the changes" 30 all_in_sync adatum-hub $((v + 3)) adatum-edge1 adatum-edge3
+    ev=$(edge_version adatum-edge2)
+    [ "$ev" -le "$v" ] || fail "adatum-edge2 got changes while cut off ($ev > $v)"
+    echo "    while cut off: hub at $(hub_version adatum-hub), adatum-edge1/3 in sync, adatum-edge2 still at $ev;" \
+        "the hub sees it as (hub_version edge_version status lag snapshots_sent): $(edge_on_hub adatum-hub adatum-edge2)"
+    if [ "$cut" = long ]; then
+        wait_until "the hub to declare adatum-edge2's stream dead" 120 edge2_stream_dead
+        figure "4b. adatum-edge2 cut off to the hub declaring its stream dead" "$(( $(now_ms) - t_cut )) ms"
+        echo "    the hub now sees: $(edge_on_hub adatum-hub adatum-edge2)"
+        sleep "${CUT_EXTRA_SECONDS:-5}"
+    else
+        sleep "${CUT_SECONDS:-5}"
+    fi
+    t0=$(now_ms)
+    docker network connect --alias adatum-edge2 --alias edge2.adatum.com adatum-perimeter adatum-edge2
+    wait_until "adatum-edge2 catches up after reconnection" 180 all_in_sync adatum-hub $((v + 3)) adatum-edge2
+    ms=$(( $(now_ms) - t0 ))
+    [ "$(pn adatum-edge2 send-connector get Internet --json | jq .port)" = "$port" ] || fail "adatum-edge2: missing the connector change"
+    pn adatum-edge2 accepted-domain list --json | jq -e --arg d "fabrikam-$cut.com" 'map(.name) | index($d)' >/dev/null \
+        || fail "adatum-edge2: missing the new accepted domain"
+    [ "$(snapshots_applied adatum-edge2)" = "$s2" ] || fail "adatum-edge2 caught up by snapshot, not deltas"
+    echo "    adatum-edge2 caught up by deltas (snapshots_applied still $s2)"
+    case "$cut" in
+        short) figure "4a. short cut (${CUT_SECONDS:-5} s): reconnection to in sync with the 3 changes made meanwhile" "$ms ms" ;;
+        long) figure "4b. long cut: reconnection to in sync with the 3 changes made meanwhile (includes the hub's redial back-off)" "$ms ms" ;;
+    esac
+}
+
+# ------------------------------------------------ mail scenarios (stubs)
+# TODO(issue 5): needs mail flow between nodes (hub <-> edge relay, edge <->
+# partner edge with domain security). Each stub prints SKIPPED and passes.
+scenario_domain_secured_mail() {
+    # TODO(issue 5): kim@adatum.com -> david@northwindtraders.com and back,
+    # submitted at each hub; assert delivery in the partner hub's Maildir,
+    # X-Postern-Organization-AuthAs: Partner and AuthDomain headers, the
+    # Domain-Secured Messages Sent/Received counters on the edges, and
+    # verbose SEND/RECV protocol logs showing mutual TLS.
+    echo "SKIPPED: needs mail flow (issue 5): domain-secured mail adatum.com <-> northwindtraders.com, both ways"
+}
+scenario_edge_killed_mid_stream() {
+    # TODO(issue 5): stream N messages from adatum-hub to the Internet,
+    # docker kill adatum-edge1 halfway; assert every message is delivered
+    # once (via adatum-edge2 or after edge1 returns) and none is lost.
+    echo "SKIPPED: needs mail flow (issue 5): kill an edge during a stream of messages"
+}
+scenario_queue_drain_after_reconnection() {
+    # TODO(issue 5): disconnect northwind-edge from the internet network,
+    # send from adatum; assert messages queue on the adatum edges
+    # (transient), then drain after docker network connect, time to drain.
+    echo "SKIPPED: needs mail flow (issue 5): queue drain after reconnection"
+}
+
+scenario_propagation
+scenario_hub_restart
+scenario_third_edge
+scenario_edge_cut_off short
+scenario_edge_cut_off long
+scenario_domain_secured_mail
+scenario_edge_killed_mid_stream
+scenario_queue_drain_after_reconnection
+
+printf '\n== figures (%s) ==\n' "$(date -u +%Y-%m-%dT%H:%MZ)"
+printf '  %s\n' "${FIGURES[@]}"
+echo "e2e.sh: PASSED (mail scenarios skipped: need mail flow, issue 5)"
