@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// Prometheus metrics binding.
     #[arg(long, env = "POSTERN_METRICS_BIND")]
     metrics_bind: Option<String>,
+    /// DNS servers for MX lookups (ip:port, comma-separated; default: /etc/resolv.conf).
+    #[arg(long = "dns-server", env = "POSTERN_DNS_SERVER", value_delimiter = ',')]
+    dns_servers: Vec<std::net::SocketAddr>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "POSTERN_LOG", default_value = "info")]
     log: String,
@@ -66,6 +69,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
             let opts = postern_hub::HubOptions {
                 node,
                 metrics_bind: args.metrics_bind,
+                dns_servers: args.dns_servers.clone(),
             };
             postern_hub::run(opts, shutdown_signal()).await?;
         }
@@ -73,6 +77,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
             let opts = postern_edge::EdgeOptions {
                 node,
                 metrics_bind: args.metrics_bind,
+                dns_servers: args.dns_servers.clone(),
                 edgesync_bind: args.edgesync_bind,
             };
             postern_edge::run(opts, shutdown_signal()).await?;

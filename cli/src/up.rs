@@ -81,6 +81,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             hub_smtp.clone(),
         )?,
         metrics_bind: Some(hub_metrics.clone()),
+        dns_servers: Vec::new(),
     })
     .await?;
     let edge = Edge::start(&EdgeOptions {
@@ -92,6 +93,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             edge_smtp.clone(),
         )?,
         metrics_bind: Some(edge_metrics.clone()),
+        dns_servers: Vec::new(),
         edgesync_bind: edgesync.clone(),
     })
     .await?;

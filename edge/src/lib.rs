@@ -32,6 +32,8 @@ pub struct EdgeOptions {
     pub node: NodeOptions,
     /// Prometheus metrics binding.
     pub metrics_bind: Option<String>,
+    /// DNS servers for MX lookups (empty: the system's resolv.conf).
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// EdgeSync gRPC binding.
     pub edgesync_bind: String,
 }
@@ -145,6 +147,10 @@ impl Edge {
                 }
             }),
             metrics_bind,
+            postern_transport::dns::DnsConfig {
+                servers: opts.dns_servers.clone(),
+                ..Default::default()
+            },
         )
         .await?;
         let smtp_bind = mail

@@ -36,6 +36,8 @@ pub struct HubOptions {
     pub node: NodeOptions,
     /// Prometheus metrics binding.
     pub metrics_bind: Option<String>,
+    /// DNS servers for MX lookups (empty: the system's resolv.conf).
+    pub dns_servers: Vec<std::net::SocketAddr>,
 }
 
 /// Why a hub node stopped.
@@ -124,6 +126,10 @@ impl Hub {
             receive_connectors.clone(),
             Arc::new(move || transport_config.transport_config().unwrap_or_default()),
             metrics_bind,
+            postern_transport::dns::DnsConfig {
+                servers: opts.dns_servers.clone(),
+                ..Default::default()
+            },
         )
         .await?;
         follow_edgesync(sync.clone(), config.clone(), mail.metrics().clone());

@@ -80,12 +80,14 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
     let hub = Hub::start(&postern_hub::HubOptions {
         node: opts(&tmp.path().join("hub"), NodeRole::Hub, "van-ex1.adatum.com"),
         metrics_bind: None,
+        dns_servers: Vec::new(),
     })
     .await
     .unwrap();
     let edge = Edge::start(&EdgeOptions {
         node: opts(&tmp.path().join("edge"), NodeRole::Edge, "edge1.adatum.com"),
         metrics_bind: None,
+        dns_servers: Vec::new(),
         edgesync_bind: "127.0.0.1:0".into(),
     })
     .await

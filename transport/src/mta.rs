@@ -293,6 +293,7 @@ impl NodeMail {
         connectors: crate::receive_connectors::ReceiveConnectorStore,
         transport: Arc<dyn Fn() -> postern_model::TransportConfig + Send + Sync>,
         metrics_bind: Option<SocketAddr>,
+        dns: DnsConfig,
     ) -> Result<Self, MtaError> {
         let fqdn = node.identity.fqdn.clone();
         let configs = move |store: &crate::receive_connectors::ReceiveConnectorStore,
@@ -307,6 +308,7 @@ impl NodeMail {
         let current = transport();
         let mut config = MtaConfig::new(configs(&connectors, &current), router);
         config.metrics_bind = metrics_bind;
+        config.dns = dns;
         config.queue.expiration = std::time::Duration::from_secs(current.message_expiration_secs);
         config.queue.delay_notice_after =
             Some(std::time::Duration::from_secs(current.delay_notification_secs));
