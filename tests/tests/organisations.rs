@@ -1,4 +1,4 @@
-//! The seed's scenario end to end on loopback: adatum.com (hub + edge) and
+//! The seed's scenario end to end on loopback: adatum.com (hub + two edges) and
 //! northwindtraders.com (hub + edge), each with its own test CA and
 //! trusting the other's, both domain-secure lists set, domain security on
 //! the connectors; mail both ways is delivered and stamped domain-secured,
@@ -18,59 +18,70 @@ struct Org {
     domain: &'static str,
     hub: NodeProcess,
     edge: NodeProcess,
+    /// Further edges of the organisation (adatum has two).
+    more_edges: Vec<NodeProcess>,
+    /// SMTP endpoints of every edge, edge1 first.
+    edge_smtps: Vec<String>,
     edge_smtp: String,
     hub_submission: String,
     edge_metrics: std::net::SocketAddr,
     hub_dir: PathBuf,
 }
 
-/// An organisation's CA and its edge certificate (naming the domain too,
+/// An organisation's CA and its edge certificates (naming the domain too,
 /// as domain security asks).
-fn make_pki(dir: &Path, domain: &str) {
+fn make_pki(dir: &Path, domain: &str, edges: usize) {
     sh(
         dir,
         &format!(
             "mkdir -p {domain} && cd {domain}
              openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
                -subj '/CN={domain} Test Root CA' -addext 'basicConstraints=critical,CA:TRUE' \
-               -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
-             openssl req -newkey rsa:2048 -nodes -keyout edge.key -out edge.csr -subj '/CN=edge1.{domain}' 2>/dev/null
-             printf 'subjectAltName=DNS:edge1.{domain},DNS:{domain},DNS:mail.{domain}\\nextendedKeyUsage=serverAuth,clientAuth\\nbasicConstraints=CA:FALSE\\n' > edge.ext
-             openssl x509 -req -in edge.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile edge.ext -out edge.pem 2>/dev/null
-             cat edge.pem edge.key > edge-bundle.pem"
+               -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null"
         ),
     );
+    for n in 1..=edges {
+        sh(
+            dir,
+            &format!(
+                "cd {domain}
+                 openssl req -newkey rsa:2048 -nodes -keyout edge{n}.key -out edge{n}.csr -subj '/CN=edge{n}.{domain}' 2>/dev/null
+                 printf 'subjectAltName=DNS:edge{n}.{domain},DNS:{domain},DNS:mail.{domain}\\nextendedKeyUsage=serverAuth,clientAuth\\nbasicConstraints=CA:FALSE\\n' > edge{n}.ext
+                 openssl x509 -req -in edge{n}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile edge{n}.ext -out edge{n}.pem 2>/dev/null
+                 cat edge{n}.pem edge{n}.key > edge{n}-bundle.pem"
+            ),
+        );
+    }
 }
 
-fn start_org(dir: &Path, domain: &'static str, user: &str) -> Org {
-    let hub_smtp = free_port().to_string();
-    let edge_smtp = free_port().to_string();
-    let edge_sync = free_port().to_string();
-    let edge_metrics = free_port();
-    let hub_dir = dir.join(format!("{domain}-hub"));
-    let hub = NodeProcess::start_with(
-        Role::Hub,
-        &hub_dir,
-        &format!("hub1.{domain}"),
-        &["--smtp-bind", &hub_smtp],
-    )
-    .unwrap();
-    let metrics = edge_metrics.to_string();
+/// Starts edge `n` of `domain`, imports its CA certificate (before the
+/// subscription pins it), subscribes it to `hub` and sets its receive
+/// connector as the seed does. Returns it, its SMTP endpoint and metrics address.
+fn start_edge(
+    dir: &Path,
+    domain: &str,
+    n: usize,
+    hub: &NodeProcess,
+) -> (NodeProcess, String, std::net::SocketAddr) {
+    let smtp = free_port().to_string();
+    let sync = free_port().to_string();
+    let metrics = free_port();
+    let metrics_bind = metrics.to_string();
     let edge = NodeProcess::start_with(
         Role::Edge,
-        &dir.join(format!("{domain}-edge")),
-        &format!("edge1.{domain}"),
+        &dir.join(format!("{domain}-edge{n}")),
+        &format!("edge{n}.{domain}"),
         &[
             "--smtp-bind",
-            &edge_smtp,
+            &smtp,
             "--edgesync-bind",
-            &edge_sync,
+            &sync,
             "--metrics-bind",
-            &metrics,
+            &metrics_bind,
         ],
     )
     .unwrap();
-    let bundle = dir.join(domain).join("edge-bundle.pem");
+    let bundle = dir.join(domain).join(format!("edge{n}-bundle.pem"));
     edge.ok(&[
         "cert",
         "import",
@@ -79,11 +90,45 @@ fn start_org(dir: &Path, domain: &'static str, user: &str) -> Org {
         "--enable-services",
         "smtp",
     ]);
-    let sub = dir.join(format!("{domain}.sub"));
+    let sub = dir.join(format!("{domain}-edge{n}.sub"));
     edge.ok(&["edge-subscription", "new", "--file", sub.to_str().unwrap()]);
+    hub.ok(&["edge-subscription", "import", "--file", sub.to_str().unwrap()]);
+    // The seed: Set-ReceiveConnector Internet -DomainSecureEnabled $true -AuthMechanism TLS
+    // and -ProtocolLoggingLevel Verbose, on the edge.
+    let connector = format!("Default internal receive connector edge{n}");
+    edge.ok(&[
+        "receive-connector",
+        "set",
+        &connector,
+        "--domain-secure-enabled",
+        "--auth-mechanism",
+        "tls",
+        "--protocol-logging-level",
+        "verbose",
+    ]);
+    (edge, smtp, metrics)
+}
+
+fn start_org(dir: &Path, domain: &'static str, user: &str, edges: usize) -> Org {
+    let hub_smtp = free_port().to_string();
+    let hub_dir = dir.join(format!("{domain}-hub"));
+    let hub = NodeProcess::start_with(
+        Role::Hub,
+        &hub_dir,
+        &format!("hub1.{domain}"),
+        &["--smtp-bind", &hub_smtp],
+    )
+    .unwrap();
     hub.ok(&["accepted-domain", "new", domain]);
     hub.ok(&["mailbox", "new", &format!("{user}@{domain}")]);
-    hub.ok(&["edge-subscription", "import", "--file", sub.to_str().unwrap()]);
+    let (edge, edge_smtp, edge_metrics) = start_edge(dir, domain, 1, &hub);
+    let mut more_edges = Vec::new();
+    let mut edge_smtps = vec![edge_smtp.clone()];
+    for n in 2..=edges {
+        let (e, smtp, _) = start_edge(dir, domain, n, &hub);
+        more_edges.push(e);
+        edge_smtps.push(smtp);
+    }
     // Client submission on the hub, for loopback clients.
     let hub_submission = free_port().to_string();
     hub.ok(&[
@@ -97,23 +142,12 @@ fn start_org(dir: &Path, domain: &'static str, user: &str) -> Org {
         "--remote-ip-ranges",
         "127.0.0.0/8",
     ]);
-    // The seed: Set-ReceiveConnector Internet -DomainSecureEnabled $true -AuthMechanism TLS
-    // and -ProtocolLoggingLevel Verbose, on the edge.
-    let connector = "Default internal receive connector edge1";
-    edge.ok(&[
-        "receive-connector",
-        "set",
-        connector,
-        "--domain-secure-enabled",
-        "--auth-mechanism",
-        "tls",
-        "--protocol-logging-level",
-        "verbose",
-    ]);
     Org {
         domain,
         hub,
         edge,
+        more_edges,
+        edge_smtps,
         edge_smtp,
         hub_submission,
         edge_metrics,
@@ -153,10 +187,11 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
     require_tool("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    make_pki(dir, "adatum.com");
-    make_pki(dir, "northwindtraders.com");
-    let adatum = start_org(dir, "adatum.com", "kim");
-    let northwind = start_org(dir, "northwindtraders.com", "lee");
+    make_pki(dir, "adatum.com", 2);
+    make_pki(dir, "northwindtraders.com", 1);
+    let mut adatum = start_org(dir, "adatum.com", "kim", 2);
+    let northwind = start_org(dir, "northwindtraders.com", "lee", 1);
+    assert_eq!(adatum.more_edges.len(), 1);
 
     // Each organisation: the partner's CA as a trust anchor, both lists,
     // and a domain-secured connector to the partner's edge.
@@ -179,11 +214,14 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
             "--address-spaces",
             &format!("{};10", partner.domain),
             "--smart-hosts",
-            &partner.edge_smtp,
+            &partner.edge_smtps.join(","),
             "--tls-domain",
             partner.domain,
             "--source-edges",
-            "edge1",
+            &(1..=org.edge_smtps.len())
+                .map(|n| format!("edge{n}"))
+                .collect::<Vec<_>>()
+                .join(","),
         ]);
         org.hub.ok(&[
             "send-connector",
@@ -203,9 +241,9 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
     assert!(err.contains("needs STARTTLS"), "{err}");
 
     // Wait until both edges have the configuration.
-    for org in [&adatum, &northwind] {
+    for edge in [&adatum.edge, &adatum.more_edges[0], &northwind.edge] {
         wait_for("edge config", Duration::from_secs(30), || {
-            let c = org.edge.cli(&["send-connector", "get", "Partner", "--json"]);
+            let c = edge.cli(&["send-connector", "get", "Partner", "--json"]);
             c.status.success()
                 && String::from_utf8_lossy(&c.stdout).contains("\"domain_secure_enabled\": true")
         });
@@ -405,4 +443,28 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+
+    // A dead edge is skipped: with adatum's edge1 gone, mail leaves through edge2.
+    adatum.edge.kill9();
+    let out = swaks(&[
+        "--server",
+        &adatum.hub_submission,
+        "--from",
+        "kim@adatum.com",
+        "--to",
+        "lee@northwindtraders.com",
+        "--helo",
+        "client.adatum.com",
+        "--header",
+        "Subject: via the other edge",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    wait_for("delivery through edge2", Duration::from_secs(60), || {
+        maildir_files(&northwind.hub_dir, "northwindtraders.com", "lee")
+            .iter()
+            .any(|m| {
+                m.contains("Subject: via the other edge")
+                    && m.contains("X-Postern-Organization-AuthAs: Partner")
+            })
+    });
 }
