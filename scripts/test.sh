@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Postern's test command: installs the real peers the tests talk to
-# (openssl, swaks, Postfix and its smtp-sink) when they are missing, then runs every test of the
-# workspace. Usage: scripts/test.sh [extra nextest/cargo test arguments]
+# (openssl, swaks with its TLS modules, Postfix and its smtp-sink, dnsmasq)
+# when they are missing, then runs every test of the workspace. Usage: scripts/test.sh [extra nextest/cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
+# swaks --tls needs these (only recommended by the swaks package).
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/postfix ] || need+=(postfix)
 if [ ${#need[@]} -gt 0 ]; then
