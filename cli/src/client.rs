@@ -93,3 +93,46 @@ pub async fn counters(node: &Path, json: bool) -> anyhow::Result<()> {
         .collect();
     print_records(&records, json, true)
 }
+
+/// `postern queue list`: queued messages and each recipient's state.
+pub async fn queue(node: &Path, json: bool) -> anyhow::Result<()> {
+    let mut client = pb::node_client::NodeClient::new(connect(node).await?);
+    let list = client
+        .list_queue(pb::ListQueueRequest {})
+        .await
+        .map_err(status)?
+        .into_inner();
+    let records: Vec<Record> = list
+        .messages
+        .iter()
+        .map(|m| {
+            let rcpts: Vec<String> = m
+                .recipients
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} [{} via {}, {} attempts] {}",
+                        r.address, r.status, r.next_hop, r.attempts, r.last_error
+                    )
+                })
+                .collect();
+            let json_rcpts: Vec<serde_json::Value> = m
+                .recipients
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "address": r.address, "next_hop": r.next_hop, "status": r.status,
+                        "attempts": r.attempts, "last_error": r.last_error,
+                    })
+                })
+                .collect();
+            Record::new()
+                .field("Id", &m.id, serde_json::json!(m.id))
+                .field("Sender", &m.sender, serde_json::json!(m.sender))
+                .field("Size", &m.size.to_string(), serde_json::json!(m.size))
+                .field("Received", &m.received, serde_json::json!(m.received))
+                .field("Recipients", &rcpts.join("; "), serde_json::json!(json_rcpts))
+        })
+        .collect();
+    print_records(&records, json, true)
+}

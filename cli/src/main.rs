@@ -45,6 +45,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The node's mail queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// Show the node's identity.
     NodeInfo {
         /// Print JSON instead of a list.
@@ -98,6 +103,16 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queued messages and each recipient's state.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -114,6 +129,9 @@ fn main() -> ExitCode {
             Command::Edge { command } => run::run(postern_model::NodeRole::Edge, command).await,
             Command::NodeInfo { json } => client::node_info(&cli.node, json).await,
             Command::Counters { json } => client::counters(&cli.node, json).await,
+            Command::Queue {
+                command: QueueCommand::List { json },
+            } => client::queue(&cli.node, json).await,
             Command::Cert { command } => cert::run(&cli.node, command).await,
             Command::TransportConfig { command } => objects::transport_config(&cli.node, command).await,
             Command::AcceptedDomain { command } => objects::accepted_domain(&cli.node, command).await,

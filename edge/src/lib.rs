@@ -178,10 +178,14 @@ impl Edge {
 
     /// The admin router: common services plus the edge's.
     pub fn router(&self) -> tonic::transport::server::Router {
-        node_admin::router(&self.node, Some(self.mail.metrics().clone()))
-            .add_service(ConfigServer::new(self.admin.clone()))
-            .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
-            .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+        node_admin::router(
+            &self.node,
+            Some(self.mail.metrics().clone()),
+            Some(self.mail.queue().clone()),
+        )
+        .add_service(ConfigServer::new(self.admin.clone()))
+        .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
+        .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
     }
 }
 

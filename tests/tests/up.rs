@@ -114,6 +114,18 @@ fn up_brings_an_organisation_that_carries_mail() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v[0]["status"], "in-sync", "{v}");
+    // Delivered mail has left both queues.
+    for node in ["hub", "edge"] {
+        let out = Command::new(postern_bin())
+            .arg("--node")
+            .arg(dir.join(node))
+            .args(["queue", "list", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v, serde_json::json!([]), "{node}: {v}");
+    }
     interrupt(child);
     // A second run reuses the organisation.
     let (child, _) = up(&dir, port);

@@ -33,12 +33,17 @@ pub enum AdminError {
 }
 
 /// A router serving the node and certificate verbs for `node`; counters
-/// come from `metrics` (the node's mail engine).
-pub fn router(node: &Node, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Router {
+/// and the queue come from the node's mail engine.
+pub fn router(
+    node: &Node,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    queue: Option<crate::queue::Queue>,
+) -> Router {
     tonic::transport::Server::builder()
         .add_service(NodeServer::new(NodeService {
             node: node.clone(),
             metrics,
+            queue,
         }))
         .add_service(CertificatesServer::new(CertificateService { node: node.clone() }))
 }
@@ -68,6 +73,7 @@ pub async fn serve(
 struct NodeService {
     node: Node,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    queue: Option<crate::queue::Queue>,
 }
 
 #[tonic::async_trait]
@@ -103,6 +109,52 @@ impl NodeApi for NodeService {
             })
             .collect();
         Ok(Response::new(pb::CounterList { counters }))
+    }
+
+    async fn list_queue(&self, _: Request<pb::ListQueueRequest>) -> Result<Response<pb::QueueList>, Status> {
+        use crate::queue::RecipientStatus;
+        let Some(queue) = &self.queue else {
+            return Ok(Response::new(pb::QueueList { messages: Vec::new() }));
+        };
+        let mut messages = Vec::new();
+        for id in queue.ids().map_err(|e| Status::internal(e.to_string()))? {
+            let Some(m) = queue.get(id).map_err(|e| Status::internal(e.to_string()))? else {
+                continue;
+            };
+            let recipients = m
+                .envelope
+                .recipients
+                .iter()
+                .map(|r| {
+                    let (status, last_error) = match &r.status {
+                        RecipientStatus::Pending => ("pending", String::new()),
+                        RecipientStatus::Deferred { last_error, .. } => ("deferred", last_error.clone()),
+                        RecipientStatus::Delivered { remote_reply, .. } => {
+                            ("delivered", remote_reply.clone())
+                        }
+                        RecipientStatus::Failed { reply, .. } => ("failed", reply.clone()),
+                    };
+                    pb::QueuedRecipient {
+                        address: r.address.clone(),
+                        next_hop: r.next_hop.clone(),
+                        status: status.into(),
+                        attempts: r.status.attempts(),
+                        last_error,
+                    }
+                })
+                .collect();
+            let received = time::OffsetDateTime::from(m.envelope.received_at)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            messages.push(pb::QueuedMessage {
+                id: id.to_string(),
+                sender: m.envelope.sender.clone().unwrap_or_default(),
+                size: m.body_len,
+                received,
+                recipients,
+            });
+        }
+        Ok(Response::new(pb::QueueList { messages }))
     }
 }
 
