@@ -262,7 +262,7 @@ impl Postfix {
         for (file, text) in files {
             std::fs::write(etc.join(file), text).unwrap();
         }
-        let d = dir.display();
+        let d = dir.display().to_string();
         let main = format!(
             "compatibility_level = 3.6
 config_directory = {d}/etc
@@ -299,8 +299,14 @@ virtual_minimum_uid = 1
         let submit = format!(
             "127.0.0.1:{submit_port} inet n - n - - smtpd -o smtpd_tls_security_level=none -o smtpd_tls_ask_ccert=no -o smtpd_tls_req_ccert=no"
         );
+        // The guard first, so a failed start is stopped too.
+        let pf = Self {
+            dir,
+            port,
+            submit_port,
+        };
         sh(
-            &dir,
+            &pf.dir,
             &format!(
                 "chmod 755 {d} {d}/..
                  chown postfix {d}/data
@@ -316,11 +322,6 @@ virtual_minimum_uid = 1
                  postfix -c {d}/etc start 2>&1"
             ),
         );
-        let pf = Self {
-            dir,
-            port,
-            submit_port,
-        };
         wait_or(
             "Postfix to listen",
             Duration::from_secs(20),
