@@ -87,9 +87,13 @@ pub fn outbound_tls(
     }
 }
 
-/// The next-hop key of mail to `domain` through `connector`.
+/// The next-hop key of mail to `domain` through `connector`. The domain is
+/// part of the key when routing resolves it (DNS) or when the connector's
+/// TLS may depend on it (domain security applies per domain: without it in
+/// the key, a smart-host connector could not tell a domain of the send
+/// list from any other and would send opportunistically).
 pub fn connector_key(connector: &SendConnector, domain: &Domain) -> String {
-    if connector.dns_routing_enabled {
+    if connector.dns_routing_enabled || connector.domain_secure_enabled {
         format!("connector:{}|{domain}", connector.name.to_ascii_lowercase())
     } else {
         // Smart hosts: every domain shares one hop (and its back-off).
@@ -346,10 +350,21 @@ mod tests {
                 port: 25
             }
         );
-        let key = connector_key(&connector("Internet", &["*;100"]), &d("fabrikam.com"));
+        let mut c = connector("Internet", &["*;100"]);
+        let key = connector_key(&c, &d("fabrikam.com"));
         assert_eq!(
             parse_connector_key(&key),
             Some(("internet", Some("fabrikam.com")))
+        );
+        // Smart hosts share one key, unless domain security makes the TLS
+        // depend on the domain.
+        c.dns_routing_enabled = false;
+        c.smart_hosts = vec!["relay.example".into()];
+        assert_eq!(connector_key(&c, &d("fabrikam.com")), "connector:internet");
+        c.domain_secure_enabled = true;
+        assert_eq!(
+            parse_connector_key(&connector_key(&c, &d("northwindtraders.com"))),
+            Some(("internet", Some("northwindtraders.com")))
         );
     }
 }
