@@ -7,180 +7,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use postern_tests::lab::{free_port, scrape};
-use postern_tests::{NodeProcess, Role, require_tool, sh};
+mod common;
 
-struct Org {
-    domain: &'static str,
-    hub: NodeProcess,
-    edge: NodeProcess,
-    /// Further edges of the organisation (adatum has two).
-    more_edges: Vec<NodeProcess>,
-    /// SMTP endpoints of every edge, edge1 first.
-    edge_smtps: Vec<String>,
-    edge_smtp: String,
-    hub_submission: String,
-    edge_metrics: std::net::SocketAddr,
-    hub_dir: PathBuf,
-}
-
-/// An organisation's CA and its edge certificates (naming the domain too,
-/// as domain security asks).
-fn make_pki(dir: &Path, domain: &str, edges: usize) {
-    sh(
-        dir,
-        &format!(
-            "mkdir -p {domain} && cd {domain}
-             openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
-               -subj '/CN={domain} Test Root CA' -addext 'basicConstraints=critical,CA:TRUE' \
-               -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null"
-        ),
-    );
-    for n in 1..=edges {
-        sh(
-            dir,
-            &format!(
-                "cd {domain}
-                 openssl req -newkey rsa:2048 -nodes -keyout edge{n}.key -out edge{n}.csr -subj '/CN=edge{n}.{domain}' 2>/dev/null
-                 printf 'subjectAltName=DNS:edge{n}.{domain},DNS:{domain},DNS:mail.{domain}\\nextendedKeyUsage=serverAuth,clientAuth\\nbasicConstraints=CA:FALSE\\n' > edge{n}.ext
-                 openssl x509 -req -in edge{n}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile edge{n}.ext -out edge{n}.pem 2>/dev/null
-                 cat edge{n}.pem edge{n}.key > edge{n}-bundle.pem"
-            ),
-        );
-    }
-}
-
-/// Starts edge `n` of `domain`, imports its CA certificate (before the
-/// subscription pins it), subscribes it to `hub` and sets its receive
-/// connector as the seed does. Returns it, its SMTP endpoint and metrics address.
-fn start_edge(
-    dir: &Path,
-    domain: &str,
-    n: usize,
-    hub: &NodeProcess,
-) -> (NodeProcess, String, std::net::SocketAddr) {
-    let smtp = free_port().to_string();
-    let sync = free_port().to_string();
-    let metrics = free_port();
-    let metrics_bind = metrics.to_string();
-    let edge = NodeProcess::start_with(
-        Role::Edge,
-        &dir.join(format!("{domain}-edge{n}")),
-        &format!("edge{n}.{domain}"),
-        &[
-            "--smtp-bind",
-            &smtp,
-            "--edgesync-bind",
-            &sync,
-            "--metrics-bind",
-            &metrics_bind,
-        ],
-    )
-    .unwrap();
-    let bundle = dir.join(domain).join(format!("edge{n}-bundle.pem"));
-    edge.ok(&[
-        "cert",
-        "import",
-        "--path",
-        bundle.to_str().unwrap(),
-        "--enable-services",
-        "smtp",
-    ]);
-    let sub = dir.join(format!("{domain}-edge{n}.sub"));
-    edge.ok(&["edge-subscription", "new", "--file", sub.to_str().unwrap()]);
-    hub.ok(&["edge-subscription", "import", "--file", sub.to_str().unwrap()]);
-    // The seed: Set-ReceiveConnector Internet -DomainSecureEnabled $true -AuthMechanism TLS
-    // and -ProtocolLoggingLevel Verbose, on the edge.
-    let connector = format!("Default internal receive connector edge{n}");
-    edge.ok(&[
-        "receive-connector",
-        "set",
-        &connector,
-        "--domain-secure-enabled",
-        "--auth-mechanism",
-        "tls",
-        "--protocol-logging-level",
-        "verbose",
-    ]);
-    (edge, smtp, metrics)
-}
-
-fn start_org(dir: &Path, domain: &'static str, user: &str, edges: usize) -> Org {
-    let hub_smtp = free_port().to_string();
-    let hub_dir = dir.join(format!("{domain}-hub"));
-    let hub = NodeProcess::start_with(
-        Role::Hub,
-        &hub_dir,
-        &format!("hub1.{domain}"),
-        &["--smtp-bind", &hub_smtp],
-    )
-    .unwrap();
-    hub.ok(&["accepted-domain", "new", domain]);
-    hub.ok(&["mailbox", "new", &format!("{user}@{domain}")]);
-    let (edge, edge_smtp, edge_metrics) = start_edge(dir, domain, 1, &hub);
-    let mut more_edges = Vec::new();
-    let mut edge_smtps = vec![edge_smtp.clone()];
-    for n in 2..=edges {
-        let (e, smtp, _) = start_edge(dir, domain, n, &hub);
-        more_edges.push(e);
-        edge_smtps.push(smtp);
-    }
-    // Client submission on the hub, for loopback clients.
-    let hub_submission = free_port().to_string();
-    hub.ok(&[
-        "receive-connector",
-        "new",
-        "Client Hub",
-        "--bindings",
-        &hub_submission,
-        "--permission-groups",
-        "clients",
-        "--remote-ip-ranges",
-        "127.0.0.0/8",
-    ]);
-    Org {
-        domain,
-        hub,
-        edge,
-        more_edges,
-        edge_smtps,
-        edge_smtp,
-        hub_submission,
-        edge_metrics,
-        hub_dir,
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn maildir_files(hub_dir: &Path, domain: &str, user: &str) -> Vec<String> {
-    let new = hub_dir
-        .join("mailboxes")
-        .join(domain)
-        .join(user)
-        .join("Maildir/new");
-    std::fs::read_dir(new)
-        .map(|d| {
-            d.flatten()
-                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn swaks(args: &[&str]) -> std::process::Output {
-    Command::new(require_tool("swaks")).args(args).output().unwrap()
-}
+use common::{Org, make_pki, start_org, swaks, wait_for};
+use postern_tests::lab::scrape;
+use postern_tests::{require_tool, sh};
 
 #[test]
 fn domain_secured_mail_both_ways_and_the_refusals() {
@@ -280,8 +113,8 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
 
     let log_of = |org: &Org| format!("{}\n{}", org.hub.log_text(), org.edge.log_text());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while maildir_files(&northwind.hub_dir, "northwindtraders.com", "lee").is_empty()
-        || maildir_files(&adatum.hub_dir, "adatum.com", "kim").is_empty()
+    while common::mailbox(&northwind.hub_dir, "northwindtraders.com", "lee").is_empty()
+        || common::mailbox(&adatum.hub_dir, "adatum.com", "kim").is_empty()
     {
         if Instant::now() > deadline {
             panic!(
@@ -296,7 +129,7 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
         (&northwind, "lee", "adatum.com"),
         (&adatum, "kim", "northwindtraders.com"),
     ] {
-        let mail = &maildir_files(&org.hub_dir, org.domain, user)[0];
+        let mail = &common::mailbox(&org.hub_dir, org.domain, user)[0];
         assert!(mail.contains("X-Postern-Organization-AuthAs: Partner"), "{mail}");
         assert!(
             mail.contains(&format!("X-Postern-Organization-AuthDomain: {partner}")),
@@ -404,11 +237,11 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     wait_for("spoof delivery", Duration::from_secs(30), || {
-        maildir_files(&northwind.hub_dir, "northwindtraders.com", "lee")
+        common::mailbox(&northwind.hub_dir, "northwindtraders.com", "lee")
             .iter()
             .any(|m| m.contains("Subject: spoof"))
     });
-    let spoof = maildir_files(&northwind.hub_dir, "northwindtraders.com", "lee")
+    let spoof = common::mailbox(&northwind.hub_dir, "northwindtraders.com", "lee")
         .into_iter()
         .find(|m| m.contains("Subject: spoof"))
         .unwrap();
@@ -460,7 +293,7 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     wait_for("delivery through edge2", Duration::from_secs(60), || {
-        maildir_files(&northwind.hub_dir, "northwindtraders.com", "lee")
+        common::mailbox(&northwind.hub_dir, "northwindtraders.com", "lee")
             .iter()
             .any(|m| {
                 m.contains("Subject: via the other edge")

@@ -19,9 +19,9 @@ use common::{Postfix, mailbox, make_pki, start_org, swaks, wait_or};
 fn postfix_partner_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    make_pki(dir, "adatum.com");
-    make_pki(dir, "northwindtraders.com");
-    let adatum = start_org(dir, "adatum.com", "kim");
+    make_pki(dir, "adatum.com", 1);
+    make_pki(dir, "northwindtraders.com", 1);
+    let adatum = start_org(dir, "adatum.com", "kim", 1);
 
     // Postfix as northwindtraders.com's MTA. Its next hop for adatum.com is
     // the Postern edge, [127.0.0.1]:PORT, so the policy names the domain
@@ -36,15 +36,15 @@ fn postfix_partner_both_ways() {
         &["lee@northwindtraders.com"],
         &format!(
             "smtpd_tls_security_level = encrypt
-smtpd_tls_cert_file = {nw}/edge.pem
-smtpd_tls_key_file = {nw}/edge.key
+smtpd_tls_cert_file = {nw}/edge1.pem
+smtpd_tls_key_file = {nw}/edge1.key
 smtpd_tls_CAfile = {ca}
 smtpd_tls_ask_ccert = yes
 smtpd_tls_req_ccert = yes
 smtp_tls_security_level = secure
 smtp_tls_CAfile = {ca}
-smtp_tls_cert_file = {nw}/edge.pem
-smtp_tls_key_file = {nw}/edge.key
+smtp_tls_cert_file = {nw}/edge1.pem
+smtp_tls_key_file = {nw}/edge1.key
 transport_maps = texthash:{etc}/transport
 smtp_tls_policy_maps = texthash:{etc}/tls_policy",
             etc = pf_etc.display()

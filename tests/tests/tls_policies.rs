@@ -96,7 +96,7 @@ fn context(org: &Org, postfix: &Postfix, sink: &SmtpSink) -> String {
 fn send_connector_tls_policies_against_real_peers() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    make_pki(dir, "adatum.com");
+    make_pki(dir, "adatum.com", 1);
     // The TLS peer's certificate: self-signed, naming every domain it
     // serves (fine for opportunistic and encryption-only TLS, untrusted
     // for domain security).
@@ -126,7 +126,7 @@ smtpd_tls_key_file = {d}/peer.key"
     );
     let sink = SmtpSink::start(&dir.join("sink"));
 
-    let org = start_org(dir, "adatum.com", "kim");
+    let org = start_org(dir, "adatum.com", "kim", 1);
     org.hub.ok(&[
         "transport-config",
         "set",
@@ -264,9 +264,9 @@ smtpd_tls_key_file = {d}/peer.key"
 fn an_expired_partner_certificate_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    make_pki(dir, "adatum.com");
-    make_pki(dir, "northwindtraders.com");
-    let org = start_org(dir, "adatum.com", "kim");
+    make_pki(dir, "adatum.com", 1);
+    make_pki(dir, "northwindtraders.com", 1);
+    let org = start_org(dir, "adatum.com", "kim", 1);
     let ca = dir.join("northwindtraders.com/ca.pem");
     org.hub
         .ok(&["trusted-root", "add", "--path", ca.to_str().unwrap()]);

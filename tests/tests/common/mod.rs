@@ -16,64 +16,70 @@ pub struct Org {
     pub domain: &'static str,
     pub hub: NodeProcess,
     pub edge: NodeProcess,
+    /// Further edges of the organisation.
+    pub more_edges: Vec<NodeProcess>,
+    /// SMTP endpoints of every edge, edge1 first.
+    pub edge_smtps: Vec<String>,
     pub edge_smtp: String,
     pub hub_submission: String,
     pub edge_metrics: std::net::SocketAddr,
     pub hub_dir: PathBuf,
 }
 
-/// A CA in `dir/domain` and its edge certificate, naming edge1.DOMAIN,
-/// DOMAIN and mail.DOMAIN (as organisations.rs makes them).
-pub fn make_pki(dir: &Path, domain: &str) {
-    require_tool("openssl");
+/// An organisation's CA and its edge certificates (naming the domain too,
+/// as domain security asks).
+pub fn make_pki(dir: &Path, domain: &str, edges: usize) {
     sh(
         dir,
         &format!(
             "mkdir -p {domain} && cd {domain}
              openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
                -subj '/CN={domain} Test Root CA' -addext 'basicConstraints=critical,CA:TRUE' \
-               -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
-             openssl req -newkey rsa:2048 -nodes -keyout edge.key -out edge.csr -subj '/CN=edge1.{domain}' 2>/dev/null
-             printf 'subjectAltName=DNS:edge1.{domain},DNS:{domain},DNS:mail.{domain}\\nextendedKeyUsage=serverAuth,clientAuth\\nbasicConstraints=CA:FALSE\\n' > edge.ext
-             openssl x509 -req -in edge.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile edge.ext -out edge.pem 2>/dev/null
-             cat edge.pem edge.key > edge-bundle.pem
-             chmod 644 *.pem"
+               -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null"
         ),
     );
+    for n in 1..=edges {
+        sh(
+            dir,
+            &format!(
+                "cd {domain}
+                 openssl req -newkey rsa:2048 -nodes -keyout edge{n}.key -out edge{n}.csr -subj '/CN=edge{n}.{domain}' 2>/dev/null
+                 printf 'subjectAltName=DNS:edge{n}.{domain},DNS:{domain},DNS:mail.{domain}\\nextendedKeyUsage=serverAuth,clientAuth\\nbasicConstraints=CA:FALSE\\n' > edge{n}.ext
+                 openssl x509 -req -in edge{n}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile edge{n}.ext -out edge{n}.pem 2>/dev/null
+                 cat edge{n}.pem edge{n}.key > edge{n}-bundle.pem"
+            ),
+        );
+    }
 }
 
-/// A hub and a subscribed edge for `domain` (PKI made by `make_pki`), a
-/// mailbox `user@domain`, client submission on the hub, and the edge's
-/// default receive connector domain-secure-enabled.
-pub fn start_org(dir: &Path, domain: &'static str, user: &str) -> Org {
-    let hub_smtp = free_port().to_string();
-    let edge_smtp = free_port().to_string();
-    let edge_sync = free_port().to_string();
-    let edge_metrics = free_port();
-    let hub_dir = dir.join(format!("{domain}-hub"));
-    let hub = NodeProcess::start_with(
-        Role::Hub,
-        &hub_dir,
-        &format!("hub1.{domain}"),
-        &["--smtp-bind", &hub_smtp],
-    )
-    .unwrap();
-    let metrics = edge_metrics.to_string();
+/// Starts edge `n` of `domain`, imports its CA certificate (before the
+/// subscription pins it), subscribes it to `hub` and sets its receive
+/// connector as the seed does. Returns it, its SMTP endpoint and metrics address.
+pub fn start_edge(
+    dir: &Path,
+    domain: &str,
+    n: usize,
+    hub: &NodeProcess,
+) -> (NodeProcess, String, std::net::SocketAddr) {
+    let smtp = free_port().to_string();
+    let sync = free_port().to_string();
+    let metrics = free_port();
+    let metrics_bind = metrics.to_string();
     let edge = NodeProcess::start_with(
         Role::Edge,
-        &dir.join(format!("{domain}-edge")),
-        &format!("edge1.{domain}"),
+        &dir.join(format!("{domain}-edge{n}")),
+        &format!("edge{n}.{domain}"),
         &[
             "--smtp-bind",
-            &edge_smtp,
+            &smtp,
             "--edgesync-bind",
-            &edge_sync,
+            &sync,
             "--metrics-bind",
-            &metrics,
+            &metrics_bind,
         ],
     )
     .unwrap();
-    let bundle = dir.join(domain).join("edge-bundle.pem");
+    let bundle = dir.join(domain).join(format!("edge{n}-bundle.pem"));
     edge.ok(&[
         "cert",
         "import",
@@ -82,11 +88,49 @@ pub fn start_org(dir: &Path, domain: &'static str, user: &str) -> Org {
         "--enable-services",
         "smtp",
     ]);
-    let sub = dir.join(format!("{domain}.sub"));
+    let sub = dir.join(format!("{domain}-edge{n}.sub"));
     edge.ok(&["edge-subscription", "new", "--file", sub.to_str().unwrap()]);
+    hub.ok(&["edge-subscription", "import", "--file", sub.to_str().unwrap()]);
+    // The seed: Set-ReceiveConnector Internet -DomainSecureEnabled $true -AuthMechanism TLS
+    // and -ProtocolLoggingLevel Verbose, on the edge.
+    let connector = format!("Default internal receive connector edge{n}");
+    edge.ok(&[
+        "receive-connector",
+        "set",
+        &connector,
+        "--domain-secure-enabled",
+        "--auth-mechanism",
+        "tls",
+        "--protocol-logging-level",
+        "verbose",
+    ]);
+    (edge, smtp, metrics)
+}
+
+/// A hub with `edges` subscribed edges for `domain` (PKI made by
+/// `make_pki`), a mailbox `user@domain`, client submission on the hub, and
+/// each edge's default receive connector domain-secure-enabled.
+pub fn start_org(dir: &Path, domain: &'static str, user: &str, edges: usize) -> Org {
+    let hub_smtp = free_port().to_string();
+    let hub_dir = dir.join(format!("{domain}-hub"));
+    let hub = NodeProcess::start_with(
+        Role::Hub,
+        &hub_dir,
+        &format!("hub1.{domain}"),
+        &["--smtp-bind", &hub_smtp],
+    )
+    .unwrap();
     hub.ok(&["accepted-domain", "new", domain]);
     hub.ok(&["mailbox", "new", &format!("{user}@{domain}")]);
-    hub.ok(&["edge-subscription", "import", "--file", sub.to_str().unwrap()]);
+    let (edge, edge_smtp, edge_metrics) = start_edge(dir, domain, 1, &hub);
+    let mut more_edges = Vec::new();
+    let mut edge_smtps = vec![edge_smtp.clone()];
+    for n in 2..=edges {
+        let (e, smtp, _) = start_edge(dir, domain, n, &hub);
+        more_edges.push(e);
+        edge_smtps.push(smtp);
+    }
+    // Client submission on the hub, for loopback clients.
     let hub_submission = free_port().to_string();
     hub.ok(&[
         "receive-connector",
@@ -99,20 +143,12 @@ pub fn start_org(dir: &Path, domain: &'static str, user: &str) -> Org {
         "--remote-ip-ranges",
         "127.0.0.0/8",
     ]);
-    edge.ok(&[
-        "receive-connector",
-        "set",
-        "Default internal receive connector edge1",
-        "--domain-secure-enabled",
-        "--auth-mechanism",
-        "tls",
-        "--protocol-logging-level",
-        "verbose",
-    ]);
     Org {
         domain,
         hub,
         edge,
+        more_edges,
+        edge_smtps,
         edge_smtp,
         hub_submission,
         edge_metrics,
