@@ -151,6 +151,34 @@ configure_hub() {
     fi
     pn_new "$hub" send-connector new Internet --address-spaces '*;100' --dns-routing-enabled
     pn "$hub" send-connector set Internet --domain-secure-enabled --protocol-logging-level verbose >/dev/null
+    # Mail flow: client submission on the hub (for hosts on the Docker
+    # networks and loopback), and a domain-secured connector to the
+    # partner's edges by container name on the internet network (smart
+    # hosts, not MX: no DNS container). Its source edges are node names;
+    # adatum-edge3 is listed before it exists so that it can carry partner
+    # mail the moment it is subscribed.
+    pn_new "$hub" receive-connector new "Client $hub" --bindings 0.0.0.0:587 --permission-groups clients \
+        --remote-ip-ranges 172.16.0.0/12,10.0.0.0/8,127.0.0.0/8,192.168.0.0/16
+    pn_new "$hub" send-connector new Partner --address-spaces "$pdomain;10" \
+        --smart-hosts "$(org_edges "$partner" | sed 's/\([^,]*\)/\1:25/g')" \
+        --tls-domain "$pdomain" --source-edges "$(org_edges "$org" all)"
+    pn "$hub" send-connector set Partner --domain-secure-enabled --protocol-logging-level verbose >/dev/null
+}
+
+# The edges of an organisation, comma-separated (with "all": adatum-edge3 too).
+org_edges() {
+    case "$1" in
+        adatum) if [ "${2:-}" = all ]; then echo adatum-edge1,adatum-edge2,adatum-edge3; else echo adatum-edge1,adatum-edge2; fi ;;
+        northwind) echo northwind-edge ;;
+    esac
+}
+
+# Set-ReceiveConnector -DomainSecureEnabled -AuthMechanism TLS -ProtocolLoggingLevel Verbose
+# on an edge's default receive connector (per node, not replicated).
+configure_edge() {
+    local edge=$1
+    pn "$edge" receive-connector set "Default internal receive connector $edge" \
+        --domain-secure-enabled --auth-mechanism tls --protocol-logging-level verbose >/dev/null
 }
 
 main() {
@@ -169,7 +197,7 @@ main() {
         import_cert "$n"
     done
     for n in "${nodes[@]}"; do
-        case "$n" in *-hub) ;; *) subscribe "$n" ;; esac
+        case "$n" in *-hub) ;; *) subscribe "$n"; configure_edge "$n" ;; esac
     done
     for n in "${nodes[@]}"; do
         case "$n" in *-hub) configure_hub "$(org_of "$n")" ;; esac

@@ -34,11 +34,18 @@ impl HopBackoff {
 
     /// Records an attempt through `hop`: `answered` (it delivered or gave a
     /// permanent reply) clears its back-off; otherwise the next wait comes
-    /// from `config`'s schedule, counting consecutive failures.
+    /// from `config`'s schedule, counting consecutive failures. A failure
+    /// while the hop is already backing off (another message of the same
+    /// outage, e.g. one just received and tried at once) does not lengthen
+    /// the wait: ten messages arriving during a short outage must not push
+    /// the hop to the hourly retry.
     pub fn record(&self, hop: &str, answered: bool, now: SystemTime, config: &QueueConfig) {
         let mut hops = self.hops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if answered {
             hops.remove(hop);
+            return;
+        }
+        if hops.get(hop).is_some_and(|h| h.retry_at > now) {
             return;
         }
         let failures = hops.get(hop).map_or(0, |h| h.failures).saturating_add(1);
@@ -78,10 +85,19 @@ mod tests {
         );
         assert!(!backoff.is_ready("fabrikam.com", t0 + Duration::from_secs(59)));
         assert!(backoff.is_ready("contoso.com", t0), "other hops are unaffected");
-        backoff.record("fabrikam.com", false, t0, &config);
+        // Another failure of the same outage, before the wait is over.
+        backoff.record("fabrikam.com", false, t0 + Duration::from_secs(1), &config);
         assert_eq!(
             backoff.retry_at("fabrikam.com"),
-            Some(t0 + Duration::from_secs(300))
+            Some(t0 + Duration::from_secs(60)),
+            "failures while backing off do not lengthen the wait"
+        );
+        // The retry after the wait fails too: the next wait is longer.
+        let t1 = t0 + Duration::from_secs(60);
+        backoff.record("fabrikam.com", false, t1, &config);
+        assert_eq!(
+            backoff.retry_at("fabrikam.com"),
+            Some(t1 + Duration::from_secs(300))
         );
         backoff.record("fabrikam.com", true, t0, &config);
         assert!(backoff.is_ready("fabrikam.com", t0));
