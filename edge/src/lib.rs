@@ -153,11 +153,11 @@ impl Edge {
             },
         )
         .await?;
+        // Hubs send to the connector that takes organisation servers.
         let smtp_bind = mail
-            .receive_addrs()
+            .organisation_addr(&receive_connectors)
             .await
-            .first()
-            .map(|(_, a)| a.to_string())
+            .map(|a| a.to_string())
             .unwrap_or_else(|| node.identity.smtp_bind.clone());
         let admin = EdgeAdmin {
             node: node.clone(),

@@ -134,7 +134,11 @@ impl Hub {
         .await?;
         follow_edgesync(sync.clone(), config.clone(), mail.metrics().clone());
         // Edges send inbound mail to the hub's default connector, as bound.
-        let bound = mail.receive_addrs().await.first().map(|(_, a)| a.to_string());
+        // The organisation connector (org servers), not client submission.
+        let bound = mail
+            .organisation_addr(&receive_connectors)
+            .await
+            .map(|a| a.to_string());
         let endpoint = advertised(
             bound.as_deref().unwrap_or(&node.identity.smtp_bind),
             node.identity.fqdn.as_str(),

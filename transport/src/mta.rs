@@ -356,6 +356,29 @@ impl NodeMail {
             .unwrap_or_default()
     }
 
+    /// Where the connector that takes organisation servers listens (what
+    /// peers of the organisation are told), else the first connector.
+    pub async fn organisation_addr(
+        &self,
+        connectors: &crate::receive_connectors::ReceiveConnectorStore,
+    ) -> Option<SocketAddr> {
+        let org = connectors
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| {
+                c.permission_groups
+                    .contains(&postern_model::PermissionGroup::OrgServers)
+            })
+            .map(|c| c.name);
+        let addrs = self.receive_addrs().await;
+        addrs
+            .iter()
+            .find(|(name, _)| Some(name) == org.as_ref())
+            .or(addrs.first())
+            .map(|(_, a)| *a)
+    }
+
     /// Stops the engine (sessions and deliveries in flight finish).
     pub async fn shutdown(&self) {
         let taken = self.mta.lock().await.take();

@@ -227,4 +227,7 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
         tracing::error!(%id, error = %e, "cannot record a delivery attempt");
         ctx.queue.release(id);
     }
+    if let Some(m) = &ctx.metrics {
+        m.set_queue_length(ctx.queue.stats().queue_length);
+    }
 }
