@@ -5,7 +5,9 @@
 //! connector that serves the domain; domain security applies to senders on
 //! the receive list and to recipients on the send list.
 
-use postern_edgesync::Replica;
+use std::sync::{Arc, Mutex};
+
+use postern_edgesync::{Applied, Replica};
 use postern_model::{
     AcceptedDomainKind, Domain, MailboxHash, NodeName, ObjectKey, ReplicatedObject, SendConnector,
     TransportConfig,
@@ -16,6 +18,7 @@ use postern_transport::routing::{
 };
 use postern_transport::smtp::{Mailbox, Reply};
 use postern_transport::tls::PeerTrust;
+use tokio::sync::watch;
 
 /// The next-hop key of mail for the organisation's hubs.
 pub const HUBS_HOP: &str = "hubs";
@@ -25,19 +28,60 @@ pub struct EdgeRouter {
     replica: Replica,
     name: NodeName,
     fqdn: Domain,
+    /// Transport config and send connectors as decoded at the replica's
+    /// last change; reread only when the replica changes, not per message.
+    view: Mutex<(watch::Receiver<Applied>, Arc<View>)>,
+}
+
+/// The replicated objects routing reads on every message.
+struct View {
+    config: TransportConfig,
+    connectors: Vec<SendConnector>,
+}
+
+impl View {
+    fn load(replica: &Replica) -> Self {
+        let config = match replica.get(&ObjectKey::of("transport-config", "")) {
+            Ok(Some(ReplicatedObject::TransportConfig(c))) => c,
+            _ => TransportConfig::default(),
+        };
+        let connectors = replica
+            .list("send-connector")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| match o {
+                ReplicatedObject::SendConnector(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        Self { config, connectors }
+    }
 }
 
 impl EdgeRouter {
     /// Routes for the edge `name` (`fqdn`) from `replica`.
     pub fn new(replica: Replica, name: NodeName, fqdn: Domain) -> Self {
-        Self { replica, name, fqdn }
+        let watch = replica.watch();
+        let view = Arc::new(View::load(&replica));
+        Self {
+            replica,
+            name,
+            fqdn,
+            view: Mutex::new((watch, view)),
+        }
+    }
+
+    fn view(&self) -> Arc<View> {
+        let mut guard = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.0.has_changed().unwrap_or(false) {
+            guard.0.borrow_and_update();
+            guard.1 = Arc::new(View::load(&self.replica));
+        }
+        Arc::clone(&guard.1)
     }
 
     fn transport_config(&self) -> TransportConfig {
-        match self.replica.get(&ObjectKey::of("transport-config", "")) {
-            Ok(Some(ReplicatedObject::TransportConfig(c))) => c,
-            _ => TransportConfig::default(),
-        }
+        self.view().config.clone()
     }
 
     fn accepted(&self, domain: &Domain) -> Option<AcceptedDomainKind> {
@@ -56,15 +100,7 @@ impl EdgeRouter {
     }
 
     fn connectors(&self) -> Vec<SendConnector> {
-        self.replica
-            .list("send-connector")
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|o| match o {
-                ReplicatedObject::SendConnector(c) => Some(c),
-                _ => None,
-            })
-            .collect()
+        self.view().connectors.clone()
     }
 
     fn outbound(&self, domain: &Domain) -> Result<String, RouteRefusal> {

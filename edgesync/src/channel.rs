@@ -3,17 +3,16 @@
 //! handshakes and hands TLS streams to tonic; the hub dials through a
 //! custom connector that pins the edge's certificate thumbprint.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use postern_model::Thumbprint;
 use postern_transport::certs::CertStore;
-use postern_transport::tls::{ClientCertResolver, ServerCertResolver, TrustStore, provider};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::{DigitallySignedStruct, Error, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use postern_transport::tls::{
+    ClientCertResolver, DirectTrustServerVerifier, ServerCertResolver, TrustStore, provider,
+};
+use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::transport::{Channel, Endpoint};
@@ -83,7 +82,9 @@ pub fn connect_edge(
         .with_safe_default_protocol_versions()
         .map(|b| {
             b.dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinnedServer(edge_thumbprint)))
+                .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::pinned(
+                    edge_thumbprint,
+                )))
                 .with_client_cert_resolver(Arc::new(ClientCertResolver::new(certs, hub_fqdn)))
         })
         .unwrap_or_else(|_| unreachable!("ring supports the default versions"));
@@ -111,67 +112,4 @@ pub fn connect_edge(
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
         })))
-}
-
-/// Accepts exactly one server certificate, by thumbprint: the edge named in
-/// the subscription (an edge presenting another certificate is refused).
-struct PinnedServer(Thumbprint);
-
-impl fmt::Debug for PinnedServer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PinnedServer({})", self.0)
-    }
-}
-
-impl ServerCertVerifier for PinnedServer {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let presented = Thumbprint::of_der(end_entity.as_ref());
-        if presented == self.0 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(Error::General(format!(
-                "the edge presented certificate {presented}, not {} from its subscription",
-                self.0
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
-    }
 }

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::Maildir;
 use crate::dns::{DnsError, MxResolver};
-use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome};
+use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome, RecipientState};
 use crate::routing::{Destination, Router, SmtpHop};
 
 /// Sends a message to a remote next hop; implemented by the SMTP client pool.
@@ -101,17 +101,47 @@ pub async fn run(ctx: DeliveryContext, config: WorkerConfig, shutdown: impl Futu
     let _ = permits.acquire_many(config.concurrency.max(1) as u32).await;
 }
 
-/// The hop to use for a recipient queued with `key`: the key itself while
-/// it still routes, else the router's current choice for the address
-/// (configuration changed, or a DSN queued with its domain as the hop).
-fn current_hop(router: &dyn Router, key: &str, address: &str) -> String {
-    if router.destination(key).is_some() {
-        return key.to_owned();
+/// Groups a message's recipients by the hop to use now, each hop resolved
+/// once: the queued key while it still routes, else the router's current
+/// choice for the address (configuration changed, or a DSN queued with its
+/// domain as the hop).
+fn group_by_hop(
+    router: &dyn Router,
+    recipients: &[RecipientState],
+) -> BTreeMap<String, (Option<Destination>, Vec<String>)> {
+    let mut queued: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in recipients {
+        queued
+            .entry(r.next_hop.as_str())
+            .or_default()
+            .push(r.address.as_str());
     }
-    crate::smtp::Mailbox::parse(address)
-        .ok()
-        .and_then(|m| router.next_hop(&m).ok())
-        .unwrap_or_else(|| key.to_owned())
+    let mut groups: BTreeMap<String, (Option<Destination>, Vec<String>)> = BTreeMap::new();
+    for (key, addresses) in queued {
+        if let Some(destination) = router.destination(key) {
+            let group = groups.entry(key.to_owned()).or_insert((None, Vec::new()));
+            group.0 = Some(destination);
+            group.1.extend(addresses.into_iter().map(str::to_owned));
+            continue;
+        }
+        for address in addresses {
+            let rerouted = crate::smtp::Mailbox::parse(address)
+                .ok()
+                .and_then(|m| router.next_hop(&m).ok())
+                .unwrap_or_else(|| key.to_owned());
+            groups
+                .entry(rerouted)
+                .or_insert((None, Vec::new()))
+                .1
+                .push(address.to_owned());
+        }
+    }
+    for (key, group) in &mut groups {
+        if group.0.is_none() {
+            group.0 = router.destination(key);
+        }
+    }
+    groups
 }
 
 /// `hop` with its MX hosts filled in when it is routed by DNS (on the
@@ -149,14 +179,10 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
             return;
         }
     };
-    let mut by_hop: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in &message.recipients {
-        let hop = current_hop(ctx.router.as_ref(), &r.next_hop, &r.address);
-        by_hop.entry(hop).or_default().push(r.address.clone());
-    }
+    let by_hop = group_by_hop(ctx.router.as_ref(), &message.recipients);
     let mut outcomes = Vec::with_capacity(message.recipients.len());
-    for (key, recipients) in by_hop {
-        match ctx.router.destination(&key) {
+    for (key, (destination, recipients)) in by_hop {
+        match destination {
             Some(Destination::Local) => {
                 let maildir = ctx.maildir.clone();
                 let sender = message.sender.clone();

@@ -68,9 +68,9 @@ pub fn client_config(
         ServerVerification::DirectTrust => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::new(trust.clone()))),
-        ServerVerification::DangerEncryptionOnly => builder.dangerous().with_custom_certificate_verifier(
-            Arc::new(DirectTrustServerVerifier::danger_accept_any(trust.clone())),
-        ),
+        ServerVerification::DangerEncryptionOnly => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::danger_accept_any())),
     };
     let config = match client_cert {
         Some(resolver) => builder.with_client_cert_resolver(Arc::new(resolver)),

@@ -34,6 +34,35 @@ fn schemes() -> Vec<SignatureScheme> {
     provider().signature_verification_algorithms.supported_schemes()
 }
 
+/// The three signature methods every verifier here shares: handshake
+/// signatures are checked with the provider's algorithms (the proof the peer
+/// holds the certificate's key); only certificate acceptance differs.
+macro_rules! signatures_checked_by_the_provider {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            tls12(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            tls13(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            schemes()
+        }
+    };
+}
+
 fn untrusted(thumbprint: Thumbprint) -> Error {
     Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(std::sync::Arc::new(
         NotDirectlyTrusted(thumbprint),
@@ -95,27 +124,7 @@ impl ClientCertVerifier for DirectTrustClientVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes()
-    }
+    signatures_checked_by_the_provider!();
 }
 
 /// Server side, Internet connectors: asks for a client certificate but
@@ -144,27 +153,7 @@ impl ClientCertVerifier for AcceptAnyClientCert {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes()
-    }
+    signatures_checked_by_the_provider!();
 }
 
 /// A client verifier that refuses everything; stands in when a PKI
@@ -184,37 +173,22 @@ impl ClientCertVerifier for RefuseAll {
     ) -> Result<ClientCertVerified, Error> {
         Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        tls12(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        tls13(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes()
-    }
+    signatures_checked_by_the_provider!();
 }
 
 /// Client side: which server certificates a connection accepts.
 #[derive(Clone)]
 pub struct DirectTrustServerVerifier {
-    trust: TrustStore,
     mode: ServerMode,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 enum ServerMode {
-    Direct,
+    /// Thumbprint in the live direct-trust set.
+    Direct(TrustStore),
+    /// Exactly this thumbprint.
+    Pinned(Thumbprint),
+    /// Any certificate (signatures still checked).
     DangerAnyCertificate,
 }
 
@@ -222,16 +196,22 @@ impl DirectTrustServerVerifier {
     /// Organisation hops: the server's thumbprint must be in the direct-trust set.
     pub fn new(trust: TrustStore) -> Self {
         Self {
-            trust,
-            mode: ServerMode::Direct,
+            mode: ServerMode::Direct(trust),
+        }
+    }
+
+    /// Exactly one certificate, by thumbprint (EdgeSync dialing the edge of
+    /// a subscription: an edge presenting another certificate is refused).
+    pub fn pinned(thumbprint: Thumbprint) -> Self {
+        Self {
+            mode: ServerMode::Pinned(thumbprint),
         }
     }
 
     /// Opportunistic and encryption-only TLS: any certificate is accepted
     /// (its handshake signature is still checked). Never for domain security.
-    pub fn danger_accept_any(trust: TrustStore) -> Self {
+    pub fn danger_accept_any() -> Self {
         Self {
-            trust,
             mode: ServerMode::DangerAnyCertificate,
         }
     }
@@ -239,7 +219,12 @@ impl DirectTrustServerVerifier {
 
 impl fmt::Debug for DirectTrustServerVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DirectTrustServerVerifier({:?})", self.mode)
+        let mode = match &self.mode {
+            ServerMode::Direct(_) => "direct trust".to_owned(),
+            ServerMode::Pinned(t) => format!("pinned {t}"),
+            ServerMode::DangerAnyCertificate => "any certificate".to_owned(),
+        };
+        write!(f, "DirectTrustServerVerifier({mode})")
     }
 }
 
@@ -253,32 +238,16 @@ impl ServerCertVerifier for DirectTrustServerVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         let thumbprint = Thumbprint::of_der(end_entity.as_ref());
-        match self.mode {
+        match &self.mode {
             ServerMode::DangerAnyCertificate => Ok(ServerCertVerified::assertion()),
-            ServerMode::Direct if self.trust.is_direct(&thumbprint) => Ok(ServerCertVerified::assertion()),
-            ServerMode::Direct => Err(untrusted(thumbprint)),
+            ServerMode::Direct(trust) if trust.is_direct(&thumbprint) => Ok(ServerCertVerified::assertion()),
+            ServerMode::Direct(_) => Err(untrusted(thumbprint)),
+            ServerMode::Pinned(expected) if *expected == thumbprint => Ok(ServerCertVerified::assertion()),
+            ServerMode::Pinned(expected) => Err(Error::General(format!(
+                "the peer presented certificate {thumbprint}, not {expected} from its subscription"
+            ))),
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        tls12(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes()
-    }
+    signatures_checked_by_the_provider!();
 }
