@@ -3,6 +3,7 @@
 
 mod cert;
 mod client;
+mod dkim;
 mod edgesync;
 mod objects;
 mod output;
@@ -101,6 +102,11 @@ enum Command {
         #[command(subcommand)]
         command: edgesync::EdgeSyncCommand,
     },
+    /// DKIM keys of a hub: new, import, enable, list, remove.
+    Dkim {
+        #[command(subcommand)]
+        command: dkim::DkimCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +147,7 @@ fn main() -> ExitCode {
             Command::ReceiveConnector { command } => objects::receive_connector(&cli.node, command).await,
             Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
             Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
+            Command::Dkim { command } => dkim::run(&cli.node, command).await,
         }
     });
     match result {

@@ -631,6 +631,10 @@ pub struct ReceiveConnectorArgs {
     /// Largest message in bytes.
     #[arg(long)]
     max_message_size: Option<u64>,
+    /// DMARC failures of mail from outside: none (stamp only) or honour
+    /// (p=reject refused with 550 5.7.1, p=quarantine marked).
+    #[arg(long)]
+    dmarc_enforcement: Option<String>,
 }
 
 fn apply_receive_args(
@@ -676,6 +680,9 @@ fn apply_receive_args(
     if let Some(v) = a.max_message_size {
         c.max_message_size = Some(v);
     }
+    if let Some(v) = a.dmarc_enforcement {
+        c.dmarc_enforcement = v.parse().map_err(|e: String| anyhow!(e))?;
+    }
     Ok(())
 }
 
@@ -691,6 +698,7 @@ fn receive_fields() -> Vec<(&'static str, &'static str)> {
         ("Fqdn", "fqdn"),
         ("ProtocolLoggingLevel", "protocol_logging_level"),
         ("MaxMessageSize", "max_message_size"),
+        ("DmarcEnforcement", "dmarc_enforcement"),
     ]
 }
 
@@ -742,6 +750,7 @@ pub async fn receive_connector(node: &Path, cmd: ReceiveConnectorCommand) -> any
                 fqdn: None,
                 protocol_logging_level: ProtocolLoggingLevel::None,
                 max_message_size: None,
+                dmarc_enforcement: Default::default(),
             };
             apply_receive_args(&mut connector, a)?;
             put_receive(&mut c, &connector, true, false).await

@@ -137,6 +137,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                 fqdn: None,
                 protocol_logging_level: ProtocolLoggingLevel::Verbose,
                 max_message_size: None,
+                dmarc_enforcement: Default::default(),
             },
             false,
             false,

@@ -135,6 +135,21 @@ impl Edge {
             ),
             None => None,
         };
+        let dns = postern_transport::dns::DnsConfig {
+            servers: opts.dns_servers.clone(),
+            ..Default::default()
+        };
+        // Mail from outside is judged (SPF, DKIM, ARC, DMARC) through the
+        // node's name servers; without a resolver it is stamped unjudged.
+        let message_auth = postern_transport::auth::MessageAuth {
+            signer: None,
+            verifier: postern_transport::dns::shared_resolver(&dns).map(|resolver| {
+                postern_transport::auth::Verifier::new(
+                    resolver.hickory().clone(),
+                    node.identity.fqdn.as_str(),
+                )
+            }),
+        };
         let mail = NodeMail::start(
             &node,
             trust.clone(),
@@ -147,10 +162,8 @@ impl Edge {
                 }
             }),
             metrics_bind,
-            postern_transport::dns::DnsConfig {
-                servers: opts.dns_servers.clone(),
-                ..Default::default()
-            },
+            dns,
+            message_auth,
         )
         .await?;
         // Hubs send to the connector that takes organisation servers.

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod dkim;
 pub mod routing;
 pub mod subscriptions;
 
@@ -13,9 +14,11 @@ use std::sync::Arc;
 use postern_edgesync::hub_side::{SyncManager, SyncState};
 use postern_model::{ChangeOp, HubInfo, ReplicatedObject, Service};
 use postern_proto::admin::config_server::ConfigServer;
+use postern_proto::admin::dkim_server::DkimServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
 use postern_transport::admin::{self as node_admin, AdminError};
+use postern_transport::auth::{DkimKeyStore, MessageAuth, Signer};
 use postern_transport::metrics::{EdgeSyncSample, Metrics};
 use postern_transport::mta::NodeMail;
 use postern_transport::receive_connectors::ReceiveConnectorStore;
@@ -27,6 +30,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::admin::HubAdmin;
 use crate::config::{ConfigError, HubConfig};
+use crate::dkim::DkimService;
 use crate::subscriptions::{SubscriptionError, Subscriptions};
 
 /// How to run a hub node.
@@ -64,6 +68,12 @@ pub enum HubError {
     /// The receive connectors could not be loaded.
     #[error(transparent)]
     ReceiveConnectors(#[from] postern_transport::receive_connectors::ReceiveConnectorError),
+    /// The DKIM key store could not be opened.
+    #[error(transparent)]
+    Dkim(postern_transport::auth::DkimKeyError),
+    /// The DKIM signer could not be built.
+    #[error(transparent)]
+    Signer(postern_transport::auth::sign::SignError),
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -78,6 +88,8 @@ pub struct Hub {
     pub admin: HubAdmin,
     /// The mail engine (receive connectors, queue, delivery).
     pub mail: NodeMail,
+    /// The hub's DKIM keys.
+    pub dkim: DkimKeyStore,
 }
 
 impl Hub {
@@ -119,6 +131,11 @@ impl Hub {
             ),
             None => None,
         };
+        let dkim = DkimKeyStore::open(&node.db).map_err(HubError::Dkim)?;
+        let message_auth = MessageAuth {
+            signer: Some(Signer::new(dkim.clone()).map_err(HubError::Signer)?),
+            verifier: None,
+        };
         let mail = NodeMail::start(
             &node,
             trust.clone(),
@@ -130,6 +147,7 @@ impl Hub {
                 servers: opts.dns_servers.clone(),
                 ..Default::default()
             },
+            message_auth,
         )
         .await?;
         follow_edgesync(sync.clone(), config.clone(), mail.metrics().clone());
@@ -152,7 +170,12 @@ impl Hub {
             sync,
             receive_connectors,
         };
-        Ok(Self { node, admin, mail })
+        Ok(Self {
+            node,
+            admin,
+            mail,
+            dkim,
+        })
     }
 
     /// The admin router: common services plus the hub's.
@@ -165,6 +188,10 @@ impl Hub {
         .add_service(ConfigServer::new(self.admin.clone()))
         .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
         .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+        .add_service(DkimServer::new(DkimService {
+            keys: self.dkim.clone(),
+            config: self.admin.config.clone(),
+        }))
     }
 }
 

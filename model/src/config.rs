@@ -545,6 +545,9 @@ pub struct ReceiveConnector {
     pub protocol_logging_level: ProtocolLoggingLevel,
     /// Largest message; `None` is the transport configuration's.
     pub max_message_size: Option<u64>,
+    /// What is done with a failed DMARC check of mail from outside.
+    #[serde(default)]
+    pub dmarc_enforcement: crate::DmarcEnforcement,
 }
 
 impl ReceiveConnector {

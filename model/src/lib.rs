@@ -7,6 +7,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod dkim;
 pub mod domain;
 pub mod node;
 pub mod protocol_log;
@@ -21,6 +22,7 @@ pub use config::{
     EdgeInfo, HubInfo, MailboxHash, ObjectKey, PermissionGroup, ReceiveConnector, ReplicatedObject,
     SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
+pub use dkim::{DkimKeyType, DmarcEnforcement, Selector};
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};
 pub use protocol_log::{ProtocolLoggingLevel, ProtocolLoggingLevelError};

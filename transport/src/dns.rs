@@ -177,6 +177,12 @@ impl MxResolver {
         Ok(Self { resolver, limit })
     }
 
+    /// The underlying hickory resolver (its cache and name servers), for
+    /// the message-authentication checks.
+    pub fn hickory(&self) -> &TokioResolver {
+        &self.resolver
+    }
+
     /// The hosts to try for mail to `domain`, each on `port`: its MX hosts
     /// by preference (equal preferences in random order), or the domain
     /// itself when it has no MX records but has an address.

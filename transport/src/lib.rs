@@ -2,6 +2,7 @@
 //! certificates and TLS trust, the admin server, and the SMTP engine.
 
 pub mod admin;
+pub mod auth;
 pub mod certs;
 pub mod client;
 pub mod connectors;

@@ -39,6 +39,8 @@ pub struct MtaConfig {
     pub metrics_bind: Option<SocketAddr>,
     /// Name servers for hops routed by MX; the default is the system's.
     pub dns: DnsConfig,
+    /// DKIM signing and inbound checks (none by default).
+    pub message_auth: crate::auth::MessageAuth,
 }
 
 impl MtaConfig {
@@ -52,6 +54,7 @@ impl MtaConfig {
             client: ClientSettings::default(),
             metrics_bind: None,
             dns: DnsConfig::default(),
+            message_auth: Default::default(),
         }
     }
 }
@@ -121,6 +124,7 @@ impl Mta {
             router: config.router.clone(),
             metrics: metrics.clone(),
             receive_log,
+            message_auth: config.message_auth,
         };
         let mut receive = Vec::new();
         for connector in config.receive {
@@ -294,6 +298,7 @@ impl NodeMail {
         transport: Arc<dyn Fn() -> postern_model::TransportConfig + Send + Sync>,
         metrics_bind: Option<SocketAddr>,
         dns: DnsConfig,
+        message_auth: crate::auth::MessageAuth,
     ) -> Result<Self, MtaError> {
         let fqdn = node.identity.fqdn.clone();
         let configs = move |store: &crate::receive_connectors::ReceiveConnectorStore,
@@ -309,6 +314,7 @@ impl NodeMail {
         let mut config = MtaConfig::new(configs(&connectors, &current), router);
         config.metrics_bind = metrics_bind;
         config.dns = dns;
+        config.message_auth = message_auth;
         config.queue.expiration = std::time::Duration::from_secs(current.message_expiration_secs);
         config.queue.delay_notice_after =
             Some(std::time::Duration::from_secs(current.delay_notification_secs));

@@ -149,6 +149,7 @@ pub fn default_connector(identity: &NodeIdentity) -> ReceiveConnector {
         fqdn: None,
         protocol_logging_level: ProtocolLoggingLevel::None,
         max_message_size: None,
+        dmarc_enforcement: Default::default(),
     }
 }
 
@@ -191,6 +192,7 @@ pub fn server_configs(
                 .unwrap_or(usize::MAX);
             cfg.max_recipients = transport.max_recipients as usize;
             cfg.remote_ip_ranges = ranges.clone();
+            cfg.dmarc_enforcement = c.dmarc_enforcement;
             cfg
         })
         .collect()

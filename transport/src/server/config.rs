@@ -60,6 +60,8 @@ pub struct ReceiveConnectorConfig {
     pub domain_secure_enabled: bool,
     /// Clients allowed to connect; empty is everyone.
     pub remote_ip_ranges: Vec<IpRange>,
+    /// What a failed DMARC check of mail from outside does.
+    pub dmarc_enforcement: postern_model::DmarcEnforcement,
 }
 
 /// An address range such as `10.0.0.0/8` or `::1/128` (a bare address is /32 or /128).
@@ -136,6 +138,7 @@ impl ReceiveConnectorConfig {
             relay_allowed: false,
             domain_secure_enabled: false,
             remote_ip_ranges: Vec::new(),
+            dmarc_enforcement: postern_model::DmarcEnforcement::None,
         }
     }
 

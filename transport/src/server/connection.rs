@@ -13,6 +13,7 @@
 //! reply line (`>`), the `*` TLS lines after STARTTLS, a `*` line with the
 //! queue id of each accepted message, and `-`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +30,7 @@ use super::received::ReceivedStamp;
 use super::recipients::{RouteBook, RoutingPolicy, SharedOrigin, resolve_mailbox, route};
 use super::record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};
 use super::stream::Stream;
+use crate::auth::{Inbound, Judged};
 use crate::metrics::{MessageOutcome, Metrics, TlsHandshakeOutcome};
 use crate::protocol_log::{self, Direction, Endpoints, SessionLogger};
 use crate::queue::{self, RecipientState};
@@ -464,6 +466,19 @@ impl Connection {
             self.log
                 .info(format_args!("Domain secured: {}", trust_stamp.headers.join("; ")));
         }
+        let mut headers = trust_stamp.headers;
+        let body = if org_node {
+            body
+        } else {
+            match self.authenticate(&envelope, &body, &mut headers).await {
+                Ok(judged) => Cow::Owned(judged),
+                Err(reply) => {
+                    self.metrics()
+                        .message(Direction::Receive, MessageOutcome::Rejected);
+                    return self.session.refused_after_data(reply);
+                }
+            }
+        };
         self.transactions += 1;
         let id = format!("{}.{}", self.info.session_id, self.transactions);
         let extended = current_helo(self.session.state()).is_none_or(|h| h.extended);
@@ -478,7 +493,7 @@ impl Connection {
             date: OffsetDateTime::now_utc(),
         };
         let mut message = stamp.to_field().into_bytes();
-        for header in &trust_stamp.headers {
+        for header in &headers {
             message.extend_from_slice(header.as_bytes());
             message.extend_from_slice(b"\r\n");
         }
@@ -506,6 +521,58 @@ impl Connection {
                 self.metrics()
                     .message(Direction::Receive, MessageOutcome::Deferred);
                 self.session.queue_failed()
+            }
+        }
+    }
+
+    /// Signs or verifies a message from outside the organisation
+    /// ([`crate::auth`]): the message to queue, with the fields to stamp
+    /// added to `headers`, or the reply refusing it.
+    async fn authenticate(
+        &mut self,
+        envelope: &Envelope,
+        body: &[u8],
+        headers: &mut Vec<String>,
+    ) -> Result<Vec<u8>, Reply> {
+        let auth = &self.shared.ctx.message_auth;
+        if auth.signer.is_none() && auth.verifier.is_none() {
+            return Ok(body.to_vec());
+        }
+        let helo = envelope.helo.to_string();
+        let mail_from = match &envelope.from {
+            ReversePath::Mailbox(m) => m.to_string(),
+            ReversePath::Null => String::new(),
+        };
+        // Domain security's result joins the one field stamped.
+        let other = headers
+            .iter()
+            .position(|h| h.starts_with("Authentication-Results:"))
+            .filter(|_| auth.verifier.is_some())
+            .map(|i| headers.remove(i));
+        let inbound = Inbound {
+            remote_ip: self.info.remote.ip(),
+            helo: helo.trim_start_matches('[').trim_end_matches(']'),
+            mail_from: &mail_from,
+            message: body,
+        };
+        let config = &self.shared.config;
+        match auth
+            .judge(
+                inbound,
+                config.dmarc_enforcement,
+                config.command_timeout,
+                other.as_deref(),
+            )
+            .await
+        {
+            Judged::Accept { message, fields } => {
+                headers.extend(fields);
+                Ok(message.into_owned())
+            }
+            Judged::Reject(text) => {
+                tracing::info!(session = %self.info.session_id, remote = %self.info.remote, "message refused: DMARC reject policy honoured");
+                self.log.info(format_args!("DMARC reject policy honoured"));
+                Err(Reply::simple(550, (5, 7, 1), text))
             }
         }
     }

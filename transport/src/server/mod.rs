@@ -75,6 +75,9 @@ pub struct ServerContext {
     /// The node's receive protocol log (`DATA_DIR/logs/protocol/receive`);
     /// connectors at level `Verbose` write to it. `None`: nothing is logged.
     pub receive_log: Option<Arc<ProtocolLog>>,
+    /// DKIM signing (hubs) and SPF/DKIM/DMARC/ARC checks (edges) of
+    /// mail that does not come from a node of the organisation.
+    pub message_auth: crate::auth::MessageAuth,
 }
 
 impl fmt::Debug for ServerContext {

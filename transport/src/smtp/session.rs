@@ -286,6 +286,13 @@ impl Session {
         Reply::queue_failed()
     }
 
+    /// The message queued by [`Action::Queue`] was refused after its data
+    /// (a DMARC reject policy, say): the transaction ends with `reply`.
+    pub fn refused_after_data(&mut self, reply: Reply) -> Reply {
+        self.finish_queuing();
+        reply
+    }
+
     fn finish_queuing(&mut self) {
         if let SessionState::Queuing { helo } = std::mem::replace(&mut self.state, SessionState::Connected) {
             self.state = SessionState::Greeted { helo };

@@ -107,6 +107,7 @@ impl Setup {
             router: self.router,
             metrics: Arc::clone(&metrics),
             receive_log: receive_log.clone(),
+            message_auth: Default::default(),
         };
         let records = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&records);
