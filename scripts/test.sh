@@ -12,6 +12,10 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/postfix ] || need+=(postfix)
+# DKIM/ARC signing and verifying peers (issue 18): dkimpy with dnspython
+# and authres (for arcsign), and OpenDKIM's tools.
+/usr/bin/python3 -c 'import dkim, dns.resolver, authres' >/dev/null 2>&1 || need+=(python3-dkim python3-dnspython python3-authres)
+command -v opendkim-testmsg >/dev/null 2>&1 || need+=(opendkim-tools)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} from Debian's packages" >&2
     sudo=""

@@ -5,7 +5,9 @@
 //! adatum.com) on sending; adatum.com runs Postern (hub + edge) with both
 //! domain-secure lists set to northwindtraders.com. Mail goes both ways,
 //! Postfix logs the verified sessions, and Postern stamps the partner's
-//! mail as domain-secured.
+//! mail as domain-secured. adatum's hub DKIM-signs the mail it sends, and
+//! dkimpy verifies the message as Postfix delivered it against the record
+//! `postern dkim list` prints, served by dnsmasq (issue 18).
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,6 +15,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::dnsmasq::{Dnsmasq, dkim_tool, txt};
 use common::{Postfix, mailbox, make_pki, start_org, swaks, wait_or};
 
 #[test]
@@ -96,6 +99,19 @@ smtp_tls_policy_maps = texthash:{etc}/tls_policy",
     });
     let ctx = || format!("{}\n--- postfix:\n{}", adatum.logs(), postfix.log());
 
+    // adatum signs its outbound mail; the record goes to a DNS server.
+    adatum
+        .hub
+        .ok(&["dkim", "new", "--domain", "adatum.com", "--selector", "hub1"]);
+    adatum
+        .hub
+        .ok(&["dkim", "enable", "--domain", "adatum.com", "--selector", "hub1"]);
+    let record = adatum.hub.json(&["dkim", "list"])[0]["txt_record"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dns = Dnsmasq::start(&dir.join("dns"), &[txt("hub1._domainkey.adatum.com", &record)]);
+
     // adatum -> northwind: submitted at the hub, out through the edge.
     adatum.submit("kim@adatum.com", "lee@northwindtraders.com", "hello postfix");
     // northwind -> adatum: submitted to Postfix, which relays to the edge.
@@ -128,6 +144,12 @@ smtp_tls_policy_maps = texthash:{etc}/tls_policy",
     let mail = &postfix.mailbox("northwindtraders.com", "lee")[0];
     assert!(mail.contains("Subject: hello postfix"), "{mail}");
     assert!(mail.contains("with ESMTPS"), "{mail}");
+    // Signed by adatum's hub; dkimpy verifies it as Postfix delivered it.
+    assert!(mail.contains("d=adatum.com"), "{mail}");
+    let delivered = dir.join("delivered.eml");
+    std::fs::write(&delivered, mail).unwrap();
+    let port = dns.addr.port().to_string();
+    assert_eq!(dkim_tool(&["verify", &port, delivered.to_str().unwrap()]), "pass");
     let log = postfix.log();
     assert!(log.contains("Trusted TLS connection established from"), "{log}");
     // Postfix verified the edge's certificate for adatum.com.

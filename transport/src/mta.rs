@@ -290,6 +290,9 @@ pub struct NodeMail {
 impl NodeMail {
     /// Starts the engine with the connectors of `connectors` and follows
     /// their changes; `transport` reads the current transport configuration.
+    // Each argument is a distinct part the role hands over; a struct for
+    // them would only be this list again.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         node: &Node,
         trust: TrustStore,

@@ -5,6 +5,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod dnsmasq;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,6 +63,17 @@ pub fn start_edge(
     n: usize,
     hub: &NodeProcess,
 ) -> (NodeProcess, String, std::net::SocketAddr) {
+    start_edge_with(dir, domain, n, hub, &[])
+}
+
+/// Like `start_edge`, with extra `edge run` flags (`--dns-server`).
+pub fn start_edge_with(
+    dir: &Path,
+    domain: &str,
+    n: usize,
+    hub: &NodeProcess,
+    extra: &[&str],
+) -> (NodeProcess, String, std::net::SocketAddr) {
     let smtp = free_port().to_string();
     let sync = free_port().to_string();
     let metrics = free_port();
@@ -76,7 +89,11 @@ pub fn start_edge(
             &sync,
             "--metrics-bind",
             &metrics_bind,
-        ],
+        ]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect::<Vec<_>>(),
     )
     .unwrap();
     let bundle = dir.join(domain).join(format!("edge{n}-bundle.pem"));
@@ -111,6 +128,17 @@ pub fn start_edge(
 /// `make_pki`), a mailbox `user@domain`, client submission on the hub, and
 /// each edge's default receive connector domain-secure-enabled.
 pub fn start_org(dir: &Path, domain: &'static str, user: &str, edges: usize) -> Org {
+    start_org_with(dir, domain, user, edges, &[])
+}
+
+/// Like `start_org`, with extra flags for every edge (`--dns-server`).
+pub fn start_org_with(
+    dir: &Path,
+    domain: &'static str,
+    user: &str,
+    edges: usize,
+    edge_extra: &[&str],
+) -> Org {
     let hub_smtp = free_port().to_string();
     let hub_dir = dir.join(format!("{domain}-hub"));
     let hub = NodeProcess::start_with(
@@ -122,11 +150,11 @@ pub fn start_org(dir: &Path, domain: &'static str, user: &str, edges: usize) -> 
     .unwrap();
     hub.ok(&["accepted-domain", "new", domain]);
     hub.ok(&["mailbox", "new", &format!("{user}@{domain}")]);
-    let (edge, edge_smtp, edge_metrics) = start_edge(dir, domain, 1, &hub);
+    let (edge, edge_smtp, edge_metrics) = start_edge_with(dir, domain, 1, &hub, edge_extra);
     let mut more_edges = Vec::new();
     let mut edge_smtps = vec![edge_smtp.clone()];
     for n in 2..=edges {
-        let (e, smtp, _) = start_edge(dir, domain, n, &hub);
+        let (e, smtp, _) = start_edge_with(dir, domain, n, &hub, edge_extra);
         more_edges.push(e);
         edge_smtps.push(smtp);
     }

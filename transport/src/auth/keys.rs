@@ -324,3 +324,49 @@ fn encode(stored: &StoredKey) -> Result<Vec<u8>, DkimKeyError> {
 fn decode(raw: &[u8]) -> Result<StoredKey, DkimKeyError> {
     serde_json::from_slice(raw).map_err(|e| DkimKeyError::Corrupt(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+
+    use super::*;
+
+    fn store() -> DkimKeyStore {
+        DkimKeyStore::open(&sled::Config::new().temporary(true).open().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn import_enable_and_remove() {
+        let keys = store();
+        let domain = Domain::parse("adatum.com").unwrap();
+        let (a, b) = (Selector::parse("a").unwrap(), Selector::parse("b").unwrap());
+        let rsa = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap();
+        let pem = rsa.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        let view = keys.import(domain.clone(), a.clone(), pem.as_bytes()).unwrap();
+        assert_eq!(view.key_type, DkimKeyType::Rsa2048);
+        assert!(
+            view.txt_record.starts_with("v=DKIM1; k=rsa; p=MIG"),
+            "{}",
+            view.txt_record
+        );
+        assert!(matches!(
+            keys.import(domain.clone(), a.clone(), pem.as_bytes()),
+            Err(DkimKeyError::Exists(_))
+        ));
+        assert!(matches!(
+            keys.import(domain.clone(), b.clone(), b"not a key"),
+            Err(DkimKeyError::BadKey(_))
+        ));
+        keys.generate(domain.clone(), b.clone(), DkimKeyType::Ed25519)
+            .unwrap();
+        keys.enable(&domain, &a).unwrap();
+        keys.enable(&domain, &b).unwrap();
+        let enabled: Vec<_> = keys.list().unwrap().into_iter().filter(|k| k.enabled).collect();
+        assert_eq!(enabled.len(), 1, "one key signs per domain");
+        assert_eq!(enabled[0].selector, b);
+        assert_eq!(keys.signing_key(&domain).unwrap().unwrap().selector, b);
+        keys.remove(&domain, &b).unwrap();
+        assert!(keys.signing_key(&domain).unwrap().is_none());
+        assert!(matches!(keys.remove(&domain, &b), Err(DkimKeyError::NotFound(_))));
+    }
+}

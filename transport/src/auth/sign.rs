@@ -199,3 +199,41 @@ impl ResolverCache<Box<str>, Txt> for TxtCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use postern_model::{DkimKeyType, Selector};
+
+    use super::*;
+
+    const MESSAGE: &[u8] =
+        b"From: Kim <kim@adatum.com>\r\nTo: lee@example.net\r\nSubject: hi\r\n\r\nhello\r\n";
+
+    #[tokio::test]
+    async fn signs_with_the_enabled_key_once() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let keys = DkimKeyStore::open(&db).unwrap();
+        let domain = Domain::parse("adatum.com").unwrap();
+        let selector = Selector::parse("s1").unwrap();
+        keys.generate(domain.clone(), selector.clone(), DkimKeyType::Ed25519)
+            .unwrap();
+        let signer = Signer::new(keys.clone()).unwrap();
+        // Made, not yet enabled (its record may not be published).
+        assert_eq!(signer.sign(MESSAGE).await.unwrap(), Signed::NoKey);
+        keys.enable(&domain, &selector).unwrap();
+        let Signed::Field(field) = signer.sign(MESSAGE).await.unwrap() else {
+            panic!("not signed")
+        };
+        for tag in ["d=adatum.com", "s=s1", "a=ed25519-sha256", "c=relaxed/relaxed"] {
+            assert!(field.contains(tag), "{tag} in {field}");
+        }
+        let signed = [field.as_bytes(), MESSAGE].concat();
+        assert_eq!(signer.sign(&signed).await.unwrap(), Signed::AlreadySigned);
+        // A signature of ours that no longer verifies does not count.
+        let changed = [field.as_bytes(), &MESSAGE[..MESSAGE.len() - 4], b"!!\r\n"].concat();
+        assert!(matches!(signer.sign(&changed).await.unwrap(), Signed::Field(_)));
+        // Other domains are not signed.
+        let other = b"From: a@fabrikam.com\r\nSubject: x\r\n\r\nx\r\n";
+        assert_eq!(signer.sign(other).await.unwrap(), Signed::NoKey);
+    }
+}

@@ -15,11 +15,14 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use mail_auth::common::headers::HeaderWriter as _;
+use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::TokioResolver;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator};
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult, MessageAuthenticator,
+};
 use rand::Rng as _;
 
 use super::policy::{DmarcOutcome, DmarcPolicy, record_pct, sampled};
@@ -126,7 +129,7 @@ impl Verifier {
                     .await,
             )
         };
-        let dkim = self.auth.verify_dkim(&parsed).await;
+        let dkim = body_hash_fails(&parsed, self.auth.verify_dkim(&parsed).await);
         let arc = self.auth.verify_arc(&parsed).await;
         // RFC 7489 §4.1: with a null reverse path, the HELO identity counts.
         let (spf_for_dmarc, spf_domain) = match &spf_mail_from {
@@ -189,4 +192,29 @@ impl Verifier {
             }
         }
     }
+}
+
+/// RFC 6376 §6.1.3: a body hash that does not match is a PERMFAIL, which
+/// RFC 8601 §2.7.1 writes `dkim=fail`; mail-auth reports it `neutral`.
+fn body_hash_fails<'x>(
+    parsed: &'x AuthenticatedMessage<'x>,
+    outputs: Vec<DkimOutput<'x>>,
+) -> Vec<DkimOutput<'x>> {
+    outputs
+        .into_iter()
+        .map(|out| {
+            let failed = match (out.result(), out.signature()) {
+                (
+                    DkimResult::Neutral(err @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)),
+                    Some(sig),
+                ) => parsed
+                    .dkim_headers
+                    .iter()
+                    .find(|h| h.header.b == sig.b)
+                    .map(|h| DkimOutput::fail(err.clone()).with_signature(&h.header)),
+                _ => None,
+            };
+            failed.unwrap_or(out)
+        })
+        .collect()
 }
