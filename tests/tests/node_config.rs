@@ -346,19 +346,17 @@ fn a_connector_change_keeps_sessions_and_unchanged_sockets() {
     .unwrap();
     hub.ok(&["accepted-domain", "new", "contoso.test"]);
     hub.ok(&["mailbox", "new", "kim@contoso.test"]);
-    for (name, bind) in [("Client A", &a)] {
-        hub.ok(&[
-            "receive-connector",
-            "new",
-            name,
-            "--bindings",
-            bind,
-            "--permission-groups",
-            "clients",
-            "--remote-ip-ranges",
-            "127.0.0.0/8",
-        ]);
-    }
+    hub.ok(&[
+        "receive-connector",
+        "new",
+        "Client A",
+        "--bindings",
+        &a,
+        "--permission-groups",
+        "clients",
+        "--remote-ip-ranges",
+        "127.0.0.0/8",
+    ]);
     let b = free_port().to_string();
     hub.ok(&[
         "receive-connector",
