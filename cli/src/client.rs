@@ -62,7 +62,22 @@ pub async fn node_info(node: &Path, json: bool) -> anyhow::Result<()> {
         .field("DataDir", &id.data_dir, serde_json::json!(id.data_dir))
         .field("SmtpBind", &id.smtp_bind, serde_json::json!(id.smtp_bind))
         .field("Created", &id.created, serde_json::json!(id.created))
-        .field("Version", &id.version, serde_json::json!(id.version));
+        .field("Version", &id.version, serde_json::json!(id.version))
+        .field(
+            "ConfigGeneration",
+            &id.config_generation.to_string(),
+            serde_json::json!(id.config_generation),
+        )
+        .field(
+            "ConfigFailures",
+            &id.config_failures.to_string(),
+            serde_json::json!(id.config_failures),
+        )
+        .field(
+            "ConfigError",
+            &id.config_error,
+            serde_json::json!(id.config_error),
+        );
     print_records(&[record], json, false)
 }
 

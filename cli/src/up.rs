@@ -58,6 +58,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&a.log).context("bad --log filter")?)
         .with_writer(std::io::stderr)
         .init();
+    // Registered before anything is printed: a Ctrl-C that follows the
+    // banner at once must stop the nodes, not kill the process.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
     let domain = Domain::parse(&a.domain).context("bad --domain")?;
     let hub_fqdn = Domain::parse(&format!("hub1.{domain}"))?;
     let edge_fqdn = Domain::parse(&format!("edge1.{domain}"))?;
@@ -197,7 +201,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let edge_socket = edge.node.admin_socket();
     let edge_admin =
         tokio::spawn(async move { node_admin::serve(edge_router, &edge_socket, stopped(stop_rx)).await });
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    interrupt.recv().await;
     eprintln!("stopping");
     let _ = stop_tx.send(true);
     let _ = hub_admin.await;

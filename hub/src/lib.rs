@@ -18,6 +18,7 @@ use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::metrics::{EdgeSyncSample, Metrics};
 use postern_transport::mta::NodeMail;
+use postern_transport::node_config::{CompileError, NodeConfigCompiler, StoreSources};
 use postern_transport::receive_connectors::ReceiveConnectorStore;
 
 use crate::routing::HubRouter;
@@ -67,6 +68,9 @@ pub enum HubError {
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The node's configuration does not compile.
+    #[error("configuration: {0}")]
+    Compile(#[from] CompileError),
 }
 
 /// A started hub: its stores, EdgeSync and mail engine.
@@ -111,7 +115,7 @@ impl Hub {
         }
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(HubRouter::new(config.clone(), node.identity.fqdn.clone()));
-        let transport_config = config.clone();
+        let compiler = compiler_for(&node, &config, &receive_connectors)?;
         let metrics_bind = match &opts.metrics_bind {
             Some(b) => Some(
                 b.parse()
@@ -123,8 +127,7 @@ impl Hub {
             &node,
             trust.clone(),
             router,
-            receive_connectors.clone(),
-            Arc::new(move || transport_config.transport_config().unwrap_or_default()),
+            compiler,
             metrics_bind,
             postern_transport::dns::DnsConfig {
                 servers: opts.dns_servers.clone(),
@@ -135,10 +138,7 @@ impl Hub {
         follow_edgesync(sync.clone(), config.clone(), mail.metrics().clone());
         // Edges send inbound mail to the hub's default connector, as bound.
         // The organisation connector (org servers), not client submission.
-        let bound = mail
-            .organisation_addr(&receive_connectors)
-            .await
-            .map(|a| a.to_string());
+        let bound = mail.organisation_addr().await.map(|a| a.to_string());
         let endpoint = advertised(
             bound.as_deref().unwrap_or(&node.identity.smtp_bind),
             node.identity.fqdn.as_str(),
@@ -157,14 +157,10 @@ impl Hub {
 
     /// The admin router: common services plus the hub's.
     pub fn router(&self) -> tonic::transport::server::Router {
-        node_admin::router(
-            &self.node,
-            Some(self.mail.metrics().clone()),
-            Some(self.mail.queue().clone()),
-        )
-        .add_service(ConfigServer::new(self.admin.clone()))
-        .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
-        .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+        node_admin::node_router(&self.node, &self.mail)
+            .add_service(ConfigServer::new(self.admin.clone()))
+            .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
+            .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
     }
 }
 
@@ -181,6 +177,30 @@ pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) ->
     hub.node.db.flush_async().await.map_err(NodeError::from)?;
     tracing::info!("hub node stopped");
     Ok(())
+}
+
+/// The compiler of the hub's configuration: its receive connectors and the
+/// authoritative transport configuration, recompiled on every change of
+/// either.
+fn compiler_for(
+    node: &Node,
+    config: &HubConfig,
+    connectors: &ReceiveConnectorStore,
+) -> Result<NodeConfigCompiler, CompileError> {
+    let reader = config.clone();
+    let sources = StoreSources {
+        connectors: connectors.clone(),
+        transport: move || {
+            reader.transport_config().map_err(|e| CompileError::Read {
+                what: "the transport configuration",
+                why: e.to_string(),
+            })
+        },
+    };
+    let compiler = NodeConfigCompiler::start(node.identity.fqdn.clone(), Arc::new(sources))?;
+    compiler.follow(connectors.watch());
+    compiler.follow(postern_edgesync::ConfigSource::watch(config.source().as_ref()));
+    Ok(compiler)
 }
 
 /// Keeps the EdgeSync figures of `metrics` current (once a second).

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod metrics;
 pub mod mta;
 pub mod node;
+pub mod node_config;
 pub mod protocol_log;
 pub mod queue;
 pub mod receive_connectors;

@@ -36,7 +36,8 @@ pub struct Queue {
 struct Inner {
     messages: sled::Tree,
     bodies: sled::Tree,
-    config: QueueConfig,
+    /// The timers in force; replaced whole by [`Queue::set_config`].
+    config: std::sync::RwLock<Arc<QueueConfig>>,
     commit: GroupCommit,
     backoff: HopBackoff,
     last_id: Mutex<Option<QueueId>>,
@@ -93,7 +94,7 @@ impl Queue {
                 commit: GroupCommit::start(db.clone())?,
                 messages,
                 bodies,
-                config,
+                config: std::sync::RwLock::new(Arc::new(config)),
                 backoff: HopBackoff::new(),
                 last_id: Mutex::new(last_id),
                 resumed: Mutex::new(resumed),
@@ -232,10 +233,11 @@ impl Queue {
     ) -> Result<AttemptReport> {
         let inner = Arc::clone(&self.inner);
         let (report, effects) = blocking(move || {
+            let config = inner.config();
             (&inner.messages, &inner.bodies)
                 .transaction(|(messages, bodies)| {
                     let mut message = store::tx_get(messages, id)?;
-                    let effects = apply_attempt(&mut message, &outcomes, now, &inner.config)
+                    let effects = apply_attempt(&mut message, &outcomes, now, &config)
                         .map_err(ConflictableTransactionError::Abort)?;
                     let body = bodies.get(id.to_bytes())?.unwrap_or_default();
                     let mut dsns = Vec::new();
@@ -308,9 +310,19 @@ impl Queue {
         &self.inner.backoff
     }
 
-    /// The configuration the queue runs with.
-    pub fn config(&self) -> &QueueConfig {
-        &self.inner.config
+    /// The configuration the queue runs with now.
+    pub fn config(&self) -> Arc<QueueConfig> {
+        self.inner.config()
+    }
+
+    /// Replaces the timers (a configuration change: expiry, delay notice,
+    /// the reporting name); the next attempt of every message uses them.
+    /// A configuration the queue cannot run with is refused and the one in
+    /// force kept.
+    pub fn set_config(&self, config: QueueConfig) -> Result<()> {
+        config.validate()?;
+        *self.inner.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        Ok(())
     }
 
     /// A snapshot of the counters.
@@ -320,6 +332,11 @@ impl Queue {
 }
 
 impl Inner {
+    /// The timers in force.
+    fn config(&self) -> Arc<QueueConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// A fresh id, strictly greater than every id this queue made or found.
     fn next_id(&self, now: SystemTime) -> QueueId {
         let millis = now
@@ -348,15 +365,16 @@ impl Inner {
             .iter()
             .filter_map(|i| message.envelope.recipients.get(*i))
             .collect();
+        let config = self.config();
         build_dsn(&DsnInput {
             kind,
             id: message.id,
             envelope: &message.envelope,
             recipients,
             original_headers: headers,
-            reporting_mta: &self.config.reporting_mta,
+            reporting_mta: &config.reporting_mta,
             now,
-            will_retry_until: Some(message.envelope.received_at + self.config.expiration),
+            will_retry_until: Some(message.envelope.received_at + config.expiration),
         })
     }
 
@@ -365,8 +383,9 @@ impl Inner {
         let id = report.message.id;
         lock(&self.resumed).remove(&id);
         lock(&self.leases).remove(&id);
+        let config = self.config();
         for (hop, answered) in &effects.hops {
-            self.backoff.record(hop, *answered, now, &self.config);
+            self.backoff.record(hop, *answered, now, &config);
         }
         let c = &self.counters;
         Counters::add(&c.recipients_delivered, effects.delivered.len() as u64);
