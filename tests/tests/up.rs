@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use postern_tests::{postern_bin, require_tool};
 
 fn base_port() -> u16 {
-    // Several ports follow the base (+1, +3, +62, +7400, +7401): find a base
+    // Several ports follow the base (+1, +3, +62, +7400, +7401, +7402): find a base
     // whose whole set is free right now.
     loop {
         let base = 20000 + (std::process::id() as u16 % 97) * 100 + (rand_u16() % 90);
-        let all = [0u16, 1, 3, 62, 7400, 7401];
+        let all = [0u16, 1, 3, 62, 7400, 7401, 7402];
         if all
             .iter()
             .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
