@@ -110,7 +110,7 @@ fn picture(hubs: &[String], me: &str, edges: &[(String, Option<&pb::SyncStatus>)
     let me_index = hubs.iter().position(|h| h == me).unwrap_or(0);
     let me_x = x_of(me_index, hubs.len()) + BOX_W / 2;
     let mut svg = format!(
-        "<svg id=\"organisation\" viewBox=\"0 0 {width} 230\" width=\"{width}\" height=\"230\" role=\"img\" aria-label=\"Hubs and edges\">"
+        "<svg id=\"organisation\" viewBox=\"0 0 {width} 235\" width=\"{width}\" height=\"235\" role=\"img\" aria-label=\"Hubs and edges\">"
     );
     for (i, (name, status)) in edges.iter().enumerate() {
         let x = x_of(i, edges.len()) + BOX_W / 2;
@@ -125,9 +125,8 @@ fn picture(hubs: &[String], me: &str, edges: &[(String, Option<&pb::SyncStatus>)
         let _ = write!(
             svg,
             "<line x1=\"{me_x}\" y1=\"60\" x2=\"{x}\" y2=\"160\" stroke-width=\"3\" class=\"{class}\" data-edge=\"{}\"/>\
-<text class=\"label\" x=\"{}\" y=\"120\" text-anchor=\"middle\">{}</text>",
+<text class=\"label\" x=\"{x}\" y=\"220\" text-anchor=\"middle\">{}</text>",
             esc(name),
-            (me_x + x) / 2,
             esc(&label)
         );
     }
