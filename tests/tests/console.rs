@@ -135,6 +135,10 @@ impl Org {
                 "--no-sandbox",
                 "--disable-gpu",
                 "--no-first-run",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
                 "--ignore-certificate-errors",
                 "--window-size=1280,900",
             ])
@@ -151,22 +155,23 @@ impl Org {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The DOM of `path` as Chromium has it, signed in.
-    fn page(&self, path: &str) -> String {
-        self.chromium(
-            &["--virtual-time-budget=2000", "--dump-dom"],
-            &self.login_link(path, false),
-        )
-    }
-
-    /// A screenshot of `path`, signed in, to `name`.png in the output directory.
-    fn screenshot(&self, path: &str, name: &str) {
-        let file = self.shots.join(format!("{name}.png"));
-        let arg = format!("--screenshot={}", file.display());
-        self.chromium(&[&arg], &self.login_link(path, false));
-        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 1000, "no screenshot at {}", file.display());
-        println!("screenshot: {}", file.display());
+    /// The DOM of `path` as Chromium has it, signed in; with `shot`, the
+    /// same run writes a screenshot to `shot`.png in the output directory.
+    fn page(&self, path: &str, shot: Option<&str>) -> String {
+        let file = shot.map(|name| self.shots.join(format!("{name}.png")));
+        let mut args = vec!["--dump-dom".to_owned()];
+        if let Some(file) = &file {
+            let _ = std::fs::remove_file(file);
+            args.push(format!("--screenshot={}", file.display()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let dom = self.chromium(&args, &self.login_link(path, false));
+        if let Some(file) = file {
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            assert!(size > 1000, "no screenshot at {}", file.display());
+            println!("screenshot: {}", file.display());
+        }
+        dom
     }
 
     /// curl against the console: (status code, body).
@@ -203,10 +208,17 @@ impl Org {
 
     /// Loads `path` until `ready` holds of its DOM; fails with the last
     /// DOM and the hub's log after `timeout`.
-    fn wait_page(&self, path: &str, what: &str, timeout: Duration, ready: impl Fn(&str) -> bool) -> String {
+    fn wait_page(
+        &self,
+        path: &str,
+        shot: Option<&str>,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let dom = self.page(path);
+            let dom = self.page(path, shot);
             if ready(&dom) {
                 return dom;
             }
@@ -314,30 +326,30 @@ fn without_a_session_everything_is_refused(org: &Org) {
 fn both_edges_show_in_sync(org: &Org) {
     let dom = org.wait_page(
         "/",
+        Some("organisation-in-sync"),
         "both edges in sync on the organisation page",
         Duration::from_secs(60),
         |dom| {
-            sync_of(&dom, "edge1").as_deref() == Some("in-sync")
-                && sync_of(&dom, "edge2").as_deref() == Some("in-sync")
+            sync_of(dom, "edge1").as_deref() == Some("in-sync")
+                && sync_of(dom, "edge2").as_deref() == Some("in-sync")
         },
     );
     assert!(dom.contains("<svg id=\"organisation\""), "the picture");
     assert!(dom.contains("class=\"link-in-sync\" data-edge=\"edge1\""));
     assert!(dom.contains("2 of 2 edges in sync"));
-    org.screenshot("/", "organisation-in-sync");
 }
 
 fn a_stopped_edge_shows_out_of_sync(org: &mut Org) {
     org.edges[1].stop().unwrap();
     let dom = org.wait_page(
         "/",
+        Some("organisation-edge2-stopped"),
         "edge2 out of sync on the organisation page",
         Duration::from_secs(60),
-        |dom| sync_of(&dom, "edge2").as_deref() == Some("out-of-sync"),
+        |dom| sync_of(dom, "edge2").as_deref() == Some("out-of-sync"),
     );
     assert_eq!(sync_of(&dom, "edge1").as_deref(), Some("in-sync"));
     assert!(dom.contains("class=\"link-out-of-sync\" data-edge=\"edge2\""));
-    org.screenshot("/", "organisation-edge2-stopped");
 }
 
 fn a_certificate_expiring_in_ten_days_is_marked(org: &Org) {
@@ -350,7 +362,7 @@ fn a_certificate_expiring_in_ten_days_is_marked(org: &Org) {
     let bundle = org.dir.join("soon-bundle.pem");
     org.hub
         .ok(&["cert", "import", "--path", bundle.to_str().unwrap()]);
-    let dom = org.page("/certificates");
+    let dom = org.page("/certificates", Some("certificates"));
     let row = dom
         .split("<tr ")
         .find(|r| r.contains(&format!("data-thumbprint=\"{thumbprint}\"")))
@@ -369,14 +381,13 @@ fn a_certificate_expiring_in_ten_days_is_marked(org: &Org) {
     assert!((9..=10).contains(&days), "{row}");
     // The hub's own five-year certificate is not marked.
     assert!(dom.matches("class=\"expiring\"").count() == 1, "{dom}");
-    org.screenshot("/certificates", "certificates");
 }
 
 fn the_read_views_show_the_configuration(org: &Org) {
-    let dom = org.page("/config");
+    let dom = org.page("/config", None);
     assert!(dom.contains("<dd>To fabrikam</dd>"), "{dom}");
     assert!(dom.contains("<dd>adatum.com</dd>"), "{dom}");
-    let dom = org.page("/domain-security");
+    let dom = org.page("/domain-security", Some("domain-security"));
     let row = dom
         .split("<tr ")
         .find(|r| r.starts_with("data-partner=\"northwindtraders.com\""))
@@ -390,7 +401,6 @@ fn the_read_views_show_the_configuration(org: &Org) {
         3,
         "three counters drawn"
     );
-    org.screenshot("/domain-security", "domain-security");
 }
 
 fn a_queued_message_is_shown_and_retry_now_delivers_it(org: &mut Org) {
@@ -408,8 +418,9 @@ fn a_queued_message_is_shown_and_retry_now_delivers_it(org: &mut Org) {
         "Subject: waiting for an edge",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let dom = org.wait_page(
+    org.wait_page(
         "/queues",
+        Some("queue-deferred"),
         "the message deferred on the queue page",
         Duration::from_secs(30),
         |dom| {
@@ -418,7 +429,6 @@ fn a_queued_message_is_shown_and_retry_now_delivers_it(org: &mut Org) {
                 && dom.contains("deferred")
         },
     );
-    org.screenshot("/queues", "queue-deferred");
 
     // An edge is back; "retry now" ends the back-off instead of waiting it out.
     org.edges[0].start_again().unwrap();
@@ -444,8 +454,9 @@ fn a_queued_message_is_shown_and_retry_now_delivers_it(org: &mut Org) {
     ]);
     assert_eq!(code, 303, "retry now goes back to the queues");
     assert!(org.hub.log_text().contains("queue retry asked for"));
-    let dom = org.wait_page(
+    org.wait_page(
         "/queues",
+        Some("queue-after-retry"),
         "the message delivered to edge1 after retry now",
         Duration::from_secs(40),
         |dom| dom.contains("id=\"queue-empty\""),
@@ -462,7 +473,6 @@ fn a_queued_message_is_shown_and_retry_now_delivers_it(org: &mut Org) {
         })
         .unwrap_or_else(|| panic!("{counters}"));
     assert!(sent["value"].as_u64().unwrap() >= 1, "{counters}");
-    org.screenshot("/queues", "queue-after-retry");
 }
 
 fn the_console_is_off_unless_bound(org: &mut Org) {
