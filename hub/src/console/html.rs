@@ -106,7 +106,8 @@ pub fn page(title: &str, active: &str, viewer: &Viewer<'_>, live: bool, body: &s
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width\"><title>{title} · Postern {hub}</title>\
 <style>{STYLE}</style>{refresh}</head><body>\
-<header><strong>Postern</strong>{nav}<span class=\"who\">{hub} · {mode}</span></header>\
+<header><strong>Postern</strong>{nav}<span class=\"who\">{hub} · {mode}</span>\
+<form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form></header>\
 <main data-page=\"{active}\"><h1>{title}</h1>{body}</main></body></html>",
         title = esc(title),
         hub = esc(viewer.hub),

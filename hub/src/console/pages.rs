@@ -243,11 +243,21 @@ pub async fn queues(admin: &AdminClient, hub: &str, csrf: Option<&str>) -> Resul
     Ok(out)
 }
 
-/// Days from `now` to an RFC 3339 time, rounded down; `None` when it does
-/// not parse.
+/// Days from `now` to an RFC 3339 time, counting a day begun as a day (a
+/// certificate issued for 10 days shows 10 until a full day has passed);
+/// `None` when it does not parse.
 fn days_left(not_after: &str, now: OffsetDateTime) -> Option<i64> {
     let t = OffsetDateTime::parse(not_after, &Rfc3339).ok()?;
-    Some((t - now).whole_days())
+    Some(days_between(now, t))
+}
+
+fn days_between(now: OffsetDateTime, t: OffsetDateTime) -> i64 {
+    let secs = (t - now).whole_seconds();
+    if secs < 0 {
+        // Past: any time after expiry is at least a day "ago".
+        return secs.div_euclid(86_400);
+    }
+    secs.div_euclid(86_400) + i64::from(secs.rem_euclid(86_400) > 0)
 }
 
 /// The row class and words for `days` left.
@@ -315,7 +325,7 @@ pub async fn certificates(admin: &AdminClient, hub: &str) -> Result<String, Admi
                     continue;
                 };
                 let not_after = cert.validity().not_after.to_datetime();
-                let (class, words) = expiry(Some((not_after - now).whole_days()));
+                let (class, words) = expiry(Some(days_between(now, not_after)));
                 let _ = write!(
                     out,
                     "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{words}</td></tr>",
@@ -481,6 +491,12 @@ mod tests {
     fn expiry_marks_under_thirty_days() {
         let now = OffsetDateTime::parse("2026-01-01T00:00:00Z", &Rfc3339).unwrap();
         assert_eq!(days_left("2026-01-11T00:00:00Z", now), Some(10));
+        assert_eq!(
+            days_left("2026-01-10T23:59:00Z", now),
+            Some(10),
+            "a day begun counts"
+        );
+        assert_eq!(days_left("2025-12-31T23:00:00Z", now), Some(-1));
         assert_eq!(expiry(Some(10)).0, "expiring");
         assert_eq!(expiry(Some(29)).0, "expiring");
         assert_eq!(expiry(Some(30)).0, "");
