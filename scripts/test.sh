@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Postern's test command: installs the real peers the tests talk to
-# (openssl, swaks with its TLS modules, Postfix and its smtp-sink, dnsmasq)
+# (openssl, swaks with its TLS modules, Postfix and its smtp-sink, dnsmasq,
+# Chromium and curl for the console)
 # when they are missing, then runs every test of the workspace. Usage: scripts/test.sh [extra nextest/cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/postfix ] || need+=(postfix)
+# The console tests drive a headless browser and make their POSTs with curl.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} from Debian's packages" >&2
     sudo=""

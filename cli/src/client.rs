@@ -151,3 +151,20 @@ pub async fn queue(node: &Path, json: bool) -> anyhow::Result<()> {
         .collect();
     print_records(&records, json, true)
 }
+
+/// `postern queue retry [--hop H]`: ends the hop's back-off.
+pub async fn queue_retry(node: &Path, hop: Option<String>) -> anyhow::Result<()> {
+    let mut client = pb::node_client::NodeClient::new(connect(node).await?);
+    let reply = client
+        .retry_queue(pb::RetryQueueRequest {
+            hop: hop.clone().unwrap_or_default(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    match hop {
+        Some(h) => println!("{} message(s) via {h} will be retried now", reply.messages),
+        None => println!("{} message(s) will be retried now", reply.messages),
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 mod cert;
 mod client;
+mod console;
 mod edgesync;
 mod objects;
 mod output;
@@ -101,6 +102,11 @@ enum Command {
         #[command(subcommand)]
         command: edgesync::EdgeSyncCommand,
     },
+    /// The hub's web console.
+    Console {
+        #[command(subcommand)]
+        command: console::ConsoleCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +116,12 @@ enum QueueCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Retry now: end a next hop's back-off (every hop without --hop).
+    Retry {
+        /// The next hop, as `queue list` shows it.
+        #[arg(long)]
+        hop: Option<String>,
     },
 }
 
@@ -132,6 +144,9 @@ fn main() -> ExitCode {
             Command::Queue {
                 command: QueueCommand::List { json },
             } => client::queue(&cli.node, json).await,
+            Command::Queue {
+                command: QueueCommand::Retry { hop },
+            } => client::queue_retry(&cli.node, hop).await,
             Command::Cert { command } => cert::run(&cli.node, command).await,
             Command::TransportConfig { command } => objects::transport_config(&cli.node, command).await,
             Command::AcceptedDomain { command } => objects::accepted_domain(&cli.node, command).await,
@@ -141,6 +156,7 @@ fn main() -> ExitCode {
             Command::ReceiveConnector { command } => objects::receive_connector(&cli.node, command).await,
             Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
             Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
+            Command::Console { command } => console::run(&cli.node, command).await,
         }
     });
     match result {

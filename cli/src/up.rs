@@ -28,7 +28,7 @@ pub struct UpArgs {
     #[arg(long, default_value = "contoso.test")]
     domain: String,
     /// The edge's Internet-facing SMTP port; the others follow it
-    /// (hub +1, submission +62, EdgeSync +3, metrics +7400/+7401).
+    /// (hub +1, submission +62, EdgeSync +3, metrics +7400/+7401, console +7402).
     #[arg(long, default_value_t = 2525)]
     port: u16,
     /// Log filter.
@@ -73,6 +73,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let edgesync = format!("127.0.0.1:{}", port(3)?);
     let hub_metrics = format!("127.0.0.1:{}", port(7400)?);
     let edge_metrics = format!("127.0.0.1:{}", port(7401)?);
+    let console = format!("127.0.0.1:{}", port(7402)?);
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
 
@@ -86,6 +87,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         )?,
         metrics_bind: Some(hub_metrics.clone()),
         dns_servers: Vec::new(),
+        console_bind: Some(console.clone()),
     })
     .await?;
     let edge = Edge::start(&EdgeOptions {
@@ -184,6 +186,14 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     );
     println!("Send a first message from the Internet (it travels edge -> hub over mutual TLS):");
     println!("  swaks --server {edge_smtp} --from someone@example.org --to {mailbox} --tls\n");
+    if let Some(console) = &hub.console {
+        println!(
+            "Web console (HTTPS, the hub's self-signed certificate): {}",
+            console.url()
+        );
+        println!("  open it with a one-time login link:");
+        println!("  postern --node {} console token\n", hub_dir.display());
+    }
     println!("Administer a node:");
     println!("  postern --node {} edgesync test", hub_dir.display());
     println!("  postern --node {} send-connector list\n", edge_dir.display());

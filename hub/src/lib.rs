@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod console;
 pub mod routing;
 pub mod subscriptions;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use postern_edgesync::hub_side::{SyncManager, SyncState};
 use postern_model::{ChangeOp, HubInfo, ReplicatedObject, Service};
 use postern_proto::admin::config_server::ConfigServer;
+use postern_proto::admin::console_server::ConsoleServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
 use postern_transport::admin::{self as node_admin, AdminError};
@@ -39,6 +41,8 @@ pub struct HubOptions {
     pub metrics_bind: Option<String>,
     /// DNS servers for MX lookups (empty: the system's resolv.conf).
     pub dns_servers: Vec<std::net::SocketAddr>,
+    /// The web console's binding (`ip:port`); no console when `None`.
+    pub console_bind: Option<String>,
 }
 
 /// Why a hub node stopped.
@@ -59,6 +63,9 @@ pub enum HubError {
     /// The metrics endpoint could not bind.
     #[error("metrics binding {0}: {1}")]
     Metrics(String, std::io::Error),
+    /// The console could not start.
+    #[error(transparent)]
+    Console(#[from] console::ConsoleError),
     /// The mail engine could not start.
     #[error(transparent)]
     Mail(#[from] postern_transport::mta::MtaError),
@@ -82,6 +89,8 @@ pub struct Hub {
     pub admin: HubAdmin,
     /// The mail engine (receive connectors, queue, delivery).
     pub mail: NodeMail,
+    /// The web console, when bound.
+    pub console: Option<console::Console>,
 }
 
 impl Hub {
@@ -145,6 +154,16 @@ impl Hub {
         );
         publish_self(&node, &config, &endpoint)?;
         watch_certificates(node.clone(), config.clone(), endpoint);
+        let console = match &opts.console_bind {
+            Some(bind) => {
+                let (console, listener) = console::Console::bind(bind, &node, mail.metrics().clone()).await?;
+                // The console lives as long as the hub's process.
+                console.serve(listener, &node, &trust, std::future::pending());
+                tracing::info!(url = %console.url(), "console listening (postern console token prints a login link)");
+                Some(console)
+            }
+            None => None,
+        };
         let admin = HubAdmin {
             config,
             subscriptions,
@@ -152,7 +171,12 @@ impl Hub {
             sync,
             receive_connectors,
         };
-        Ok(Self { node, admin, mail })
+        Ok(Self {
+            node,
+            admin,
+            mail,
+            console,
+        })
     }
 
     /// The admin router: common services plus the hub's.
@@ -161,6 +185,9 @@ impl Hub {
             .add_service(ConfigServer::new(self.admin.clone()))
             .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
             .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+            .add_service(ConsoleServer::new(console::ConsoleService::new(
+                self.console.clone(),
+            )))
     }
 }
 

@@ -175,6 +175,24 @@ impl NodeApi for NodeService {
         }
         Ok(Response::new(pb::QueueList { messages }))
     }
+
+    async fn retry_queue(
+        &self,
+        req: Request<pb::RetryQueueRequest>,
+    ) -> Result<Response<pb::RetryQueueReply>, Status> {
+        let hop = req.into_inner().hop;
+        let Some(queue) = &self.queue else {
+            return Err(Status::failed_precondition("this node has no mail queue"));
+        };
+        let hop = (!hop.is_empty()).then_some(hop.as_str());
+        let n = queue
+            .retry_now(hop)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(hop = ?hop.map(|h| h.escape_debug().to_string()), messages = n, "queue retry asked for");
+        Ok(Response::new(pb::RetryQueueReply {
+            messages: u32::try_from(n).unwrap_or(u32::MAX),
+        }))
+    }
 }
 
 struct CertificateService {

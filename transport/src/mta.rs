@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 use crate::client::{ClientSettings, Connector, Pool};
 use crate::delivery::{self, DeliveryContext, Maildir, Relay, WorkerConfig};
 use crate::dns::{DnsConfig, shared_resolver};
-use crate::metrics::{Metrics, serve_metrics};
+use crate::http::routes::{Readiness, node_routes};
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::node_config::NodeConfigCompiler;
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
@@ -36,7 +37,7 @@ pub struct MtaConfig {
     pub worker: WorkerConfig,
     /// SMTP client timeouts and connection reuse.
     pub client: ClientSettings,
-    /// Prometheus endpoint, if any.
+    /// The node's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`), if any.
     pub metrics_bind: Option<SocketAddr>,
     /// Name servers for hops routed by MX; the default is the system's.
     pub dns: DnsConfig,
@@ -78,6 +79,7 @@ pub struct Mta {
     metrics_addr: Option<SocketAddr>,
     queue: Queue,
     metrics: Arc<Metrics>,
+    ready: Readiness,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -113,6 +115,7 @@ impl Mta {
     pub async fn start(node: &Node, trust: TrustStore, config: MtaConfig) -> Result<Self, MtaError> {
         let queue = Queue::open(&node.db, config.queue)?;
         let metrics = Arc::new(Metrics::new());
+        let ready = Readiness::new();
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let receive_log = open_log(&node.data_dir, Direction::Receive);
@@ -136,7 +139,12 @@ impl Mta {
                     .await
                     .map_err(|e| MtaError::Metrics(addr, e))?;
                 let local = listener.local_addr().map_err(|e| MtaError::Metrics(addr, e))?;
-                tasks.spawn(serve_metrics(listener, metrics.clone(), stopped(stop_rx.clone())));
+                tasks.spawn(crate::http::serve(
+                    listener,
+                    node_routes(metrics.clone(), ready.clone()),
+                    stopped(stop_rx.clone()),
+                    crate::http::LIMITS,
+                ));
                 Some(local)
             }
             None => None,
@@ -168,12 +176,14 @@ impl Mta {
             pool.close_all().await;
             drop(reaper);
         });
+        ready.set(true);
         Ok(Self {
             receive,
             ctx,
             metrics_addr,
             queue,
             metrics,
+            ready,
             stop,
             tasks,
         })
@@ -266,9 +276,15 @@ impl Mta {
         &self.metrics
     }
 
+    /// Whether the engine is ready (what `/readyz` reports).
+    pub fn readiness(&self) -> &Readiness {
+        &self.ready
+    }
+
     /// Stops accepting, lets sessions and deliveries in flight finish, and
     /// returns when everything has stopped.
     pub async fn shutdown(mut self) {
+        self.ready.set(false);
         let _ = self.stop.send(true);
         for c in &self.receive {
             let _ = c.stop.send(true);

@@ -227,12 +227,14 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                             .any(|o| matches!(o.outcome, DeliveryOutcome::Delivered(_)));
                         if let (true, true, Some(m)) = (secured, delivered, &ctx.metrics) {
                             m.domain_secured_message_sent();
+                            m.partner_success(crate::protocol_log::Direction::Send, &hop.key);
                         }
                         outcomes.extend(done)
                     }
                     Err(reason) => {
                         if let (true, Some(m)) = (secured, &ctx.metrics) {
                             m.domain_secured_outbound_session_failure();
+                            m.partner_failure(crate::protocol_log::Direction::Send, &hop.key, &reason);
                             tracing::warn!(%id, hop = %hop.key, %reason, "domain-secured session failed; the message stays queued (never sent in plain text)");
                         }
                         tracing::info!(%id, hop = %hop.key, %reason, "relay attempt failed; will retry");

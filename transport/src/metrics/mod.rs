@@ -12,16 +12,15 @@
 //! plain atomics indexed by the enums and are all exposed from zero; only
 //! the per-connector session counter needs a map.
 //!
-//! `http` serves `GET /metrics`.
+//! `crate::http` serves them at `GET /metrics`.
 
 mod exposition;
-mod http;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use http::serve_metrics;
+pub(crate) use exposition::CONTENT_TYPE;
 
 use crate::protocol_log::Direction;
 
@@ -243,6 +242,22 @@ pub struct Metrics {
     ds_sent: AtomicU64,
     ds_outbound_failures: AtomicU64,
     edgesync: Mutex<(u64, Vec<EdgeSyncSample>)>,
+    /// Per partner domain and direction, the last domain-secured outcomes.
+    partners: Mutex<BTreeMap<(String, usize), PartnerOutcome>>,
+}
+
+/// The last domain-secured success and failure with one partner in one
+/// direction, since the node started (for the console).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartnerOutcome {
+    /// The partner's domain, lower-case.
+    pub partner: String,
+    /// Receive (the partner sent to us) or send.
+    pub direction: Direction,
+    /// When a message last travelled domain-secured.
+    pub last_success: Option<std::time::SystemTime>,
+    /// When a session last failed to be secured, and why.
+    pub last_failure: Option<(std::time::SystemTime, String)>,
 }
 
 fn dir_index(d: Direction) -> usize {
@@ -321,6 +336,41 @@ impl Metrics {
     /// (the message stays queued).
     pub fn domain_secured_outbound_session_failure(&self) {
         self.ds_outbound_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes a domain-secured message with `partner` (it arrived or was
+    /// accepted), for [`Metrics::partners`].
+    pub fn partner_success(&self, direction: Direction, partner: &str) {
+        self.partner_entry(direction, partner, |p| {
+            p.last_success = Some(std::time::SystemTime::now())
+        });
+    }
+
+    /// Notes a session with `partner` that could not be secured, and why.
+    pub fn partner_failure(&self, direction: Direction, partner: &str, reason: &str) {
+        self.partner_entry(direction, partner, |p| {
+            p.last_failure = Some((std::time::SystemTime::now(), reason.to_owned()))
+        });
+    }
+
+    fn partner_entry(&self, direction: Direction, partner: &str, f: impl FnOnce(&mut PartnerOutcome)) {
+        let partner = partner.to_ascii_lowercase();
+        let mut map = self.partners.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .entry((partner.clone(), dir_index(direction)))
+            .or_insert(PartnerOutcome {
+                partner,
+                direction,
+                last_success: None,
+                last_failure: None,
+            });
+        f(entry);
+    }
+
+    /// Every partner with a domain-secured outcome since the node started.
+    pub fn partners(&self) -> Vec<PartnerOutcome> {
+        let map = self.partners.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
     }
 
     /// The metrics in Prometheus text exposition format 0.0.4.

@@ -305,6 +305,42 @@ impl Queue {
         Ok(ids)
     }
 
+    /// Ends the back-off of `hop` (every hop when `None`) and makes the
+    /// undelivered recipients through it due at the next scan, whatever
+    /// their own schedule says (`postern queue retry`, the console's "retry
+    /// now"). Returns how many messages were made due.
+    pub fn retry_now(&self, hop: Option<&str>) -> Result<usize> {
+        let inner = &self.inner;
+        let mut made_due = Vec::new();
+        for entry in inner.messages.iter() {
+            let (key, value) = entry?;
+            let Ok(message) = store::decode(&key, &value) else {
+                continue;
+            };
+            let hops: Vec<&str> = message
+                .envelope
+                .recipients
+                .iter()
+                .filter(|r| !r.status.is_final())
+                .filter(|r| hop.is_none_or(|h| h == r.next_hop))
+                .map(|r| r.next_hop.as_str())
+                .collect();
+            if hops.is_empty() {
+                continue;
+            }
+            for h in hops {
+                inner.backoff.clear(h);
+            }
+            made_due.push(message.id);
+        }
+        if let Some(h) = hop {
+            inner.backoff.clear(h);
+        }
+        let n = made_due.len();
+        lock(&inner.resumed).extend(made_due);
+        Ok(n)
+    }
+
     /// The shared per-hop back-off (for `postern queue` and tests).
     pub fn hop_backoff(&self) -> &HopBackoff {
         &self.inner.backoff

@@ -461,6 +461,10 @@ impl Connection {
         let trust_stamp = self.shared.ctx.router.stamp(sender_mailbox, &self.origin.get());
         if trust_stamp.domain_secured {
             self.metrics().domain_secured_message_received();
+            if let Some(m) = sender_mailbox {
+                self.metrics()
+                    .partner_success(crate::protocol_log::Direction::Receive, &m.domain().to_string());
+            }
             self.log
                 .info(format_args!("Domain secured: {}", trust_stamp.headers.join("; ")));
         }
