@@ -92,7 +92,13 @@ pub async fn run(ctx: DeliveryContext, config: WorkerConfig, shutdown: impl Futu
             };
             let ctx = ctx.clone();
             tokio::spawn(async move {
-                deliver_message(&ctx, message).await;
+                let (id, queue) = (message.id, ctx.queue.clone());
+                // A panicking delivery must not keep its lease forever.
+                let delivery = tokio::spawn(async move { deliver_message(&ctx, message).await });
+                if let Err(error) = delivery.await {
+                    tracing::error!(%id, %error, "delivery task failed; the message is released for a later attempt");
+                    queue.release(id);
+                }
                 drop(permit);
             });
         }
