@@ -18,7 +18,7 @@ use crate::dns::{DnsConfig, shared_resolver};
 use crate::metrics::{Metrics, serve_metrics};
 use crate::node::Node;
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
-use crate::queue::{Queue, QueueConfig, QueueError, RecipientOutcome};
+use crate::queue::{Queue, QueueConfig, QueueError, RecipientOutcome, RelayOrigin};
 use crate::routing::{Router, SmtpHop};
 use crate::server::{ReceiveConnector, ReceiveConnectorConfig, ServerContext, ServerError};
 use crate::tls::TrustStore;
@@ -94,9 +94,10 @@ impl Relay for Pool {
         sender: Option<&'a str>,
         recipients: &'a [String],
         body: &'a [u8],
+        origin: &'a RelayOrigin,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
         Box::pin(async move {
-            self.deliver(hop, sender, recipients, body)
+            self.deliver_relayed(hop, sender, recipients, body, Some(origin))
                 .await
                 .map_err(|e| e.to_string())
         })
