@@ -188,11 +188,16 @@ impl Queue {
         // Held before the write: no scan may see it until it is durable.
         let guard = AcceptGuard::new(&self.inner, id);
         let inner = Arc::clone(&self.inner);
+        let written_origin = origin.clone();
         let (queued, suppressed) =
-            blocking(move || inner.write_new(id, envelope, body, origin.as_ref())).await?;
+            blocking(move || inner.write_new(id, envelope, body, written_origin.as_ref())).await?;
         if let Err(error) = self.inner.commit.durable().await {
-            if queued.is_some() {
-                self.inner.take_back(id).await;
+            if let Some(due) = &queued {
+                let keys = match &origin {
+                    Some(origin) => due.recipients.iter().map(|r| origin.key(&r.address)).collect(),
+                    None => Vec::new(),
+                };
+                self.inner.take_back(id, keys).await;
             }
             guard.free();
             return Err(error);
@@ -485,14 +490,20 @@ impl Inner {
             .map_err(store::from_tx)
     }
 
-    /// Takes a message whose flush failed back out of the store (and its
-    /// remembered origins stay: a repeat then finds nothing, which is a
-    /// loss only if the store lost the first copy too). Best effort.
-    async fn take_back(self: &Arc<Self>, id: QueueId) {
+    /// Takes a message whose flush failed back out of the store, with the
+    /// origin keys written for it (`seen_keys`), so that the sender's retry
+    /// after our 4xx is queued rather than suppressed. Best effort.
+    async fn take_back(self: &Arc<Self>, id: QueueId, seen_keys: Vec<Vec<u8>>) {
         let inner = Arc::clone(self);
         let removed = blocking(move || {
-            (&inner.messages, &inner.bodies)
-                .transaction(|(messages, bodies)| Ok::<_, TxError>(store::tx_remove(messages, bodies, id)?))
+            (&inner.messages, &inner.bodies, &inner.seen)
+                .transaction(|(messages, bodies, seen)| {
+                    store::tx_remove(messages, bodies, id)?;
+                    for key in &seen_keys {
+                        seen.remove(key.as_slice())?;
+                    }
+                    Ok::<_, TxError>(())
+                })
                 .map_err(store::from_tx)
         })
         .await;
