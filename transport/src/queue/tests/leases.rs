@@ -73,7 +73,7 @@ impl Harness {
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..2_000 {
+    for _ in 0..6_000 {
         if f() {
             return;
         }
@@ -152,8 +152,11 @@ async fn concurrent_enqueue_scan_and_workers_lease_each_message_once_and_only_af
             task.await.unwrap();
         }
         let expected = (round + 1) * PER_ROUND;
+        // Delivered: recorded, durable, and counted.
         wait_until("every message is leased and delivered", || {
-            harness.leased_total() == expected && queue.ids().unwrap().is_empty()
+            harness.leased_total() == expected
+                && queue.ids().unwrap().is_empty()
+                && queue.stats().messages_delivered == expected as u64
         })
         .await;
     }
