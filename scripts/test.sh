@@ -27,8 +27,13 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Long tests are #[ignore]d for a plain `cargo nextest run`; run them too.
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+    cargo nextest run -p postern-tests --test exactly_once --run-ignored ignored-only --no-fail-fast "$@" || status=$?
 else
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@" || status=$?
+    cargo test -p postern-tests --test exactly_once --no-fail-fast "$@" -- --ignored || status=$?
 fi
+exit $status

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::node_config::NodeConfigCompiler;
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
-use crate::queue::{Queue, QueueConfig, QueueError, RecipientOutcome};
+use crate::queue::{Queue, QueueConfig, QueueError, RecipientOutcome, RelayOrigin};
 use crate::routing::{Router, SmtpHop};
 use crate::server::{ReceiveConnector, ReceiveConnectorConfig, ServerContext, ServerError};
 use crate::tls::TrustStore;
@@ -100,9 +100,10 @@ impl Relay for Pool {
         sender: Option<&'a str>,
         recipients: &'a [String],
         body: &'a [u8],
+        origin: &'a RelayOrigin,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
         Box::pin(async move {
-            self.deliver(hop, sender, recipients, body)
+            self.deliver_relayed(hop, sender, recipients, body, Some(origin))
                 .await
                 .map_err(|e| e.to_string())
         })

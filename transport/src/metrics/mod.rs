@@ -166,6 +166,12 @@ const DS_OUTBOUND_FAILURES: Desc = Desc {
     kind: MetricKind::Counter,
     exchange_name: Some("Domain-Secured Outbound Session Failures"),
 };
+const DUPLICATES_SUPPRESSED: Desc = Desc {
+    name: "postern_duplicates_suppressed_total",
+    help: "Recipients of messages relayed again by a node of the organisation, dropped as duplicates.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
 
 const ES_LAG: Desc = Desc {
     name: "postern_edgesync_lag",
@@ -241,6 +247,7 @@ pub struct Metrics {
     ds_received: AtomicU64,
     ds_sent: AtomicU64,
     ds_outbound_failures: AtomicU64,
+    duplicates_suppressed: AtomicU64,
     edgesync: Mutex<(u64, Vec<EdgeSyncSample>)>,
     /// Per partner domain and direction, the last domain-secured outcomes.
     partners: Mutex<BTreeMap<(String, usize), PartnerOutcome>>,
@@ -373,6 +380,12 @@ impl Metrics {
         map.values().cloned().collect()
     }
 
+    /// `n` recipients of a message another node relayed again were
+    /// dropped (`postern_duplicates_suppressed_total`).
+    pub fn duplicates_suppressed(&self, n: u64) {
+        self.duplicates_suppressed.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The metrics in Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         exposition::render(&self.families())
@@ -458,6 +471,7 @@ impl Metrics {
             plain(DS_RECEIVED, &self.ds_received),
             plain(DS_SENT, &self.ds_sent),
             plain(DS_OUTBOUND_FAILURES, &self.ds_outbound_failures),
+            plain(DUPLICATES_SUPPRESSED, &self.duplicates_suppressed),
         ]
         .into_iter()
         .chain(self.edgesync_families())
@@ -508,6 +522,7 @@ mod tests {
         m.domain_secured_message_received();
         m.domain_secured_outbound_session_failure();
         m.domain_secured_outbound_session_failure();
+        m.duplicates_suppressed(3);
         let text = m.render();
         for line in [
             "# HELP postern_smtp_sessions_total SMTP sessions opened, by direction and connector.",
@@ -526,6 +541,8 @@ mod tests {
             "postern_domain_secured_messages_sent_total 0",
             "# HELP postern_domain_secured_outbound_session_failures_total Domain-Secured Outbound Session Failures",
             "postern_domain_secured_outbound_session_failures_total 2",
+            "# TYPE postern_duplicates_suppressed_total counter",
+            "postern_duplicates_suppressed_total 3",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

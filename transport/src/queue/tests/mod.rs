@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use super::*;
 
 mod crash;
+mod leases;
+mod relayed;
 
 pub(super) const BODY: &[u8] = b"From: s@adatum.com\r\nTo: a@fabrikam.com\r\nSubject: hi\r\n\r\nHello.\r\n";
 
@@ -32,11 +34,11 @@ pub(super) fn envelope(sender: Option<&str>, recipients: &[&str]) -> Envelope {
     Envelope::new(sender.map(str::to_owned), recipients, SystemTime::now())
 }
 
-fn delivered(address: &str) -> RecipientOutcome {
+pub(super) fn delivered(address: &str) -> RecipientOutcome {
     RecipientOutcome::new(address, DeliveryOutcome::Delivered("250 2.0.0 OK".into()))
 }
 
-fn transient(address: &str) -> RecipientOutcome {
+pub(super) fn transient(address: &str) -> RecipientOutcome {
     RecipientOutcome::new(
         address,
         DeliveryOutcome::TransientFailure("451 4.4.1 no answer".into()),
