@@ -203,11 +203,16 @@ fn record(c: &pb::Certificate) -> Record {
         .field("FriendlyName", &c.friendly_name, json!(c.friendly_name))
         .field("Subject", &c.subject, json!(c.subject))
         .field("Issuer", &c.issuer, json!(c.issuer))
-        .field("Domains", &c.domains.join(", "), json!(c.domains))
+        .keyed("CertificateDomains", "domains", &c.domains.join(", "), json!(c.domains))
         .field("NotBefore", &c.not_before, json!(c.not_before))
         .field("NotAfter", &c.not_after, json!(c.not_after))
         .field("Services", &c.services.join(", "), json!(c.services))
-        .field("SelfSigned", &c.self_signed.to_string(), json!(c.self_signed))
+        .keyed(
+            "IsSelfSigned",
+            "self_signed",
+            &c.self_signed.to_string(),
+            json!(c.self_signed),
+        )
         .field("Status", &c.status, json!(c.status))
         .field(
             "HasPrivateKey",

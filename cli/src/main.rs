@@ -4,6 +4,7 @@
 mod cert;
 mod client;
 mod edgesync;
+mod ems;
 mod objects;
 mod output;
 mod run;
@@ -101,6 +102,8 @@ enum Command {
         #[command(subcommand)]
         command: edgesync::EdgeSyncCommand,
     },
+    /// Run Exchange Management Shell lines (the seeds' cmdlets) as written.
+    Ems(ems::EmsArgs),
 }
 
 #[derive(Subcommand)]
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
             Command::ReceiveConnector { command } => objects::receive_connector(&cli.node, command).await,
             Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
             Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
+            Command::Ems(args) => ems::run(&cli.node, args).await,
         }
     });
     match result {
