@@ -160,7 +160,11 @@ pub async fn exec(node: &Path, command: CertCommand) -> anyhow::Result<Reply> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            Ok(records(list.certificates.iter().map(record).collect(), json, true))
+            Ok(records(
+                list.certificates.iter().map(record).collect(),
+                json,
+                true,
+            ))
         }
         CertCommand::Get { thumbprint, json } => {
             let cert = client
@@ -203,7 +207,12 @@ fn record(c: &pb::Certificate) -> Record {
         .field("FriendlyName", &c.friendly_name, json!(c.friendly_name))
         .field("Subject", &c.subject, json!(c.subject))
         .field("Issuer", &c.issuer, json!(c.issuer))
-        .keyed("CertificateDomains", "domains", &c.domains.join(", "), json!(c.domains))
+        .keyed(
+            "CertificateDomains",
+            "domains",
+            &c.domains.join(", "),
+            json!(c.domains),
+        )
         .field("NotBefore", &c.not_before, json!(c.not_before))
         .field("NotAfter", &c.not_after, json!(c.not_after))
         .field("Services", &c.services.join(", "), json!(c.services))

@@ -109,7 +109,11 @@ pub async fn subscription_exec(node: &Path, cmd: SubscriptionCommand) -> anyhow:
                 .await
                 .map_err(status)?
                 .into_inner();
-            Ok(records(list.subscriptions.iter().map(record).collect(), json, true))
+            Ok(records(
+                list.subscriptions.iter().map(record).collect(),
+                json,
+                true,
+            ))
         }
         SubscriptionCommand::Remove { name } => {
             c.remove_subscription(pb::RemoveSubscriptionRequest { edge_name: name })

@@ -161,7 +161,11 @@ pub async fn transport_config_exec(node: &Path, cmd: TransportConfigCommand) -> 
     match cmd {
         TransportConfigCommand::Get { json } => {
             let value = serde_json::to_value(&current)?;
-            Ok(records(vec![record_from(&value, &transport_fields())], json, false))
+            Ok(records(
+                vec![record_from(&value, &transport_fields())],
+                json,
+                false,
+            ))
         }
         TransportConfigCommand::Set(a) => {
             let mut t = current;

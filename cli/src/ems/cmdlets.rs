@@ -122,7 +122,8 @@ const USAGE: Handling = Ignored(
     "-Usage is a template in Exchange; Postern sets no properties from it: give them (-DomainSecureEnabled, -RequireTLS, -PermissionGroups …) directly",
 );
 
-const RENAME: Handling = Refused("renaming a connector is not supported: remove it and create it under the new name");
+const RENAME: Handling =
+    Refused("renaming a connector is not supported: remove it and create it under the new name");
 
 const IDENTITY: &[Param] = &[p("Identity", One, Local)];
 const NAME: &[Param] = &[p("Name", One, Local)];
@@ -162,7 +163,9 @@ pub static CMDLETS: &[(Cmdlet, &[&[Param]])] = &[
                 p(
                     "Password",
                     One,
-                    Refused("PowerShell SecureStrings are not read here: put the password in a file and run postern cert import --path FILE --password-file PWFILE"),
+                    Refused(
+                        "PowerShell SecureStrings are not read here: put the password in a file and run postern cert import --path FILE --password-file PWFILE",
+                    ),
                 ),
             ],
             positional: &[],
@@ -212,8 +215,16 @@ pub static CMDLETS: &[(Cmdlet, &[&[Param]])] = &[
             name: "Set-TransportConfig",
             verb: "postern transport-config set",
             params: &[
-                p("TLSSendDomainSecureList", Many, Flag("tls-send-domain-secure-list")),
-                p("TLSReceiveDomainSecureList", Many, Flag("tls-receive-domain-secure-list")),
+                p(
+                    "TLSSendDomainSecureList",
+                    Many,
+                    Flag("tls-send-domain-secure-list"),
+                ),
+                p(
+                    "TLSReceiveDomainSecureList",
+                    Many,
+                    Flag("tls-receive-domain-secure-list"),
+                ),
                 p("MaxRecipientEnvelopeLimit", One, Flag("max-recipients")),
                 p("MaxReceiveSize", One, Local),
             ],
@@ -366,7 +377,11 @@ pub static CMDLETS: &[(Cmdlet, &[&[Param]])] = &[
                     One,
                     Ignored("Postern synchronises every subscribed edge"),
                 ),
-                p("Server", One, Ignored("the hub is the node postern ems talks to (--node)")),
+                p(
+                    "Server",
+                    One,
+                    Ignored("the hub is the node postern ems talks to (--node)"),
+                ),
             ],
             positional: &[],
             refused: None,
@@ -379,8 +394,16 @@ pub static CMDLETS: &[(Cmdlet, &[&[Param]])] = &[
             verb: "postern edgesync test",
             params: &[
                 p("ExcludeRecipientTest", Switch, Accepted),
-                p("VerifyRecipient", One, Ignored("Postern reports replication per edge, not per recipient")),
-                p("Server", One, Ignored("the hub is the node postern ems talks to (--node)")),
+                p(
+                    "VerifyRecipient",
+                    One,
+                    Ignored("Postern reports replication per edge, not per recipient"),
+                ),
+                p(
+                    "Server",
+                    One,
+                    Ignored("the hub is the node postern ems talks to (--node)"),
+                ),
             ],
             positional: &[],
             refused: None,
@@ -392,7 +415,11 @@ pub static CMDLETS: &[(Cmdlet, &[&[Param]])] = &[
             name: "Get-Queue",
             verb: "postern queue list",
             params: &[
-                p("Server", One, Ignored("the queue shown is that of the node postern ems talks to (--node)")),
+                p(
+                    "Server",
+                    One,
+                    Ignored("the queue shown is that of the node postern ems talks to (--node)"),
+                ),
                 p(
                     "Filter",
                     One,
@@ -458,7 +485,11 @@ pub static CMDLETS: &[(Cmdlet, &[&[Param]])] = &[
 ];
 
 /// Aliases EMS knows.
-const ALIASES: &[(&str, &str)] = &[("FL", "Format-List"), ("gc", "Get-Content"), ("sc", "Set-Content")];
+const ALIASES: &[(&str, &str)] = &[
+    ("FL", "Format-List"),
+    ("gc", "Get-Content"),
+    ("sc", "Set-Content"),
+];
 
 /// Why a call cannot be bound.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -587,7 +618,10 @@ pub fn find(name: &str) -> Result<&'static Cmdlet, BindError> {
         .iter()
         .find(|(a, _)| a.eq_ignore_ascii_case(name))
         .map_or(name, |(_, c)| c);
-    if let Some((c, _)) = CMDLETS.iter().find(|(c, _)| c.name.eq_ignore_ascii_case(canonical)) {
+    if let Some((c, _)) = CMDLETS
+        .iter()
+        .find(|(c, _)| c.name.eq_ignore_ascii_case(canonical))
+    {
         return match c.refused {
             Some(why) => Err(BindError::RefusedCmdlet { cmdlet: c.name, why }),
             None => Ok(c),
@@ -623,7 +657,11 @@ fn distance(a: &str, b: &str) -> usize {
     strsim::levenshtein(&a.to_ascii_lowercase(), &b.to_ascii_lowercase())
 }
 
-fn resolve(cmdlet: &'static Cmdlet, params: &[&'static Param], name: &str) -> Result<&'static Param, BindError> {
+fn resolve(
+    cmdlet: &'static Cmdlet,
+    params: &[&'static Param],
+    name: &str,
+) -> Result<&'static Param, BindError> {
     if let Some(p) = params.iter().find(|p| p.name.eq_ignore_ascii_case(name)) {
         return Ok(p);
     }
@@ -651,7 +689,11 @@ fn resolve(cmdlet: &'static Cmdlet, params: &[&'static Param], name: &str) -> Re
         many => Err(BindError::Ambiguous {
             cmdlet: cmdlet.name,
             name: name.to_owned(),
-            candidates: many.iter().map(|p| format!("-{}", p.name)).collect::<Vec<_>>().join(", "),
+            candidates: many
+                .iter()
+                .map(|p| format!("-{}", p.name))
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }
@@ -755,7 +797,10 @@ pub fn bind(cmdlet: &'static Cmdlet, args: Vec<ArgValue>) -> Result<Bound, BindE
 
 /// A parameter's handling (for the translation of `Flag` parameters).
 pub fn handling(cmdlet: &'static Cmdlet, name: &str) -> Option<Handling> {
-    params_of(cmdlet).iter().find(|p| p.name == name).map(|p| p.handling)
+    params_of(cmdlet)
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.handling)
 }
 
 #[cfg(test)]
@@ -768,10 +813,17 @@ mod tests {
 
     #[test]
     fn names_without_case_aliases_and_prefixes() {
-        assert_eq!(find("import-exchangecertificate").unwrap().name, "Import-ExchangeCertificate");
+        assert_eq!(
+            find("import-exchangecertificate").unwrap().name,
+            "Import-ExchangeCertificate"
+        );
         assert_eq!(find("fl").unwrap().name, "Format-List");
         let c = find("Enable-ExchangeCertificate").unwrap();
-        let b = bind(c, vec![ArgValue::Param("thumb".into()), ArgValue::Value(text("AB"))]).unwrap();
+        let b = bind(
+            c,
+            vec![ArgValue::Param("thumb".into()), ArgValue::Value(text("AB"))],
+        )
+        .unwrap();
         assert_eq!(b.get("Thumbprint"), Some(&text("AB")));
     }
 
@@ -807,7 +859,10 @@ mod tests {
         // A switch takes no following value: it stays positional (and here, extra).
         let err = bind(
             c,
-            vec![ArgValue::Param("GenerateRequest".into()), ArgValue::Value(text("x"))],
+            vec![
+                ArgValue::Param("GenerateRequest".into()),
+                ArgValue::Value(text("x")),
+            ],
         )
         .unwrap_err();
         assert!(matches!(err, BindError::ExtraPositional { .. }), "{err}");
@@ -816,11 +871,20 @@ mod tests {
     #[test]
     fn unknown_names_get_the_nearest_and_the_verb() {
         let err = find("Set-SendConector").unwrap_err().to_string();
-        assert!(err.contains("nearest is Set-SendConnector (postern send-connector set NAME)"), "{err}");
+        assert!(
+            err.contains("nearest is Set-SendConnector (postern send-connector set NAME)"),
+            "{err}"
+        );
         let c = find("Set-SendConnector").unwrap();
-        let err = bind(c, vec![ArgValue::Param("DomianSecureEnabled".into()), ArgValue::Value(Value::Bool(true))])
-            .unwrap_err()
-            .to_string();
+        let err = bind(
+            c,
+            vec![
+                ArgValue::Param("DomianSecureEnabled".into()),
+                ArgValue::Value(Value::Bool(true)),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("nearest is -DomainSecureEnabled"), "{err}");
         assert!(err.contains("postern send-connector set"), "{err}");
         let err = bind(c, vec![ArgValue::Param("D".into())]).unwrap_err();
@@ -832,12 +896,23 @@ mod tests {
         let err = find("Retry-Queue").unwrap_err().to_string();
         assert!(err.contains("no retry operation"), "{err}");
         let c = find("Import-ExchangeCertificate").unwrap();
-        let err = bind(c, vec![ArgValue::Param("Password".into()), ArgValue::Value(text("x"))])
-            .unwrap_err()
-            .to_string();
+        let err = bind(
+            c,
+            vec![ArgValue::Param("Password".into()), ArgValue::Value(text("x"))],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("--password-file"), "{err}");
         let c = find("New-SendConnector").unwrap();
-        let b = bind(c, vec![ArgValue::Value(text("X")), ArgValue::Param("Usage".into()), ArgValue::Value(text("Partner"))]).unwrap();
+        let b = bind(
+            c,
+            vec![
+                ArgValue::Value(text("X")),
+                ArgValue::Param("Usage".into()),
+                ArgValue::Value(text("Partner")),
+            ],
+        )
+        .unwrap();
         assert_eq!(b.warnings.len(), 1);
         let err = bind(c, vec![ArgValue::Param("RequireTLS".into())]).unwrap_err();
         assert!(matches!(err, BindError::MissingValue { .. }), "{err}");

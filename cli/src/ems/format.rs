@@ -23,7 +23,11 @@ const ENUMS: [&str; 6] = [
 pub fn format_list(objects: &[&Object], properties: &[String]) -> (String, Vec<String>) {
     let mut unmatched: Vec<String> = properties
         .iter()
-        .filter(|p| !objects.iter().any(|o| o.properties.iter().any(|(n, _)| glob(p, n))))
+        .filter(|p| {
+            !objects
+                .iter()
+                .any(|o| o.properties.iter().any(|(n, _)| glob(p, n)))
+        })
         .cloned()
         .collect();
     unmatched.dedup();
@@ -128,7 +132,11 @@ fn render(name: &str, value: &Json) -> String {
         Json::Array(items) if items.is_empty() => "{}".to_owned(),
         Json::Array(items) => format!(
             "{{{}}}",
-            items.iter().map(|i| render(name, i)).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .map(|i| render(name, i))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Json::Object(_) => value.to_string(),
     }

@@ -428,7 +428,11 @@ impl Lexer {
                         what: "a $( … ) inside a string".into(),
                     });
                 }
-                Some('$') if self.peek(0).is_some_and(|n| n.is_alphanumeric() || n == '_' || n == '{') => {
+                Some('$')
+                    if self
+                        .peek(0)
+                        .is_some_and(|n| n.is_alphanumeric() || n == '_' || n == '{') =>
+                {
                     if !text.is_empty() {
                         parts.push(StrPart::Literal(std::mem::take(&mut text)));
                     }
@@ -623,7 +627,10 @@ mod tests {
         let text = "Import-ExchangeCertificate -FileData ([Byte[]]$(Get-Content -Path C:\\Certificates\\\nVAN-EX2-certificate.pfx -Encoding Byte -ReadCount 0)) | Enable-ExchangeCertificate\n-Services SMTP\n";
         let lexed = lex(text).unwrap();
         let t: Vec<Token> = lexed.tokens.into_iter().map(|s| s.token).collect();
-        assert!(t.contains(&word("C:\\Certificates\\VAN-EX2-certificate.pfx")), "{t:?}");
+        assert!(
+            t.contains(&word("C:\\Certificates\\VAN-EX2-certificate.pfx")),
+            "{t:?}"
+        );
         assert_eq!(t.iter().filter(|t| **t == Token::NewLine).count(), 1, "{t:?}");
         assert_eq!(t[t.len() - 3], Token::Param("Services".into()));
         assert_eq!(lexed.notes.len(), 2, "{:?}", lexed.notes);
@@ -649,13 +656,18 @@ mod tests {
         assert!(matches!(lex("Set-X -A \"open"), Err(LexError::Incomplete { .. })));
         assert!(matches!(lex("Get-X |"), Err(LexError::Incomplete { .. })));
         assert!(matches!(lex("Get-X (a"), Err(LexError::Incomplete { .. })));
-        assert!(matches!(lex("Get-X | ? { $_ }"), Err(LexError::Unsupported { .. })));
+        assert!(matches!(
+            lex("Get-X | ? { $_ }"),
+            Err(LexError::Unsupported { .. })
+        ));
         assert!(matches!(lex("\"$(x)\""), Err(LexError::Unsupported { .. })));
     }
 
     #[test]
     fn hostile_text_does_not_panic() {
-        for text in ["$", "[", "[[", "`", "\"`", "'", "-", "–", "<#", "$(", ")", "=", "${", "\u{0}"] {
+        for text in [
+            "$", "[", "[[", "`", "\"`", "'", "-", "–", "<#", "$(", ")", "=", "${", "\u{0}",
+        ] {
             let _ = lex(text);
         }
     }

@@ -74,7 +74,15 @@ async fn prompt(session: &mut Session) -> anyhow::Result<()> {
     loop {
         {
             let mut out = std::io::stdout().lock();
-            write!(out, "{}", if pending.is_empty() { "[PS] postern> " } else { ">> " })?;
+            write!(
+                out,
+                "{}",
+                if pending.is_empty() {
+                    "[PS] postern> "
+                } else {
+                    ">> "
+                }
+            )?;
             out.flush()?;
         }
         let mut line = String::new();

@@ -222,7 +222,10 @@ impl Parser<'_> {
                 Some(Token::ParamColon(p)) => {
                     let p = p.clone();
                     self.pos += 1;
-                    if matches!(self.peek(), None | Some(Token::NewLine | Token::Semi | Token::Pipe)) {
+                    if matches!(
+                        self.peek(),
+                        None | Some(Token::NewLine | Token::Semi | Token::Pipe)
+                    ) {
                         return Err(self.error(format!("-{p}: needs a value after the colon")));
                     }
                     args.push(Arg::ParamWith(p, self.expr()?));
@@ -312,7 +315,9 @@ mod tests {
 
     #[test]
     fn assignment_then_reuse() {
-        let s = script("$Data1 = New-ExchangeCertificate -GenerateRequest -SubjectName \"CN=x\"\nSet-Content -Path x.req -Value $Data1");
+        let s = script(
+            "$Data1 = New-ExchangeCertificate -GenerateRequest -SubjectName \"CN=x\"\nSet-Content -Path x.req -Value $Data1",
+        );
         assert_eq!(s.statements.len(), 2);
         assert_eq!(s.statements[0].assign.as_deref(), Some("Data1"));
         let c = &s.statements[0].pipeline.commands[0];
@@ -346,11 +351,17 @@ mod tests {
 
     #[test]
     fn lists_colon_values_and_statements_on_one_line() {
-        let s = script("Get-SendConnector Internet | FL Name,DNSRoutingEnabled,FQDN; Set-SendConnector Internet -DomainSecureEnabled:$true");
+        let s = script(
+            "Get-SendConnector Internet | FL Name,DNSRoutingEnabled,FQDN; Set-SendConnector Internet -DomainSecureEnabled:$true",
+        );
         assert_eq!(s.statements.len(), 2);
         assert_eq!(
             s.statements[0].pipeline.commands[1].args[0],
-            Arg::Value(Expr::List(vec![word("Name"), word("DNSRoutingEnabled"), word("FQDN")]))
+            Arg::Value(Expr::List(vec![
+                word("Name"),
+                word("DNSRoutingEnabled"),
+                word("FQDN")
+            ]))
         );
         assert_eq!(
             s.statements[1].pipeline.commands[0].args[1],
@@ -375,7 +386,9 @@ mod tests {
             "Get-X a =",
             "Get-X a,",
         ] {
-            let result = lex(text).map_err(|e| e.to_string()).and_then(|l| parse(&l.tokens).map_err(|e| e.to_string()));
+            let result = lex(text)
+                .map_err(|e| e.to_string())
+                .and_then(|l| parse(&l.tokens).map_err(|e| e.to_string()));
             assert!(result.is_err(), "{text} parsed: {result:?}");
         }
     }

@@ -54,7 +54,11 @@ mod tests {
     fn windows_paths_map_to_the_working_directory() {
         let (p, note) = map("C:\\Certificates\\VAN-EX2-request.req").unwrap();
         assert_eq!(p, PathBuf::from("./Certificates/VAN-EX2-request.req"));
-        assert!(note.unwrap().contains("C:\\Certificates\\VAN-EX2-request.req is read as ./Certificates/VAN-EX2-request.req"));
+        assert!(
+            note.unwrap().contains(
+                "C:\\Certificates\\VAN-EX2-request.req is read as ./Certificates/VAN-EX2-request.req"
+            )
+        );
         assert_eq!(map("c:\\example.req").unwrap().0, PathBuf::from("./example.req"));
         assert_eq!(map(".\\x\\y.pfx").unwrap().0, PathBuf::from("./x/y.pfx"));
         assert_eq!(map("D:x.pfx").unwrap().0, PathBuf::from("./x.pfx"));

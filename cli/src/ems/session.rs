@@ -214,7 +214,9 @@ impl Session {
             (Output::Text, Reply::Text(t)) => Value::Text(t),
             (Output::Certificate, Reply::Text(t)) => {
                 let thumbprint = t.trim().to_owned();
-                let reply = self.run_verb(&["cert".into(), "get".into(), format!("--thumbprint={thumbprint}")]).await?;
+                let reply = self
+                    .run_verb(&["cert".into(), "get".into(), format!("--thumbprint={thumbprint}")])
+                    .await?;
                 objects(reply)
             }
             (_, reply) => objects(reply),
@@ -226,26 +228,46 @@ impl Session {
         if self.verbose {
             eprintln!("> postern {}", shell_words(argv));
         }
-        let full = ["postern".to_owned(), "--node".to_owned(), self.node.display().to_string()]
-            .into_iter()
-            .chain(argv.iter().cloned());
+        let full = [
+            "postern".to_owned(),
+            "--node".to_owned(),
+            self.node.display().to_string(),
+        ]
+        .into_iter()
+        .chain(argv.iter().cloned());
         let cli = crate::Cli::try_parse_from(full).map_err(|e| {
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
             anyhow!("postern {}: {first}", shell_words(argv))
         })?;
         let node = self.node.as_path();
         match cli.command {
             crate::Command::Cert { command } => crate::cert::exec(node, command).await,
-            crate::Command::TransportConfig { command } => crate::objects::transport_config_exec(node, command).await,
-            crate::Command::SendConnector { command } => crate::objects::send_connector_exec(node, command).await,
-            crate::Command::ReceiveConnector { command } => crate::objects::receive_connector_exec(node, command).await,
-            crate::Command::EdgeSubscription { command } => crate::edgesync::subscription_exec(node, command).await,
+            crate::Command::TransportConfig { command } => {
+                crate::objects::transport_config_exec(node, command).await
+            }
+            crate::Command::SendConnector { command } => {
+                crate::objects::send_connector_exec(node, command).await
+            }
+            crate::Command::ReceiveConnector { command } => {
+                crate::objects::receive_connector_exec(node, command).await
+            }
+            crate::Command::EdgeSubscription { command } => {
+                crate::edgesync::subscription_exec(node, command).await
+            }
             crate::Command::Edgesync { command } => crate::edgesync::edgesync_exec(node, command).await,
             crate::Command::Queue {
                 command: crate::QueueCommand::List { json },
             } => crate::client::queue_exec(node, json).await,
-            _ => bail!("internal: postern ems does not run `postern {}`", shell_words(argv)),
+            _ => bail!(
+                "internal: postern ems does not run `postern {}`",
+                shell_words(argv)
+            ),
         }
     }
 }
@@ -254,8 +276,13 @@ fn objects(reply: Reply) -> Value {
     match reply {
         Reply::Done => Value::Null,
         Reply::Text(t) => Value::Text(t),
-        Reply::Records { records, as_array, .. } => {
-            let mut objects: Vec<Value> = records.iter().map(|r| Value::Object(Object::from_record(r))).collect();
+        Reply::Records {
+            records, as_array, ..
+        } => {
+            let mut objects: Vec<Value> = records
+                .iter()
+                .map(|r| Value::Object(Object::from_record(r)))
+                .collect();
             if !as_array && objects.len() == 1 {
                 objects.remove(0)
             } else {
@@ -270,14 +297,19 @@ fn cast(ty: &str, value: Value) -> anyhow::Result<Value> {
     match ty.trim_start_matches("system.") {
         "byte[]" => match value {
             Value::Bytes(b) => Ok(Value::Bytes(b)),
-            other => bail!("[Byte[]] needs a file's bytes (Get-Content -Path FILE -Encoding Byte -ReadCount 0), not {}", other.kind()),
+            other => bail!(
+                "[Byte[]] needs a file's bytes (Get-Content -Path FILE -Encoding Byte -ReadCount 0), not {}",
+                other.kind()
+            ),
         },
         "string" => match value {
             Value::Text(t) => Ok(Value::Text(t)),
             Value::Bool(b) => Ok(Value::Text(if b { "True" } else { "False" }.into())),
-            Value::Bytes(b) => Ok(Value::Text(
-                String::from_utf8(b.data).map_err(|_| anyhow!("the bytes of {} are not UTF-8 text", b.path.display()))?,
-            )),
+            Value::Bytes(b) => {
+                Ok(Value::Text(String::from_utf8(b.data).map_err(|_| {
+                    anyhow!("the bytes of {} are not UTF-8 text", b.path.display())
+                })?))
+            }
             other => bail!("[string] cannot convert {}", other.kind()),
         },
         "bool" => match value {

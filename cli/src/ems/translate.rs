@@ -191,7 +191,11 @@ impl Tr<'_> {
     }
 
     /// The identity given, or the piped object's `property`.
-    fn identity(&mut self, params: &[&'static str], property: &str) -> Result<Option<String>, TranslateError> {
+    fn identity(
+        &mut self,
+        params: &[&'static str],
+        property: &str,
+    ) -> Result<Option<String>, TranslateError> {
         for param in params {
             if let Some(v) = self.bound.get(param) {
                 return match v {
@@ -253,10 +257,12 @@ impl Tr<'_> {
             "New-ExchangeCertificate" => self.new_certificate(),
             "Import-ExchangeCertificate" => self.import_certificate(),
             "Enable-ExchangeCertificate" => {
-                let tp = self.identity(&["Thumbprint", "Identity"], "Thumbprint")?.ok_or(TranslateError::Missing {
-                    cmdlet: self.name(),
-                    what: "-Thumbprint (or a certificate piped in from Import-ExchangeCertificate)",
-                })?;
+                let tp = self.identity(&["Thumbprint", "Identity"], "Thumbprint")?.ok_or(
+                    TranslateError::Missing {
+                        cmdlet: self.name(),
+                        what: "-Thumbprint (or a certificate piped in from Import-ExchangeCertificate)",
+                    },
+                )?;
                 let mut argv = vec!["cert".into(), "enable".into(), format!("--thumbprint={tp}")];
                 self.flags(&mut argv)?;
                 if self.bound.get("Services").is_none() {
@@ -270,16 +276,23 @@ impl Tr<'_> {
                     output: Output::Nothing,
                 })
             }
-            "Get-ExchangeCertificate" => Ok(match self.identity(&["Thumbprint", "Identity"], "Thumbprint")? {
-                Some(tp) => verb(&["cert", "get", &format!("--thumbprint={tp}")], Output::Records),
-                None => verb(&["cert", "list"], Output::Records),
-            }),
+            "Get-ExchangeCertificate" => {
+                Ok(match self.identity(&["Thumbprint", "Identity"], "Thumbprint")? {
+                    Some(tp) => verb(&["cert", "get", &format!("--thumbprint={tp}")], Output::Records),
+                    None => verb(&["cert", "list"], Output::Records),
+                })
+            }
             "Remove-ExchangeCertificate" => {
-                let tp = self.identity(&["Thumbprint", "Identity"], "Thumbprint")?.ok_or(TranslateError::Missing {
-                    cmdlet: self.name(),
-                    what: "-Thumbprint",
-                })?;
-                Ok(verb(&["cert", "remove", &format!("--thumbprint={tp}")], Output::Nothing))
+                let tp = self.identity(&["Thumbprint", "Identity"], "Thumbprint")?.ok_or(
+                    TranslateError::Missing {
+                        cmdlet: self.name(),
+                        what: "-Thumbprint",
+                    },
+                )?;
+                Ok(verb(
+                    &["cert", "remove", &format!("--thumbprint={tp}")],
+                    Output::Nothing,
+                ))
             }
             "Set-TransportConfig" => {
                 let mut argv = vec!["transport-config".into(), "set".into()];
@@ -351,8 +364,9 @@ impl Tr<'_> {
                     what: "-SubjectName (e.g. \"CN=mail.example.com\") or -DomainName",
                 });
             };
-            self.notes
-                .push(format!("no -SubjectName: the subject is CN={first}, the first -DomainName"));
+            self.notes.push(format!(
+                "no -SubjectName: the subject is CN={first}, the first -DomainName"
+            ));
             argv.push(format!("--subject-name=CN={first}"));
         }
         if let Some(size) = self.text("KeySize")? {
@@ -438,7 +452,11 @@ impl Tr<'_> {
             cmdlet: self.name(),
             what: "the connector's name (-Name / -Identity, or first)",
         })?;
-        let mut argv = vec![noun.to_owned(), if creating { "new" } else { "set" }.to_owned(), name];
+        let mut argv = vec![
+            noun.to_owned(),
+            if creating { "new" } else { "set" }.to_owned(),
+            name,
+        ];
         self.flags(&mut argv)?;
         if let Some(v) = self.bound.get("AddressSpaces") {
             let mut spaces = Vec::new();
@@ -464,10 +482,12 @@ impl Tr<'_> {
     }
 
     fn remove_named(&mut self, noun: &str) -> Result<Action, TranslateError> {
-        let name = self.identity(&["Identity"], "Name")?.ok_or(TranslateError::Missing {
-            cmdlet: self.name(),
-            what: "-Identity (the name)",
-        })?;
+        let name = self
+            .identity(&["Identity"], "Name")?
+            .ok_or(TranslateError::Missing {
+                cmdlet: self.name(),
+                what: "-Identity (the name)",
+            })?;
         Ok(verb(&[noun, "remove", &name], Output::Nothing))
     }
 
@@ -528,7 +548,12 @@ impl Tr<'_> {
         let data = match value {
             Value::Bytes(b) => b.data,
             Value::Null => Vec::new(),
-            Value::Object(_) => return Err(self.bad("Value", "objects are not written to files; pipe them to Format-List")),
+            Value::Object(_) => {
+                return Err(self.bad(
+                    "Value",
+                    "objects are not written to files; pipe them to Format-List",
+                ));
+            }
             v => {
                 let lines: Vec<String> = v
                     .items()
@@ -579,7 +604,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "GB" => 1 << 30,
         _ => return Err(format!("{text:?} is not a size (e.g. 10MB or 10485760)")),
     };
-    n.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -629,7 +655,13 @@ mod tests {
                 "--domain-name=mail.adatum.com"
             ]
         );
-        assert!(matches!(tr.action, Action::Verb { output: Output::Text, .. }));
+        assert!(matches!(
+            tr.action,
+            Action::Verb {
+                output: Output::Text,
+                ..
+            }
+        ));
         assert_eq!(tr.notes.len(), 1);
     }
 
@@ -664,7 +696,11 @@ mod tests {
             path: "./Certificates/x.pfx".into(),
             data: vec![1, 2],
         });
-        let tr = run("Import-ExchangeCertificate", vec![ArgValue::Param("FileData".into()), ArgValue::Value(bytes)], None);
+        let tr = run(
+            "Import-ExchangeCertificate",
+            vec![ArgValue::Param("FileData".into()), ArgValue::Value(bytes)],
+            None,
+        );
         assert_eq!(argv(&tr), ["cert", "import", "--path=./Certificates/x.pfx"]);
         let cert = Value::Object(Object {
             properties: vec![("Thumbprint".into(), serde_json::json!("AB12"))],
@@ -674,9 +710,16 @@ mod tests {
             vec![ArgValue::Param("Services".into()), ArgValue::Value(t("SMTP"))],
             Some(&cert),
         );
-        assert_eq!(argv(&tr), ["cert", "enable", "--thumbprint=AB12", "--services=SMTP"]);
+        assert_eq!(
+            argv(&tr),
+            ["cert", "enable", "--thumbprint=AB12", "--services=SMTP"]
+        );
         let err = translate(
-            &bind(find("Enable-ExchangeCertificate").unwrap(), vec![ArgValue::Param("Services".into()), ArgValue::Value(t("SMTP"))]).unwrap(),
+            &bind(
+                find("Enable-ExchangeCertificate").unwrap(),
+                vec![ArgValue::Param("Services".into()), ArgValue::Value(t("SMTP"))],
+            )
+            .unwrap(),
             None,
         )
         .unwrap_err();
@@ -693,7 +736,15 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(argv(&tr), ["send-connector", "set", "Internet", "--domain-secure-enabled=true"]);
+        assert_eq!(
+            argv(&tr),
+            [
+                "send-connector",
+                "set",
+                "Internet",
+                "--domain-secure-enabled=true"
+            ]
+        );
         let tr = run(
             "New-SendConnector",
             vec![
@@ -704,13 +755,27 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(argv(&tr), ["send-connector", "new", "Internet", "--address-spaces=*;100,contoso.com"]);
+        assert_eq!(
+            argv(&tr),
+            [
+                "send-connector",
+                "new",
+                "Internet",
+                "--address-spaces=*;100,contoso.com"
+            ]
+        );
         let tr = run(
             "Set-TransportConfig",
-            vec![ArgValue::Param("TLSSendDomainSecureList".into()), ArgValue::Value(Value::Null)],
+            vec![
+                ArgValue::Param("TLSSendDomainSecureList".into()),
+                ArgValue::Value(Value::Null),
+            ],
             None,
         );
-        assert_eq!(argv(&tr), ["transport-config", "set", "--tls-send-domain-secure-list="]);
+        assert_eq!(
+            argv(&tr),
+            ["transport-config", "set", "--tls-send-domain-secure-list="]
+        );
         let tr = run("Get-SendConnector", vec![ArgValue::Value(t("Internet"))], None);
         assert_eq!(argv(&tr), ["send-connector", "get", "Internet"]);
     }
