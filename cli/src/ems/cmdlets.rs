@@ -2,7 +2,8 @@
 //! arguments to them as PowerShell does (names without case, unique
 //! prefixes, `-Switch`, `-Bool:$false`, positional identities). An unknown
 //! cmdlet or parameter is refused with the nearest known one and the
-//! `postern` verb that does the job. No I/O.
+//! `postern` verb that does the job. No I/O. Longer than most modules
+//! because it holds the whole cmdlet table, which reads best in one place.
 
 use super::value::Value;
 

@@ -16,7 +16,8 @@
 //! a next line starting with `.` and a letter continues the word
 //! (`mail` + `.adatum.com`). Inside parentheses and after `|` a line break is
 //! only a space, as in PowerShell. Line breaks inside quoted strings are
-//! kept here; cmdlet parameters that are names fold them (see `bind`).
+//! kept here; cmdlet parameters that are names fold them (see `translate`).
+//! About half of this file is its unit tests.
 
 /// A token and the line (1-based) it starts on.
 #[derive(Clone, Debug, PartialEq)]

@@ -53,6 +53,9 @@ impl Session {
     /// Runs a script's statements in order, printing what they output.
     pub async fn run(&mut self, script: &Script) -> anyhow::Result<()> {
         for statement in &script.statements {
+            if is_exit(&statement.pipeline) {
+                return Ok(());
+            }
             let value = self
                 .pipeline(&statement.pipeline)
                 .await
@@ -270,6 +273,11 @@ impl Session {
             ),
         }
     }
+}
+
+/// `exit` (PowerShell's keyword) ends a runbook.
+pub fn is_exit(pipeline: &Pipeline) -> bool {
+    matches!(pipeline.commands.as_slice(), [c] if pipeline.head.is_none() && c.args.is_empty() && c.name.eq_ignore_ascii_case("exit"))
 }
 
 fn objects(reply: Reply) -> Value {

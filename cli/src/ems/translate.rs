@@ -1,7 +1,9 @@
 //! A bound cmdlet call, turned into what runs: the argument vector of the
 //! `postern` verb that does the job (so each line goes through the same
 //! code, and the same admin API call, as the verb), or a local file
-//! operation, or `Format-List`. No I/O.
+//! operation, or `Format-List`. No I/O. One function per cmdlet family,
+//! kept together (with their table tests) so the whole mapping is read in
+//! one file.
 
 use std::path::PathBuf;
 
