@@ -454,6 +454,7 @@ impl Tr<'_> {
             cmdlet: self.name(),
             what: "the connector's name (-Name / -Identity, or first)",
         })?;
+        let name = self.local_name(noun, name);
         let mut argv = vec![
             noun.to_owned(),
             if creating { "new" } else { "set" }.to_owned(),
@@ -478,7 +479,10 @@ impl Tr<'_> {
 
     fn get_connector(&mut self, noun: &str) -> Result<Action, TranslateError> {
         Ok(match self.identity(&["Identity"], "Name")? {
-            Some(name) => verb(&[noun, "get", &name], Output::Records),
+            Some(name) => {
+                let name = self.local_name(noun, name);
+                verb(&[noun, "get", &name], Output::Records)
+            }
             None => verb(&[noun, "list"], Output::Records),
         })
     }
@@ -490,7 +494,22 @@ impl Tr<'_> {
                 cmdlet: self.name(),
                 what: "-Identity (the name)",
             })?;
+        let name = self.local_name(noun, name);
         Ok(verb(&[noun, "remove", &name], Output::Nothing))
+    }
+
+    /// A receive connector's identity `SERVER\Name`, as Exchange writes it:
+    /// the connector belongs to the node administered, so only the name counts.
+    fn local_name(&mut self, noun: &str, identity: String) -> String {
+        match identity.rsplit_once('\\') {
+            Some((server, name)) if noun == "receive-connector" && !name.is_empty() => {
+                self.notes.push(format!(
+                    "{identity} is read as the connector {name} of this node (the server part {server} names the node given by --node)"
+                ));
+                name.to_owned()
+            }
+            _ => identity,
+        }
     }
 
     fn new_subscription(&mut self) -> Result<Action, TranslateError> {
@@ -778,6 +797,25 @@ mod tests {
             argv(&tr),
             ["transport-config", "set", "--tls-send-domain-secure-list="]
         );
+        let tr = run(
+            "Set-ReceiveConnector",
+            vec![
+                ArgValue::Value(t("VAN-EX2\\Internet")),
+                ArgValue::Param("ProtocolLoggingLevel".into()),
+                ArgValue::Value(t("Verbose")),
+            ],
+            None,
+        );
+        assert_eq!(
+            argv(&tr),
+            [
+                "receive-connector",
+                "set",
+                "Internet",
+                "--protocol-logging-level=Verbose"
+            ]
+        );
+        assert_eq!(tr.notes.len(), 1);
         let tr = run("Get-SendConnector", vec![ArgValue::Value(t("Internet"))], None);
         assert_eq!(argv(&tr), ["send-connector", "get", "Internet"]);
     }
