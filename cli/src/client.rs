@@ -9,7 +9,7 @@ use postern_proto::admin as pb;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::output::{Record, print_records};
+use crate::output::{Record, Reply, print_records, records};
 
 /// Connects to the admin socket of the node whose data directory is `node`.
 pub async fn connect(node: &Path) -> anyhow::Result<Channel> {
@@ -111,13 +111,18 @@ pub async fn counters(node: &Path, json: bool) -> anyhow::Result<()> {
 
 /// `postern queue list`: queued messages and each recipient's state.
 pub async fn queue(node: &Path, json: bool) -> anyhow::Result<()> {
+    queue_exec(node, json).await?.print()
+}
+
+/// Lists the queue (also Get-Queue in `postern ems`).
+pub async fn queue_exec(node: &Path, json: bool) -> anyhow::Result<Reply> {
     let mut client = pb::node_client::NodeClient::new(connect(node).await?);
     let list = client
         .list_queue(pb::ListQueueRequest {})
         .await
         .map_err(status)?
         .into_inner();
-    let records: Vec<Record> = list
+    let messages: Vec<Record> = list
         .messages
         .iter()
         .map(|m| {
@@ -149,7 +154,7 @@ pub async fn queue(node: &Path, json: bool) -> anyhow::Result<()> {
                 .field("Recipients", &rcpts.join("; "), serde_json::json!(json_rcpts))
         })
         .collect();
-    print_records(&records, json, true)
+    Ok(records(messages, json, true))
 }
 
 /// `postern queue retry [--hop H]`: ends the hop's back-off.

@@ -5,6 +5,7 @@ mod cert;
 mod client;
 mod console;
 mod edgesync;
+mod ems;
 mod objects;
 mod output;
 mod run;
@@ -107,6 +108,8 @@ enum Command {
         #[command(subcommand)]
         command: console::ConsoleCommand,
     },
+    /// Run Exchange Management Shell lines (the seeds' cmdlets) as written.
+    Ems(ems::EmsArgs),
 }
 
 #[derive(Subcommand)]
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
             Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
             Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
             Command::Console { command } => console::run(&cli.node, command).await,
+            Command::Ems(args) => ems::run(&cli.node, args).await,
         }
     });
     match result {
