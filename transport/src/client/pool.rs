@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::client::{ClientConnection, ClientError, Connector};
-use crate::queue::RecipientOutcome;
-use crate::routing::SmtpHop;
+use crate::queue::{RecipientOutcome, RelayOrigin};
+use crate::routing::{OutboundTls, SmtpHop};
 
 /// Idle connections kept per next hop unless configured otherwise.
 pub const DEFAULT_MAX_IDLE_PER_HOP: usize = 10;
@@ -98,11 +98,27 @@ impl Pool {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        self.deliver_relayed(hop, sender, recipients, body, None).await
+    }
+
+    /// Like [`Pool::deliver`], naming the message by `origin` when `hop`
+    /// is an organisation hop (mutual TLS with direct trust, so the server
+    /// is a node of the organisation) and the server offers
+    /// `X-POSTERN-ONCE`; on any other hop `origin` is not sent.
+    pub async fn deliver_relayed(
+        &self,
+        hop: &SmtpHop,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+        origin: Option<&RelayOrigin>,
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        let origin = origin.filter(|_| hop.tls == OutboundTls::ORGANISATION);
         let mut conn = match self.reuse(hop).await {
             Some(conn) => conn,
             None => self.inner.connector.connect(hop).await?,
         };
-        let outcomes = conn.send(sender, recipients, body).await?;
+        let outcomes = conn.send_relayed(sender, recipients, body, origin).await?;
         self.release(hop, conn);
         Ok(outcomes)
     }

@@ -183,4 +183,6 @@ pub struct DueMessage {
     pub sender: Option<String>,
     /// The recipients to try now (a subset of the message's recipients).
     pub recipients: Vec<RecipientState>,
+    /// When the message was accepted (its expiry counts from here).
+    pub received_at: SystemTime,
 }

@@ -4,8 +4,15 @@
 //! the angle brackets. A refused line is a [`CommandError`] that knows the
 //! reply to send, so the mapping from fault to SMTP code lives here.
 
+use crate::queue::RelayOrigin;
 use crate::smtp::address::{AddressError, ForwardPath, HeloName, ReversePath};
 use crate::smtp::reply::Reply;
+
+/// The EHLO keyword and `MAIL FROM` parameter by which one node of the
+/// organisation names a relayed message by its own queue id (see
+/// [`crate::queue::once`]); offered and accepted only between nodes of
+/// the organisation.
+pub const ONCE_KEYWORD: &str = "X-POSTERN-ONCE";
 
 /// A parsed command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +60,9 @@ pub struct MailParams {
     pub size: Option<u64>,
     /// `BODY=7BIT|8BITMIME` (RFC 6152).
     pub body: Option<BodyType>,
+    /// `X-POSTERN-ONCE=node:queue-id:expiry` ([`ONCE_KEYWORD`]); the
+    /// session refuses it from anyone but a node of the organisation.
+    pub once: Option<RelayOrigin>,
     /// Every other parameter, kept for the session to accept or refuse.
     pub other: Vec<EsmtpParam>,
 }
@@ -282,6 +292,14 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
                     }
                     None => return Err(invalid("BODY needs a value")),
                 })
+            }
+            ONCE_KEYWORD if params.once.is_some() => return Err(duplicate(ONCE_KEYWORD)),
+            ONCE_KEYWORD => {
+                let origin = value
+                    .ok_or_else(|| invalid("X-POSTERN-ONCE needs a value"))?
+                    .parse()
+                    .map_err(|e: crate::queue::once::RelayOriginError| invalid(&e.to_string()))?;
+                params.once = Some(origin);
             }
             _ => params.other.push(p),
         }

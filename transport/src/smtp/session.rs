@@ -24,8 +24,9 @@
 
 use std::fmt;
 
+use crate::queue::RelayOrigin;
 use crate::smtp::address::{ForwardPath, HeloName, ReversePath};
-use crate::smtp::command::{BodyType, Command, CommandError, MailParams};
+use crate::smtp::command::{BodyType, Command, CommandError, MailParams, ONCE_KEYWORD};
 use crate::smtp::data::{DataEnd, DataReceiver, DataViolation};
 use crate::smtp::line::LineError;
 use crate::smtp::policy::{RecipientContext, RecipientPolicy, RecipientVerdict, SessionConfig};
@@ -55,6 +56,9 @@ pub struct Envelope {
     pub declared_size: Option<u64>,
     /// Whether the message arrived over TLS.
     pub tls: bool,
+    /// The sending node's name for the message, when a node of the
+    /// organisation relays it (`X-POSTERN-ONCE`).
+    pub origin: Option<RelayOrigin>,
 }
 
 /// Where the session is.
@@ -145,6 +149,8 @@ pub struct Session {
     config: SessionConfig,
     policy: Box<dyn RecipientPolicy>,
     tls: bool,
+    /// The client proved over TLS that it is a node of the organisation.
+    organisation_peer: bool,
     state: SessionState,
 }
 
@@ -165,6 +171,7 @@ impl Session {
             config,
             policy,
             tls,
+            organisation_peer: false,
             state: SessionState::Connected,
         }
     }
@@ -182,6 +189,16 @@ impl Session {
     /// Whether the session runs over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// The TLS handshake proved the client a node of the organisation
+    /// (direct trust on an organisation connector): from the next EHLO on,
+    /// [`ONCE_KEYWORD`] is offered and accepted. Never call it for any
+    /// other client: the parameter lets the sender suppress mail.
+    pub fn set_organisation_peer(&mut self) {
+        if self.tls {
+            self.organisation_peer = true;
+        }
     }
 
     /// Parses and handles one command line (without CRLF).
@@ -280,6 +297,13 @@ impl Session {
         Reply::queued(id)
     }
 
+    /// The message of [`Action::Queue`] was queued here before (a node of
+    /// the organisation relayed it again): 250, nothing queued.
+    pub fn duplicate_suppressed(&mut self) -> Reply {
+        self.finish_queuing();
+        Reply::duplicate_suppressed()
+    }
+
     /// The message queued by [`Action::Queue`] could not be stored.
     pub fn queue_failed(&mut self) -> Reply {
         self.finish_queuing();
@@ -311,6 +335,9 @@ impl Session {
             words.push("STARTTLS".into());
         }
         words.extend(["8BITMIME".into(), "ENHANCEDSTATUSCODES".into()]);
+        if self.organisation_peer {
+            words.push(ONCE_KEYWORD.into());
+        }
         words
     }
 
@@ -357,9 +384,12 @@ impl Session {
         if self.config.require_tls && !self.tls {
             return Output::reply(Reply::tls_required());
         }
-        let has_extensions = params.size.is_some() || params.body.is_some();
+        let has_extensions = params.size.is_some() || params.body.is_some() || params.once.is_some();
         if let Some(p) = params.other.first() {
             return Output::reply(CommandError::UnsupportedParameter(p.keyword.clone()).reply());
+        }
+        if params.once.is_some() && !self.organisation_peer {
+            return Output::reply(CommandError::UnsupportedParameter(ONCE_KEYWORD.into()).reply());
         }
         if has_extensions && !helo.extended {
             return Output::reply(CommandError::UnsupportedParameter("after HELO".into()).reply());
@@ -402,6 +432,7 @@ impl Session {
                     body: params.body,
                     declared_size: params.size,
                     tls,
+                    origin: params.once,
                 };
                 SessionState::Rcpt { envelope, helo }
             }
