@@ -170,6 +170,19 @@ pub async fn edgesync(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<()> {
                             &s.snapshots_applied.to_string(),
                             json!(s.snapshots_applied),
                         )
+                        .field("Trust", &s.trust, json!(s.trust))
+                        .field("TrustDetail", &s.trust_detail, json!(s.trust_detail))
+                        .field("EdgeCertificate", &s.edge_certificate, json!(s.edge_certificate))
+                        .field(
+                            "EdgeCertificateExpires",
+                            &s.edge_certificate_expires,
+                            json!(s.edge_certificate_expires),
+                        )
+                        .field(
+                            "EdgeCertificateDaysLeft",
+                            &s.edge_certificate_days_left.to_string(),
+                            json!(s.edge_certificate_days_left),
+                        )
                 })
                 .collect();
             print_records(&records, json, true)

@@ -82,6 +82,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         )?,
         metrics_bind: Some(hub_metrics.clone()),
         dns_servers: Vec::new(),
+        certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
     .await?;
     let edge = Edge::start(&EdgeOptions {

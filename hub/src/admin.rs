@@ -257,6 +257,16 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
                 deltas_sent: s.deltas_sent,
                 store_id: String::new(),
                 snapshots_applied: 0,
+                trust: if s.trust_detail.is_some() {
+                    "trust-mismatch"
+                } else {
+                    "ok"
+                }
+                .into(),
+                trust_detail: s.trust_detail.clone().unwrap_or_default(),
+                edge_certificate: s.edge_certificate.map(|t| t.to_string()).unwrap_or_default(),
+                edge_certificate_expires: s.edge_certificate_expires.clone().unwrap_or_default(),
+                edge_certificate_days_left: s.edge_certificate_days_left.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::SyncStatusList { edges }))

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod rotation;
 pub mod routing;
 pub mod subscriptions;
 
@@ -38,6 +39,9 @@ pub struct HubOptions {
     pub metrics_bind: Option<String>,
     /// DNS servers for MX lookups (empty: the system's resolv.conf).
     pub dns_servers: Vec<std::net::SocketAddr>,
+    /// How long a replaced certificate (an edge's or the hub's) stays
+    /// trusted after a rotation ([`rotation::DEFAULT_GRACE`] by default).
+    pub certificate_grace: std::time::Duration,
 }
 
 /// Why a hub node stopped.
@@ -96,7 +100,11 @@ impl Hub {
         }
         let config = HubConfig::open(&node.db)?;
         let subscriptions = Subscriptions::open(&node.db)?;
-        let trust = TrustStore::new(subscriptions.list()?.iter().map(|s| s.thumbprint), &[]);
+        let trust = TrustStore::new(subscriptions.trusted()?, &[]);
+        if !subscriptions.list()?.is_empty() {
+            node.certs
+                .hold_new_smtp_certificates(Some(rotation::HUB_HOLD_NOTE.to_owned()));
+        }
         refresh_roots(&config, &trust);
         let bootstrapped = subscriptions.clone();
         let sync = SyncManager::new(
@@ -106,9 +114,22 @@ impl Hub {
             node.identity.fqdn.as_str(),
             Arc::new(move |edge: &str| bootstrapped.mark_bootstrapped(edge)),
         );
+        let hub_rotation = rotation::HubRotation {
+            subscriptions: subscriptions.clone(),
+            config: config.clone(),
+            trust: trust.clone(),
+            grace: opts.certificate_grace,
+        };
+        rotation::install(&hub_rotation, &sync);
         for sub in subscriptions.list()? {
             sync.start(sub.target());
         }
+        rotation::spawn(
+            hub_rotation,
+            node.certs.clone(),
+            node.identity.fqdn.to_string(),
+            sync.clone(),
+        );
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(HubRouter::new(config.clone(), node.identity.fqdn.clone()));
         let transport_config = config.clone();
@@ -232,6 +253,12 @@ fn publish_self(node: &Node, config: &HubConfig, smtp_endpoint: &str) -> Result<
         .map_err(NodeError::from)?
         .into_iter()
         .filter(|c| c.services.contains(&Service::Smtp) && c.has_private_key)
+        .filter(|c| {
+            !matches!(
+                c.rotation,
+                Some(postern_transport::certs::Rotation::Retired { .. })
+            )
+        })
         .filter_map(|c| node.certs.certified_key(&c.thumbprint).ok())
         .filter_map(|k| k.cert.first().map(|d| d.as_ref().to_vec()))
         .collect();

@@ -35,6 +35,19 @@ pub struct Subscription {
     pub bootstrap_secret: Option<String>,
     /// When it was imported.
     pub created: String,
+    /// The certificate it presented before its last rotation, trusted
+    /// until the grace period ends.
+    #[serde(default)]
+    pub previous: Option<PreviousCertificate>,
+}
+
+/// An edge's replaced certificate, still trusted during the grace period.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PreviousCertificate {
+    /// Its thumbprint.
+    pub thumbprint: Thumbprint,
+    /// When the hub stops trusting it (RFC 3339).
+    pub until: String,
 }
 
 impl Subscription {
@@ -100,6 +113,61 @@ impl Subscriptions {
             .collect()
     }
 
+    /// Every edge certificate this hub trusts directly: each edge's
+    /// current one and, during a rotation's grace period, its previous one.
+    pub fn trusted(&self) -> Result<Vec<Thumbprint>, SubscriptionError> {
+        Ok(self
+            .list()?
+            .iter()
+            .flat_map(|s| std::iter::once(s.thumbprint).chain(s.previous.as_ref().map(|p| p.thumbprint)))
+            .collect())
+    }
+
+    /// The subscription of edge `name`.
+    pub fn get(&self, name: &str) -> Result<Subscription, SubscriptionError> {
+        let raw = self
+            .tree
+            .get(name.to_ascii_lowercase().as_bytes())?
+            .ok_or_else(|| SubscriptionError::NotFound(name.to_owned()))?;
+        serde_json::from_slice(&raw).map_err(|e| SubscriptionError::Corrupt(e.to_string()))
+    }
+
+    /// Records a rotation: `new` is the edge's certificate from now on,
+    /// `old` stays trusted until `until`.
+    pub fn rotate(
+        &self,
+        name: &str,
+        old: Thumbprint,
+        new: Thumbprint,
+        until: &str,
+    ) -> Result<Subscription, SubscriptionError> {
+        let mut sub = self.get(name)?;
+        sub.thumbprint = new;
+        sub.previous = Some(PreviousCertificate {
+            thumbprint: old,
+            until: until.to_owned(),
+        });
+        self.save(&sub)?;
+        Ok(sub)
+    }
+
+    /// Forgets previous certificates whose grace period ended before
+    /// `now`; returns the edges and certificates retired.
+    pub fn retire_due(&self, now: OffsetDateTime) -> Result<Vec<(String, Thumbprint)>, SubscriptionError> {
+        let mut retired = Vec::new();
+        for mut sub in self.list()? {
+            let due = sub
+                .previous
+                .as_ref()
+                .is_some_and(|p| OffsetDateTime::parse(&p.until, &Rfc3339).map_or(true, |u| now >= u));
+            if due && let Some(p) = sub.previous.take() {
+                self.save(&sub)?;
+                retired.push((sub.edge_name.clone(), p.thumbprint));
+            }
+        }
+        Ok(retired)
+    }
+
     fn save(&self, sub: &Subscription) -> Result<(), SubscriptionError> {
         let value = serde_json::to_vec(sub).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
         self.tree
@@ -152,6 +220,7 @@ impl Subscriptions {
             thumbprint: file.thumbprint()?,
             bootstrap_secret: Some(body.bootstrap_secret.clone()),
             created: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            previous: None,
         };
         let mut ops = vec![ChangeOp::Put(ReplicatedObject::Edge(EdgeInfo {
             name: body.edge_name.clone(),
@@ -188,7 +257,7 @@ impl Subscriptions {
         sync.stop(&sub.edge_name);
         self.tree.remove(key.as_bytes())?;
         self.db.flush()?;
-        trust.set_direct(self.list()?.iter().map(|s| s.thumbprint));
+        trust.set_direct(self.trusted()?);
         let edge_name =
             NodeName::parse(&sub.edge_name).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
         let mut ops = vec![ChangeOp::Delete(ObjectKey::of("edge", &sub.edge_name))];

@@ -81,6 +81,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         node: opts(&tmp.path().join("hub"), NodeRole::Hub, "van-ex1.adatum.com"),
         metrics_bind: None,
         dns_servers: Vec::new(),
+        certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
     .await
     .unwrap();
