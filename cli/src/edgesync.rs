@@ -83,7 +83,7 @@ pub async fn subscription(node: &Path, cmd: SubscriptionCommand) -> anyhow::Resu
                 .await
                 .map_err(status)?
                 .into_inner();
-            std::fs::write(&file, reply.text).with_context(|| format!("cannot write {}", file.display()))?;
+            write_secret_file(&file, reply.text.as_bytes())?;
             eprintln!("wrote {}; import it on a hub within 24 hours", file.display());
             Ok(())
         }
@@ -188,4 +188,23 @@ pub async fn edgesync(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<()> {
             print_records(&records, json, true)
         }
     }
+}
+
+/// Writes a subscription file readable by its owner only: it carries the
+/// bootstrap secret.
+fn write_secret_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its mode on open: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(data))
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -191,6 +191,7 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
             bootstrap_secret: secret.clone(),
             created: now.format(&Rfc3339).unwrap_or_default(),
             expires: expires.clone(),
+            subscribed_store: self.replica.applied().store_id,
         };
         let file = SubscriptionFile::sign(body, &key).map_err(|e| Status::internal(e.to_string()))?;
         self.bootstrap

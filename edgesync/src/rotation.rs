@@ -287,6 +287,47 @@ pub fn retire_due(certs: &CertStore, now: OffsetDateTime) {
 mod tests {
     use super::*;
 
+    fn store_with_two() -> (tempfile::TempDir, CertStore, Thumbprint, Thumbprint) {
+        use postern_model::{Domain, KeySpec, Service, SubjectName};
+        use postern_transport::certs::NewCertificate;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CertStore::open(&sled::open(tmp.path()).unwrap()).unwrap();
+        let mut made = Vec::new();
+        for key in [KeySpec::EcdsaP256, KeySpec::EcdsaP256] {
+            let view = store
+                .new_self_signed(&NewCertificate {
+                    subject: SubjectName::common_name_only("edge1.adatum.com"),
+                    domains: vec![Domain::parse("edge1.adatum.com").unwrap()],
+                    friendly_name: None,
+                    key,
+                    services: std::collections::BTreeSet::from([Service::Smtp]),
+                })
+                .unwrap();
+            made.push(view.thumbprint);
+        }
+        (tmp, store, made[0], made[1])
+    }
+
+    #[test]
+    fn an_offer_verifies_only_on_its_own_session_and_from_the_presented_certificate() {
+        let (_tmp, store, old, new) = store_with_two();
+        let offer = make_offer(&store, &old, &new, &[7; 32]).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ok = verify_offer(&offer, Some(&[7; 32]), Some(old), now).unwrap();
+        assert_eq!((ok.old, ok.new), (old, new));
+        let replayed = verify_offer(&offer, Some(&[8; 32]), Some(old), now).unwrap_err();
+        assert!(replayed.contains("another session"), "{replayed}");
+        let stranger = verify_offer(&offer, Some(&[7; 32]), Some(new), now).unwrap_err();
+        assert!(stranger.contains("presented"), "{stranger}");
+        // Signed by the old key instead of the new one: no proof of possession.
+        let mut forged = make_offer(&store, &new, &old, &[7; 32]).unwrap();
+        forged.old_certificate = offer.old_certificate.clone();
+        forged.new_chain = offer.new_chain.clone();
+        let err = verify_offer(&forged, Some(&[7; 32]), Some(old), now).unwrap_err();
+        assert!(err.contains("does not verify"), "{err}");
+        assert!(verify_offer(&offer, None, Some(old), now).is_err());
+    }
+
     #[test]
     fn the_proof_binds_session_and_both_certificates() {
         let a = proof_message(&[1; 32], b"old", b"new");

@@ -41,6 +41,9 @@ fn subscription_status(e: SubscriptionError) -> Status {
     match e {
         SubscriptionError::NotFound(_) => Status::not_found(e.to_string()),
         SubscriptionError::Exists(_) => Status::already_exists(e.to_string()),
+        SubscriptionError::AlreadyUsed(..) | SubscriptionError::OtherOrganisation(..) => {
+            Status::failed_precondition(e.to_string())
+        }
         SubscriptionError::File(_) => Status::invalid_argument(e.to_string()),
         SubscriptionError::Config(c) => config_status(c),
         SubscriptionError::Store(_) | SubscriptionError::Corrupt(_) => Status::internal(e.to_string()),

@@ -68,6 +68,18 @@ pub enum SubscriptionError {
     /// The file was refused.
     #[error(transparent)]
     File(#[from] postern_edgesync::subscription::SubscriptionError),
+    /// The file was imported before (here), so its secret is spent.
+    #[error(
+        "this subscription file of edge {0} was already imported on {1}; its bootstrap secret is spent: \
+         run `postern edge-subscription new` on the edge and import the new file"
+    )]
+    AlreadyUsed(String, String),
+    /// The edge holds another organisation's configuration.
+    #[error(
+        "edge {0} is subscribed to another organisation (configuration store {1}); \
+         remove its subscription there first, then make a new subscription file on the edge"
+    )]
+    OtherOrganisation(String, String),
     /// The edge is subscribed already.
     #[error("edge {0} is already subscribed; remove it first to subscribe it again")]
     Exists(String),
@@ -89,6 +101,8 @@ pub enum SubscriptionError {
 #[derive(Clone)]
 pub struct Subscriptions {
     tree: sled::Tree,
+    /// Bootstrap secret hash → when its file was imported.
+    used: sled::Tree,
     db: sled::Db,
 }
 
@@ -100,6 +114,7 @@ impl Subscriptions {
     pub fn open(db: &sled::Db) -> Result<Self, SubscriptionError> {
         Ok(Self {
             tree: db.open_tree("hub/subscriptions")?,
+            used: db.open_tree("hub/used-subscription-files")?,
             db: db.clone(),
         })
     }
@@ -203,6 +218,20 @@ impl Subscriptions {
     ) -> Result<Subscription, SubscriptionError> {
         let (file, _der) = SubscriptionFile::verify(text, OffsetDateTime::now_utc())?;
         let body = &file.body;
+        let secret = postern_edgesync::subscription::secret_hash(&body.bootstrap_secret);
+        if let Some(when) = self.used.get(secret.as_bytes())? {
+            return Err(SubscriptionError::AlreadyUsed(
+                body.edge_name.to_string(),
+                String::from_utf8_lossy(&when).into_owned(),
+            ));
+        }
+        let ours = postern_edgesync::ConfigSource::store_id(config.source().as_ref());
+        if !body.subscribed_store.is_empty() && body.subscribed_store != ours {
+            return Err(SubscriptionError::OtherOrganisation(
+                body.edge_name.to_string(),
+                body.subscribed_store.clone(),
+            ));
+        }
         let key = body.edge_name.as_str().to_ascii_lowercase();
         if self.tree.contains_key(key.as_bytes())? {
             return Err(SubscriptionError::Exists(body.edge_name.to_string()));
@@ -230,6 +259,7 @@ impl Subscriptions {
             thumbprint: sub.thumbprint,
         }))];
         ops.extend(site_connectors(config, &site, Some(&body.edge_name), None)?);
+        self.used.insert(secret.as_bytes(), sub.created.as_bytes())?;
         self.save(&sub)?;
         config.apply(ops)?;
         trust.trust_direct(sub.thumbprint);

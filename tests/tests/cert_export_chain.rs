@@ -306,3 +306,80 @@ fn pkcs7_bundles_import_and_a_later_intermediate_completes_the_handshake_chain()
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
 }
+
+#[test]
+fn expiry_shows_in_days_left_the_metric_and_a_warning() {
+    require_tool("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let metrics = free_port();
+    let node = NodeProcess::start_with(
+        Role::Edge,
+        &dir.join("edge1"),
+        FQDN,
+        &[
+            "--smtp-bind",
+            &free_port().to_string(),
+            "--metrics-bind",
+            &metrics.to_string(),
+        ],
+    )
+    .unwrap();
+    sh(
+        dir,
+        &format!(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout soon.key -out soon.pem -days 10 \\
+               -subj '/CN={FQDN}' -addext 'subjectAltName=DNS:{FQDN}' 2>/dev/null
+             cat soon.pem soon.key > soon-bundle.pem"
+        ),
+    );
+    let t = node
+        .ok(&[
+            "cert",
+            "import",
+            "--path",
+            dir.join("soon-bundle.pem").to_str().unwrap(),
+            "--enable-services",
+            "smtp",
+        ])
+        .trim()
+        .to_owned();
+    let days = cert(&node, &t)["days_left"].as_i64().unwrap();
+    assert!((9..=10).contains(&days), "{days}");
+    let listed = node.ok(&["cert", "list"]);
+    assert!(listed.contains("DaysLeft"), "{listed}");
+    let series = format!("postern_certificate_expiry_seconds{{thumbprint=\"{t}\",services=\"smtp\"}} ");
+    let mut value = 0u64;
+    wait("the expiry metric", || {
+        let text = postern_tests::lab::scrape(metrics);
+        value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        value > 0
+    });
+    assert!((8 * 86400..=10 * 86400).contains(&value), "{value}");
+    wait("the expiry warning", || {
+        let log = node.log_text();
+        log.contains("certificate expires within 30 days") && log.contains(&t)
+    });
+    // The long-lived setup certificate is measured but not warned about.
+    let log = node.log_text();
+    assert_eq!(
+        log.matches("certificate expires within 30 days").count(),
+        1,
+        "{log}"
+    );
+}
+
+fn wait(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

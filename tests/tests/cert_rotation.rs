@@ -473,6 +473,9 @@ fn an_offer_that_cannot_be_delivered_keeps_the_old_identity_and_says_why() {
         edge.log_text()
             .contains("offered to the organisation's peers before it is presented")
     );
+    // The certificate the hubs trust cannot be removed while the offer waits.
+    let err = edge.fails(&["cert", "remove", "--thumbprint", &old]);
+    assert!(err.contains("the organisation's peers trust"), "{err}");
 
     // Mail keeps flowing both ways on the old identity.
     site.edges[0] = edge;
@@ -498,4 +501,39 @@ fn an_offer_that_cannot_be_delivered_keeps_the_old_identity_and_says_why() {
         || site.logs(),
     );
     mail_both_ways(&site, &sink, 0, "after the offer");
+}
+
+#[test]
+fn subscription_files_are_private_single_use_and_of_one_organisation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (edge, _, _) = start_edge(dir, 1);
+    let adatum = NodeProcess::start(Role::Hub, &dir.join("hub"), &format!("hub1.{DOMAIN}")).unwrap();
+    let other = NodeProcess::start(Role::Hub, &dir.join("other-hub"), "hub1.northwindtraders.com").unwrap();
+    let file = dir.join("edge1.sub");
+    edge.ok(&["edge-subscription", "new", "--file", file.to_str().unwrap()]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    adatum.ok(&["edge-subscription", "import", "--file", file.to_str().unwrap()]);
+    wait_or(
+        "edge1 in sync",
+        Duration::from_secs(30),
+        || in_sync(&adatum, "edge1"),
+        || adatum.log_text(),
+    );
+    // The same file again, after the subscription was removed: spent.
+    adatum.ok(&["edge-subscription", "remove", "edge1"]);
+    let err = adatum.fails(&["edge-subscription", "import", "--file", file.to_str().unwrap()]);
+    assert!(err.contains("already imported"), "{err}");
+    // A new file from an edge that holds adatum's configuration, at
+    // another organisation's hub.
+    let again = dir.join("edge1-again.sub");
+    edge.ok(&["edge-subscription", "new", "--file", again.to_str().unwrap()]);
+    let err = other.fails(&["edge-subscription", "import", "--file", again.to_str().unwrap()]);
+    assert!(err.contains("another organisation"), "{err}");
+    // Its own organisation takes it back.
+    adatum.ok(&["edge-subscription", "import", "--file", again.to_str().unwrap()]);
 }

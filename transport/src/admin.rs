@@ -339,6 +339,7 @@ fn cert_status(e: CertError) -> Status {
     match e {
         CertError::NotFound(_) => Status::not_found(msg),
         CertError::OnlySmtpCertificate(_)
+        | CertError::OfferPending(..)
         | CertError::NotExportable(_)
         | CertError::NoPrivateKeyHere(_)
         | CertError::Pending(_)

@@ -2,6 +2,7 @@
 //! ExchangeCertificate, over two sled trees (installed certificates and
 //! pending requests). Private keys are stored here and never leave the node.
 
+mod expiry;
 mod export;
 mod import;
 mod info;
@@ -11,6 +12,7 @@ mod pkcs7;
 mod rotation;
 mod store;
 
+pub use expiry::{WARN_WITHIN_DAYS, spawn_expiry_watch};
 pub use rotation::Rotation;
 pub use store::{CertStore, CertificateView, NewCertificate};
 
@@ -76,6 +78,13 @@ pub enum CertError {
     /// Key generation failed.
     #[error("could not generate the key: {0}")]
     KeyGeneration(String),
+    /// Removing the certificate the peers trust while its successor is
+    /// still offered would leave the node presenting one they do not trust.
+    #[error(
+        "certificate {0} is the one the organisation's peers trust while certificate {1} is offered to them; \
+         remove it once the offer is confirmed (`postern cert list` shows the rotation)"
+    )]
+    OfferPending(Thumbprint, Thumbprint),
     /// Export of a key that was not marked exportable.
     #[error(
         "the private key of certificate {0} is not exportable; only keys made or imported with \

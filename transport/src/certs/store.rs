@@ -333,6 +333,17 @@ impl CertStore {
             return Ok(());
         }
         let view = self.get(thumbprint)?;
+        if view.rotation.is_none() && view.services.contains(&Service::Smtp) {
+            // While a certificate is offered, what is presented for its
+            // names (what the peers trust) stays as it is.
+            let offered = self.list()?.into_iter().find(|c| {
+                c.rotation.as_ref().is_some_and(Rotation::is_offered)
+                    && c.domains.iter().any(|d| view.domains.contains(d))
+            });
+            if let Some(offered) = offered {
+                return Err(CertError::OfferPending(*thumbprint, offered.thumbprint));
+            }
+        }
         if view.services.contains(&Service::Smtp) && view.status == CertStatus::Valid {
             let others = self.list()?.into_iter().any(|c| {
                 c.thumbprint != *thumbprint
