@@ -476,8 +476,51 @@ scenario_edge_killed_mid_stream() {
     figure "M4. edge killed mid-stream of $n: acked vs delivered" "$acked acked, $d delivered, $((c - d)) duplicates, $refused refused at submission, $q drained from adatum-edge1's queue after docker start"
     figure "M4. docker kill adatum-edge1 to every acked message delivered" "$ms ms"
 }
+# ------------------------- C1. an edge's certificate replaced mid-stream
+# The seed's order on a subscribed edge while mail flows through it:
+# `cert new --generate-request` on adatum-edge1, the adatum CA signs,
+# `cert import --enable-services smtp`. The edge offers the new certificate
+# over EdgeSync, the hub confirms, the edge switches; no re-subscription, and
+# every message the hub acknowledged reaches david's Maildir.
+scenario_edge_certificate_replaced() {
+    log "scenario C1: adatum-edge1's certificate replaced while mail flows"
+    local dir="$PKI_DIR/adatum" created_before created_after new old acked refused d c result
+    created_before=$(pn adatum-hub edge-subscription list --json | jq -r '.[] | select(.name == "adatum-edge1") | .created')
+    old=$(pn adatum-hub edge-subscription list --json | jq -r '.[] | select(.name == "adatum-edge1") | .thumbprint')
+    stream_start rot adatum-hub kim@adatum.com david@northwindtraders.com 0.2
+    wait_until "the stream under way" 60 sh -c "[ \$(wc -l <'$tmp/stream-rot.acked') -ge 5 ]"
+    pn adatum-edge1 cert new --generate-request --subject-name "O=Adatum/CN=edge1.adatum.com" \
+        --domain-name edge1.adatum.com --domain-name mail.adatum.com --path /data/rotation.csr >/dev/null
+    docker cp adatum-edge1:/data/rotation.csr "$tmp/rotation.csr"
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+        "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=DNS:edge1.adatum.com,DNS:mail.adatum.com" >"$tmp/rotation.ext"
+    openssl x509 -req -in "$tmp/rotation.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 400 -sha256 -extfile "$tmp/rotation.ext" -out "$tmp/rotation.pem" 2>/dev/null
+    new=$(docker exec -i adatum-edge1 /postern cert import --path /dev/stdin --enable-services smtp <"$tmp/rotation.pem")
+    echo "    adatum-edge1: $old -> $new (imported and enabled while the stream runs)"
+    wait_until "the hub to confirm adatum-edge1's new certificate" 60 sh -c \
+        "docker exec adatum-edge1 /postern cert get --thumbprint $new --json | jq -e '.rotation == \"\"' >/dev/null"
+    [ "$(pn adatum-hub edge-subscription list --json | jq -r '.[] | select(.name == "adatum-edge1") | .thumbprint')" = "$new" ] \
+        || fail "the hub's subscription of adatum-edge1 does not name $new"
+    sleep 3
+    stream_stop rot
+    read -r acked refused <"$tmp/stream-rot.result"
+    wait_until "$acked acked messages in david's Maildir" 240 at_least northwind-hub northwindtraders.com david "e2e-rot-" "$acked"
+    d=$(delivered northwind-hub northwindtraders.com david "e2e-rot-")
+    c=$(copies northwind-hub northwindtraders.com david "e2e-rot-")
+    [ "$d" -ge "$acked" ] || fail "C1: acked $acked, delivered $d"
+    created_after=$(pn adatum-hub edge-subscription list --json | jq -r '.[] | select(.name == "adatum-edge1") | .created')
+    [ "$created_after" = "$created_before" ] || fail "C1: adatum-edge1 was subscribed again ($created_before -> $created_after)"
+    pn adatum-hub edgesync test --json | jq -e '.[] | select(.edge == "adatum-edge1") | .trust == "ok"' >/dev/null \
+        || fail "C1: edgesync test reports a trust problem: $(pn adatum-hub edgesync test --json)"
+    wait_until "adatum edges in sync after the rotation" 60 all_in_sync adatum-hub 1 adatum-edge1 adatum-edge2
+    echo "    acked $acked, refused $refused, delivered $d distinct ($c copies); subscription unchanged (created $created_before)"
+    figure "C1. edge certificate replaced mid-stream" "$acked acked, $d delivered, $((acked - d < 0 ? 0 : acked - d)) lost, $refused refused at submission, no re-subscription"
+}
+
 scenario_propagation
 scenario_domain_secured_mail
+scenario_edge_certificate_replaced
 scenario_hub_restart
 scenario_third_edge
 scenario_edge_cut_off short

@@ -47,6 +47,27 @@ pub enum CertCommand {
         #[arg(long)]
         thumbprint: String,
     },
+    /// Export a certificate: PKCS#12 with its key (.pfx/.p12; the key must
+    /// be exportable), or with --public the certificate alone (PEM). The
+    /// file is written with mode 0600.
+    Export(ExportArgs),
+}
+
+/// `cert export` flags (Export-ExchangeCertificate).
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The certificate's thumbprint.
+    #[arg(long)]
+    thumbprint: String,
+    /// Where to write the file (refused when it exists).
+    #[arg(long)]
+    path: PathBuf,
+    /// A file holding the PKCS#12 password (first line).
+    #[arg(long, required_unless_present = "public", conflicts_with = "public")]
+    password_file: Option<PathBuf>,
+    /// The certificate alone, PEM, without its key.
+    #[arg(long)]
+    public: bool,
 }
 
 /// `cert new` flags, named as New-ExchangeCertificate names them.
@@ -76,6 +97,9 @@ pub struct NewArgs {
     /// Services to enable on a self-signed certificate, e.g. smtp.
     #[arg(long, value_delimiter = ',', conflicts_with = "generate_request")]
     services: Vec<String>,
+    /// Allow the private key to be exported later (`cert export`).
+    #[arg(long)]
+    private_key_exportable: bool,
 }
 
 /// `cert import` flags.
@@ -93,6 +117,9 @@ pub struct ImportArgs {
     /// A label for the certificate.
     #[arg(long)]
     friendly_name: Option<String>,
+    /// Allow the imported private key to be exported again (`cert export`).
+    #[arg(long)]
+    private_key_exportable: bool,
 }
 
 /// Runs a certificate verb against the node in `node` and prints its reply.
@@ -120,6 +147,7 @@ pub async fn exec(node: &Path, command: CertCommand) -> anyhow::Result<Reply> {
                     key_size: a.key_size.unwrap_or(0),
                     generate_request: a.generate_request,
                     services: a.services,
+                    private_key_exportable: a.private_key_exportable,
                 })
                 .await
                 .map_err(status)?
@@ -181,16 +209,30 @@ pub async fn exec(node: &Path, command: CertCommand) -> anyhow::Result<Reply> {
                 .map_err(status)?;
             Ok(Reply::Done)
         }
+        CertCommand::Export(a) => {
+            let password = match &a.password_file {
+                Some(p) => first_line(p)?,
+                None => String::new(),
+            };
+            let reply = client
+                .export_certificate(pb::ExportCertificateRequest {
+                    thumbprint: a.thumbprint,
+                    public_only: a.public,
+                    password,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            write_private(&a.path, &reply.data)?;
+            Ok(Reply::Done)
+        }
     }
 }
 
 fn read_import(a: &ImportArgs) -> anyhow::Result<pb::ImportCertificateRequest> {
     let data = std::fs::read(&a.path).with_context(|| format!("cannot read {}", a.path.display()))?;
     let password = match &a.password_file {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            text.lines().next().unwrap_or_default().to_owned()
-        }
+        Some(p) => first_line(p)?,
         None => String::new(),
     };
     Ok(pb::ImportCertificateRequest {
@@ -198,7 +240,28 @@ fn read_import(a: &ImportArgs) -> anyhow::Result<pb::ImportCertificateRequest> {
         password,
         enable_services: a.enable_services.clone(),
         friendly_name: a.friendly_name.clone().unwrap_or_default(),
+        private_key_exportable: a.private_key_exportable,
     })
+}
+
+fn first_line(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Writes a new file readable by its owner only (it may hold a key).
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    file.write_all(data)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn record(c: &pb::Certificate) -> Record {
@@ -230,4 +293,8 @@ fn record(c: &pb::Certificate) -> Record {
         )
         .field("KeyAlgorithm", &c.key_algorithm, json!(c.key_algorithm))
         .field("ChainLength", &c.chain_length.to_string(), json!(c.chain_length))
+        .field("DaysLeft", &c.days_left.to_string(), json!(c.days_left))
+        .field("Rotation", &c.rotation, json!(c.rotation))
+        .field("RotationNote", &c.rotation_note, json!(c.rotation_note))
+        .field("Exportable", &c.exportable.to_string(), json!(c.exportable))
 }

@@ -88,7 +88,7 @@ pub async fn subscription_exec(node: &Path, cmd: SubscriptionCommand) -> anyhow:
                 .await
                 .map_err(status)?
                 .into_inner();
-            std::fs::write(&file, reply.text).with_context(|| format!("cannot write {}", file.display()))?;
+            write_secret_file(&file, reply.text.as_bytes())?;
             eprintln!("wrote {}; import it on a hub within 24 hours", file.display());
             Ok(Reply::Done)
         }
@@ -183,9 +183,41 @@ pub async fn edgesync_exec(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<
                             &s.snapshots_applied.to_string(),
                             json!(s.snapshots_applied),
                         )
+                        .field("Trust", &s.trust, json!(s.trust))
+                        .field("TrustDetail", &s.trust_detail, json!(s.trust_detail))
+                        .field("EdgeCertificate", &s.edge_certificate, json!(s.edge_certificate))
+                        .field(
+                            "EdgeCertificateExpires",
+                            &s.edge_certificate_expires,
+                            json!(s.edge_certificate_expires),
+                        )
+                        .field(
+                            "EdgeCertificateDaysLeft",
+                            &s.edge_certificate_days_left.to_string(),
+                            json!(s.edge_certificate_days_left),
+                        )
                 })
                 .collect();
             Ok(records(edges, json, true))
         }
     }
+}
+
+/// Writes a subscription file readable by its owner only: it carries the
+/// bootstrap secret.
+fn write_secret_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its mode on open: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(data))
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

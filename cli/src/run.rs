@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// DNS servers for MX lookups (ip:port, comma-separated; default: /etc/resolv.conf).
     #[arg(long = "dns-server", env = "POSTERN_DNS_SERVER", value_delimiter = ',')]
     dns_servers: Vec<std::net::SocketAddr>,
+    /// Hub: seconds a replaced certificate (an edge's or the hub's) stays
+    /// trusted after a rotation (default one day).
+    #[arg(long, env = "POSTERN_CERTIFICATE_GRACE", default_value_t = 86400)]
+    certificate_grace: u64,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "POSTERN_LOG", default_value = "info")]
     log: String,
@@ -74,6 +78,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
                 metrics_bind: args.metrics_bind,
                 dns_servers: args.dns_servers.clone(),
                 console_bind: args.console_bind,
+                certificate_grace: std::time::Duration::from_secs(args.certificate_grace),
             };
             postern_hub::run(opts, shutdown_signal()).await?;
         }

@@ -88,6 +88,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         metrics_bind: Some(hub_metrics.clone()),
         dns_servers: Vec::new(),
         console_bind: Some(console.clone()),
+        certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
     .await?;
     let edge = Edge::start(&EdgeOptions {

@@ -191,6 +191,7 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
             bootstrap_secret: secret.clone(),
             created: now.format(&Rfc3339).unwrap_or_default(),
             expires: expires.clone(),
+            subscribed_store: self.replica.applied().store_id,
         };
         let file = SubscriptionFile::sign(body, &key).map_err(|e| Status::internal(e.to_string()))?;
         self.bootstrap
@@ -241,6 +242,27 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
         _: Request<pb::TestSyncRequest>,
     ) -> Result<Response<pb::SyncStatusList>, Status> {
         let applied = self.replica.applied();
+        let fqdn = self.node.identity.fqdn.to_string();
+        let presented = self.node.certs.select_smtp(&fqdn).ok().flatten();
+        let view = presented.and_then(|t| self.node.certs.get(&t).ok());
+        let expires = view.as_ref().map(|v| v.not_after.clone()).unwrap_or_default();
+        let days_left = view.as_ref().map(|v| v.days_left).unwrap_or_default();
+        // A certificate waiting for the hubs: the edge still presents the
+        // old one to them, and says why.
+        let offered: Vec<String> = self
+            .node
+            .certs
+            .rotations()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, r)| r.is_offered())
+            .map(|(t, r)| format!("certificate {t} is not presented yet: {}", r.note()))
+            .collect();
+        let trust = if offered.is_empty() {
+            ("ok", String::new())
+        } else {
+            ("rotation-pending", offered.join("; "))
+        };
         let status = if applied.store_id.is_empty() {
             "not-subscribed"
         } else {
@@ -259,6 +281,11 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
                 deltas_sent: 0,
                 store_id: applied.store_id,
                 snapshots_applied: applied.snapshots,
+                trust: trust.0.into(),
+                trust_detail: trust.1,
+                edge_certificate: presented.map(|t| t.to_string()).unwrap_or_default(),
+                edge_certificate_expires: expires,
+                edge_certificate_days_left: days_left,
             }],
         }))
     }

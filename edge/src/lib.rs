@@ -111,7 +111,9 @@ impl Edge {
             .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
         let fqdn = node.identity.fqdn.to_string();
         let incoming = postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust);
-        let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone());
+        let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone())
+            .with_certificates(node.certs.clone(), &fqdn);
+        follow_subscription(replica.clone(), node.certs.clone());
         tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(
@@ -225,6 +227,39 @@ fn compiler_for(
     compiler.follow(connectors.watch());
     compiler.follow(replica.watch());
     Ok(compiler)
+}
+
+/// What a subscribed edge's newly enabled SMTP certificate waits for.
+pub const EDGE_HOLD_NOTE: &str = "waiting for a hub to open EdgeSync so it can be offered; \
+     the hubs still get the previous certificate";
+
+/// Once the edge is subscribed (its hubs pin its certificate), holds newly
+/// enabled SMTP certificates for an offer over EdgeSync; moves retiring
+/// certificates to retired after their grace; warns, once a minute, about
+/// offers that are still not delivered.
+fn follow_subscription(replica: Replica, certs: postern_transport::certs::CertStore) {
+    let mut applied = replica.watch();
+    tokio::spawn(async move {
+        let mut warned = std::time::Instant::now();
+        loop {
+            let subscribed = replica.is_subscribed();
+            certs.hold_new_smtp_certificates(subscribed.then(|| EDGE_HOLD_NOTE.to_owned()));
+            postern_edgesync::rotation::retire_due(&certs, time::OffsetDateTime::now_utc());
+            if warned.elapsed() >= std::time::Duration::from_secs(60) {
+                warned = std::time::Instant::now();
+                for (tp, r) in certs.rotations().unwrap_or_default() {
+                    if r.is_offered() {
+                        tracing::warn!(thumbprint = %tp, why = %r.note(), "new certificate not presented to the hubs yet");
+                    }
+                }
+            }
+            // The first snapshot sets the hold at once.
+            tokio::select! {
+                _ = applied.changed() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            }
+        }
+    });
 }
 
 /// Sets the edge up (first start) or opens it, then serves until `shutdown`.

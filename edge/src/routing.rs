@@ -177,7 +177,11 @@ impl EdgeRouter {
         }
         match &origin.peer {
             PeerTrust::Pki { names, .. } => {
-                if names.iter().any(|n| n.eq_ignore_ascii_case(domain.as_str())) {
+                // The domain or a host under it (DESIGN §5).
+                if names
+                    .iter()
+                    .any(|n| postern_transport::tls::names_domain(n, domain.as_str()))
+                {
                     Ok(Some(domain.clone()))
                 } else {
                     Err(refuse(format!(

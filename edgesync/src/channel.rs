@@ -1,7 +1,11 @@
 //! gRPC over mutual TLS for EdgeSync. tonic's own TLS takes no custom
 //! verifier, so both ends run rustls themselves: the edge accepts TCP,
 //! handshakes and hands TLS streams to tonic; the hub dials through a
-//! custom connector that pins the edge's certificate thumbprint.
+//! custom connector that pins the edge's certificate thumbprint(s).
+//!
+//! Both ends also export keying material from the TLS session
+//! ([`postern_transport::tls::rotation_binding`]) so a certificate rotation
+//! offer made on the stream is bound to this very session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +14,8 @@ use hyper_util::rt::TokioIo;
 use postern_model::Thumbprint;
 use postern_transport::certs::CertStore;
 use postern_transport::tls::{
-    ClientCertResolver, DirectTrustServerVerifier, ServerCertResolver, TrustStore, provider,
+    ClientCertResolver, DirectTrustServerVerifier, Pins, ServerCertResolver, TrustStore, provider,
+    rotation_binding,
 };
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
@@ -29,8 +34,7 @@ pub fn tls_incoming(
     certs: CertStore,
     fqdn: &str,
     trust: &TrustStore,
-) -> tokio_stream::wrappers::ReceiverStream<Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>>
-{
+) -> tokio_stream::wrappers::ReceiverStream<Result<SyncTls, std::io::Error>> {
     let mut config = (*postern_transport::tls::server_config(
         ServerCertResolver::new(certs, fqdn),
         trust,
@@ -58,7 +62,12 @@ pub fn tls_incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
+                        let (_, conn) = tls.get_ref();
+                        let info = SessionInfo {
+                            peer_certs: conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
+                            binding: rotation_binding(conn).ok(),
+                        };
+                        let _ = tx.send(Ok(SyncTls { inner: tls, info })).await;
                     }
                     Ok(Err(e)) => tracing::warn!(%peer, error = %e, "EdgeSync TLS handshake failed"),
                     Err(_) => tracing::warn!(%peer, "EdgeSync TLS handshake timed out"),
@@ -69,22 +78,91 @@ pub fn tls_incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// What an EdgeSync TLS session established: the peer's certificates and
+/// the session's rotation binding. The edge's gRPC handler finds it in the
+/// request's extensions.
+#[derive(Clone, Debug, Default)]
+pub struct SessionInfo {
+    /// The peer's chain, leaf first.
+    pub peer_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// Exported keying material; `None` if the export failed.
+    pub binding: Option<[u8; 32]>,
+}
+
+impl SessionInfo {
+    /// The peer's certificate thumbprint.
+    pub fn peer_thumbprint(&self) -> Option<Thumbprint> {
+        self.peer_certs.first().map(|c| Thumbprint::of_der(c.as_ref()))
+    }
+}
+
+/// A server-side EdgeSync TLS stream carrying its [`SessionInfo`] to tonic.
+pub struct SyncTls {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    info: SessionInfo,
+}
+
+impl tonic::transport::server::Connected for SyncTls {
+    type ConnectInfo = SessionInfo;
+
+    fn connect_info(&self) -> SessionInfo {
+        self.info.clone()
+    }
+}
+
+impl tokio::io::AsyncRead for SyncTls {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SyncTls {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The hub's record of the latest session its channel to an edge opened.
+pub type SessionSlot = Arc<std::sync::Mutex<SessionInfo>>;
+
 /// A channel from a hub to one edge: mutual TLS, the edge's certificate
-/// pinned to `edge_thumbprint`, the hub presenting its SMTP certificate for
-/// `hub_fqdn`. Connects lazily; errors surface on the first call.
+/// pinned to one of `pins` (read at each handshake), the hub presenting its
+/// SMTP certificate for `hub_fqdn`. Each handshake records its
+/// [`SessionInfo`] in `slot`. Connects lazily; errors surface on the first call.
 pub fn connect_edge(
     endpoint: &str,
-    edge_thumbprint: Thumbprint,
+    pins: Pins,
     certs: CertStore,
     hub_fqdn: &str,
+    slot: SessionSlot,
 ) -> Result<Channel, tonic::transport::Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map(|b| {
             b.dangerous()
-                .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::pinned(
-                    edge_thumbprint,
-                )))
+                .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::pinned_set(pins)))
                 .with_client_cert_resolver(Arc::new(ClientCertResolver::new(certs, hub_fqdn)))
         })
         .unwrap_or_else(|_| unreachable!("ring supports the default versions"));
@@ -99,6 +177,7 @@ pub fn connect_edge(
         .connect_with_connector_lazy(tower::service_fn(move |_| {
             let connector = connector.clone();
             let address = address.clone();
+            let slot = slot.clone();
             async move {
                 let tcp = TcpStream::connect(&address).await?;
                 let host = address.rsplit_once(':').map(|(h, _)| h).unwrap_or(&address);
@@ -109,6 +188,11 @@ pub fn connect_edge(
                     .map_err(|_| {
                         std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
                     })??;
+                let (_, conn) = tls.get_ref();
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = SessionInfo {
+                    peer_certs: conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
+                    binding: rotation_binding(conn).ok(),
+                };
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
         })))

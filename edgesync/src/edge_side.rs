@@ -1,6 +1,8 @@
 //! The edge's EdgeSync service: authenticates the dialing hub (a hub
 //! certificate from the replica, or the one-time bootstrap secret of a new
 //! subscription), applies snapshots and deltas to the replica, and acks.
+//! On an open stream it also offers a newly enabled SMTP certificate to the
+//! hub (see [`crate::rotation`]) and switches once the hub confirms.
 
 use std::pin::Pin;
 
@@ -117,6 +119,8 @@ pub struct EdgeSyncService {
     edge_name: String,
     replica: Replica,
     bootstrap: BootstrapStore,
+    /// The edge's certificates and FQDN, for certificate rotation offers.
+    certs: Option<(postern_transport::certs::CertStore, String)>,
 }
 
 impl EdgeSyncService {
@@ -126,9 +130,20 @@ impl EdgeSyncService {
             edge_name: edge_name.to_owned(),
             replica,
             bootstrap,
+            certs: None,
         }
     }
+
+    /// Offers newly enabled SMTP certificates of `certs` (the one naming
+    /// `fqdn` is the edge's identity towards the hubs) over open streams.
+    pub fn with_certificates(mut self, certs: postern_transport::certs::CertStore, fqdn: &str) -> Self {
+        self.certs = Some((certs, fqdn.to_owned()));
+        self
+    }
 }
+
+/// How often an open stream checks for a certificate to offer.
+const OFFER_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 type EdgeStream = Pin<Box<dyn Stream<Item = Result<pb::EdgeMessage, Status>> + Send>>;
 
@@ -144,9 +159,13 @@ impl EdgeSync for EdgeSyncService {
         &self,
         request: Request<Streaming<pb::HubMessage>>,
     ) -> Result<Response<EdgeStream>, Status> {
-        let peer = request
-            .peer_certs()
-            .and_then(|c| c.first().map(|c| Thumbprint::of_der(c.as_ref())))
+        let session = request
+            .extensions()
+            .get::<crate::channel::SessionInfo>()
+            .cloned()
+            .unwrap_or_default();
+        let peer = session
+            .peer_thumbprint()
             .ok_or_else(|| Status::unauthenticated("EdgeSync requires the hub's client certificate"))?;
         let mut inbound = request.into_inner();
         let hello = match inbound.next().await {
@@ -186,13 +205,36 @@ impl EdgeSync for EdgeSyncService {
         }));
         let _ = tx.send(first).await;
         let this = self.clone();
+        let hub_name = hello.hub_name.escape_debug().to_string();
         tokio::spawn(async move {
             let mut bootstrapping = bootstrapping;
-            while let Some(item) = inbound.next().await {
-                let Ok(msg) = item else { break };
-                let reply = this.handle(msg, &mut bootstrapping, &peer);
-                if tx.send(reply).await.is_err() {
-                    break;
+            let mut check = tokio::time::interval(OFFER_CHECK);
+            // The offer sent on this stream and not answered yet: (old, new).
+            let mut in_flight: Option<(Thumbprint, Thumbprint)> = None;
+            loop {
+                tokio::select! {
+                    item = inbound.next() => {
+                        let Some(Ok(msg)) = item else { break };
+                        if let Some(pb::hub_message::Body::CertOfferReply(reply)) = &msg.body {
+                            match (in_flight.take(), &this.certs) {
+                                (Some((old, _)), Some((certs, _))) => crate::rotation::apply_reply(certs, &old, reply),
+                                _ => tracing::warn!("the hub answered a certificate offer this edge did not make"),
+                            }
+                            continue;
+                        }
+                        let reply = this.handle(msg, &mut bootstrapping, &peer);
+                        if tx.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                    _ = check.tick(), if !bootstrapping && in_flight.is_none() => {
+                        if let Some(offer) = this.offer(&session, &hub_name) {
+                            in_flight = Some((offer.0, offer.1));
+                            if tx.send(message(pb::edge_message::Body::CertOffer(offer.2))).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
             tracing::info!(%peer, "EdgeSync stream closed");
@@ -204,6 +246,63 @@ impl EdgeSync for EdgeSyncService {
 }
 
 impl EdgeSyncService {
+    /// The next certificate offer to send on a stream, if one is waiting:
+    /// (old, new, offer). Records why when it cannot be made.
+    fn offer(
+        &self,
+        session: &crate::channel::SessionInfo,
+        hub: &str,
+    ) -> Option<(Thumbprint, Thumbprint, pb::CertOffer)> {
+        use crate::rotation::{make_offer, note_offer};
+        use postern_transport::certs::Rotation;
+        let (certs, fqdn) = self.certs.as_ref()?;
+        let (new, _) = certs
+            .rotations()
+            .ok()?
+            .into_iter()
+            .find(|(_, r)| matches!(r, Rotation::Offered { .. }))?;
+        let old = match certs.select_smtp(fqdn) {
+            Ok(Some(old)) if old != new => old,
+            Ok(_) => {
+                // Nothing else names the FQDN: the new certificate is the
+                // only one there is, and is presented already.
+                if let Err(e) = certs.set_rotation(&new, None) {
+                    tracing::error!(%new, error = %e, "cannot record the certificate as presented");
+                }
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "certificate store cannot be read");
+                return None;
+            }
+        };
+        let Some(binding) = session.binding.as_ref() else {
+            note_offer(
+                certs,
+                &new,
+                "the EdgeSync session exported no keying material; offer not sent",
+            );
+            return None;
+        };
+        match make_offer(certs, &old, &new, binding) {
+            Ok(offer) => {
+                let when = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+                note_offer(
+                    certs,
+                    &new,
+                    &format!("offered to hub {hub} at {when}; waiting for its answer"),
+                );
+                tracing::info!(%old, %new, hub, "offering the new SMTP certificate to the hub");
+                Some((old, new, offer))
+            }
+            Err(e) => {
+                tracing::warn!(%new, error = %e, "cannot offer the new certificate to the hub");
+                note_offer(certs, &new, &format!("cannot be offered: {e}"));
+                None
+            }
+        }
+    }
+
     fn handle(
         &self,
         msg: pb::HubMessage,
@@ -275,9 +374,9 @@ impl EdgeSyncService {
                     version: self.replica.applied().version.0,
                 }))
             }
-            Some(pb::hub_message::Body::Hello(_)) | None => Err(Status::invalid_argument(
-                "unexpected message on an open EdgeSync stream",
-            )),
+            Some(pb::hub_message::Body::Hello(_) | pb::hub_message::Body::CertOfferReply(_)) | None => Err(
+                Status::invalid_argument("unexpected message on an open EdgeSync stream"),
+            ),
         }
     }
 }

@@ -53,6 +53,9 @@ pub enum SyncState {
     InSync,
     /// The last attempt failed; see `last_error`.
     Failed,
+    /// A side presents a certificate the other does not trust; see
+    /// `trust_detail` for the thumbprints and the fix.
+    TrustMismatch,
 }
 
 /// The figures `postern edgesync test` prints per edge.
@@ -74,6 +77,14 @@ pub struct SyncStatus {
     pub snapshots_sent: u64,
     /// Deltas sent since this hub started.
     pub deltas_sent: u64,
+    /// Why the two sides do not trust each other's certificate, and the fix.
+    pub trust_detail: Option<String>,
+    /// The certificate the edge presented in the last EdgeSync handshake.
+    pub edge_certificate: Option<Thumbprint>,
+    /// Its expiry (RFC 3339).
+    pub edge_certificate_expires: Option<String>,
+    /// Whole days until then.
+    pub edge_certificate_days_left: Option<i64>,
 }
 
 impl SyncStatus {
@@ -87,6 +98,10 @@ impl SyncStatus {
             last_error: None,
             snapshots_sent: 0,
             deltas_sent: 0,
+            trust_detail: None,
+            edge_certificate: None,
+            edge_certificate_expires: None,
+            edge_certificate_days_left: None,
         }
     }
 
@@ -118,6 +133,7 @@ struct Inner {
     hub_name: String,
     hub_fqdn: String,
     on_bootstrapped: BootstrappedHook,
+    rotation: Mutex<Option<crate::rotation::SharedRotationHook>>,
     tasks: Mutex<HashMap<String, Task>>,
     statuses: Mutex<HashMap<String, SyncStatus>>,
 }
@@ -139,10 +155,17 @@ impl SyncManager {
                 hub_name: hub_name.to_owned(),
                 hub_fqdn: hub_fqdn.to_owned(),
                 on_bootstrapped,
+                rotation: Mutex::new(None),
                 tasks: Mutex::new(HashMap::new()),
                 statuses: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Takes edges' certificate offers through `hook` (without one they
+    /// are refused).
+    pub fn set_rotation_hook(&self, hook: crate::rotation::SharedRotationHook) {
+        *lock(&self.inner.rotation) = Some(hook);
     }
 
     /// Starts (or restarts) syncing `target`.
@@ -237,8 +260,14 @@ async fn run_task(
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(edge = %target.name, error = %e, "EdgeSync stream failed; will redial");
+                let mismatch = crate::trust_status::mismatch(&e, &target.name);
                 inner.update(&target.name, |s| {
-                    s.state = SyncState::Failed;
+                    s.state = if mismatch.is_some() {
+                        SyncState::TrustMismatch
+                    } else {
+                        SyncState::Failed
+                    };
+                    s.trust_detail = mismatch;
                     s.last_error = Some(format!("{}: {e}", now()));
                 });
             }
@@ -261,15 +290,34 @@ async fn session(
     full: &AtomicBool,
     wake: &Notify,
 ) -> Result<(), String> {
+    let hook = lock(&inner.rotation).clone();
+    // The certificates the edge may present: after a rotation, the hook's
+    // (new, and the old one during its grace period).
+    let pinned = hook
+        .as_ref()
+        .map(|h| h.edge_certificates(&target.name))
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| vec![target.thumbprint]);
+    let pins = postern_transport::tls::Pins::new(pinned);
+    let slot = crate::channel::SessionSlot::default();
     let channel = connect_edge(
         &target.endpoint,
-        target.thumbprint,
+        pins.clone(),
         inner.certs.clone(),
         &inner.hub_fqdn,
+        slot.clone(),
     )
     .map_err(|e| format!("bad endpoint {}: {e}", target.endpoint))?;
+    let mut offers = Offers {
+        hook,
+        edge: target.name.clone(),
+        slot,
+        pins,
+        tx: None,
+    };
     let mut client = EdgeSyncClient::new(channel);
     let (tx, rx) = mpsc::channel(16);
+    offers.tx = Some(tx.clone());
     let source = &inner.source;
     let hello = pb::Hello {
         hub_name: inner.hub_name.clone(),
@@ -284,10 +332,17 @@ async fn session(
         .await
         .map_err(|s| describe(&s))?
         .into_inner();
-    let (edge_store, mut edge_version) = match next(&mut inbound).await? {
+    let (edge_store, mut edge_version) = match next(&mut inbound, &mut offers).await? {
         pb::edge_message::Body::Hello(h) => (h.store_id, ConfigVersion(h.version)),
         other => return Err(format!("edge answered Hello with {other:?}")),
     };
+    let presented = crate::trust_status::presented(&offers.slot);
+    inner.update(&target.name, |s| {
+        s.trust_detail = None;
+        s.edge_certificate = presented.as_ref().map(|p| p.0);
+        s.edge_certificate_expires = presented.as_ref().map(|p| p.1.clone());
+        s.edge_certificate_days_left = presented.as_ref().map(|p| p.2);
+    });
     let mut same_store = edge_store == source.store_id();
     let mut versions = source.watch();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -313,7 +368,7 @@ async fn session(
                     objects,
                 };
                 send(&tx, pb::hub_message::Body::Snapshot(snapshot)).await?;
-                edge_version = ack(&mut inbound).await?;
+                edge_version = ack(&mut inbound, &mut offers).await?;
                 same_store = true;
                 inner.update(&target.name, |s| s.snapshots_sent += 1);
                 if target.bootstrap_secret.take().is_some() {
@@ -334,7 +389,7 @@ async fn session(
                     changes: encoded,
                 };
                 send(&tx, pb::hub_message::Body::Delta(delta)).await?;
-                edge_version = ack(&mut inbound).await?;
+                edge_version = ack(&mut inbound, &mut offers).await?;
                 inner.update(&target.name, |s| s.deltas_sent += 1);
             }
             Some(_) => {}
@@ -357,9 +412,20 @@ async fn session(
                 }
             }
             _ = wake.notified() => {}
+            item = inbound.next() => {
+                // Between updates the edge speaks only to offer a certificate.
+                match item {
+                    Some(Ok(pb::EdgeMessage { body: Some(pb::edge_message::Body::CertOffer(offer)) })) => {
+                        offers.answer(&offer).await?;
+                    }
+                    Some(Ok(other)) => return Err(format!("unexpected message from the edge: {other:?}")),
+                    Some(Err(status)) => return Err(describe(&status)),
+                    None => return Err("the edge closed the stream".into()),
+                }
+            }
             _ = heartbeat.tick() => {
                 send(&tx, pb::hub_message::Body::Heartbeat(pb::Heartbeat { version: source.version().0 })).await?;
-                match next(&mut inbound).await? {
+                match next(&mut inbound, &mut offers).await? {
                     pb::edge_message::Body::Heartbeat(h) => edge_version = ConfigVersion(h.version),
                     other => return Err(format!("edge answered a heartbeat with {other:?}")),
                 }
@@ -375,21 +441,61 @@ async fn send(tx: &mpsc::Sender<pb::HubMessage>, body: pb::hub_message::Body) ->
         .map_err(|_| "stream closed".to_owned())
 }
 
-async fn next(inbound: &mut tonic::Streaming<pb::EdgeMessage>) -> Result<pb::edge_message::Body, String> {
-    match tokio::time::timeout(ANSWER_TIMEOUT, inbound.next()).await {
-        Err(_) => Err(format!(
-            "the edge did not answer within {}s",
-            ANSWER_TIMEOUT.as_secs()
-        )),
-        Ok(None) => Err("the edge closed the stream".into()),
-        Ok(Some(Err(status))) => Err(describe(&status)),
-        Ok(Some(Ok(pb::EdgeMessage { body: Some(body) }))) => Ok(body),
-        Ok(Some(Ok(_))) => Err("empty message from the edge".into()),
+/// The next answer from the edge; certificate offers arriving meanwhile
+/// are answered on the way.
+async fn next(
+    inbound: &mut tonic::Streaming<pb::EdgeMessage>,
+    offers: &mut Offers,
+) -> Result<pb::edge_message::Body, String> {
+    loop {
+        let body = match tokio::time::timeout(ANSWER_TIMEOUT, inbound.next()).await {
+            Err(_) => {
+                return Err(format!(
+                    "the edge did not answer within {}s",
+                    ANSWER_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => return Err("the edge closed the stream".into()),
+            Ok(Some(Err(status))) => return Err(describe(&status)),
+            Ok(Some(Ok(pb::EdgeMessage { body: Some(body) }))) => body,
+            Ok(Some(Ok(_))) => return Err("empty message from the edge".into()),
+        };
+        match body {
+            pb::edge_message::Body::CertOffer(offer) => offers.answer(&offer).await?,
+            other => return Ok(other),
+        }
     }
 }
 
-async fn ack(inbound: &mut tonic::Streaming<pb::EdgeMessage>) -> Result<ConfigVersion, String> {
-    match next(inbound).await? {
+/// Answers the certificate offers of one stream.
+struct Offers {
+    hook: Option<crate::rotation::SharedRotationHook>,
+    edge: String,
+    slot: crate::channel::SessionSlot,
+    pins: postern_transport::tls::Pins,
+    tx: Option<mpsc::Sender<pb::HubMessage>>,
+}
+
+impl Offers {
+    async fn answer(&mut self, offer: &pb::CertOffer) -> Result<(), String> {
+        let session = lock(&self.slot).clone();
+        let (reply, verified) =
+            crate::rotation::answer_offer(self.hook.as_ref(), &self.edge, offer, &session);
+        if let Some(v) = verified {
+            let mut pins = self.pins.get();
+            pins.push(v.new);
+            self.pins.set(pins);
+        }
+        let tx = self.tx.as_ref().ok_or("stream not open")?;
+        send(tx, pb::hub_message::Body::CertOfferReply(reply)).await
+    }
+}
+
+async fn ack(
+    inbound: &mut tonic::Streaming<pb::EdgeMessage>,
+    offers: &mut Offers,
+) -> Result<ConfigVersion, String> {
+    match next(inbound, offers).await? {
         pb::edge_message::Body::Ack(a) => Ok(ConfigVersion(a.version)),
         pb::edge_message::Body::Nack(n) => {
             Err(format!("the edge refused version {}: {}", n.version, n.reason))

@@ -4,15 +4,18 @@
 //! * `store` — the hub's versioned object store with a bounded change log;
 //! * `source` — the trait the hub side reads configuration through;
 //! * `replica` — the edge's read-only copy, applied in transactions;
-//! * `subscription` — signed subscription files and bootstrap secrets.
+//! * `subscription` — signed subscription files and bootstrap secrets;
+//! * `rotation` — certificate rotation offers over the stream.
 
 pub mod channel;
 pub mod edge_side;
 pub mod hub_side;
 pub mod replica;
+pub mod rotation;
 pub mod source;
 pub mod store;
 pub mod subscription;
+pub mod trust_status;
 
 pub use replica::{Applied, ApplyError, LocalChangeError, Replica};
 pub use source::{ConfigSource, SourceError};

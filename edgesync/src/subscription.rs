@@ -38,6 +38,10 @@ pub struct SubscriptionBody {
     pub created: String,
     /// When the secret stops working (RFC 3339).
     pub expires: String,
+    /// The configuration store whose replica the edge holds when it wrote
+    /// the file (empty: none). A hub of another organisation refuses it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subscribed_store: String,
 }
 
 /// A subscription file: the body and its signature.
@@ -176,4 +180,66 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// `now + validity` as RFC 3339.
 pub fn expiry_from(now: OffsetDateTime, validity: Duration) -> String {
     (now + validity).format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use postern_model::{KeySpec, Service, SubjectName};
+    use postern_transport::certs::{CertStore, NewCertificate};
+
+    use super::*;
+
+    fn body(expires: &str, der: &[u8]) -> SubscriptionBody {
+        SubscriptionBody {
+            format: 1,
+            edge_name: NodeName::parse("edge1").unwrap(),
+            fqdn: Domain::parse("edge1.adatum.com").unwrap(),
+            edgesync_endpoint: "127.0.0.1:1".into(),
+            smtp_endpoint: "127.0.0.1:2".into(),
+            certificate_pem: der_to_pem(der),
+            bootstrap_secret: new_secret(),
+            created: "2000-01-01T00:00:00Z".into(),
+            expires: expires.into(),
+            subscribed_store: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_expired_file_is_refused_and_an_edited_one_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CertStore::open(&sled::open(tmp.path()).unwrap()).unwrap();
+        let view = store
+            .new_self_signed(&NewCertificate {
+                subject: SubjectName::common_name_only("edge1.adatum.com"),
+                domains: vec![Domain::parse("edge1.adatum.com").unwrap()],
+                friendly_name: None,
+                key: KeySpec::EcdsaP256,
+                services: BTreeSet::from([Service::Smtp]),
+            })
+            .unwrap();
+        let key = store.certified_key(&view.thumbprint).unwrap();
+        let der = key.cert[0].as_ref().to_vec();
+        let now = OffsetDateTime::now_utc();
+        let expired = SubscriptionFile::sign(body("2001-01-01T00:00:00Z", &der), &key).unwrap();
+        let text = serde_json::to_string(&expired).unwrap();
+        assert!(matches!(
+            SubscriptionFile::verify(&text, now),
+            Err(SubscriptionError::Expired(_))
+        ));
+        let fresh = SubscriptionFile::sign(body("2999-01-01T00:00:00Z", &der), &key).unwrap();
+        let text = serde_json::to_string(&fresh).unwrap();
+        assert!(SubscriptionFile::verify(&text, now).is_ok());
+        // A file written before `subscribed_store` existed still verifies:
+        // an empty store is not serialised.
+        assert!(!text.contains("subscribed_store"));
+        let mut edited = fresh.clone();
+        edited.body.subscribed_store = "someone-else".into();
+        let text = serde_json::to_string(&edited).unwrap();
+        assert!(matches!(
+            SubscriptionFile::verify(&text, now),
+            Err(SubscriptionError::Tampered)
+        ));
+    }
 }

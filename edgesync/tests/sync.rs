@@ -129,6 +129,12 @@ async fn snapshot_then_pushed_deltas_reach_every_edge() {
         wait_for("snapshot", || edge.replica.applied().version == ConfigVersion(2)).await;
         assert_eq!(edge.replica.applied().snapshots, 1);
     }
+    // The hub marks an edge bootstrapped when its ack arrives, a moment
+    // after the edge applied the snapshot.
+    wait_for("both edges marked bootstrapped", || {
+        bootstrapped.lock().map(|b| b.len() == 2).unwrap_or(false)
+    })
+    .await;
     assert_eq!(bootstrapped.lock().unwrap().len(), 2);
 
     // A change is pushed without polling.

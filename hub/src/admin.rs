@@ -41,6 +41,9 @@ fn subscription_status(e: SubscriptionError) -> Status {
     match e {
         SubscriptionError::NotFound(_) => Status::not_found(e.to_string()),
         SubscriptionError::Exists(_) => Status::already_exists(e.to_string()),
+        SubscriptionError::AlreadyUsed(..) | SubscriptionError::OtherOrganisation(..) => {
+            Status::failed_precondition(e.to_string())
+        }
         SubscriptionError::File(_) => Status::invalid_argument(e.to_string()),
         SubscriptionError::Config(c) => config_status(c),
         SubscriptionError::Store(_) | SubscriptionError::Corrupt(_) => Status::internal(e.to_string()),
@@ -257,6 +260,16 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
                 deltas_sent: s.deltas_sent,
                 store_id: String::new(),
                 snapshots_applied: 0,
+                trust: if s.trust_detail.is_some() {
+                    "trust-mismatch"
+                } else {
+                    "ok"
+                }
+                .into(),
+                trust_detail: s.trust_detail.clone().unwrap_or_default(),
+                edge_certificate: s.edge_certificate.map(|t| t.to_string()).unwrap_or_default(),
+                edge_certificate_expires: s.edge_certificate_expires.clone().unwrap_or_default(),
+                edge_certificate_days_left: s.edge_certificate_days_left.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::SyncStatusList { edges }))

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod console;
 pub mod dkim;
+pub mod rotation;
 pub mod routing;
 pub mod subscriptions;
 
@@ -47,6 +48,9 @@ pub struct HubOptions {
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// The web console's binding (`ip:port`); no console when `None`.
     pub console_bind: Option<String>,
+    /// How long a replaced certificate (an edge's or the hub's) stays
+    /// trusted after a rotation ([`rotation::DEFAULT_GRACE`] by default).
+    pub certificate_grace: std::time::Duration,
 }
 
 /// Why a hub node stopped.
@@ -121,7 +125,11 @@ impl Hub {
         }
         let config = HubConfig::open(&node.db)?;
         let subscriptions = Subscriptions::open(&node.db)?;
-        let trust = TrustStore::new(subscriptions.list()?.iter().map(|s| s.thumbprint), &[]);
+        let trust = TrustStore::new(subscriptions.trusted()?, &[]);
+        if !subscriptions.list()?.is_empty() {
+            node.certs
+                .hold_new_smtp_certificates(Some(rotation::HUB_HOLD_NOTE.to_owned()));
+        }
         refresh_roots(&config, &trust);
         let bootstrapped = subscriptions.clone();
         let sync = SyncManager::new(
@@ -131,9 +139,22 @@ impl Hub {
             node.identity.fqdn.as_str(),
             Arc::new(move |edge: &str| bootstrapped.mark_bootstrapped(edge)),
         );
+        let hub_rotation = rotation::HubRotation {
+            subscriptions: subscriptions.clone(),
+            config: config.clone(),
+            trust: trust.clone(),
+            grace: opts.certificate_grace,
+        };
+        rotation::install(&hub_rotation, &sync);
         for sub in subscriptions.list()? {
             sync.start(sub.target());
         }
+        rotation::spawn(
+            hub_rotation,
+            node.certs.clone(),
+            node.identity.fqdn.to_string(),
+            sync.clone(),
+        );
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(HubRouter::new(config.clone(), node.identity.fqdn.clone()));
         let compiler = compiler_for(&node, &config, &receive_connectors)?;
@@ -302,6 +323,12 @@ fn publish_self(node: &Node, config: &HubConfig, smtp_endpoint: &str) -> Result<
         .map_err(NodeError::from)?
         .into_iter()
         .filter(|c| c.services.contains(&Service::Smtp) && c.has_private_key)
+        .filter(|c| {
+            !matches!(
+                c.rotation,
+                Some(postern_transport::certs::Rotation::Retired { .. })
+            )
+        })
         .filter_map(|c| node.certs.certified_key(&c.thumbprint).ok())
         .filter_map(|k| k.cert.first().map(|d| d.as_ref().to_vec()))
         .collect();

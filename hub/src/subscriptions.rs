@@ -35,6 +35,19 @@ pub struct Subscription {
     pub bootstrap_secret: Option<String>,
     /// When it was imported.
     pub created: String,
+    /// The certificate it presented before its last rotation, trusted
+    /// until the grace period ends.
+    #[serde(default)]
+    pub previous: Option<PreviousCertificate>,
+}
+
+/// An edge's replaced certificate, still trusted during the grace period.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PreviousCertificate {
+    /// Its thumbprint.
+    pub thumbprint: Thumbprint,
+    /// When the hub stops trusting it (RFC 3339).
+    pub until: String,
 }
 
 impl Subscription {
@@ -55,6 +68,18 @@ pub enum SubscriptionError {
     /// The file was refused.
     #[error(transparent)]
     File(#[from] postern_edgesync::subscription::SubscriptionError),
+    /// The file was imported before (here), so its secret is spent.
+    #[error(
+        "this subscription file of edge {0} was already imported on {1}; its bootstrap secret is spent: \
+         run `postern edge-subscription new` on the edge and import the new file"
+    )]
+    AlreadyUsed(String, String),
+    /// The edge holds another organisation's configuration.
+    #[error(
+        "edge {0} is subscribed to another organisation (configuration store {1}); \
+         remove its subscription there first, then make a new subscription file on the edge"
+    )]
+    OtherOrganisation(String, String),
     /// The edge is subscribed already.
     #[error("edge {0} is already subscribed; remove it first to subscribe it again")]
     Exists(String),
@@ -76,6 +101,8 @@ pub enum SubscriptionError {
 #[derive(Clone)]
 pub struct Subscriptions {
     tree: sled::Tree,
+    /// Bootstrap secret hash → when its file was imported.
+    used: sled::Tree,
     db: sled::Db,
 }
 
@@ -87,6 +114,7 @@ impl Subscriptions {
     pub fn open(db: &sled::Db) -> Result<Self, SubscriptionError> {
         Ok(Self {
             tree: db.open_tree("hub/subscriptions")?,
+            used: db.open_tree("hub/used-subscription-files")?,
             db: db.clone(),
         })
     }
@@ -98,6 +126,61 @@ impl Subscriptions {
             .values()
             .map(|v| serde_json::from_slice(&v?).map_err(|e| SubscriptionError::Corrupt(e.to_string())))
             .collect()
+    }
+
+    /// Every edge certificate this hub trusts directly: each edge's
+    /// current one and, during a rotation's grace period, its previous one.
+    pub fn trusted(&self) -> Result<Vec<Thumbprint>, SubscriptionError> {
+        Ok(self
+            .list()?
+            .iter()
+            .flat_map(|s| std::iter::once(s.thumbprint).chain(s.previous.as_ref().map(|p| p.thumbprint)))
+            .collect())
+    }
+
+    /// The subscription of edge `name`.
+    pub fn get(&self, name: &str) -> Result<Subscription, SubscriptionError> {
+        let raw = self
+            .tree
+            .get(name.to_ascii_lowercase().as_bytes())?
+            .ok_or_else(|| SubscriptionError::NotFound(name.to_owned()))?;
+        serde_json::from_slice(&raw).map_err(|e| SubscriptionError::Corrupt(e.to_string()))
+    }
+
+    /// Records a rotation: `new` is the edge's certificate from now on,
+    /// `old` stays trusted until `until`.
+    pub fn rotate(
+        &self,
+        name: &str,
+        old: Thumbprint,
+        new: Thumbprint,
+        until: &str,
+    ) -> Result<Subscription, SubscriptionError> {
+        let mut sub = self.get(name)?;
+        sub.thumbprint = new;
+        sub.previous = Some(PreviousCertificate {
+            thumbprint: old,
+            until: until.to_owned(),
+        });
+        self.save(&sub)?;
+        Ok(sub)
+    }
+
+    /// Forgets previous certificates whose grace period ended before
+    /// `now`; returns the edges and certificates retired.
+    pub fn retire_due(&self, now: OffsetDateTime) -> Result<Vec<(String, Thumbprint)>, SubscriptionError> {
+        let mut retired = Vec::new();
+        for mut sub in self.list()? {
+            let due = sub
+                .previous
+                .as_ref()
+                .is_some_and(|p| OffsetDateTime::parse(&p.until, &Rfc3339).map_or(true, |u| now >= u));
+            if due && let Some(p) = sub.previous.take() {
+                self.save(&sub)?;
+                retired.push((sub.edge_name.clone(), p.thumbprint));
+            }
+        }
+        Ok(retired)
     }
 
     fn save(&self, sub: &Subscription) -> Result<(), SubscriptionError> {
@@ -135,6 +218,20 @@ impl Subscriptions {
     ) -> Result<Subscription, SubscriptionError> {
         let (file, _der) = SubscriptionFile::verify(text, OffsetDateTime::now_utc())?;
         let body = &file.body;
+        let secret = postern_edgesync::subscription::secret_hash(&body.bootstrap_secret);
+        if let Some(when) = self.used.get(secret.as_bytes())? {
+            return Err(SubscriptionError::AlreadyUsed(
+                body.edge_name.to_string(),
+                String::from_utf8_lossy(&when).into_owned(),
+            ));
+        }
+        let ours = postern_edgesync::ConfigSource::store_id(config.source().as_ref());
+        if !body.subscribed_store.is_empty() && body.subscribed_store != ours {
+            return Err(SubscriptionError::OtherOrganisation(
+                body.edge_name.to_string(),
+                body.subscribed_store.clone(),
+            ));
+        }
         let key = body.edge_name.as_str().to_ascii_lowercase();
         if self.tree.contains_key(key.as_bytes())? {
             return Err(SubscriptionError::Exists(body.edge_name.to_string()));
@@ -152,6 +249,7 @@ impl Subscriptions {
             thumbprint: file.thumbprint()?,
             bootstrap_secret: Some(body.bootstrap_secret.clone()),
             created: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            previous: None,
         };
         let mut ops = vec![ChangeOp::Put(ReplicatedObject::Edge(EdgeInfo {
             name: body.edge_name.clone(),
@@ -161,6 +259,7 @@ impl Subscriptions {
             thumbprint: sub.thumbprint,
         }))];
         ops.extend(site_connectors(config, &site, Some(&body.edge_name), None)?);
+        self.used.insert(secret.as_bytes(), sub.created.as_bytes())?;
         self.save(&sub)?;
         config.apply(ops)?;
         trust.trust_direct(sub.thumbprint);
@@ -188,7 +287,7 @@ impl Subscriptions {
         sync.stop(&sub.edge_name);
         self.tree.remove(key.as_bytes())?;
         self.db.flush()?;
-        trust.set_direct(self.list()?.iter().map(|s| s.thumbprint));
+        trust.set_direct(self.trusted()?);
         let edge_name =
             NodeName::parse(&sub.edge_name).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
         let mut ops = vec![ChangeOp::Delete(ObjectKey::of("edge", &sub.edge_name))];

@@ -82,6 +82,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         metrics_bind: None,
         dns_servers: Vec::new(),
         console_bind: None,
+        certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
     .await
     .unwrap();

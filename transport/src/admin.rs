@@ -219,20 +219,35 @@ impl Certificates for CertificateService {
         let r = req.into_inner();
         let params = new_params(&r).map_err(cert_status)?;
         let certs = self.node.certs.clone();
+        let exportable = r.private_key_exportable;
         let reply = if r.generate_request {
-            blocking(move || certs.new_request(&params))
-                .await
-                .map(|(view, pem)| pb::NewCertificateReply {
-                    certificate: Some(to_pb(&view)),
-                    request_pem: pem,
-                })?
+            blocking(move || {
+                let (view, pem) = certs.new_request(&params)?;
+                if exportable {
+                    certs.mark_exportable(&view.thumbprint)?;
+                    return Ok((certs.get(&view.thumbprint)?, pem));
+                }
+                Ok((view, pem))
+            })
+            .await
+            .map(|(view, pem)| pb::NewCertificateReply {
+                certificate: Some(to_pb(&view)),
+                request_pem: pem,
+            })?
         } else {
-            blocking(move || certs.new_self_signed(&params))
-                .await
-                .map(|view| pb::NewCertificateReply {
-                    certificate: Some(to_pb(&view)),
-                    request_pem: String::new(),
-                })?
+            blocking(move || {
+                let view = certs.new_self_signed(&params)?;
+                if exportable {
+                    certs.mark_exportable(&view.thumbprint)?;
+                    return certs.get(&view.thumbprint);
+                }
+                Ok(view)
+            })
+            .await
+            .map(|view| pb::NewCertificateReply {
+                certificate: Some(to_pb(&view)),
+                request_pem: String::new(),
+            })?
         };
         Ok(Response::new(reply))
     }
@@ -245,8 +260,16 @@ impl Certificates for CertificateService {
         let services = parse_services(&r.enable_services).map_err(cert_status)?;
         let certs = self.node.certs.clone();
         let friendly = Some(r.friendly_name).filter(|f| !f.is_empty());
-        let view =
-            blocking(move || certs.import(&r.data, &r.password, friendly.as_deref(), &services)).await?;
+        let exportable = r.private_key_exportable;
+        let view = blocking(move || {
+            let view = certs.import(&r.data, &r.password, friendly.as_deref(), &services)?;
+            if exportable {
+                certs.mark_exportable(&view.thumbprint)?;
+                return certs.get(&view.thumbprint);
+            }
+            Ok(view)
+        })
+        .await?;
         Ok(Response::new(to_pb(&view)))
     }
 
@@ -295,6 +318,24 @@ impl Certificates for CertificateService {
         blocking(move || certs.remove(&thumbprint)).await?;
         Ok(Response::new(pb::RemoveCertificateReply {}))
     }
+
+    async fn export_certificate(
+        &self,
+        req: Request<pb::ExportCertificateRequest>,
+    ) -> Result<Response<pb::ExportCertificateReply>, Status> {
+        let r = req.into_inner();
+        let thumbprint = parse_thumbprint(&r.thumbprint)?;
+        let certs = self.node.certs.clone();
+        let data = blocking(move || {
+            if r.public_only {
+                certs.export_public(&thumbprint).map(String::into_bytes)
+            } else {
+                certs.export_pkcs12(&thumbprint, &r.password)
+            }
+        })
+        .await?;
+        Ok(Response::new(pb::ExportCertificateReply { data }))
+    }
 }
 
 fn new_params(r: &pb::NewCertificateRequest) -> Result<NewCertificate, CertError> {
@@ -335,6 +376,9 @@ fn cert_status(e: CertError) -> Status {
     match e {
         CertError::NotFound(_) => Status::not_found(msg),
         CertError::OnlySmtpCertificate(_)
+        | CertError::OfferPending(..)
+        | CertError::NotExportable(_)
+        | CertError::NoPrivateKeyHere(_)
         | CertError::Pending(_)
         | CertError::AlreadyInstalled(_)
         | CertError::NoKeyForService(..)
@@ -359,6 +403,14 @@ fn to_pb(v: &CertificateView) -> pb::Certificate {
         has_private_key: v.has_private_key,
         key_algorithm: v.key_algorithm.clone(),
         chain_length: v.chain_length,
+        days_left: v.days_left,
+        rotation: v
+            .rotation
+            .as_ref()
+            .map(|r| r.word().to_owned())
+            .unwrap_or_default(),
+        rotation_note: v.rotation.as_ref().map(|r| r.note()).unwrap_or_default(),
+        exportable: v.exportable,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Reads a certificate file as administrators bring it: PEM (a chain,
-//! optionally with the key), a bare DER certificate, or PKCS#12
-//! (`.pfx`/`.p12`, modern AES and legacy RC2/3DES encodings).
+//! optionally with the key), a bare DER certificate, PKCS#7 (`.p7b`/`.p7c`,
+//! certificates only), or PKCS#12 (`.pfx`/`.p12`, modern AES and legacy
+//! RC2/3DES encodings).
 
 use p12_keystore::Pkcs12Archive;
 use rustls_pki_types::pem::{PemObject, SectionKind};
@@ -56,6 +57,12 @@ pub(crate) struct Bundle {
 pub(crate) fn read_bundle(data: &[u8], password: &str) -> Result<Bundle, CertError> {
     if data.is_empty() {
         return Err(CertError::NotACertificate("the file is empty".into()));
+    }
+    if super::pkcs7::looks_like_pkcs7(data) {
+        return Ok(Bundle {
+            chain: super::pkcs7::read_pkcs7(data)?,
+            key: None,
+        });
     }
     if contains(data, b"-----BEGIN") {
         return read_pem(data);

@@ -22,6 +22,11 @@ pub(crate) struct ParsedCert {
     pub key_algorithm: String,
     /// The SubjectPublicKeyInfo, DER: what binds a certificate to a key.
     pub spki: Vec<u8>,
+    /// Subject and issuer names, DER: what links a chain.
+    pub subject_raw: Vec<u8>,
+    pub issuer_raw: Vec<u8>,
+    /// basicConstraints CA:TRUE.
+    pub is_ca: bool,
 }
 
 impl ParsedCert {
@@ -62,6 +67,9 @@ impl ParsedCert {
             self_signed: cert.subject().as_raw() == cert.issuer().as_raw(),
             key_algorithm: key_algorithm(&cert),
             spki: cert.public_key().raw.to_vec(),
+            subject_raw: cert.subject().as_raw().to_vec(),
+            issuer_raw: cert.issuer().as_raw().to_vec(),
+            is_ca: cert.is_ca(),
         })
     }
 

@@ -2,12 +2,18 @@
 //! ExchangeCertificate, over two sled trees (installed certificates and
 //! pending requests). Private keys are stored here and never leave the node.
 
+mod expiry;
+mod export;
 mod import;
 mod info;
 mod keys;
 mod name;
+mod pkcs7;
+mod rotation;
 mod store;
 
+pub use expiry::{WARN_WITHIN_DAYS, spawn_expiry_watch};
+pub use rotation::Rotation;
 pub use store::{CertStore, CertificateView, NewCertificate};
 
 use postern_model::{KeySpecError, Service, SubjectNameError, Thumbprint};
@@ -72,6 +78,25 @@ pub enum CertError {
     /// Key generation failed.
     #[error("could not generate the key: {0}")]
     KeyGeneration(String),
+    /// Removing the certificate the peers trust while its successor is
+    /// still offered would leave the node presenting one they do not trust.
+    #[error(
+        "certificate {0} is the one the organisation's peers trust while certificate {1} is offered to them; \
+         remove it once the offer is confirmed (`postern cert list` shows the rotation)"
+    )]
+    OfferPending(Thumbprint, Thumbprint),
+    /// Export of a key that was not marked exportable.
+    #[error(
+        "the private key of certificate {0} is not exportable; only keys made or imported with \
+         --private-key-exportable can be exported (export the certificate alone with --public)"
+    )]
+    NotExportable(Thumbprint),
+    /// Export of a certificate whose key is not on this node.
+    #[error("this node holds no private key for certificate {0}; export it with --public")]
+    NoPrivateKeyHere(Thumbprint),
+    /// A PKCS#12 export needs a password.
+    #[error("a PKCS#12 export needs a non-empty password (--password-file)")]
+    EmptyPassword,
     /// Certificate or request assembly failed.
     #[error("could not build the certificate: {0}")]
     Build(String),

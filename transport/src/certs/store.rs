@@ -1,11 +1,13 @@
 //! `CertStore`: installed certificates and pending requests in sled.
 //!
-//! Trees: `certificates` (thumbprint → certificate chain, key, services)
-//! and `cert_requests` (request thumbprint → request and its key). Every
-//! change is flushed before the call returns.
+//! Trees: `certificates` (thumbprint → certificate chain, key, services),
+//! `cert_requests` (request thumbprint → request and its key) and
+//! `cert_rotation` (thumbprint → its place in a rotation, see
+//! [`super::Rotation`]). Every change is flushed before the call returns.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use super::import::{KeyFormat, StoredKey, read_bundle};
 use super::info::{ParsedCert, rfc3339};
 use super::keys::NewKey;
 use super::name::to_x509_name;
+use super::rotation::Rotation;
 
 /// Validity of self-signed certificates, as Exchange Setup makes them.
 const SELF_SIGNED_VALIDITY: Duration = Duration::from_secs(5 * 365 * 24 * 3600 + 24 * 3600);
@@ -52,6 +55,12 @@ pub struct CertificateView {
     pub key_algorithm: String,
     /// Number of CA certificates stored above the leaf.
     pub chain_length: u32,
+    /// Whole days until `not_after` (negative once expired; 0 for a request).
+    pub days_left: i64,
+    /// Its place in a rotation towards the organisation's peers, if any.
+    pub rotation: Option<Rotation>,
+    /// Whether the private key may be exported.
+    pub exportable: bool,
 }
 
 /// Parameters of `cert new`.
@@ -77,6 +86,9 @@ struct StoredCertificate {
     friendly_name: String,
     services: BTreeSet<Service>,
     added: String,
+    /// Whether the key may be exported (`--private-key-exportable`).
+    #[serde(default)]
+    exportable: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,6 +103,9 @@ struct PendingRequest {
     domains: Vec<String>,
     friendly_name: String,
     created: String,
+    /// Whether the key may be exported once the certificate is imported.
+    #[serde(default)]
+    exportable: bool,
 }
 
 /// The node's certificates, backed by sled.
@@ -99,6 +114,10 @@ pub struct CertStore {
     db: sled::Db,
     certs: sled::Tree,
     requests: sled::Tree,
+    rotations: sled::Tree,
+    /// While set, a certificate newly enabled for SMTP is offered to the
+    /// peers before it is presented; the text says what the offer waits for.
+    hold: Arc<Mutex<Option<String>>>,
     /// Bumped after every change, so caches (the TLS resolvers) know to reread.
     generation: Arc<AtomicU64>,
 }
@@ -110,6 +129,8 @@ impl CertStore {
             db: db.clone(),
             certs: db.open_tree("certificates")?,
             requests: db.open_tree("cert_requests")?,
+            rotations: db.open_tree("cert_rotation")?,
+            hold: Arc::new(Mutex::new(None)),
             generation: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -140,6 +161,7 @@ impl CertStore {
             friendly_name: friendly_name(params),
             services: params.services.clone(),
             added: rfc3339(OffsetDateTime::now_utc()),
+            exportable: false,
         };
         let thumbprint = self.insert_new(&stored)?;
         self.get(&thumbprint)
@@ -167,6 +189,7 @@ impl CertStore {
             domains: domains.iter().map(ToString::to_string).collect(),
             friendly_name: friendly_name(params),
             created: rfc3339(OffsetDateTime::now_utc()),
+            exportable: false,
         };
         self.requests.insert(thumbprint.as_bytes(), encode(&pending)?)?;
         self.changed()?;
@@ -183,7 +206,24 @@ impl CertStore {
         services: &BTreeSet<Service>,
     ) -> Result<CertificateView, CertError> {
         let bundle = read_bundle(data, password)?;
-        let (chain, key) = order_chain(bundle.chain, bundle.key.as_ref())?;
+        let (mut chain, key) = order_chain(bundle.chain, bundle.key.as_ref())?;
+        if key.is_none() {
+            // A leaf for a pending request goes first (PKCS#7 bundles list
+            // certificates in any order).
+            if let Some(pos) = self.position_of_requested(&chain)? {
+                let leaf = chain.remove(pos);
+                chain.insert(0, leaf);
+            } else if let Some(completed) = self.complete_chains(&chain)? {
+                return self.get(&completed);
+            } else if let Some(pos) = chain
+                .iter()
+                .position(|d| ParsedCert::parse(d).is_ok_and(|c| !c.is_ca))
+            {
+                let leaf = chain.remove(pos);
+                chain.insert(0, leaf);
+            }
+        }
+        let chain = issuer_order(chain);
         let leaf = ParsedCert::parse(&chain[0])?;
         if self.certs.contains_key(leaf.thumbprint.as_bytes())? {
             return Err(CertError::AlreadyInstalled(leaf.thumbprint));
@@ -195,6 +235,7 @@ impl CertStore {
             friendly_name: friendly.map(str::to_owned).unwrap_or_default(),
             services: services.clone(),
             added: now,
+            exportable: false,
         };
         let bound_request = match &stored.key {
             Some(_) => None,
@@ -203,6 +244,7 @@ impl CertStore {
                     .find_request_for(&leaf.spki)?
                     .ok_or(CertError::NoPrivateKey(leaf.thumbprint))?;
                 stored.key = Some(pending.key.clone());
+                stored.exportable = pending.exportable;
                 if stored.friendly_name.is_empty() {
                     stored.friendly_name = pending.friendly_name;
                 }
@@ -231,6 +273,9 @@ impl CertStore {
                     CertError::Corrupt("transaction aborted".into())
                 }
             })?;
+        if stored.services.contains(&Service::Smtp) {
+            self.hold_for_peers(&leaf.thumbprint)?;
+        }
         self.changed()?;
         self.get(&leaf.thumbprint)
     }
@@ -244,8 +289,12 @@ impl CertStore {
         let mut stored = self.load_cert(thumbprint)?;
         let leaf = ParsedCert::parse(leaf_der(&stored)?)?;
         check_enable(&leaf, &stored)?;
+        let was_smtp = stored.services.contains(&Service::Smtp);
         stored.services.extend(services.iter().copied());
         self.certs.insert(thumbprint.as_bytes(), encode(&stored)?)?;
+        if !was_smtp && stored.services.contains(&Service::Smtp) {
+            self.hold_for_peers(thumbprint)?;
+        }
         self.changed()?;
         self.get(thumbprint)
     }
@@ -255,7 +304,8 @@ impl CertStore {
         let mut out = Vec::new();
         for item in self.certs.iter() {
             let (k, v) = item?;
-            out.push(cert_view(&decode::<StoredCertificate>(&v)?, thumbprint_key(&k)?)?);
+            let view = cert_view(&decode::<StoredCertificate>(&v)?, thumbprint_key(&k)?)?;
+            out.push(self.with_rotation(view)?);
         }
         for item in self.requests.iter() {
             let (k, v) = item?;
@@ -267,7 +317,7 @@ impl CertStore {
     /// One certificate or pending request.
     pub fn get(&self, thumbprint: &Thumbprint) -> Result<CertificateView, CertError> {
         if let Some(v) = self.certs.get(thumbprint.as_bytes())? {
-            return cert_view(&decode(&v)?, *thumbprint);
+            return self.with_rotation(cert_view(&decode(&v)?, *thumbprint)?);
         }
         if let Some(v) = self.requests.get(thumbprint.as_bytes())? {
             return Ok(pending_view(*thumbprint, &decode(&v)?));
@@ -283,6 +333,17 @@ impl CertStore {
             return Ok(());
         }
         let view = self.get(thumbprint)?;
+        if view.rotation.is_none() && view.services.contains(&Service::Smtp) {
+            // While a certificate is offered, what is presented for its
+            // names (what the peers trust) stays as it is.
+            let offered = self.list()?.into_iter().find(|c| {
+                c.rotation.as_ref().is_some_and(Rotation::is_offered)
+                    && c.domains.iter().any(|d| view.domains.contains(d))
+            });
+            if let Some(offered) = offered {
+                return Err(CertError::OfferPending(*thumbprint, offered.thumbprint));
+            }
+        }
         if view.services.contains(&Service::Smtp) && view.status == CertStatus::Valid {
             let others = self.list()?.into_iter().any(|c| {
                 c.thumbprint != *thumbprint
@@ -295,6 +356,7 @@ impl CertStore {
             }
         }
         self.certs.remove(thumbprint.as_bytes())?;
+        self.rotations.remove(thumbprint.as_bytes())?;
         self.changed()?;
         Ok(())
     }
@@ -335,9 +397,11 @@ impl CertStore {
     /// CA-issued before self-signed, then the latest expiry.
     pub fn select_smtp(&self, host: &str) -> Result<Option<Thumbprint>, CertError> {
         let now = OffsetDateTime::now_utc();
-        let mut best: Option<(bool, OffsetDateTime, Thumbprint)> = None;
+        // (presented, CA-issued, expiry): a certificate in a rotation
+        // (offered, retiring, retired) only when nothing else names `host`.
+        let mut best: Option<(bool, bool, OffsetDateTime, Thumbprint)> = None;
         for item in self.certs.iter() {
-            let (_, v) = item?;
+            let (k, v) = item?;
             let stored: StoredCertificate = decode(&v)?;
             let leaf = ParsedCert::parse(leaf_der(&stored)?)?;
             let usable = stored.key.is_some()
@@ -347,12 +411,116 @@ impl CertStore {
             if !usable {
                 continue;
             }
-            let rank = (!leaf.self_signed, leaf.not_after, leaf.thumbprint);
-            if best.as_ref().is_none_or(|b| (b.0, b.1) < (rank.0, rank.1)) {
+            let presented = !self.rotations.contains_key(&k)?;
+            let rank = (presented, !leaf.self_signed, leaf.not_after, leaf.thumbprint);
+            if best
+                .as_ref()
+                .is_none_or(|b| (b.0, b.1, b.2) < (rank.0, rank.1, rank.2))
+            {
                 best = Some(rank);
             }
         }
-        Ok(best.map(|b| b.2))
+        Ok(best.map(|b| b.3))
+    }
+
+    /// While `Some(note)`, a certificate newly enabled for SMTP is held as
+    /// [`Rotation::Offered`] (with `note` saying what it waits for) instead
+    /// of being presented: set by an edge once subscribed, by a hub that has
+    /// edges, whose peers pin the certificate they know.
+    pub fn hold_new_smtp_certificates(&self, note: Option<String>) {
+        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = note;
+    }
+
+    fn hold_for_peers(&self, thumbprint: &Thumbprint) -> Result<(), CertError> {
+        let note = self.hold.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(note) = note {
+            let record = Rotation::Offered {
+                since: rfc3339(OffsetDateTime::now_utc()),
+                note,
+            };
+            self.rotations.insert(thumbprint.as_bytes(), encode(&record)?)?;
+            tracing::info!(%thumbprint, "certificate enabled for SMTP; offered to the organisation's peers before it is presented");
+        }
+        Ok(())
+    }
+
+    /// Marks the key of a certificate or pending request exportable
+    /// (`--private-key-exportable`).
+    pub fn mark_exportable(&self, thumbprint: &Thumbprint) -> Result<(), CertError> {
+        if let Some(v) = self.requests.get(thumbprint.as_bytes())? {
+            let mut pending: PendingRequest = decode(&v)?;
+            pending.exportable = true;
+            self.requests.insert(thumbprint.as_bytes(), encode(&pending)?)?;
+            return self.changed();
+        }
+        let mut stored = self.load_cert(thumbprint)?;
+        stored.exportable = true;
+        self.certs.insert(thumbprint.as_bytes(), encode(&stored)?)?;
+        self.changed()
+    }
+
+    /// The certificate alone, PEM: what a partner adds to his trusted roots.
+    pub fn export_public(&self, thumbprint: &Thumbprint) -> Result<String, CertError> {
+        let stored = self.load_cert(thumbprint)?;
+        Ok(super::export::public_pem(leaf_der(&stored)?))
+    }
+
+    /// Certificate, chain and key as PKCS#12 protected by `password`;
+    /// refused unless the key was marked exportable.
+    pub fn export_pkcs12(&self, thumbprint: &Thumbprint, password: &str) -> Result<Vec<u8>, CertError> {
+        let stored = self.load_cert(thumbprint)?;
+        let key = stored
+            .key
+            .as_ref()
+            .ok_or(CertError::NoPrivateKeyHere(*thumbprint))?;
+        if !stored.exportable {
+            return Err(CertError::NotExportable(*thumbprint));
+        }
+        if password.is_empty() {
+            return Err(CertError::EmptyPassword);
+        }
+        super::export::pkcs12(thumbprint, &stored.chain, key, password)
+    }
+
+    /// A certificate's place in a rotation (`None`: presented normally).
+    pub fn rotation(&self, thumbprint: &Thumbprint) -> Result<Option<Rotation>, CertError> {
+        self.rotations
+            .get(thumbprint.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// Sets (or with `None` clears) a certificate's place in a rotation.
+    pub fn set_rotation(
+        &self,
+        thumbprint: &Thumbprint,
+        rotation: Option<&Rotation>,
+    ) -> Result<(), CertError> {
+        match rotation {
+            Some(r) => self.rotations.insert(thumbprint.as_bytes(), encode(r)?)?,
+            None => self.rotations.remove(thumbprint.as_bytes())?,
+        };
+        self.changed()
+    }
+
+    /// Every certificate with a rotation record.
+    pub fn rotations(&self) -> Result<Vec<(Thumbprint, Rotation)>, CertError> {
+        let mut out = Vec::new();
+        for item in self.rotations.iter() {
+            let (k, v) = item?;
+            out.push((thumbprint_key(&k)?, decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// The public chain (DER, leaf first) of an installed certificate.
+    pub fn chain(&self, thumbprint: &Thumbprint) -> Result<Vec<Vec<u8>>, CertError> {
+        Ok(self.load_cert(thumbprint)?.chain)
+    }
+
+    fn with_rotation(&self, mut view: CertificateView) -> Result<CertificateView, CertError> {
+        view.rotation = self.rotation(&view.thumbprint)?;
+        Ok(view)
     }
 
     fn load_cert(&self, thumbprint: &Thumbprint) -> Result<StoredCertificate, CertError> {
@@ -368,8 +536,67 @@ impl CertStore {
     fn insert_new(&self, stored: &StoredCertificate) -> Result<Thumbprint, CertError> {
         let thumbprint = Thumbprint::of_der(leaf_der(stored)?);
         self.certs.insert(thumbprint.as_bytes(), encode(stored)?)?;
+        if stored.services.contains(&Service::Smtp) {
+            self.hold_for_peers(&thumbprint)?;
+        }
         self.changed()?;
         Ok(thumbprint)
+    }
+
+    fn position_of_requested(&self, chain: &[Vec<u8>]) -> Result<Option<usize>, CertError> {
+        for (i, der) in chain.iter().enumerate() {
+            let parsed = ParsedCert::parse(der)?;
+            if self.find_request_for(&parsed.spki)?.is_some() {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends the CA certificates of `certs` that continue an installed
+    /// certificate's chain (an intermediate or root imported after the
+    /// certificate itself), so handshakes send the whole chain. Returns
+    /// the first certificate whose chain grew.
+    fn complete_chains(&self, certs: &[Vec<u8>]) -> Result<Option<Thumbprint>, CertError> {
+        let cas: Vec<(Vec<u8>, ParsedCert)> = certs
+            .iter()
+            .map(|d| ParsedCert::parse(d).map(|p| (d.clone(), p)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|(_, p)| p.is_ca)
+            .collect();
+        if cas.is_empty() {
+            return Ok(None);
+        }
+        let mut first = None;
+        for item in self.certs.iter() {
+            let (k, v) = item?;
+            let mut stored: StoredCertificate = decode(&v)?;
+            let before = stored.chain.len();
+            loop {
+                let top = ParsedCert::parse(stored.chain.last().map(Vec::as_slice).unwrap_or_default())?;
+                if top.self_signed {
+                    break;
+                }
+                let next = cas
+                    .iter()
+                    .find(|(der, ca)| ca.subject_raw == top.issuer_raw && !stored.chain.contains(der));
+                match next {
+                    Some((der, _)) => stored.chain.push(der.clone()),
+                    None => break,
+                }
+            }
+            if stored.chain.len() > before {
+                let tp = thumbprint_key(&k)?;
+                self.certs.insert(&k, encode(&stored)?)?;
+                tracing::info!(thumbprint = %tp, added = stored.chain.len() - before, "certificate chain completed");
+                first.get_or_insert(tp);
+            }
+        }
+        if first.is_some() {
+            self.changed()?;
+        }
+        Ok(first)
     }
 
     fn find_request_for(&self, spki: &[u8]) -> Result<Option<(Thumbprint, PendingRequest)>, CertError> {
@@ -429,6 +656,32 @@ fn order_chain(
     Ok((chain, key.cloned()))
 }
 
+/// Leaf first, then each certificate's issuer as far as the file goes,
+/// then whatever else the file held.
+fn issuer_order(mut rest: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    if rest.is_empty() {
+        return rest;
+    }
+    let mut ordered = vec![rest.remove(0)];
+    loop {
+        let Some(Ok(top)) = ordered.last().map(|d| ParsedCert::parse(d)) else {
+            break;
+        };
+        if top.self_signed {
+            break;
+        }
+        let pos = rest
+            .iter()
+            .position(|d| ParsedCert::parse(d).is_ok_and(|c| c.subject_raw == top.issuer_raw));
+        match pos {
+            Some(p) => ordered.push(rest.remove(p)),
+            None => break,
+        }
+    }
+    ordered.extend(rest);
+    ordered
+}
+
 fn check_key_usable(stored: &StoredCertificate, leaf: &ParsedCert) -> Result<(), CertError> {
     let Some(key) = &stored.key else { return Ok(()) };
     let signer = load_signer(key)?;
@@ -482,6 +735,9 @@ fn cert_view(stored: &StoredCertificate, thumbprint: Thumbprint) -> Result<Certi
         has_private_key: stored.key.is_some(),
         key_algorithm: leaf.key_algorithm.clone(),
         chain_length: u32::try_from(stored.chain.len().saturating_sub(1)).unwrap_or(u32::MAX),
+        days_left: (leaf.not_after - OffsetDateTime::now_utc()).whole_days(),
+        rotation: None,
+        exportable: stored.exportable && stored.key.is_some(),
     })
 }
 
@@ -500,6 +756,9 @@ fn pending_view(thumbprint: Thumbprint, p: &PendingRequest) -> CertificateView {
         has_private_key: true,
         key_algorithm: p.key_spec.to_string(),
         chain_length: 0,
+        days_left: 0,
+        rotation: None,
+        exportable: p.exportable,
     }
 }
 

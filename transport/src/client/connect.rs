@@ -73,6 +73,13 @@ impl Connector {
     /// A connector over the node's stores, without protocol log or
     /// metrics (see [`Connector::with_protocol_log`],
     /// [`Connector::with_metrics`]).
+    /// The identity connections are opened under now: the generations of
+    /// the certificate store and the trust store. A pooled connection made
+    /// under another epoch is not reused.
+    pub fn identity_epoch(&self) -> (u64, u64) {
+        (self.certs.generation(), self.trust.generation())
+    }
+
     pub fn new(certs: CertStore, trust: TrustStore, settings: ClientSettings) -> Self {
         Self {
             certs,

@@ -9,6 +9,12 @@
 //! next one is tried, then a new connection. Idle connections expire after
 //! `idle_keep` (checked when taken, and by [`Pool::reap`], which
 //! [`Pool::spawn_reaper`] runs periodically).
+//!
+//! A connection remembers the identity it was made under (the generations
+//! of the certificate store and of the trust store): once a certificate is
+//! enabled, removed or rotated, or trust changes, it is closed instead of
+//! reused, so the next message handshakes with the new identity
+//! (DESIGN §10).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -29,6 +35,8 @@ struct Idle {
     /// [`SmtpHop::shares_connections_with`].
     hop: SmtpHop,
     since: Instant,
+    /// The identity it was opened under: see [`Connector::identity_epoch`].
+    epoch: (u64, u64),
 }
 
 struct Inner {
@@ -48,8 +56,10 @@ impl Inner {
         let mut expired = Vec::new();
         let mut idle = self.lock();
         for list in idle.values_mut() {
-            let (old, fresh): (Vec<Idle>, Vec<Idle>) =
-                list.drain(..).partition(|i| i.since.elapsed() >= keep);
+            let epoch = self.connector.identity_epoch();
+            let (old, fresh): (Vec<Idle>, Vec<Idle>) = list
+                .drain(..)
+                .partition(|i| i.since.elapsed() >= keep || i.epoch != epoch);
             *list = fresh;
             expired.extend(old.into_iter().map(|i| i.conn));
         }
@@ -114,12 +124,15 @@ impl Pool {
         origin: Option<&RelayOrigin>,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
         let origin = origin.filter(|_| hop.tls == OutboundTls::ORGANISATION);
-        let mut conn = match self.reuse(hop).await {
-            Some(conn) => conn,
-            None => self.inner.connector.connect(hop).await?,
+        let (mut conn, epoch) = match self.reuse(hop).await {
+            Some(reused) => reused,
+            None => {
+                let epoch = self.inner.connector.identity_epoch();
+                (self.inner.connector.connect(hop).await?, epoch)
+            }
         };
         let outcomes = conn.send_relayed(sender, recipients, body, origin).await?;
-        self.release(hop, conn);
+        self.release(hop, conn, epoch);
         Ok(outcomes)
     }
 
@@ -128,8 +141,8 @@ impl Pool {
         self.inner.lock().get(key).map_or(0, Vec::len)
     }
 
-    /// Closes (QUIT) the idle connections older than `idle_keep`; returns
-    /// how many.
+    /// Closes (QUIT) the idle connections older than `idle_keep` or made
+    /// under an identity or trust that has changed since; returns how many.
     pub async fn reap(&self) -> usize {
         let expired = self.inner.take_expired();
         let n = expired.len();
@@ -163,17 +176,18 @@ impl Pool {
     }
 
     /// A cached connection for `hop` that answers RSET, if any.
-    async fn reuse(&self, hop: &SmtpHop) -> Option<ClientConnection> {
+    async fn reuse(&self, hop: &SmtpHop) -> Option<(ClientConnection, (u64, u64))> {
         let keep = self.inner.connector.settings.idle_keep;
         loop {
             let idle = self.inner.lock().get_mut(&hop.key)?.pop()?;
-            if idle.since.elapsed() >= keep || !idle.hop.shares_connections_with(hop) {
+            let epoch = self.inner.connector.identity_epoch();
+            if idle.since.elapsed() >= keep || !idle.hop.shares_connections_with(hop) || idle.epoch != epoch {
                 tokio::spawn(idle.conn.quit());
                 continue;
             }
             let mut conn = idle.conn;
             match conn.reset().await {
-                Ok(()) => return Some(conn),
+                Ok(()) => return Some((conn, idle.epoch)),
                 Err(e) => {
                     tracing::debug!(hop = %hop.key, error = %e, "cached connection is dead; trying another")
                 }
@@ -183,8 +197,8 @@ impl Pool {
 
     /// Caches `conn` after a transaction, or closes it when it is spent or
     /// the cache for the hop is full.
-    fn release(&self, hop: &SmtpHop, conn: ClientConnection) {
-        if !conn.is_reusable() {
+    fn release(&self, hop: &SmtpHop, conn: ClientConnection, epoch: (u64, u64)) {
+        if !conn.is_reusable() || epoch != self.inner.connector.identity_epoch() {
             tokio::spawn(conn.quit());
             return;
         }
@@ -199,6 +213,7 @@ impl Pool {
             conn,
             hop: hop.clone(),
             since: Instant::now(),
+            epoch,
         });
     }
 }

@@ -210,6 +210,24 @@ const ES_DELTAS: Desc = Desc {
     exchange_name: None,
 };
 
+const CERT_EXPIRY: Desc = Desc {
+    name: "postern_certificate_expiry_seconds",
+    help: "Seconds until an installed certificate expires (0 once expired).",
+    kind: MetricKind::Gauge,
+    exchange_name: None,
+};
+
+/// One installed certificate's expiry, for `postern_certificate_expiry_seconds`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertificateExpirySample {
+    /// Its thumbprint.
+    pub thumbprint: String,
+    /// Services it is enabled for, comma-separated (empty: none).
+    pub services: String,
+    /// Seconds until `not_after` (0 once expired).
+    pub seconds: u64,
+}
+
 /// The EdgeSync figures of one subscribed edge, as a hub reports them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EdgeSyncSample {
@@ -251,6 +269,7 @@ pub struct Metrics {
     edgesync: Mutex<(u64, Vec<EdgeSyncSample>)>,
     /// Per partner domain and direction, the last domain-secured outcomes.
     partners: Mutex<BTreeMap<(String, usize), PartnerOutcome>>,
+    certificates: Mutex<Vec<CertificateExpirySample>>,
 }
 
 /// The last domain-secured success and failure with one partner in one
@@ -396,6 +415,11 @@ impl Metrics {
         *self.edgesync.lock().unwrap_or_else(|p| p.into_inner()) = (hub_version, edges);
     }
 
+    /// Replaces the certificate expiry figures.
+    pub fn set_certificates(&self, certificates: Vec<CertificateExpirySample>) {
+        *self.certificates.lock().unwrap_or_else(|p| p.into_inner()) = certificates;
+    }
+
     /// Every series and its value, for `postern counters`.
     pub fn snapshot(&self) -> Vec<CounterSample> {
         self.families()
@@ -475,7 +499,30 @@ impl Metrics {
         ]
         .into_iter()
         .chain(self.edgesync_families())
+        .chain(self.certificate_families())
         .collect()
+    }
+
+    fn certificate_families(&self) -> Vec<Family> {
+        let certs = self.certificates.lock().unwrap_or_else(|p| p.into_inner());
+        if certs.is_empty() {
+            return Vec::new();
+        }
+        vec![Family {
+            desc: CERT_EXPIRY,
+            series: certs
+                .iter()
+                .map(|c| {
+                    (
+                        vec![
+                            ("thumbprint", c.thumbprint.clone()),
+                            ("services", c.services.clone()),
+                        ],
+                        c.seconds,
+                    )
+                })
+                .collect(),
+        }]
     }
 
     fn edgesync_families(&self) -> Vec<Family> {

@@ -7,7 +7,7 @@ use rustls::{ClientConfig, ServerConfig};
 
 use super::{
     AcceptAnyClientCert, ClientCertResolver, DirectTrustClientVerifier, DirectTrustServerVerifier,
-    ServerCertResolver, TrustStore, provider,
+    PartnerServerVerifier, ServerCertResolver, TrustStore, provider,
 };
 
 /// What a server asks of clients.
@@ -64,7 +64,20 @@ pub fn client_config(
         .with_safe_default_protocol_versions()
         .unwrap_or_else(|_| unreachable_versions());
     let builder = match verification {
-        ServerVerification::Pki => builder.with_root_certificates(trust.roots()),
+        // The partner's domain or a host under it (DESIGN §5).
+        ServerVerification::Pki => {
+            match rustls::client::WebPkiServerVerifier::builder_with_provider(trust.roots(), provider())
+                .build()
+            {
+                Ok(webpki) => builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(PartnerServerVerifier::new(webpki))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "PKI verifier cannot be built; checking exact names only");
+                    builder.with_root_certificates(trust.roots())
+                }
+            }
+        }
         ServerVerification::DirectTrust => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::new(trust.clone()))),

@@ -7,14 +7,27 @@
 //! trust and certificate changes take effect without a restart.
 
 mod config;
+mod partner;
 mod resolve;
 mod trust;
 mod verify;
 
 pub use config::{ClientAuth, ServerVerification, client_config, server_config};
+pub use partner::{PartnerServerVerifier, names_domain};
 pub use resolve::{ClientCertResolver, ServerCertResolver};
 pub use trust::{PeerTrust, TrustStore};
-pub use verify::{AcceptAnyClientCert, DirectTrustClientVerifier, DirectTrustServerVerifier};
+pub use verify::{AcceptAnyClientCert, DirectTrustClientVerifier, DirectTrustServerVerifier, Pins};
+
+/// The TLS exporter label (RFC 5705 / RFC 8446 §7.5) that binds a
+/// certificate rotation offer to the session it is made on.
+pub const ROTATION_EXPORTER_LABEL: &[u8] = b"EXPORTER-postern-cert-rotation";
+
+/// 32 bytes of keying material exported from a finished handshake under
+/// [`ROTATION_EXPORTER_LABEL`]: both ends compute the same value, nobody
+/// else can, and it differs for every session.
+pub fn rotation_binding<Data>(conn: &rustls::ConnectionCommon<Data>) -> Result<[u8; 32], rustls::Error> {
+    conn.export_keying_material([0u8; 32], ROTATION_EXPORTER_LABEL, None)
+}
 
 use std::sync::Arc;
 

@@ -38,6 +38,9 @@ pub enum PeerTrust {
 #[derive(Clone)]
 pub struct TrustStore {
     inner: Arc<RwLock<Snapshot>>,
+    /// Bumped at every change, so pooled connections made under the old
+    /// trust can be told apart.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -57,29 +60,52 @@ impl TrustStore {
         let snapshot = build_snapshot(direct.into_iter().collect(), extra_roots);
         Self {
             inner: Arc::new(RwLock::new(snapshot)),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
+    }
+
+    /// Changes whenever the direct-trust set or the roots change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Replaces the direct-trust set.
     pub fn set_direct(&self, direct: impl IntoIterator<Item = Thumbprint>) {
         let set: HashSet<Thumbprint> = direct.into_iter().collect();
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        guard.direct = Arc::new(set);
+        if *guard.direct != set {
+            guard.direct = Arc::new(set);
+            drop(guard);
+            self.bump();
+        }
     }
 
     /// Adds one thumbprint to the direct-trust set.
     pub fn trust_direct(&self, thumbprint: Thumbprint) {
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let mut set = (*guard.direct).clone();
-        set.insert(thumbprint);
-        guard.direct = Arc::new(set);
+        if set.insert(thumbprint) {
+            guard.direct = Arc::new(set);
+            drop(guard);
+            self.bump();
+        }
     }
 
     /// Replaces the administrator-added roots (public roots stay).
     pub fn set_extra_roots(&self, extra_roots: &[CertificateDer<'static>]) {
         let direct = (*self.snapshot().direct).clone();
         let snapshot = build_snapshot(direct, extra_roots);
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let same = guard.roots.roots == snapshot.roots.roots;
+        *guard = snapshot;
+        drop(guard);
+        if !same {
+            self.bump();
+        }
     }
 
     /// True when `thumbprint` is directly trusted.

@@ -188,6 +188,8 @@ enum ServerMode {
     Direct(TrustStore),
     /// Exactly this thumbprint.
     Pinned(Thumbprint),
+    /// Any thumbprint of a live pin set.
+    PinnedSet(Pins),
     /// Any certificate (signatures still checked).
     DangerAnyCertificate,
 }
@@ -208,6 +210,14 @@ impl DirectTrustServerVerifier {
         }
     }
 
+    /// Any of the thumbprints in `pins`, read at each handshake (EdgeSync
+    /// dialing an edge whose certificate is being rotated: old and new).
+    pub fn pinned_set(pins: Pins) -> Self {
+        Self {
+            mode: ServerMode::PinnedSet(pins),
+        }
+    }
+
     /// Opportunistic and encryption-only TLS: any certificate is accepted
     /// (its handshake signature is still checked). Never for domain security.
     pub fn danger_accept_any() -> Self {
@@ -222,6 +232,7 @@ impl fmt::Debug for DirectTrustServerVerifier {
         let mode = match &self.mode {
             ServerMode::Direct(_) => "direct trust".to_owned(),
             ServerMode::Pinned(t) => format!("pinned {t}"),
+            ServerMode::PinnedSet(p) => format!("pinned {:?}", p.get()),
             ServerMode::DangerAnyCertificate => "any certificate".to_owned(),
         };
         write!(f, "DirectTrustServerVerifier({mode})")
@@ -246,8 +257,44 @@ impl ServerCertVerifier for DirectTrustServerVerifier {
             ServerMode::Pinned(expected) => Err(Error::General(format!(
                 "the peer presented certificate {thumbprint}, not {expected} from its subscription"
             ))),
+            ServerMode::PinnedSet(pins) => {
+                let expected = pins.get();
+                if expected.contains(&thumbprint) {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    let list: Vec<String> = expected.iter().map(ToString::to_string).collect();
+                    Err(Error::General(format!(
+                        "the peer presented certificate {thumbprint}, not {} from its subscription",
+                        list.join(" or ")
+                    )))
+                }
+            }
         }
     }
 
     signatures_checked_by_the_provider!();
+}
+
+/// A live set of pinned thumbprints, shared by a verifier and whoever
+/// rotates the peer's certificate; cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Pins(std::sync::Arc<std::sync::RwLock<Vec<Thumbprint>>>);
+
+impl Pins {
+    /// A set holding `thumbprints`.
+    pub fn new(thumbprints: impl IntoIterator<Item = Thumbprint>) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(
+            thumbprints.into_iter().collect(),
+        )))
+    }
+
+    /// The thumbprints now.
+    pub fn get(&self) -> Vec<Thumbprint> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the set.
+    pub fn set(&self, thumbprints: impl IntoIterator<Item = Thumbprint>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = thumbprints.into_iter().collect();
+    }
 }

@@ -150,3 +150,53 @@ async fn concurrent_deliveries_use_separate_connections() {
         .unwrap();
     assert_eq!(srv.sessions().len(), before + 1);
 }
+
+#[tokio::test]
+async fn identity_or_trust_changes_close_cached_connections() {
+    let client = node(HELO);
+    let srv = TestServer::start(Script::default()).await;
+    let trust = TrustStore::new([], &[]);
+    let pool = Pool::new(Connector::new(client.certs.clone(), trust.clone(), settings()));
+    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let send = |i: usize| {
+        let pool = pool.clone();
+        let relay = relay.clone();
+        async move {
+            let to = rcpts(&[&format!("r{i}@mx.test")]);
+            let outcomes = pool
+                .deliver(&relay, Some("a@client.test"), &to, BODY)
+                .await
+                .unwrap();
+            assert_eq!(kinds(&outcomes)[0].1, "delivered");
+        }
+    };
+    send(0).await;
+    send(1).await;
+    assert_eq!(
+        srv.sessions().len(),
+        1,
+        "unchanged identity: one connection reused"
+    );
+    // Trust changes: the cached connection is not reused.
+    trust.trust_direct(postern_model::Thumbprint::of_der(b"a new peer"));
+    send(2).await;
+    assert_eq!(srv.sessions().len(), 2);
+    // So does the certificate store (a certificate enabled, rotated, removed).
+    let view = client.certs.list().unwrap().remove(0);
+    client
+        .certs
+        .set_rotation(
+            &view.thumbprint,
+            Some(&crate::certs::Rotation::Offered {
+                since: "now".into(),
+                note: "test".into(),
+            }),
+        )
+        .unwrap();
+    send(3).await;
+    assert_eq!(srv.sessions().len(), 3);
+    // Nothing changed since: reused again.
+    send(4).await;
+    assert_eq!(srv.sessions().len(), 3);
+    pool.close_all().await;
+}
