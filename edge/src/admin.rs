@@ -259,6 +259,7 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
                 deltas_sent: 0,
                 store_id: applied.store_id,
                 snapshots_applied: applied.snapshots,
+                ..pb::SyncStatus::default()
             }],
         }))
     }

@@ -14,6 +14,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::replica::Replica;
+use crate::report::Reporter;
 use crate::subscription::secret_hash;
 
 /// The bootstrap secret the edge handed out, as it keeps it (hashed).
@@ -117,6 +118,7 @@ pub struct EdgeSyncService {
     edge_name: String,
     replica: Replica,
     bootstrap: BootstrapStore,
+    reporter: Option<Reporter>,
 }
 
 impl EdgeSyncService {
@@ -126,7 +128,19 @@ impl EdgeSyncService {
             edge_name: edge_name.to_owned(),
             replica,
             bootstrap,
+            reporter: None,
         }
+    }
+
+    /// Adds the edge's report of itself to its EdgeHello and heartbeat
+    /// answers.
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    fn report(&self) -> Option<pb::EdgeReport> {
+        self.reporter.as_ref().map(|r| r().to_pb())
     }
 }
 
@@ -183,6 +197,7 @@ impl EdgeSync for EdgeSyncService {
             edge_name: self.edge_name.clone(),
             store_id: applied.store_id,
             version: applied.version.0,
+            report: self.report(),
         }));
         let _ = tx.send(first).await;
         let this = self.clone();
@@ -273,6 +288,7 @@ impl EdgeSyncService {
             Some(pb::hub_message::Body::Heartbeat(_)) => {
                 message(pb::edge_message::Body::Heartbeat(pb::Heartbeat {
                     version: self.replica.applied().version.0,
+                    report: self.report(),
                 }))
             }
             Some(pb::hub_message::Body::Hello(_)) | None => Err(Status::invalid_argument(

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::StreamExt;
 
 use crate::channel::connect_edge;
+use crate::report::EdgeReport;
 use crate::source::ConfigSource;
 
 /// How long the edge may take to answer an update or heartbeat.
@@ -74,6 +75,9 @@ pub struct SyncStatus {
     pub snapshots_sent: u64,
     /// Deltas sent since this hub started.
     pub deltas_sent: u64,
+    /// The edge's latest report of itself (queues, certificates), kept
+    /// in memory; none until the edge sent one.
+    pub report: Option<EdgeReport>,
 }
 
 impl SyncStatus {
@@ -87,6 +91,7 @@ impl SyncStatus {
             last_error: None,
             snapshots_sent: 0,
             deltas_sent: 0,
+            report: None,
         }
     }
 
@@ -285,7 +290,10 @@ async fn session(
         .map_err(|s| describe(&s))?
         .into_inner();
     let (edge_store, mut edge_version) = match next(&mut inbound).await? {
-        pb::edge_message::Body::Hello(h) => (h.store_id, ConfigVersion(h.version)),
+        pb::edge_message::Body::Hello(h) => {
+            keep_report(inner, &target.name, h.report);
+            (h.store_id, ConfigVersion(h.version))
+        }
         other => return Err(format!("edge answered Hello with {other:?}")),
     };
     let mut same_store = edge_store == source.store_id();
@@ -358,14 +366,25 @@ async fn session(
             }
             _ = wake.notified() => {}
             _ = heartbeat.tick() => {
-                send(&tx, pb::hub_message::Body::Heartbeat(pb::Heartbeat { version: source.version().0 })).await?;
+                send(&tx, pb::hub_message::Body::Heartbeat(pb::Heartbeat { version: source.version().0, report: None })).await?;
                 match next(&mut inbound).await? {
-                    pb::edge_message::Body::Heartbeat(h) => edge_version = ConfigVersion(h.version),
+                    pb::edge_message::Body::Heartbeat(h) => {
+                        keep_report(inner, &target.name, h.report);
+                        edge_version = ConfigVersion(h.version);
+                    }
                     other => return Err(format!("edge answered a heartbeat with {other:?}")),
                 }
             }
             _ = stop.changed() => return Ok(()),
         }
+    }
+}
+
+/// Keeps the edge's report of itself, when it sent one.
+fn keep_report(inner: &Inner, edge: &str, report: Option<pb::EdgeReport>) {
+    if let Some(report) = report {
+        let report = EdgeReport::from_pb(report);
+        inner.update(edge, |s| s.report = Some(report));
     }
 }
 

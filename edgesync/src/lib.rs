@@ -4,12 +4,14 @@
 //! * `store` — the hub's versioned object store with a bounded change log;
 //! * `source` — the trait the hub side reads configuration through;
 //! * `replica` — the edge's read-only copy, applied in transactions;
-//! * `subscription` — signed subscription files and bootstrap secrets.
+//! * `subscription` — signed subscription files and bootstrap secrets;
+//! * `report` — what an edge reports of itself (queues, certificates).
 
 pub mod channel;
 pub mod edge_side;
 pub mod hub_side;
 pub mod replica;
+pub mod report;
 pub mod source;
 pub mod store;
 pub mod subscription;
