@@ -531,7 +531,7 @@ fn an_edges_queue_is_shown(org: &Org) {
     let jar = org.curl_session("edge-queue", false);
     let jar = jar.to_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(40);
-    let edge_row = "<tr data-edge=\"edge1\" data-hop=\"";
+    let edge_row = "<tr data-edge=\"edge1\" data-hop=\"connector:edge to contoso\"";
     let page = loop {
         let (code, page) = org.curl(&["-b", jar, &org.url("/queues")]);
         assert_eq!(code, 200);
@@ -547,9 +547,10 @@ fn an_edges_queue_is_shown(org: &Org) {
     };
     let row = page
         .split("<tr ")
-        .find(|r| r.starts_with("data-edge=\"edge1\" data-hop="))
+        .find(|r| r.starts_with("data-edge=\"edge1\" data-hop=\"connector:edge to contoso\""))
         .unwrap_or_else(|| panic!("no hop of edge1: {page}"));
     assert!(row.contains("data-messages=\"1\""), "{row}");
+    assert!(row.contains("Connection refused"), "the edge's last error: {row}");
     assert!(page.contains("<h2>Edge edge2</h2>"), "every edge has its section");
     // For a person to look at (the queue may have moved on by now).
     org.page("/queues", Some("queue-edge1"));
