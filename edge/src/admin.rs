@@ -286,6 +286,7 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
                 edge_certificate: presented.map(|t| t.to_string()).unwrap_or_default(),
                 edge_certificate_expires: expires,
                 edge_certificate_days_left: days_left,
+                ..pb::SyncStatus::default()
             }],
         }))
     }

@@ -111,22 +111,7 @@ impl Edge {
             .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
         let fqdn = node.identity.fqdn.to_string();
         let incoming = postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust);
-        let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone())
-            .with_certificates(node.certs.clone(), &fqdn);
         follow_subscription(replica.clone(), node.certs.clone());
-        tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .add_service(
-                    // Snapshots travel as one message: allow large organisations.
-                    EdgeSyncServer::new(service).max_decoding_message_size(256 * 1024 * 1024),
-                )
-                .serve_with_incoming(incoming)
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "EdgeSync server stopped");
-            }
-        });
-        tracing::info!(addr = %edgesync_addr, "EdgeSync listening");
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(EdgeRouter::new(
             replica.clone(),
@@ -166,6 +151,27 @@ impl Edge {
             message_auth,
         )
         .await?;
+        // Served once the mail engine runs: each answer carries the edge's
+        // report of its queue and certificates.
+        let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone())
+            .with_certificates(node.certs.clone(), &fqdn)
+            .with_reporter(postern_edgesync::report::reporter(
+                mail.queue().clone(),
+                node.certs.clone(),
+            ));
+        tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(
+                    // Snapshots travel as one message: allow large organisations.
+                    EdgeSyncServer::new(service).max_decoding_message_size(256 * 1024 * 1024),
+                )
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "EdgeSync server stopped");
+            }
+        });
+        tracing::info!(addr = %edgesync_addr, "EdgeSync listening");
         // Hubs send to the connector that takes organisation servers.
         let smtp_bind = mail
             .organisation_addr()

@@ -16,6 +16,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::replica::Replica;
+use crate::report::Reporter;
 use crate::subscription::secret_hash;
 
 /// The bootstrap secret the edge handed out, as it keeps it (hashed).
@@ -121,6 +122,7 @@ pub struct EdgeSyncService {
     bootstrap: BootstrapStore,
     /// The edge's certificates and FQDN, for certificate rotation offers.
     certs: Option<(postern_transport::certs::CertStore, String)>,
+    reporter: Option<Reporter>,
 }
 
 impl EdgeSyncService {
@@ -131,6 +133,7 @@ impl EdgeSyncService {
             replica,
             bootstrap,
             certs: None,
+            reporter: None,
         }
     }
 
@@ -139,6 +142,17 @@ impl EdgeSyncService {
     pub fn with_certificates(mut self, certs: postern_transport::certs::CertStore, fqdn: &str) -> Self {
         self.certs = Some((certs, fqdn.to_owned()));
         self
+    }
+
+    /// Adds the edge's report of itself to its EdgeHello and heartbeat
+    /// answers.
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    fn report(&self) -> Option<pb::EdgeReport> {
+        self.reporter.as_ref().map(|r| r().to_pb())
     }
 }
 
@@ -202,6 +216,7 @@ impl EdgeSync for EdgeSyncService {
             edge_name: self.edge_name.clone(),
             store_id: applied.store_id,
             version: applied.version.0,
+            report: self.report(),
         }));
         let _ = tx.send(first).await;
         let this = self.clone();
@@ -372,6 +387,7 @@ impl EdgeSyncService {
             Some(pb::hub_message::Body::Heartbeat(_)) => {
                 message(pb::edge_message::Body::Heartbeat(pb::Heartbeat {
                     version: self.replica.applied().version.0,
+                    report: self.report(),
                 }))
             }
             Some(pb::hub_message::Body::Hello(_) | pb::hub_message::Body::CertOfferReply(_)) | None => Err(

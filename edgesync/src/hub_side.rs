@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::StreamExt;
 
 use crate::channel::connect_edge;
+use crate::report::EdgeReport;
 use crate::source::ConfigSource;
 
 /// How long the edge may take to answer an update or heartbeat.
@@ -85,6 +86,9 @@ pub struct SyncStatus {
     pub edge_certificate_expires: Option<String>,
     /// Whole days until then.
     pub edge_certificate_days_left: Option<i64>,
+    /// The edge's latest report of itself (queues, certificates), kept
+    /// in memory; none until the edge sent one.
+    pub report: Option<EdgeReport>,
 }
 
 impl SyncStatus {
@@ -102,6 +106,7 @@ impl SyncStatus {
             edge_certificate: None,
             edge_certificate_expires: None,
             edge_certificate_days_left: None,
+            report: None,
         }
     }
 
@@ -333,7 +338,10 @@ async fn session(
         .map_err(|s| describe(&s))?
         .into_inner();
     let (edge_store, mut edge_version) = match next(&mut inbound, &mut offers).await? {
-        pb::edge_message::Body::Hello(h) => (h.store_id, ConfigVersion(h.version)),
+        pb::edge_message::Body::Hello(h) => {
+            keep_report(inner, &target.name, h.report);
+            (h.store_id, ConfigVersion(h.version))
+        }
         other => return Err(format!("edge answered Hello with {other:?}")),
     };
     let presented = crate::trust_status::presented(&offers.slot);
@@ -424,14 +432,25 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
-                send(&tx, pb::hub_message::Body::Heartbeat(pb::Heartbeat { version: source.version().0 })).await?;
+                send(&tx, pb::hub_message::Body::Heartbeat(pb::Heartbeat { version: source.version().0, report: None })).await?;
                 match next(&mut inbound, &mut offers).await? {
-                    pb::edge_message::Body::Heartbeat(h) => edge_version = ConfigVersion(h.version),
+                    pb::edge_message::Body::Heartbeat(h) => {
+                        keep_report(inner, &target.name, h.report);
+                        edge_version = ConfigVersion(h.version);
+                    }
                     other => return Err(format!("edge answered a heartbeat with {other:?}")),
                 }
             }
             _ = stop.changed() => return Ok(()),
         }
+    }
+}
+
+/// Keeps the edge's report of itself, when it sent one.
+fn keep_report(inner: &Inner, edge: &str, report: Option<pb::EdgeReport>) {
+    if let Some(report) = report {
+        let report = EdgeReport::from_pb(report);
+        inner.update(edge, |s| s.report = Some(report));
     }
 }
 

@@ -6,11 +6,13 @@
 //! * `replica` — the edge's read-only copy, applied in transactions;
 //! * `subscription` — signed subscription files and bootstrap secrets;
 //! * `rotation` — certificate rotation offers over the stream.
+//! * `report` — what an edge reports of itself (queues, certificates).
 
 pub mod channel;
 pub mod edge_side;
 pub mod hub_side;
 pub mod replica;
+pub mod report;
 pub mod rotation;
 pub mod source;
 pub mod store;

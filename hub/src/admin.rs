@@ -270,8 +270,42 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
                 edge_certificate: s.edge_certificate.map(|t| t.to_string()).unwrap_or_default(),
                 edge_certificate_expires: s.edge_certificate_expires.clone().unwrap_or_default(),
                 edge_certificate_days_left: s.edge_certificate_days_left.unwrap_or_default(),
+                ..report_fields(s.report.as_ref())
             })
             .collect();
         Ok(Response::new(pb::SyncStatusList { edges }))
+    }
+}
+
+/// The admin API's fields for an edge's report of itself (all empty when
+/// none came yet).
+fn report_fields(report: Option<&postern_edgesync::report::EdgeReport>) -> pb::SyncStatus {
+    let Some(r) = report else {
+        return pb::SyncStatus::default();
+    };
+    pb::SyncStatus {
+        report_time: r.time.clone(),
+        report_hops: r
+            .hops
+            .iter()
+            .map(|h| pb::QueueHop {
+                hop: h.hop.clone(),
+                messages: h.messages,
+                oldest: h.oldest.clone(),
+                last_error: h.last_error.clone(),
+            })
+            .collect(),
+        report_certificates: r
+            .certificates
+            .iter()
+            .map(|c| pb::Certificate {
+                thumbprint: c.thumbprint.clone(),
+                subject: c.subject.clone(),
+                services: c.services.clone(),
+                not_after: c.not_after.clone(),
+                ..pb::Certificate::default()
+            })
+            .collect(),
+        ..pb::SyncStatus::default()
     }
 }

@@ -10,8 +10,10 @@
 //!
 //! The scenarios share one organisation and run in order:
 //! access refusals, both edges in sync, one edge stopped, a certificate
-//! about to expire, a queued message and "retry now", and finally the hub
-//! restarted without `--console-bind`.
+//! about to expire (and an edge's certificates, as it reports them over
+//! EdgeSync), a queued message and "retry now", a message queued on an
+//! edge as the edge reports it, and finally the hub restarted without
+//! `--console-bind`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -262,6 +264,7 @@ fn the_console_shows_the_organisation_and_acts_through_the_admin_api() {
     a_certificate_expiring_in_ten_days_is_marked(&org);
     the_read_views_show_the_configuration(&org);
     a_queued_message_is_shown_and_retry_now_delivers_it(&mut org);
+    an_edges_queue_is_shown(&org);
     the_console_is_off_unless_bound(&mut org);
 }
 
@@ -381,6 +384,20 @@ fn a_certificate_expiring_in_ten_days_is_marked(org: &Org) {
     assert_eq!(days, 10, "{row}");
     // The hub's own five-year certificate is not marked.
     assert!(dom.matches("class=\"expiring\"").count() == 1, "{dom}");
+
+    // edge1 reported its own certificates over EdgeSync: its SMTP
+    // certificate is listed with services and days left, not marked.
+    let edge_certs = org.edges[0].json(&["cert", "list"]);
+    let edge_tp = edge_certs[0]["thumbprint"].as_str().unwrap();
+    let row = dom
+        .split("<tr ")
+        .find(|r| r.contains(&format!("data-edge=\"edge1\" data-thumbprint=\"{edge_tp}\"")))
+        .unwrap_or_else(|| panic!("no row for edge1's certificate {edge_tp}: {dom}"));
+    assert!(row.starts_with("class=\"\""), "{row}");
+    assert!(
+        row.contains("days left") && row.contains("<td>smtp</td>"),
+        "{row}"
+    );
 }
 
 fn the_read_views_show_the_configuration(org: &Org) {
@@ -473,6 +490,70 @@ fn a_queued_message_is_shown_and_retry_now_delivers_it(org: &mut Org) {
         })
         .unwrap_or_else(|| panic!("{counters}"));
     assert!(sent["value"].as_u64().unwrap() >= 1, "{counters}");
+}
+
+fn an_edges_queue_is_shown(org: &Org) {
+    // Mail for contoso.com leaves edge1 through a smart host nobody
+    // listens on: it waits in edge1's queue, and edge1 reports it at its
+    // next heartbeat.
+    let nowhere = free_port().to_string();
+    org.hub.ok(&[
+        "send-connector",
+        "new",
+        "Edge to contoso",
+        "--address-spaces",
+        "contoso.com;5",
+        "--smart-hosts",
+        &nowhere,
+        "--source-edges",
+        "edge1",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !org.edges[0]
+        .cli(&["send-connector", "get", "Edge to contoso"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the connector never reached edge1");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = swaks(&[
+        "--server",
+        &org.submission,
+        "--from",
+        "kim@adatum.com",
+        "--to",
+        "someone@contoso.com",
+        "--header",
+        "Subject: waiting on the edge",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let jar = org.curl_session("edge-queue", false);
+    let jar = jar.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let edge_row = "<tr data-edge=\"edge1\" data-hop=\"connector:edge to contoso\"";
+    let page = loop {
+        let (code, page) = org.curl(&["-b", jar, &org.url("/queues")]);
+        assert_eq!(code, 200);
+        if page.contains(edge_row) {
+            break page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edge1's queue never shown: {page}\n{}",
+            org.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let row = page
+        .split("<tr ")
+        .find(|r| r.starts_with("data-edge=\"edge1\" data-hop=\"connector:edge to contoso\""))
+        .unwrap_or_else(|| panic!("no hop of edge1: {page}"));
+    assert!(row.contains("data-messages=\"1\""), "{row}");
+    assert!(row.contains("Connection refused"), "the edge's last error: {row}");
+    assert!(page.contains("<h2>Edge edge2</h2>"), "every edge has its section");
+    // For a person to look at (the queue may have moved on by now).
+    org.page("/queues", Some("queue-edge1"));
 }
 
 fn the_console_is_off_unless_bound(org: &mut Org) {

@@ -11,6 +11,7 @@
 
 pub mod admin_client;
 pub mod auth;
+pub mod edges;
 pub mod history;
 pub mod html;
 pub mod pages;

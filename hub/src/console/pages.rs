@@ -4,10 +4,9 @@
 //! inside of `main`; `html::page` frames it.
 //!
 //! What the hub knows of its edges is what EdgeSync knows: their sync
-//! state, versions and lag, and the thumbprint each is pinned by. Queues and
-//! certificates are the hub's own (and other hubs' public certificates from
-//! the configuration); an edge's queue is read on the edge (`postern queue
-//! list`), as EdgeSync does not carry it.
+//! state, versions and lag, the thumbprint each is pinned by, and each
+//! edge's latest report of its queue and certificates (`edges`). Other
+//! hubs' public certificates come from the configuration.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,6 +19,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::console::admin_client::{AdminCallError, AdminClient};
+use crate::console::edges;
 use crate::console::history::{self, Sample};
 use crate::console::html::{esc, fl};
 
@@ -239,14 +239,15 @@ pub async fn queues(admin: &AdminClient, hub: &str, csrf: Option<&str>) -> Resul
             id = esc(&m.id),
         );
     }
-    out.push_str("</table><p class=\"note\">Edges keep their own queues: <code>postern --node EDGE_DIR queue list</code> on the edge.</p>");
+    out.push_str("</table>");
+    out.push_str(&edges::queues(&admin.sync_status().await?));
     Ok(out)
 }
 
 /// Days from `now` to an RFC 3339 time, counting a day begun as a day (a
 /// certificate issued for 10 days shows 10 until a full day has passed);
 /// `None` when it does not parse.
-fn days_left(not_after: &str, now: OffsetDateTime) -> Option<i64> {
+pub(crate) fn days_left(not_after: &str, now: OffsetDateTime) -> Option<i64> {
     let t = OffsetDateTime::parse(not_after, &Rfc3339).ok()?;
     Some(days_between(now, t))
 }
@@ -261,7 +262,7 @@ fn days_between(now: OffsetDateTime, t: OffsetDateTime) -> i64 {
 }
 
 /// The row class and words for `days` left.
-fn expiry(days: Option<i64>) -> (&'static str, String) {
+pub(crate) fn expiry(days: Option<i64>) -> (&'static str, String) {
     match days {
         None => ("", "unknown".to_owned()),
         Some(d) if d < 0 => ("expired", format!("expired {} days ago", -d)),
@@ -363,7 +364,8 @@ pub async fn certificates(admin: &AdminClient, hub: &str) -> Result<String, Admi
             esc(&s.thumbprint)
         );
     }
-    out.push_str("</table><p class=\"note\">An edge's own certificate list and expiry are read on the edge (<code>postern cert list</code>); EdgeSync carries only the pinned thumbprint.</p>");
+    out.push_str("</table>");
+    out.push_str(&edges::certificates(&statuses, now));
     Ok(out)
 }
 
