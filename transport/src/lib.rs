@@ -7,6 +7,7 @@ pub mod client;
 pub mod connectors;
 pub mod delivery;
 pub mod dns;
+pub mod internet_tls;
 pub mod metrics;
 pub mod mta;
 pub mod node;

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::client::{ClientSettings, Connector, Pool};
 use crate::delivery::{self, DeliveryContext, Maildir, Relay, WorkerConfig};
 use crate::dns::{DnsConfig, shared_resolver};
+use crate::internet_tls::{DaneResolver, InternetTls, StsSource};
 use crate::metrics::{Metrics, serve_metrics};
 use crate::node::Node;
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
@@ -79,12 +80,33 @@ pub struct Mta {
     metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    internet: Arc<InternetTls>,
 }
 
 struct RunningConnector {
     name: String,
     addr: SocketAddr,
     stop: watch::Sender<bool>,
+}
+
+/// The node's DANE resolver and MTA-STS source as `dns` asks (each off
+/// when it cannot be built, logged).
+fn internet_tls(node: &Node, trust: &TrustStore, dns: &DnsConfig) -> InternetTls {
+    let dane = dns.dane_trust_anchor.as_ref().and_then(|anchor| {
+        DaneResolver::new(dns, anchor)
+            .inspect_err(|e| tracing::error!(error = %e, "DANE is off: no DNSSEC resolver"))
+            .ok()
+    });
+    let sts = dns.mta_sts_port.and_then(|port| {
+        StsSource::new(dns, trust.clone(), &node.db, port)
+            .inspect_err(|e| tracing::error!(error = %e, "MTA-STS is off"))
+            .ok()
+    });
+    InternetTls {
+        dane,
+        sts,
+        counters: Arc::default(),
+    }
 }
 
 impl Relay for Pool {
@@ -137,6 +159,7 @@ impl Mta {
             }
             None => None,
         };
+        let trust_for_policies = trust.clone();
         let mut connector =
             Connector::new(node.certs.clone(), trust, config.client).with_metrics(metrics.clone());
         if let Some(log) = send_log {
@@ -148,6 +171,8 @@ impl Mta {
         if let Some(resolver) = &dns {
             connector = connector.with_resolver(resolver.clone());
         }
+        let internet = Arc::new(internet_tls(node, &trust_for_policies, &config.dns));
+        connector = connector.with_internet_tls(internet.clone());
         let pool = Pool::new(connector);
         let reaper = pool.spawn_reaper();
         let delivery_ctx = DeliveryContext {
@@ -172,6 +197,7 @@ impl Mta {
             metrics,
             stop,
             tasks,
+            internet,
         })
     }
 
@@ -228,6 +254,11 @@ impl Mta {
         &self.metrics
     }
 
+    /// The node's DANE / MTA-STS machinery and TLS-RPT counters.
+    pub fn internet_tls(&self) -> &Arc<InternetTls> {
+        &self.internet
+    }
+
     /// Stops accepting, lets sessions and deliveries in flight finish, and
     /// returns when everything has stopped.
     pub async fn shutdown(mut self) {
@@ -281,6 +312,7 @@ pub struct NodeMail {
     mta: Arc<tokio::sync::Mutex<Option<Mta>>>,
     metrics: Arc<Metrics>,
     queue: Queue,
+    internet: Arc<InternetTls>,
 }
 
 impl NodeMail {
@@ -315,6 +347,7 @@ impl NodeMail {
         let mta = Mta::start(node, trust, config).await?;
         let metrics = mta.metrics().clone();
         let queue = mta.queue().clone();
+        let internet = mta.internet_tls().clone();
         let shared = Arc::new(tokio::sync::Mutex::new(Some(mta)));
         let follower = Arc::clone(&shared);
         let mut watch = connectors.watch();
@@ -333,7 +366,13 @@ impl NodeMail {
             mta: shared,
             metrics,
             queue,
+            internet,
         })
+    }
+
+    /// The node's DANE / MTA-STS machinery and TLS-RPT counters.
+    pub fn internet_tls(&self) -> &Arc<InternetTls> {
+        &self.internet
     }
 
     /// The engine's metrics.

@@ -21,10 +21,13 @@ use crate::certs::CertStore;
 use crate::client::connection::ClientConnection;
 use crate::client::error::reply_text;
 use crate::client::plan::{PlainReason, TlsPlan, tls_plan};
+use crate::client::secure;
 use crate::client::transaction::is_success;
 use crate::client::wire::Wire;
 use crate::client::{ClientError, ClientSettings};
 use crate::dns::MxResolver;
+use crate::internet_tls::dane::dane_client_config;
+use crate::internet_tls::{HostPolicy, InternetTls};
 use crate::metrics::{Metrics, TlsHandshakeOutcome};
 use crate::protocol_log::{Direction, Endpoints, ProtocolLog, SessionId, SessionLogger};
 use crate::routing::{HostPort, SmtpHop};
@@ -53,6 +56,9 @@ pub struct Connector {
     /// their addresses come from the same name servers as their MX
     /// records; `None`, and for every other hop: the system resolver.
     pub resolver: Option<Arc<MxResolver>>,
+    /// DANE, MTA-STS and TLS-RPT for hops routed by MX; `None`: every hop
+    /// keeps its connector's TLS settings.
+    pub internet: Option<Arc<InternetTls>>,
 }
 
 /// How one try at one host failed.
@@ -81,7 +87,14 @@ impl Connector {
             send_log: None,
             metrics: None,
             resolver: None,
+            internet: None,
         }
+    }
+
+    /// Resolves each MX host's TLS policy (DANE, MTA-STS) with `internet`.
+    pub fn with_internet_tls(mut self, internet: Arc<InternetTls>) -> Self {
+        self.internet = Some(internet);
+        self
     }
 
     /// Resolves the hosts of hops routed by MX with `resolver`.
@@ -125,20 +138,60 @@ impl Connector {
     /// satisfies the hop's TLS policy. The error is the last host's.
     pub async fn connect(&self, hop: &SmtpHop) -> Result<ClientConnection, ClientError> {
         let mut last = ClientError::NoHosts(hop.key.clone());
+        let dest = match &self.internet {
+            Some(internet) => internet.destination(hop).await,
+            None => None,
+        };
         for host in &hop.hosts {
-            match self.connect_host(hop, host).await {
-                Ok(conn) => return Ok(conn),
+            let policy = match (&self.internet, &dest) {
+                (Some(internet), Some(dest)) => match internet.host_policy(dest, hop, host).await {
+                    Ok(policy) => Some(policy),
+                    Err(refusal) => {
+                        tracing::warn!(hop = %hop.key, %host, %refusal, "host refused by its TLS policy");
+                        secure::count_refusal(internet, dest, host, &refusal);
+                        last = ClientError::Policy {
+                            host: host.to_string(),
+                            refusal,
+                        };
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let applied = policy.clone().unwrap_or_else(|| HostPolicy::connector(hop.tls));
+            match self.connect_host(hop, host, &applied).await {
+                Ok(mut conn) => {
+                    if let (Some(internet), Some(dest), Some(policy)) = (&self.internet, &dest, &policy) {
+                        secure::count_session(internet, &self.trust, dest, host, policy, &conn);
+                        conn.set_policy(policy.source);
+                    }
+                    return Ok(conn);
+                }
                 Err(e) => {
                     tracing::info!(hop = %hop.key, %host, error = %e, "next-hop host failed");
-                    last = e;
+                    last = match (&self.internet, &dest, policy) {
+                        (Some(internet), Some(dest), Some(policy)) => {
+                            secure::count_failure(internet, dest, host, &policy, &e);
+                            ClientError::UnderPolicy {
+                                policy: policy.source,
+                                source: Box::new(e),
+                            }
+                        }
+                        _ => e,
+                    };
                 }
             }
         }
         Err(last)
     }
 
-    async fn connect_host(&self, hop: &SmtpHop, host: &HostPort) -> Result<ClientConnection, ClientError> {
-        match self.open(hop, host, false).await {
+    async fn connect_host(
+        &self,
+        hop: &SmtpHop,
+        host: &HostPort,
+        policy: &HostPolicy,
+    ) -> Result<ClientConnection, ClientError> {
+        match self.open(hop, host, policy, false).await {
             Ok(conn) => Ok(conn),
             Err(OpenError::Failed(e)) => Err(e),
             Err(OpenError::OpportunisticTls(e)) => {
@@ -146,7 +199,7 @@ impl Connector {
                     hop = %hop.key, %host, error = %e,
                     "opportunistic TLS failed; reconnecting to send in plain text"
                 );
-                match self.open(hop, host, true).await {
+                match self.open(hop, host, policy, true).await {
                     Ok(conn) => Ok(conn),
                     Err(OpenError::Failed(e) | OpenError::OpportunisticTls(e)) => Err(e),
                 }
@@ -160,6 +213,7 @@ impl Connector {
         &self,
         hop: &SmtpHop,
         host: &HostPort,
+        policy: &HostPolicy,
         handshake_failed: bool,
     ) -> Result<ClientConnection, OpenError> {
         let limit = self.settings.command_timeout;
@@ -175,13 +229,17 @@ impl Connector {
             return Err(refused(&wire, "the session", &greeting).into());
         }
         let mut caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
-        let (tls, plain) = match tls_plan(hop.tls, caps.starttls, handshake_failed) {
+        let (tls, plain) = match tls_plan(policy.tls, caps.starttls, handshake_failed) {
             TlsPlan::Abort => {
                 quit_quietly(&mut wire).await;
                 return Err(ClientError::StartTlsNotOffered(wire.host().to_owned()).into());
             }
             TlsPlan::Plain(reason) => {
                 log_plain(hop, host, reason);
+                wire.log().info(format_args!(
+                    "TLS policy: {} (plain text: {reason:?})",
+                    policy.source
+                ));
                 (None, Some(reason))
             }
             TlsPlan::StartTls {
@@ -201,17 +259,25 @@ impl Connector {
                         .into());
                     }
                     log_plain(hop, host, PlainReason::StartTlsRefused);
+                    wire.log().info(format_args!(
+                        "TLS policy: {} (plain text: STARTTLS refused)",
+                        policy.source
+                    ));
                     (None, Some(PlainReason::StartTlsRefused))
                 } else {
                     let resolver = client_certificate
                         .then(|| ClientCertResolver::new(self.certs.clone(), hop.helo.as_str()));
-                    let config = client_config(verification, &self.trust, resolver);
+                    let config = match &policy.dane {
+                        Some(tlsa) => dane_client_config(Arc::clone(tlsa), resolver),
+                        None => client_config(verification, &self.trust, resolver),
+                    };
                     match wire.start_tls(config, name, limit).await {
                         Ok((upgraded, info)) => {
                             wire = upgraded;
                             self.count_handshake(TlsHandshakeOutcome::Ok);
                             let trust = self.trust.classify_server(&info.peer_chain, verification);
                             wire.log().tls_established(&info, &trust);
+                            wire.log().info(format_args!("TLS policy: {}", policy.source));
                             caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
                             (Some(info), None)
                         }

@@ -43,6 +43,7 @@ pub struct ClientConnection {
     state: LinkState,
     messages: u32,
     metrics: Option<Arc<Metrics>>,
+    policy: Option<crate::internet_tls::PolicySource>,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -77,7 +78,20 @@ impl ClientConnection {
             state: LinkState::Ready,
             messages: 0,
             metrics,
+            policy: None,
         }
+    }
+
+    /// Records the TLS policy the connection was opened under (hops whose
+    /// policy was resolved by [`crate::internet_tls`]).
+    pub(crate) fn set_policy(&mut self, policy: crate::internet_tls::PolicySource) {
+        self.policy = Some(policy);
+    }
+
+    /// The TLS policy the connection was opened under; `None` when only
+    /// the connector's settings were consulted (no Internet TLS lookup).
+    pub fn policy(&self) -> Option<crate::internet_tls::PolicySource> {
+        self.policy
     }
 
     /// The host this connection reached.

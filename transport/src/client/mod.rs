@@ -24,6 +24,7 @@ mod connection;
 mod error;
 pub mod plan;
 mod pool;
+mod secure;
 pub mod transaction;
 mod wire;
 

@@ -102,7 +102,22 @@ impl Pool {
             Some(conn) => conn,
             None => self.inner.connector.connect(hop).await?,
         };
-        let outcomes = conn.send(sender, recipients, body).await?;
+        let policy = conn.policy();
+        let outcomes = conn.send(sender, recipients, body).await;
+        let outcomes = match policy {
+            // The queue entry says which TLS policy applied.
+            Some(policy) => outcomes
+                .map(|list| {
+                    list.into_iter()
+                        .map(|o| o.noting(&format!("[TLS policy {policy}]")))
+                        .collect()
+                })
+                .map_err(|e| ClientError::UnderPolicy {
+                    policy,
+                    source: Box::new(e),
+                })?,
+            None => outcomes?,
+        };
         self.release(hop, conn);
         Ok(outcomes)
     }

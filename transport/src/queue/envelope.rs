@@ -157,6 +157,17 @@ impl RecipientOutcome {
             outcome,
         }
     }
+
+    /// The same outcome with `note` appended to its reply text (the TLS
+    /// policy that applied, for the queue entry).
+    pub fn noting(mut self, note: &str) -> Self {
+        let (DeliveryOutcome::Delivered(text)
+        | DeliveryOutcome::TransientFailure(text)
+        | DeliveryOutcome::PermanentFailure(text)) = &mut self.outcome;
+        text.push(' ');
+        text.push_str(note);
+        self
+    }
 }
 
 /// The header record stored for every queued message (the body is stored
