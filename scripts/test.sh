@@ -12,6 +12,9 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/postfix ] || need+=(postfix)
+# DANE tests: Knot DNS serves a zone signed with BIND's dnssec-signzone.
+[ -x /usr/sbin/knotd ] && command -v kdig >/dev/null 2>&1 || need+=(knot knot-dnsutils)
+command -v dnssec-signzone >/dev/null 2>&1 || need+=(bind9-utils)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} from Debian's packages" >&2
     sudo=""
