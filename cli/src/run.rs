@@ -40,6 +40,14 @@ pub struct RunArgs {
     /// DNS servers for MX lookups (ip:port, comma-separated; default: /etc/resolv.conf).
     #[arg(long = "dns-server", env = "POSTERN_DNS_SERVER", value_delimiter = ',')]
     dns_servers: Vec<std::net::SocketAddr>,
+    /// DANE for mail routed by MX: the DNSSEC trust anchor, `root` (the
+    /// root zone's keys) or a file of DNSKEY records (a lab's own zone).
+    /// Unset: DANE is off.
+    #[arg(long, env = "POSTERN_DNSSEC_TRUST_ANCHOR")]
+    dnssec_trust_anchor: Option<String>,
+    /// The HTTPS port MTA-STS policies are fetched from; 0 turns MTA-STS off.
+    #[arg(long, env = "POSTERN_MTA_STS_PORT", default_value_t = 443)]
+    mta_sts_port: u16,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "POSTERN_LOG", default_value = "info")]
     log: String,
@@ -52,6 +60,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("bad --log filter")?)
         .with_writer(std::io::stderr)
         .init();
+    let internet = internet_tls(&args);
     let node = NodeOptions {
         data_dir: args.data_dir,
         role,
@@ -70,6 +79,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
                 node,
                 metrics_bind: args.metrics_bind,
                 dns_servers: args.dns_servers.clone(),
+                internet_tls: internet.clone(),
             };
             postern_hub::run(opts, shutdown_signal()).await?;
         }
@@ -78,12 +88,25 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
                 node,
                 metrics_bind: args.metrics_bind,
                 dns_servers: args.dns_servers.clone(),
+                internet_tls: internet.clone(),
                 edgesync_bind: args.edgesync_bind,
             };
             postern_edge::run(opts, shutdown_signal()).await?;
         }
     }
     Ok(())
+}
+
+/// DANE and MTA-STS as the flags say.
+fn internet_tls(args: &RunArgs) -> postern_transport::internet_tls::NodeTlsOptions {
+    use postern_transport::internet_tls::TrustAnchor;
+    postern_transport::internet_tls::NodeTlsOptions {
+        dane_trust_anchor: args.dnssec_trust_anchor.as_deref().map(|a| match a {
+            "root" => TrustAnchor::Root,
+            path => TrustAnchor::File(path.into()),
+        }),
+        mta_sts_port: (args.mta_sts_port != 0).then_some(args.mta_sts_port),
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM (what `docker stop` sends).

@@ -82,6 +82,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         )?,
         metrics_bind: Some(hub_metrics.clone()),
         dns_servers: Vec::new(),
+        internet_tls: Default::default(),
     })
     .await?;
     let edge = Edge::start(&EdgeOptions {
@@ -94,6 +95,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         )?,
         metrics_bind: Some(edge_metrics.clone()),
         dns_servers: Vec::new(),
+        internet_tls: Default::default(),
         edgesync_bind: edgesync.clone(),
     })
     .await?;

@@ -34,6 +34,8 @@ pub struct EdgeOptions {
     pub metrics_bind: Option<String>,
     /// DNS servers for MX lookups (empty: the system's resolv.conf).
     pub dns_servers: Vec<std::net::SocketAddr>,
+    /// DANE and MTA-STS for mail routed by MX.
+    pub internet_tls: postern_transport::internet_tls::NodeTlsOptions,
     /// EdgeSync gRPC binding.
     pub edgesync_bind: String,
 }
@@ -149,6 +151,8 @@ impl Edge {
             metrics_bind,
             postern_transport::dns::DnsConfig {
                 servers: opts.dns_servers.clone(),
+                dane_trust_anchor: opts.internet_tls.dane_trust_anchor.clone(),
+                mta_sts_port: opts.internet_tls.mta_sts_port,
                 ..Default::default()
             },
         )

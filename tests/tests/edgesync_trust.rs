@@ -81,6 +81,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         node: opts(&tmp.path().join("hub"), NodeRole::Hub, "van-ex1.adatum.com"),
         metrics_bind: None,
         dns_servers: Vec::new(),
+        internet_tls: Default::default(),
     })
     .await
     .unwrap();
@@ -88,6 +89,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         node: opts(&tmp.path().join("edge"), NodeRole::Edge, "edge1.adatum.com"),
         metrics_bind: None,
         dns_servers: Vec::new(),
+        internet_tls: Default::default(),
         edgesync_bind: "127.0.0.1:0".into(),
     })
     .await

@@ -22,7 +22,7 @@ use postern_model::{Domain, KeySpec, Service, SubjectName};
 use postern_tests::lab::free_port;
 use postern_tests::{require_tool, sh};
 use postern_transport::certs::{CertStore, NewCertificate};
-use postern_transport::client::{ClientSettings, Connector, Pool};
+use postern_transport::client::{ClientSettings, Connector, Pool, SendOptions};
 use postern_transport::delivery::{self, DeliveryContext, Maildir, WorkerConfig};
 use postern_transport::dns::{DnsConfig, MxResolver};
 use postern_transport::internet_tls::{
@@ -562,6 +562,8 @@ async fn dane_and_mta_sts_against_knot_postfix_and_https() {
         );
     }
 
+    requiretls(dir, &pki, &sender, &postfix).await;
+
     // The HTTPS server goes down and the policy id changes: the fetch
     // fails, and a node restarted over the same store still enforces the
     // cached policy (so the mismatching host stays refused).
@@ -637,4 +639,199 @@ async fn dane_and_mta_sts_against_knot_postfix_and_https() {
     assert!(entry.contains("[TLS policy dane]"), "{entry}");
     stop_tx.send(()).unwrap();
     worker.await.unwrap();
+}
+
+/// REQUIRETLS (RFC 8689): honoured over verified TLS to a Postern node
+/// whose TLS-requiring connector offers it; refused downgrades bounce with
+/// 5.7.10 (no verified TLS) or 5.7.30 (Postfix does not offer REQUIRETLS);
+/// `TLS-Required: No` sets the recipient's DANE aside.
+async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) {
+    use postern_transport::mta::{Mta, MtaConfig};
+    use postern_transport::node::{Node, NodeOptions};
+    use postern_transport::routing::StaticRouter;
+    use postern_transport::server::ReceiveConnectorConfig;
+    use postern_transport::tls::ServerVerification;
+
+    let fqdn = Domain::parse(&format!("mail.{ZONE}")).unwrap();
+    let bind = free_port();
+    let data_dir = dir.join("receiver");
+    let (node, _) = Node::open_or_setup(&NodeOptions {
+        data_dir: data_dir.clone(),
+        role: postern_model::NodeRole::Hub,
+        name: None,
+        fqdn: Some(fqdn.clone()),
+        smtp_bind: bind.to_string(),
+    })
+    .unwrap();
+    let bundle = std::fs::read(pki.join("edge1-bundle.pem")).unwrap();
+    node.certs
+        .import(&bundle, "", None, &BTreeSet::from([Service::Smtp]))
+        .unwrap();
+    let mut connector = ReceiveConnectorConfig::new("Secure", bind, fqdn.clone());
+    connector.require_tls = true;
+    connector.protocol_logging_level = postern_model::ProtocolLoggingLevel::Verbose;
+    let router = StaticRouter {
+        local_domains: vec![Domain::parse(&format!("rt.{ZONE}")).unwrap()],
+        relay: None,
+    };
+    let mta = Mta::start(
+        &node,
+        TrustStore::new([], &[]),
+        MtaConfig::new(vec![connector], Arc::new(router)),
+    )
+    .await
+    .unwrap();
+    let port = mta.receive_addrs()[0].1.port();
+    let hop = |tls| SmtpHop {
+        key: "receiver".into(),
+        hosts: vec![HostPort {
+            host: "127.0.0.1".into(),
+            port,
+        }],
+        mx_domain: None,
+        tls,
+        tls_name: Some(fqdn.clone()),
+        helo: Domain::parse(HELO).unwrap(),
+        protocol_logging_level: Default::default(),
+    };
+    let require = SendOptions {
+        require_tls: true,
+        tls_optional: false,
+    };
+    let from = format!("a@{HELO}");
+    let body = b"Message-ID: <rt1@client.example>\r\nSubject: secret\r\n\r\nHello.\r\n";
+    let rcpt = vec![format!("kim@rt.{ZONE}")];
+
+    // PKI with the name, the server offers REQUIRETLS: relayed with it.
+    let verified = OutboundTls::Required {
+        verification: ServerVerification::Pki,
+        client_certificate: true,
+    };
+    let out = sender
+        .pool
+        .deliver_with(&hop(verified), Some(&from), &rcpt, body, require)
+        .await
+        .unwrap();
+    assert!(matches!(out[0].outcome, DeliveryOutcome::Delivered(_)), "{out:?}");
+    wait_or(
+        "the REQUIRETLS message in the receiver's mailbox",
+        Duration::from_secs(20),
+        || !postern_tests::lab::maildir_message_ids(&data_dir, &format!("rt.{ZONE}"), "kim").is_empty(),
+        || "not delivered".into(),
+    );
+    let log = read_tree(&data_dir.join("logs/protocol/receive"));
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!(",<,MAIL FROM:<{from}> ")) && l.ends_with(" REQUIRETLS,")),
+        "{log}"
+    );
+    assert!(log.contains(",>,250 REQUIRETLS,"), "{log}");
+
+    // The same hop with opportunistic TLS: a downgrade, bounced.
+    let out = sender
+        .pool
+        .deliver_with(
+            &hop(OutboundTls::Opportunistic),
+            Some(&from),
+            &rcpt,
+            body,
+            require,
+        )
+        .await
+        .unwrap();
+    let DeliveryOutcome::PermanentFailure(reply) = &out[0].outcome else {
+        panic!("{out:?}")
+    };
+    assert!(reply.starts_with("550 5.7.10 "), "{reply}");
+    // MX without DANE or MTA-STS: no verified TLS, bounced.
+    let none = format!("kim@none.{ZONE}");
+    let hosts = sender
+        .dns
+        .next_hosts(&Domain::parse(&format!("none.{ZONE}")).unwrap(), sender.port)
+        .await
+        .unwrap();
+    let mx = |d: &str, hosts| SmtpHop {
+        hosts,
+        ..mx_hop(&Domain::parse(d).unwrap(), sender.port)
+    };
+    let out = sender
+        .pool
+        .deliver_with(
+            &mx(&format!("none.{ZONE}"), hosts),
+            Some(&from),
+            &[none],
+            body,
+            require,
+        )
+        .await
+        .unwrap();
+    let DeliveryOutcome::PermanentFailure(reply) = &out[0].outcome else {
+        panic!("{out:?}")
+    };
+    assert!(reply.starts_with("550 5.7.10 "), "{reply}");
+    // DANE verifies Postfix, which does not offer REQUIRETLS: 5.7.30.
+    let hosts = sender
+        .dns
+        .next_hosts(&Domain::parse(&format!("ee.{ZONE}")).unwrap(), sender.port)
+        .await
+        .unwrap();
+    let out = sender
+        .pool
+        .deliver_with(
+            &mx(&format!("ee.{ZONE}"), hosts),
+            Some(&from),
+            &[format!("kim@ee.{ZONE}")],
+            body,
+            require,
+        )
+        .await
+        .unwrap();
+    let DeliveryOutcome::PermanentFailure(reply) = &out[0].outcome else {
+        panic!("{out:?}")
+    };
+    assert!(reply.starts_with("550 5.7.30 "), "{reply}");
+
+    // TLS-Required: No: the mismatching TLSA of bad.dane.test is set aside.
+    let hosts = sender
+        .dns
+        .next_hosts(&Domain::parse(&format!("bad.{ZONE}")).unwrap(), sender.port)
+        .await
+        .unwrap();
+    let optional = SendOptions {
+        require_tls: false,
+        tls_optional: true,
+    };
+    let out = sender
+        .pool
+        .deliver_with(
+            &mx(&format!("bad.{ZONE}"), hosts),
+            Some(&from),
+            &[format!("kim@bad.{ZONE}")],
+            b"TLS-Required: No\r\nSubject: not secret\r\n\r\nHello.\r\n",
+            optional,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out[0].outcome, DeliveryOutcome::Delivered(_)), "{out:?}");
+    wait_or(
+        "Postfix to store the TLS-Required: No message",
+        Duration::from_secs(20),
+        || !postfix.mailbox(&format!("bad.{ZONE}"), "kim").is_empty(),
+        || postfix.log(),
+    );
+    mta.shutdown().await;
+}
+
+/// Every file under `dir`, concatenated.
+fn read_tree(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            text.push_str(&read_tree(&path));
+        } else {
+            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    text
 }

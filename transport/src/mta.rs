@@ -110,6 +110,21 @@ fn internet_tls(node: &Node, trust: &TrustStore, dns: &DnsConfig) -> InternetTls
 }
 
 impl Relay for Pool {
+    fn relay_with<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        sender: Option<&'a str>,
+        recipients: &'a [String],
+        body: &'a [u8],
+        options: crate::client::SendOptions,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.deliver_with(hop, sender, recipients, body, options)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn relay<'a>(
         &'a self,
         hop: &'a SmtpHop,

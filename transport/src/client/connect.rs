@@ -24,7 +24,7 @@ use crate::client::plan::{PlainReason, TlsPlan, tls_plan};
 use crate::client::secure;
 use crate::client::transaction::is_success;
 use crate::client::wire::Wire;
-use crate::client::{ClientError, ClientSettings};
+use crate::client::{ClientError, ClientSettings, SendOptions};
 use crate::dns::MxResolver;
 use crate::internet_tls::dane::dane_client_config;
 use crate::internet_tls::{HostPolicy, InternetTls};
@@ -137,10 +137,22 @@ impl Connector {
     /// Connects to the first host of `hop` that greets, introduces us and
     /// satisfies the hop's TLS policy. The error is the last host's.
     pub async fn connect(&self, hop: &SmtpHop) -> Result<ClientConnection, ClientError> {
+        self.connect_with(hop, SendOptions::default()).await
+    }
+
+    /// [`Connector::connect`] for a message with `options`: with
+    /// REQUIRETLS, only hosts whose policy verifies the server and which
+    /// offer REQUIRETLS; with `TLS-Required: No`, the connector's TLS only.
+    pub async fn connect_with(
+        &self,
+        hop: &SmtpHop,
+        options: SendOptions,
+    ) -> Result<ClientConnection, ClientError> {
         let mut last = ClientError::NoHosts(hop.key.clone());
+        let ignore_recipient_policies = options.tls_optional && !options.require_tls;
         let dest = match &self.internet {
-            Some(internet) => internet.destination(hop).await,
-            None => None,
+            Some(internet) if !ignore_recipient_policies => internet.destination(hop).await,
+            _ => None,
         };
         for host in &hop.hosts {
             let policy = match (&self.internet, &dest) {
@@ -159,7 +171,26 @@ impl Connector {
                 _ => None,
             };
             let applied = policy.clone().unwrap_or_else(|| HostPolicy::connector(hop.tls));
+            if options.require_tls && !applied.is_verified() {
+                last = ClientError::RequireTls {
+                    host: host.to_string(),
+                    code: "5.7.10",
+                    reason: format!(
+                        "REQUIRETLS: TLS policy {} does not authenticate the server",
+                        applied.source
+                    ),
+                };
+                continue;
+            }
             match self.connect_host(hop, host, &applied).await {
+                Ok(conn) if options.require_tls && !conn.capabilities().requiretls() => {
+                    conn.quit().await;
+                    last = ClientError::RequireTls {
+                        host: host.to_string(),
+                        code: "5.7.30",
+                        reason: "REQUIRETLS support required: the server does not offer it".into(),
+                    };
+                }
                 Ok(mut conn) => {
                     if let (Some(internet), Some(dest), Some(policy)) = (&self.internet, &dest, &policy) {
                         secure::count_session(internet, &self.trust, dest, host, policy, &conn);

@@ -44,6 +44,7 @@ pub struct ClientConnection {
     messages: u32,
     metrics: Option<Arc<Metrics>>,
     policy: Option<crate::internet_tls::PolicySource>,
+    require_tls: bool,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -79,7 +80,13 @@ impl ClientConnection {
             messages: 0,
             metrics,
             policy: None,
+            require_tls: false,
         }
+    }
+
+    /// Whether the next `MAIL FROM` carries `REQUIRETLS`.
+    pub(crate) fn set_require_tls(&mut self, require_tls: bool) {
+        self.require_tls = require_tls;
     }
 
     /// Records the TLS policy the connection was opened under (hops whose
@@ -224,7 +231,11 @@ impl ClientConnection {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
-        let mail = mail_command(sender, &self.caps, body);
+        let mut mail = mail_command(sender, &self.caps, body);
+        if self.require_tls {
+            mail.truncate(mail.len() - 2);
+            mail.push_str(" REQUIRETLS\r\n");
+        }
         let mut rcpts = Vec::with_capacity(recipients.len());
         let data = if self.caps.pipelining {
             let mut batch = mail;

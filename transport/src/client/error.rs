@@ -98,6 +98,18 @@ pub enum ClientError {
         /// Which policy refused, and why.
         refusal: crate::internet_tls::PolicyRefusal,
     },
+    /// A REQUIRETLS message (RFC 8689) cannot go through this host: no
+    /// verified TLS (`5.7.10`) or the server does not offer REQUIRETLS
+    /// (`5.7.30`). Permanent when no host will do.
+    #[error("{host}: {code} {reason}")]
+    RequireTls {
+        /// `host:port`.
+        host: String,
+        /// The enhanced status code (`5.7.10`, `5.7.30`).
+        code: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A failure under a TLS policy other than the connector's (the queue
     /// entry says which policy applied).
     #[error("{source} [TLS policy {policy}]")]

@@ -36,6 +36,18 @@ pub use pool::{Pool, ReaperHandle};
 
 use std::time::Duration;
 
+/// What a message asks of the TLS that carries it (RFC 8689).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// `MAIL FROM … REQUIRETLS`: relay only over verified TLS (DANE,
+    /// MTA-STS, domain security, PKI with the name, direct trust) to a
+    /// server offering REQUIRETLS; otherwise the message bounces.
+    pub require_tls: bool,
+    /// `TLS-Required: No` (without REQUIRETLS): the recipient's DANE and
+    /// MTA-STS policies are ignored; the connector's settings apply.
+    pub tls_optional: bool,
+}
+
 /// Timeouts and reuse limits of outbound SMTP (Postfix's defaults where it
 /// has one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

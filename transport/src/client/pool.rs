@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::client::SendOptions;
 use crate::client::{ClientConnection, ClientError, Connector};
-use crate::queue::RecipientOutcome;
+use crate::queue::{DeliveryOutcome, RecipientOutcome};
 use crate::routing::SmtpHop;
 
 /// Idle connections kept per next hop unless configured otherwise.
@@ -98,10 +99,44 @@ impl Pool {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
-        let mut conn = match self.reuse(hop).await {
-            Some(conn) => conn,
-            None => self.inner.connector.connect(hop).await?,
+        self.deliver_with(hop, sender, recipients, body, SendOptions::default())
+            .await
+    }
+
+    /// [`Pool::deliver`] for a message with `options` (RFC 8689). A
+    /// REQUIRETLS message no host can take bounces (every recipient fails
+    /// with the code the last host earned); it never reuses a cached
+    /// connection, which may have been opened under a weaker policy.
+    pub async fn deliver_with(
+        &self,
+        hop: &SmtpHop,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+        options: SendOptions,
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        let cached = if options == SendOptions::default() {
+            self.reuse(hop).await
+        } else {
+            None
         };
+        let mut conn = match cached {
+            Some(conn) => conn,
+            None => match self.inner.connector.connect_with(hop, options).await {
+                Ok(conn) => conn,
+                Err(ClientError::RequireTls { host, code, reason }) => {
+                    let text = format!("550 {code} {reason} ({host})");
+                    return Ok(recipients
+                        .iter()
+                        .map(|r| {
+                            RecipientOutcome::new(r.clone(), DeliveryOutcome::PermanentFailure(text.clone()))
+                        })
+                        .collect());
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        conn.set_require_tls(options.require_tls);
         let policy = conn.policy();
         let outcomes = conn.send(sender, recipients, body).await;
         let outcomes = match policy {

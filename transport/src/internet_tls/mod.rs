@@ -38,6 +38,25 @@ pub struct InternetTls {
     pub counters: Arc<TlsCounters>,
 }
 
+/// A node's DNS-based TLS settings (flags of `postern edge|hub run`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeTlsOptions {
+    /// DANE's DNSSEC trust anchor; `None`: DANE is off.
+    pub dane_trust_anchor: Option<TrustAnchor>,
+    /// The HTTPS port MTA-STS policies are fetched from; `None`: MTA-STS is off.
+    pub mta_sts_port: Option<u16>,
+}
+
+impl Default for NodeTlsOptions {
+    /// DANE off (it needs a validating view of DNS), MTA-STS on port 443.
+    fn default() -> Self {
+        Self {
+            dane_trust_anchor: None,
+            mta_sts_port: Some(crate::dns::MTA_STS_PORT),
+        }
+    }
+}
+
 /// What is known about one destination domain before its hosts are tried.
 #[derive(Clone, Debug)]
 pub struct DestinationFacts {

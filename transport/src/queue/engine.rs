@@ -138,7 +138,14 @@ impl Queue {
                     Ok::<_, TxError>(())
                 })
                 .map_err(store::from_tx)?;
-            Ok((message.id, (message.envelope.sender, message.envelope.recipients)))
+            Ok((
+                message.id,
+                (
+                    message.envelope.sender,
+                    message.envelope.recipients,
+                    message.envelope.require_tls,
+                ),
+            ))
         })
         .await?;
         self.inner.commit.durable().await?;
@@ -157,7 +164,11 @@ impl Queue {
         rx
     }
 
-    fn hand_over(&self, id: QueueId, (sender, recipients): (Option<String>, Vec<RecipientState>)) {
+    fn hand_over(
+        &self,
+        id: QueueId,
+        (sender, recipients, require_tls): (Option<String>, Vec<RecipientState>, bool),
+    ) {
         let mut fresh = lock(&self.inner.fresh);
         let Some(tx) = fresh.as_ref() else { return };
         lock(&self.inner.leases).insert(id, SystemTime::now() + LEASE);
@@ -166,6 +177,7 @@ impl Queue {
                 id,
                 sender,
                 recipients,
+                require_tls,
             })
             .is_err()
         {
@@ -208,6 +220,7 @@ impl Queue {
                     id: message.id,
                     sender: message.envelope.sender,
                     recipients,
+                    require_tls: message.envelope.require_tls,
                 });
             }
         }

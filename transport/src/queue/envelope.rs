@@ -20,6 +20,10 @@ pub struct Envelope {
     /// When the message was accepted; expiration and delay notices count
     /// from here.
     pub received_at: SystemTime,
+    /// `MAIL FROM … REQUIRETLS` (RFC 8689): relay only over verified TLS
+    /// to servers that offer REQUIRETLS, else bounce.
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 impl Envelope {
@@ -29,6 +33,7 @@ impl Envelope {
             sender,
             recipients,
             received_at: now,
+            require_tls: false,
         }
     }
 
@@ -194,4 +199,6 @@ pub struct DueMessage {
     pub sender: Option<String>,
     /// The recipients to try now (a subset of the message's recipients).
     pub recipients: Vec<RecipientState>,
+    /// `MAIL FROM … REQUIRETLS` (RFC 8689).
+    pub require_tls: bool,
 }

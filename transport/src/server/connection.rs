@@ -487,7 +487,8 @@ impl Connection {
             ReversePath::Null => None,
             ReversePath::Mailbox(m) => Some(m.to_string()),
         };
-        let queued = queue::Envelope::new(sender, recipients, SystemTime::now());
+        let mut queued = queue::Envelope::new(sender, recipients, SystemTime::now());
+        queued.require_tls = envelope.require_tls;
         let queue = &self.shared.ctx.queue;
         match queue.enqueue(queued, message).await {
             Ok(queue_id) => {

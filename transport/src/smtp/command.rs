@@ -53,6 +53,8 @@ pub struct MailParams {
     pub size: Option<u64>,
     /// `BODY=7BIT|8BITMIME` (RFC 6152).
     pub body: Option<BodyType>,
+    /// `REQUIRETLS` (RFC 8689): relay only over verified TLS.
+    pub require_tls: bool,
     /// Every other parameter, kept for the session to accept or refuse.
     pub other: Vec<EsmtpParam>,
 }
@@ -283,6 +285,9 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
                     None => return Err(invalid("BODY needs a value")),
                 })
             }
+            "REQUIRETLS" if params.require_tls => return Err(duplicate("REQUIRETLS")),
+            "REQUIRETLS" if value.is_some() => return Err(invalid("REQUIRETLS takes no value")),
+            "REQUIRETLS" => params.require_tls = true,
             _ => params.other.push(p),
         }
     }

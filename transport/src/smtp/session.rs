@@ -55,6 +55,8 @@ pub struct Envelope {
     pub declared_size: Option<u64>,
     /// Whether the message arrived over TLS.
     pub tls: bool,
+    /// `MAIL FROM … REQUIRETLS` (RFC 8689).
+    pub require_tls: bool,
 }
 
 /// Where the session is.
@@ -304,7 +306,16 @@ impl Session {
             words.push("STARTTLS".into());
         }
         words.extend(["8BITMIME".into(), "ENHANCEDSTATUSCODES".into()]);
+        if self.offers_requiretls() {
+            words.push("REQUIRETLS".into());
+        }
         words
+    }
+
+    /// REQUIRETLS (RFC 8689) is offered by connectors that require TLS,
+    /// once the session is TLS.
+    fn offers_requiretls(&self) -> bool {
+        self.config.require_tls && self.tls
     }
 
     fn reset_transaction(&mut self) {
@@ -350,7 +361,10 @@ impl Session {
         if self.config.require_tls && !self.tls {
             return Output::reply(Reply::tls_required());
         }
-        let has_extensions = params.size.is_some() || params.body.is_some();
+        if params.require_tls && !self.offers_requiretls() {
+            return Output::reply(CommandError::UnsupportedParameter("REQUIRETLS".into()).reply());
+        }
+        let has_extensions = params.size.is_some() || params.body.is_some() || params.require_tls;
         if let Some(p) = params.other.first() {
             return Output::reply(CommandError::UnsupportedParameter(p.keyword.clone()).reply());
         }
@@ -395,6 +409,7 @@ impl Session {
                     body: params.body,
                     declared_size: params.size,
                     tls,
+                    require_tls: params.require_tls,
                 };
                 SessionState::Rcpt { envelope, helo }
             }
