@@ -7,6 +7,7 @@ mod edgesync;
 mod objects;
 mod output;
 mod run;
+mod tlsrpt;
 mod up;
 
 use std::path::PathBuf;
@@ -101,6 +102,11 @@ enum Command {
         #[command(subcommand)]
         command: edgesync::EdgeSyncCommand,
     },
+    /// TLS reporting (RFC 8460): today's figures, the daily reports on demand.
+    TlsReport {
+        #[command(subcommand)]
+        command: tlsrpt::TlsReportCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +147,7 @@ fn main() -> ExitCode {
             Command::ReceiveConnector { command } => objects::receive_connector(&cli.node, command).await,
             Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
             Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
+            Command::TlsReport { command } => tlsrpt::run(&cli.node, command).await,
         }
     });
     match result {

@@ -169,6 +169,9 @@ impl Hub {
         .add_service(ConfigServer::new(self.admin.clone()))
         .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
         .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+        .add_service(postern_transport::internet_tls::admin::service(
+            self.mail.tls_reporter().clone(),
+        ))
     }
 }
 

@@ -175,6 +175,9 @@ good IN MX 10 edge1.{ZONE}.
 edge1 IN A 127.0.0.1
 _mta-sts.good IN TXT \"v=STSv1; id=1\"
 mta-sts.good IN A 127.0.0.1
+_smtp._tls.ee IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@none.{ZONE}\"
+_smtp._tls.bad IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@none.{ZONE}\"
+_smtp._tls.enf IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@none.{ZONE}\"
 tst IN MX 10 mx-tst.{ZONE}.
 mx-tst IN A 127.0.0.1
 _mta-sts.tst IN TXT \"v=STSv1; id=1\"
@@ -445,7 +448,9 @@ async fn dane_and_mta_sts_against_knot_postfix_and_https() {
         .iter()
         .map(|d| format!("kim@{d}.{ZONE}"))
         .collect();
-    let mailbox_refs: Vec<&str> = mailboxes.iter().map(String::as_str).collect();
+    let mut mailbox_refs: Vec<&str> = mailboxes.iter().map(String::as_str).collect();
+    let rua = format!("tlsrpt@none.{ZONE}");
+    mailbox_refs.push(&rua);
     let postfix = Postfix::start(
         &dir.join("postfix"),
         &format!("mail.{ZONE}"),
@@ -563,6 +568,7 @@ async fn dane_and_mta_sts_against_knot_postfix_and_https() {
     }
 
     requiretls(dir, &pki, &sender, &postfix).await;
+    tls_reports(dir, &sender, &postfix).await;
 
     // The HTTPS server goes down and the policy id changes: the fetch
     // fails, and a node restarted over the same store still enforces the
@@ -834,4 +840,132 @@ fn read_tree(dir: &Path) -> String {
         }
     }
     text
+}
+
+/// TLS-RPT: the day's mixed outcomes above, reported through the admin
+/// call that runs the daily job, queued through the sender's own routing,
+/// delivered to Postfix, and read back: gzip, then JSON that parses into
+/// RFC 8460's report structure (unknown or missing fields refused).
+async fn tls_reports(dir: &Path, sender: &Sender, postfix: &Postfix) {
+    use base64::Engine;
+    use postern_proto::admin as pb;
+    use postern_proto::admin::tls_reports_server::TlsReports;
+    use postern_transport::internet_tls::rpt::{Report, Submitter};
+    use postern_transport::mta::TlsReporter;
+    use std::io::Read;
+
+    let router = Arc::new(MxRouter { port: sender.port });
+    let reporter = Arc::new(TlsReporter::new(
+        sender.internet.clone(),
+        Some(sender.dns.clone()),
+        sender.queue.clone(),
+        router.clone(),
+        Submitter {
+            organization: "client.example".into(),
+            host: HELO.into(),
+            contact: format!("postmaster@{HELO}"),
+        },
+    ));
+    // The admin service `postern tls-report show|send` calls.
+    let admin = postern_transport::internet_tls::admin::TlsReportService::new(reporter);
+    let shown = admin
+        .show_tls_report(tonic::Request::new(pb::ShowTlsReportRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        shown
+            .rows
+            .iter()
+            .any(|r| r.domain == format!("enf.{ZONE}") && r.result_type == "certificate-host-mismatch"),
+        "{shown:?}"
+    );
+    let sent = admin
+        .send_tls_reports(tonic::Request::new(pb::SendTlsReportsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    // ee, bad and enf publish _smtp._tls; the others are not reported.
+    assert_eq!(sent.queued, 3);
+    let after = admin
+        .show_tls_report(tonic::Request::new(pb::ShowTlsReportRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(after.rows.is_empty(), "the figures start again: {after:?}");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ctx = DeliveryContext {
+        queue: sender.queue.clone(),
+        router,
+        maildir: Maildir::new(dir.join("sender-mailboxes"), HELO),
+        relay: Arc::new(sender.pool.clone()),
+        dns: Some(sender.dns.clone()),
+        metrics: None,
+    };
+    let worker = tokio::spawn(delivery::run(ctx, WorkerConfig::default(), async {
+        let _ = stop_rx.await;
+    }));
+    wait_or(
+        "three reports in the rua mailbox",
+        Duration::from_secs(30),
+        || postfix.mailbox(&format!("none.{ZONE}"), "tlsrpt").len() == 3,
+        || postfix.log(),
+    );
+    stop_tx.send(()).unwrap();
+    worker.await.unwrap();
+
+    let mut reports = std::collections::BTreeMap::new();
+    for mail in postfix.mailbox(&format!("none.{ZONE}"), "tlsrpt") {
+        assert!(
+            mail.contains("Content-Type: multipart/report; report-type=\"tlsrpt\""),
+            "{mail}"
+        );
+        let domain = mail
+            .lines()
+            .find_map(|l| l.strip_prefix("TLS-Report-Domain: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let start = mail.find("Content-Type: application/tlsrpt+gzip").unwrap();
+        let body_at = start
+            + mail[start..]
+                .find("\n\n")
+                .or_else(|| mail[start..].find("\r\n\r\n"))
+                .unwrap();
+        let encoded: String = mail[body_at..]
+            .lines()
+            .map(str::trim)
+            .skip_while(|l| l.is_empty())
+            .take_while(|l| !l.is_empty() && !l.starts_with("--"))
+            .collect();
+        let gz = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        let mut json = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut json)
+            .unwrap();
+        let report: Report = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        assert!(report.report_id.contains(&domain), "{json}");
+        assert!(report.date_range.end_datetime.ends_with('Z'), "{json}");
+        reports.insert(domain, report);
+    }
+    let policy = |domain: &str| reports[&format!("{domain}.{ZONE}")].policies.clone();
+    let enf = policy("enf");
+    assert_eq!(enf[0].policy.policy_type, "sts");
+    assert_eq!(enf[0].summary.total_failure_session_count, 1);
+    assert_eq!(enf[0].failure_details[0].result_type, "certificate-host-mismatch");
+    assert_eq!(
+        enf[0].failure_details[0].receiving_mx_hostname.as_deref(),
+        Some(format!("mx-enf.{ZONE}").as_str())
+    );
+    let ee = policy("ee");
+    assert!(
+        ee.iter()
+            .any(|p| p.policy.policy_type == "tlsa" && p.summary.total_successful_session_count >= 1)
+    );
+    let bad = policy("bad");
+    assert!(
+        bad.iter()
+            .any(|p| p.failure_details.iter().any(|f| f.result_type == "tlsa-invalid"))
+    );
 }

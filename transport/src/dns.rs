@@ -220,6 +220,28 @@ impl MxResolver {
         }
     }
 
+    /// The TXT records of `name` (each one's strings joined); empty when
+    /// there are none or the lookup failed.
+    pub async fn txt(&self, name: &str) -> Vec<String> {
+        let name = fqdn(name);
+        match tokio::time::timeout(self.limit, self.resolver.txt_lookup(name.as_str())).await {
+            Ok(Ok(lookup)) => lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|part| String::from_utf8_lossy(part).into_owned())
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// A and AAAA records of `name` (`domain` names it in errors).
     async fn addrs_of(&self, domain: &Domain, name: &str) -> Result<Answer<Vec<IpAddr>>, DnsError> {
         match self.query(domain, self.resolver.lookup_ip(name)).await? {

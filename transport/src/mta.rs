@@ -81,12 +81,80 @@ pub struct Mta {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     internet: Arc<InternetTls>,
+    reporter: Arc<TlsReporter>,
 }
 
 struct RunningConnector {
     name: String,
     addr: SocketAddr,
     stop: watch::Sender<bool>,
+}
+
+/// Sends the node's TLS reports (RFC 8460): daily, and on demand from the
+/// admin API.
+pub struct TlsReporter {
+    internet: Arc<InternetTls>,
+    dns: Option<Arc<crate::dns::MxResolver>>,
+    queue: Queue,
+    router: Arc<dyn Router>,
+    submitter: crate::internet_tls::rpt::Submitter,
+}
+
+impl TlsReporter {
+    /// A reporter queueing into `queue` through `router`, finding `rua`
+    /// addresses with `dns`.
+    pub fn new(
+        internet: Arc<InternetTls>,
+        dns: Option<Arc<crate::dns::MxResolver>>,
+        queue: Queue,
+        router: Arc<dyn Router>,
+        submitter: crate::internet_tls::rpt::Submitter,
+    ) -> Self {
+        Self {
+            internet,
+            dns,
+            queue,
+            router,
+            submitter,
+        }
+    }
+
+    /// The figures counted since the last run.
+    pub fn counters(&self) -> &crate::internet_tls::TlsCounters {
+        &self.internet.counters
+    }
+
+    /// Queues today's reports; returns how many.
+    pub async fn run(&self) -> usize {
+        let Some(dns) = &self.dns else {
+            tracing::warn!("no DNS resolver: no TLS reports");
+            return 0;
+        };
+        crate::internet_tls::rpt::send_reports(
+            &self.internet.counters,
+            dns,
+            &self.queue,
+            self.router.as_ref(),
+            &self.submitter,
+            std::time::SystemTime::now(),
+        )
+        .await
+    }
+}
+
+/// Who signs a node's TLS reports: the organisation is the node's domain
+/// (its FQDN without the first label), the contact its postmaster.
+fn submitter(node: &Node) -> crate::internet_tls::rpt::Submitter {
+    let fqdn = node.identity.fqdn.to_string();
+    let org = fqdn
+        .split_once('.')
+        .map_or(fqdn.as_str(), |(_, rest)| rest)
+        .to_owned();
+    crate::internet_tls::rpt::Submitter {
+        contact: format!("postmaster@{org}"),
+        organization: org,
+        host: fqdn,
+    }
 }
 
 /// The node's DANE resolver and MTA-STS source as `dns` asks (each off
@@ -190,6 +258,24 @@ impl Mta {
         connector = connector.with_internet_tls(internet.clone());
         let pool = Pool::new(connector);
         let reaper = pool.spawn_reaper();
+        let reporter = Arc::new(TlsReporter {
+            internet: internet.clone(),
+            dns: dns.clone(),
+            queue: queue.clone(),
+            router: config.router.clone(),
+            submitter: submitter(node),
+        });
+        let daily = reporter.clone();
+        let mut report_stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let day = std::time::Duration::from_secs(24 * 3600);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(day) => { daily.run().await; }
+                    _ = report_stop.changed() => break,
+                }
+            }
+        });
         let delivery_ctx = DeliveryContext {
             queue: queue.clone(),
             router: config.router,
@@ -213,6 +299,7 @@ impl Mta {
             stop,
             tasks,
             internet,
+            reporter,
         })
     }
 
@@ -274,6 +361,11 @@ impl Mta {
         &self.internet
     }
 
+    /// The node's TLS reporter.
+    pub fn tls_reporter(&self) -> &Arc<TlsReporter> {
+        &self.reporter
+    }
+
     /// Stops accepting, lets sessions and deliveries in flight finish, and
     /// returns when everything has stopped.
     pub async fn shutdown(mut self) {
@@ -328,6 +420,7 @@ pub struct NodeMail {
     metrics: Arc<Metrics>,
     queue: Queue,
     internet: Arc<InternetTls>,
+    reporter: Arc<TlsReporter>,
 }
 
 impl NodeMail {
@@ -363,6 +456,7 @@ impl NodeMail {
         let metrics = mta.metrics().clone();
         let queue = mta.queue().clone();
         let internet = mta.internet_tls().clone();
+        let reporter = mta.tls_reporter().clone();
         let shared = Arc::new(tokio::sync::Mutex::new(Some(mta)));
         let follower = Arc::clone(&shared);
         let mut watch = connectors.watch();
@@ -382,7 +476,13 @@ impl NodeMail {
             metrics,
             queue,
             internet,
+            reporter,
         })
+    }
+
+    /// The node's TLS reporter (admin API).
+    pub fn tls_reporter(&self) -> &Arc<TlsReporter> {
+        &self.reporter
     }
 
     /// The node's DANE / MTA-STS machinery and TLS-RPT counters.

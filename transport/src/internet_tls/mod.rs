@@ -8,11 +8,13 @@
 //! reporting ([`report`], RFC 8460). Other hops (smart hosts, the
 //! organisation) keep the connector's TLS.
 
+pub mod admin;
 pub mod dane;
 pub mod dnssec;
 pub mod mta_sts;
 pub mod policy;
 pub mod report;
+pub mod rpt;
 pub mod sts_fetch;
 
 use std::sync::Arc;
