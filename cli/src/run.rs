@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// The HTTPS port MTA-STS policies are fetched from; 0 turns MTA-STS off.
     #[arg(long, env = "POSTERN_MTA_STS_PORT", default_value_t = 443)]
     mta_sts_port: u16,
+    /// Serve the organisation's MTA-STS policy over HTTPS here (edge;
+    /// e.g. 0.0.0.0:443), with the node's SMTP certificate.
+    #[arg(long, env = "POSTERN_MTA_STS_BIND")]
+    mta_sts_bind: Option<std::net::SocketAddr>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "POSTERN_LOG", default_value = "info")]
     log: String,
@@ -106,6 +110,7 @@ fn internet_tls(args: &RunArgs) -> postern_transport::internet_tls::NodeTlsOptio
             path => TrustAnchor::File(path.into()),
         }),
         mta_sts_port: (args.mta_sts_port != 0).then_some(args.mta_sts_port),
+        mta_sts_bind: args.mta_sts_bind,
     }
 }
 

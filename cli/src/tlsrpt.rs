@@ -20,6 +20,9 @@ pub enum TlsReportCommand {
     },
     /// Send the daily reports now (to every domain publishing `_smtp._tls`).
     Send,
+    /// The DNS records to publish for our own policy: `_mta-sts`,
+    /// `_smtp._tls`, and TLSA for this node's SMTP certificates.
+    Records,
 }
 
 /// Runs a `tls-report` verb against the node at `node`.
@@ -55,6 +58,17 @@ pub async fn run(node: &Path, command: TlsReportCommand) -> anyhow::Result<()> {
                 })
                 .collect();
             print_records(&records, json, true)
+        }
+        TlsReportCommand::Records => {
+            let reply = client
+                .get_published_records(pb::GetPublishedRecordsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            for record in reply.records {
+                println!("{record}");
+            }
+            Ok(())
         }
         TlsReportCommand::Send => {
             let reply = client

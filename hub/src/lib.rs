@@ -171,8 +171,18 @@ impl Hub {
         .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
         .add_service(postern_transport::internet_tls::admin::service(
             self.mail.tls_reporter().clone(),
+            hub_records(self.node.clone()),
         ))
     }
+}
+
+/// A hub publishes no MTA-STS policy of its own (edges face the
+/// Internet): the TLSA records of its SMTP certificates only.
+fn hub_records(node: Node) -> postern_transport::internet_tls::admin::RecordSource {
+    Arc::new(move || {
+        let certs = postern_transport::internet_tls::publish::smtp_certificates(&node.certs);
+        postern_transport::internet_tls::publish::dns_records(&[], None, &node.identity.fqdn, &certs)
+    })
 }
 
 /// Sets the hub up (first start) or opens it, then serves until `shutdown`.

@@ -10,20 +10,24 @@ use tonic::{Request, Response, Status};
 
 use crate::mta::TlsReporter;
 
-/// The service over a node's reporter.
-pub fn service(reporter: Arc<TlsReporter>) -> TlsReportsServer<TlsReportService> {
-    TlsReportsServer::new(TlsReportService::new(reporter))
+/// The records a node publishes (see [`super::publish::dns_records`]).
+pub type RecordSource = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// The service over a node's reporter and record source.
+pub fn service(reporter: Arc<TlsReporter>, records: RecordSource) -> TlsReportsServer<TlsReportService> {
+    TlsReportsServer::new(TlsReportService::new(reporter, records))
 }
 
-/// Serves the figures and runs reports.
+/// Serves the figures, runs reports and lists the records to publish.
 pub struct TlsReportService {
     reporter: Arc<TlsReporter>,
+    records: RecordSource,
 }
 
 impl TlsReportService {
-    /// The service over `reporter`.
-    pub fn new(reporter: Arc<TlsReporter>) -> Self {
-        Self { reporter }
+    /// The service over `reporter` and `records`.
+    pub fn new(reporter: Arc<TlsReporter>, records: RecordSource) -> Self {
+        Self { reporter, records }
     }
 }
 
@@ -53,6 +57,15 @@ impl TlsReports for TlsReportService {
             }
         }
         Ok(Response::new(pb::TlsReportFigures { rows }))
+    }
+
+    async fn get_published_records(
+        &self,
+        _: Request<pb::GetPublishedRecordsRequest>,
+    ) -> Result<Response<pb::PublishedRecords>, Status> {
+        Ok(Response::new(pb::PublishedRecords {
+            records: (self.records)(),
+        }))
     }
 
     async fn send_tls_reports(

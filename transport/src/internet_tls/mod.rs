@@ -13,6 +13,7 @@ pub mod dane;
 pub mod dnssec;
 pub mod mta_sts;
 pub mod policy;
+pub mod publish;
 pub mod report;
 pub mod rpt;
 pub mod sts_fetch;
@@ -47,6 +48,9 @@ pub struct NodeTlsOptions {
     pub dane_trust_anchor: Option<TrustAnchor>,
     /// The HTTPS port MTA-STS policies are fetched from; `None`: MTA-STS is off.
     pub mta_sts_port: Option<u16>,
+    /// Where an edge serves the organisation's own MTA-STS policy over
+    /// HTTPS (`0.0.0.0:443`); `None`: not served.
+    pub mta_sts_bind: Option<std::net::SocketAddr>,
 }
 
 impl Default for NodeTlsOptions {
@@ -55,6 +59,7 @@ impl Default for NodeTlsOptions {
         Self {
             dane_trust_anchor: None,
             mta_sts_port: Some(crate::dns::MTA_STS_PORT),
+            mta_sts_bind: None,
         }
     }
 }
