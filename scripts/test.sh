@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Postern's test command: installs the real peers the tests talk to
-# (openssl, swaks with its TLS modules, Postfix and its smtp-sink, dnsmasq)
+# (openssl, swaks with its TLS modules, Postfix and its smtp-sink, dnsmasq,
+# Chromium and curl for the console)
 # when they are missing, then runs every test of the workspace. Usage: scripts/test.sh [extra nextest/cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,9 @@ command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 # DANE tests: Knot DNS serves a zone signed with BIND's dnssec-signzone.
 [ -x /usr/sbin/knotd ] && command -v kdig >/dev/null 2>&1 || need+=(knot knot-dnsutils)
 command -v dnssec-signzone >/dev/null 2>&1 || need+=(bind9-utils)
+# The console tests drive a headless browser and make their POSTs with curl.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]} from Debian's packages" >&2
     sudo=""
@@ -26,8 +30,13 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Long tests are #[ignore]d for a plain `cargo nextest run`; run them too.
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+    cargo nextest run -p postern-tests --test exactly_once --run-ignored ignored-only --no-fail-fast "$@" || status=$?
 else
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@" || status=$?
+    cargo test -p postern-tests --test exactly_once --no-fail-fast "$@" -- --ignored || status=$?
 fi
+exit $status

@@ -8,7 +8,7 @@ use postern_proto::admin as pb;
 use serde_json::json;
 
 use crate::client::{connect, status};
-use crate::output::{Record, print_records};
+use crate::output::{Record, Reply, records};
 
 /// Certificate verbs.
 #[derive(Subcommand)]
@@ -95,8 +95,14 @@ pub struct ImportArgs {
     friendly_name: Option<String>,
 }
 
-/// Runs a certificate verb against the node in `node`.
+/// Runs a certificate verb against the node in `node` and prints its reply.
 pub async fn run(node: &Path, command: CertCommand) -> anyhow::Result<()> {
+    exec(node, command).await?.print()
+}
+
+/// Runs a certificate verb against the node in `node` (`postern cert` and
+/// the *-ExchangeCertificate cmdlets of `postern ems`).
+pub async fn exec(node: &Path, command: CertCommand) -> anyhow::Result<Reply> {
     // Read local files before connecting, so a bad path fails fast.
     let import = match &command {
         CertCommand::Import(a) => Some(read_import(a)?),
@@ -124,12 +130,12 @@ pub async fn run(node: &Path, command: CertCommand) -> anyhow::Result<()> {
                     Some(path) => {
                         std::fs::write(&path, &reply.request_pem)
                             .with_context(|| format!("cannot write the request to {}", path.display()))?;
-                        println!("{thumbprint}");
+                        Ok(Reply::Text(format!("{thumbprint}\n")))
                     }
-                    None => print!("{}", reply.request_pem),
+                    None => Ok(Reply::Text(reply.request_pem)),
                 }
             } else {
-                println!("{thumbprint}");
+                Ok(Reply::Text(format!("{thumbprint}\n")))
             }
         }
         CertCommand::Import(_) => {
@@ -139,13 +145,14 @@ pub async fn run(node: &Path, command: CertCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("{}", cert.thumbprint);
+            Ok(Reply::Text(format!("{}\n", cert.thumbprint)))
         }
         CertCommand::Enable { thumbprint, services } => {
             client
                 .enable_certificate(pb::EnableCertificateRequest { thumbprint, services })
                 .await
                 .map_err(status)?;
+            Ok(Reply::Done)
         }
         CertCommand::List { json } => {
             let list = client
@@ -153,8 +160,11 @@ pub async fn run(node: &Path, command: CertCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            let records: Vec<Record> = list.certificates.iter().map(record).collect();
-            print_records(&records, json, true)?;
+            Ok(records(
+                list.certificates.iter().map(record).collect(),
+                json,
+                true,
+            ))
         }
         CertCommand::Get { thumbprint, json } => {
             let cert = client
@@ -162,16 +172,16 @@ pub async fn run(node: &Path, command: CertCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print_records(&[record(&cert)], json, false)?;
+            Ok(records(vec![record(&cert)], json, false))
         }
         CertCommand::Remove { thumbprint } => {
             client
                 .remove_certificate(pb::RemoveCertificateRequest { thumbprint })
                 .await
                 .map_err(status)?;
+            Ok(Reply::Done)
         }
     }
-    Ok(())
 }
 
 fn read_import(a: &ImportArgs) -> anyhow::Result<pb::ImportCertificateRequest> {
@@ -197,11 +207,21 @@ fn record(c: &pb::Certificate) -> Record {
         .field("FriendlyName", &c.friendly_name, json!(c.friendly_name))
         .field("Subject", &c.subject, json!(c.subject))
         .field("Issuer", &c.issuer, json!(c.issuer))
-        .field("Domains", &c.domains.join(", "), json!(c.domains))
+        .keyed(
+            "CertificateDomains",
+            "domains",
+            &c.domains.join(", "),
+            json!(c.domains),
+        )
         .field("NotBefore", &c.not_before, json!(c.not_before))
         .field("NotAfter", &c.not_after, json!(c.not_after))
         .field("Services", &c.services.join(", "), json!(c.services))
-        .field("SelfSigned", &c.self_signed.to_string(), json!(c.self_signed))
+        .keyed(
+            "IsSelfSigned",
+            "self_signed",
+            &c.self_signed.to_string(),
+            json!(c.self_signed),
+        )
         .field("Status", &c.status, json!(c.status))
         .field(
             "HasPrivateKey",

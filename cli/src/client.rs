@@ -9,7 +9,7 @@ use postern_proto::admin as pb;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::output::{Record, print_records};
+use crate::output::{Record, Reply, print_records, records};
 
 /// Connects to the admin socket of the node whose data directory is `node`.
 pub async fn connect(node: &Path) -> anyhow::Result<Channel> {
@@ -62,7 +62,22 @@ pub async fn node_info(node: &Path, json: bool) -> anyhow::Result<()> {
         .field("DataDir", &id.data_dir, serde_json::json!(id.data_dir))
         .field("SmtpBind", &id.smtp_bind, serde_json::json!(id.smtp_bind))
         .field("Created", &id.created, serde_json::json!(id.created))
-        .field("Version", &id.version, serde_json::json!(id.version));
+        .field("Version", &id.version, serde_json::json!(id.version))
+        .field(
+            "ConfigGeneration",
+            &id.config_generation.to_string(),
+            serde_json::json!(id.config_generation),
+        )
+        .field(
+            "ConfigFailures",
+            &id.config_failures.to_string(),
+            serde_json::json!(id.config_failures),
+        )
+        .field(
+            "ConfigError",
+            &id.config_error,
+            serde_json::json!(id.config_error),
+        );
     print_records(&[record], json, false)
 }
 
@@ -96,13 +111,18 @@ pub async fn counters(node: &Path, json: bool) -> anyhow::Result<()> {
 
 /// `postern queue list`: queued messages and each recipient's state.
 pub async fn queue(node: &Path, json: bool) -> anyhow::Result<()> {
+    queue_exec(node, json).await?.print()
+}
+
+/// Lists the queue (also Get-Queue in `postern ems`).
+pub async fn queue_exec(node: &Path, json: bool) -> anyhow::Result<Reply> {
     let mut client = pb::node_client::NodeClient::new(connect(node).await?);
     let list = client
         .list_queue(pb::ListQueueRequest {})
         .await
         .map_err(status)?
         .into_inner();
-    let records: Vec<Record> = list
+    let messages: Vec<Record> = list
         .messages
         .iter()
         .map(|m| {
@@ -134,5 +154,22 @@ pub async fn queue(node: &Path, json: bool) -> anyhow::Result<()> {
                 .field("Recipients", &rcpts.join("; "), serde_json::json!(json_rcpts))
         })
         .collect();
-    print_records(&records, json, true)
+    Ok(records(messages, json, true))
+}
+
+/// `postern queue retry [--hop H]`: ends the hop's back-off.
+pub async fn queue_retry(node: &Path, hop: Option<String>) -> anyhow::Result<()> {
+    let mut client = pb::node_client::NodeClient::new(connect(node).await?);
+    let reply = client
+        .retry_queue(pb::RetryQueueRequest {
+            hop: hop.clone().unwrap_or_default(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    match hop {
+        Some(h) => println!("{} message(s) via {h} will be retried now", reply.messages),
+        None => println!("{} message(s) will be retried now", reply.messages),
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use postern_proto::admin as pb;
 use serde_json::json;
 
 use crate::client::{connect, status};
-use crate::output::{Record, print_records};
+use crate::output::{Record, Reply, records};
 
 /// `edge-subscription` verbs.
 #[derive(Subcommand)]
@@ -60,8 +60,13 @@ pub enum EdgeSyncCommand {
     },
 }
 
-/// Runs an `edge-subscription` verb.
+/// Runs an `edge-subscription` verb and prints its reply.
 pub async fn subscription(node: &Path, cmd: SubscriptionCommand) -> anyhow::Result<()> {
+    subscription_exec(node, cmd).await?.print()
+}
+
+/// Runs an `edge-subscription` verb (also New-/Get-/Remove-EdgeSubscription in `postern ems`).
+pub async fn subscription_exec(node: &Path, cmd: SubscriptionCommand) -> anyhow::Result<Reply> {
     let text = match &cmd {
         SubscriptionCommand::Import { file, .. } => {
             Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
@@ -85,7 +90,7 @@ pub async fn subscription(node: &Path, cmd: SubscriptionCommand) -> anyhow::Resu
                 .into_inner();
             std::fs::write(&file, reply.text).with_context(|| format!("cannot write {}", file.display()))?;
             eprintln!("wrote {}; import it on a hub within 24 hours", file.display());
-            Ok(())
+            Ok(Reply::Done)
         }
         SubscriptionCommand::Import { site, .. } => {
             let info = c
@@ -96,7 +101,7 @@ pub async fn subscription(node: &Path, cmd: SubscriptionCommand) -> anyhow::Resu
                 .await
                 .map_err(status)?
                 .into_inner();
-            print_records(&[record(&info)], false, false)
+            Ok(records(vec![record(&info)], false, false))
         }
         SubscriptionCommand::List { json } => {
             let list = c
@@ -104,14 +109,17 @@ pub async fn subscription(node: &Path, cmd: SubscriptionCommand) -> anyhow::Resu
                 .await
                 .map_err(status)?
                 .into_inner();
-            let records: Vec<Record> = list.subscriptions.iter().map(record).collect();
-            print_records(&records, json, true)
+            Ok(records(
+                list.subscriptions.iter().map(record).collect(),
+                json,
+                true,
+            ))
         }
         SubscriptionCommand::Remove { name } => {
             c.remove_subscription(pb::RemoveSubscriptionRequest { edge_name: name })
                 .await
                 .map_err(status)?;
-            Ok(())
+            Ok(Reply::Done)
         }
     }
 }
@@ -132,13 +140,18 @@ fn record(s: &pb::SubscriptionInfo) -> Record {
         .field("Bootstrapped", &s.bootstrapped.to_string(), json!(s.bootstrapped))
 }
 
-/// Runs an `edgesync` verb.
+/// Runs an `edgesync` verb and prints its reply.
 pub async fn edgesync(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<()> {
+    edgesync_exec(node, cmd).await?.print()
+}
+
+/// Runs an `edgesync` verb (also Start-/Test-EdgeSynchronization in `postern ems`).
+pub async fn edgesync_exec(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<Reply> {
     let mut c = pb::edge_sync_ops_client::EdgeSyncOpsClient::new(connect(node).await?);
     match cmd {
         EdgeSyncCommand::Start => {
             c.start_sync(pb::StartSyncRequest {}).await.map_err(status)?;
-            Ok(())
+            Ok(Reply::Done)
         }
         EdgeSyncCommand::Test { json } => {
             let list = c
@@ -146,7 +159,7 @@ pub async fn edgesync(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            let records: Vec<Record> = list
+            let edges: Vec<Record> = list
                 .edges
                 .iter()
                 .map(|s| {
@@ -172,7 +185,7 @@ pub async fn edgesync(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<()> {
                         )
                 })
                 .collect();
-            print_records(&records, json, true)
+            Ok(records(edges, json, true))
         }
     }
 }

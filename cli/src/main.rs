@@ -3,7 +3,9 @@
 
 mod cert;
 mod client;
+mod console;
 mod edgesync;
+mod ems;
 mod objects;
 mod output;
 mod run;
@@ -107,6 +109,13 @@ enum Command {
         #[command(subcommand)]
         command: tlsrpt::TlsReportCommand,
     },
+    /// The hub's web console.
+    Console {
+        #[command(subcommand)]
+        command: console::ConsoleCommand,
+    },
+    /// Run Exchange Management Shell lines (the seeds' cmdlets) as written.
+    Ems(ems::EmsArgs),
 }
 
 #[derive(Subcommand)]
@@ -116,6 +125,12 @@ enum QueueCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Retry now: end a next hop's back-off (every hop without --hop).
+    Retry {
+        /// The next hop, as `queue list` shows it.
+        #[arg(long)]
+        hop: Option<String>,
     },
 }
 
@@ -138,6 +153,9 @@ fn main() -> ExitCode {
             Command::Queue {
                 command: QueueCommand::List { json },
             } => client::queue(&cli.node, json).await,
+            Command::Queue {
+                command: QueueCommand::Retry { hop },
+            } => client::queue_retry(&cli.node, hop).await,
             Command::Cert { command } => cert::run(&cli.node, command).await,
             Command::TransportConfig { command } => objects::transport_config(&cli.node, command).await,
             Command::AcceptedDomain { command } => objects::accepted_domain(&cli.node, command).await,
@@ -148,6 +166,8 @@ fn main() -> ExitCode {
             Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
             Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
             Command::TlsReport { command } => tlsrpt::run(&cli.node, command).await,
+            Command::Console { command } => console::run(&cli.node, command).await,
+            Command::Ems(args) => ems::run(&cli.node, args).await,
         }
     });
     match result {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 use crate::client::{connect, status};
-use crate::output::{Record, print_records};
+use crate::output::{Record, Reply, print_records, records};
 
 async fn client(node: &Path) -> anyhow::Result<ConfigClient<Channel>> {
     Ok(ConfigClient::new(connect(node).await?))
@@ -157,8 +157,13 @@ fn transport_fields() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// Runs a `transport-config` verb.
+/// Runs a `transport-config` verb and prints its reply.
 pub async fn transport_config(node: &Path, cmd: TransportConfigCommand) -> anyhow::Result<()> {
+    transport_config_exec(node, cmd).await?.print()
+}
+
+/// Runs a `transport-config` verb (also Get-/Set-TransportConfig in `postern ems`).
+pub async fn transport_config_exec(node: &Path, cmd: TransportConfigCommand) -> anyhow::Result<Reply> {
     let mut c = client(node).await?;
     let current = match get(&mut c, "transport-config", "").await? {
         ReplicatedObject::TransportConfig(t) => t,
@@ -167,7 +172,11 @@ pub async fn transport_config(node: &Path, cmd: TransportConfigCommand) -> anyho
     match cmd {
         TransportConfigCommand::Get { json } => {
             let value = serde_json::to_value(&current)?;
-            print_records(&[record_from(&value, &transport_fields())], json, false)
+            Ok(records(
+                vec![record_from(&value, &transport_fields())],
+                json,
+                false,
+            ))
         }
         TransportConfigCommand::Set(a) => {
             let mut t = current;
@@ -213,7 +222,8 @@ pub async fn transport_config(node: &Path, cmd: TransportConfigCommand) -> anyho
                 }
                 t.mta_sts = Some(p);
             }
-            put(&mut c, &ReplicatedObject::TransportConfig(t), false, false).await
+            put(&mut c, &ReplicatedObject::TransportConfig(t), false, false).await?;
+            Ok(Reply::Done)
         }
     }
 }
@@ -471,7 +481,7 @@ fn send_connector_fields() -> Vec<(&'static str, &'static str)> {
         ("DNSRoutingEnabled", "dns_routing_enabled"),
         ("SmartHosts", "smart_hosts"),
         ("Port", "port"),
-        ("FQDN", "fqdn"),
+        ("Fqdn", "fqdn"),
         ("RequireTLS", "require_tls"),
         ("IgnoreSTARTTLS", "ignore_starttls"),
         ("DomainSecureEnabled", "domain_secure_enabled"),
@@ -494,14 +504,20 @@ fn send_connector_value(c: &SendConnector) -> anyhow::Result<Value> {
     Ok(v)
 }
 
-/// Runs a `send-connector` verb.
+/// Runs a `send-connector` verb and prints its reply.
 pub async fn send_connector(node: &Path, cmd: SendConnectorCommand) -> anyhow::Result<()> {
+    send_connector_exec(node, cmd).await?.print()
+}
+
+/// Runs a `send-connector` verb (also the *-SendConnector cmdlets of `postern ems`).
+pub async fn send_connector_exec(node: &Path, cmd: SendConnectorCommand) -> anyhow::Result<Reply> {
     let mut c = client(node).await?;
     match cmd {
         SendConnectorCommand::New(a) => {
             let mut connector = SendConnector::new(&a.name, Vec::new());
             apply_send_args(&mut connector, a)?;
-            put(&mut c, &ReplicatedObject::SendConnector(connector), true, false).await
+            put(&mut c, &ReplicatedObject::SendConnector(connector), true, false).await?;
+            Ok(Reply::Done)
         }
         SendConnectorCommand::Set(a) => {
             let mut connector = match get(&mut c, "send-connector", &a.name).await? {
@@ -509,30 +525,34 @@ pub async fn send_connector(node: &Path, cmd: SendConnectorCommand) -> anyhow::R
                 _ => return Err(anyhow!("{} is not a send connector", a.name)),
             };
             apply_send_args(&mut connector, a)?;
-            put(&mut c, &ReplicatedObject::SendConnector(connector), false, true).await
+            put(&mut c, &ReplicatedObject::SendConnector(connector), false, true).await?;
+            Ok(Reply::Done)
         }
         SendConnectorCommand::Get { name, json } => {
             let ReplicatedObject::SendConnector(s) = get(&mut c, "send-connector", &name).await? else {
                 return Err(anyhow!("{name} is not a send connector"));
             };
-            print_records(
-                &[record_from(&send_connector_value(&s)?, &send_connector_fields())],
+            Ok(records(
+                vec![record_from(&send_connector_value(&s)?, &send_connector_fields())],
                 json,
                 false,
-            )
+            ))
         }
         SendConnectorCommand::List { json } => {
-            let mut records = Vec::new();
+            let mut list_records = Vec::new();
             for o in list(&mut c, "send-connector").await? {
                 if let Ok(ReplicatedObject::SendConnector(s)) =
                     ReplicatedObject::from_kind_json(&o.kind, &o.json)
                 {
-                    records.push(record_from(&send_connector_value(&s)?, &send_connector_fields()));
+                    list_records.push(record_from(&send_connector_value(&s)?, &send_connector_fields()));
                 }
             }
-            print_records(&records, json, true)
+            Ok(records(list_records, json, true))
         }
-        SendConnectorCommand::Remove { name } => remove(&mut c, "send-connector", &name).await,
+        SendConnectorCommand::Remove { name } => {
+            remove(&mut c, "send-connector", &name).await?;
+            Ok(Reply::Done)
+        }
     }
 }
 
@@ -761,8 +781,13 @@ async fn get_receive(
     Ok(serde_json::from_str(&o.json)?)
 }
 
-/// Runs a `receive-connector` verb.
+/// Runs a `receive-connector` verb and prints its reply.
 pub async fn receive_connector(node: &Path, cmd: ReceiveConnectorCommand) -> anyhow::Result<()> {
+    receive_connector_exec(node, cmd).await?.print()
+}
+
+/// Runs a `receive-connector` verb (also the *-ReceiveConnector cmdlets of `postern ems`).
+pub async fn receive_connector_exec(node: &Path, cmd: ReceiveConnectorCommand) -> anyhow::Result<Reply> {
     let mut c = client(node).await?;
     match cmd {
         ReceiveConnectorCommand::New(a) => {
@@ -779,29 +804,34 @@ pub async fn receive_connector(node: &Path, cmd: ReceiveConnectorCommand) -> any
                 max_message_size: None,
             };
             apply_receive_args(&mut connector, a)?;
-            put_receive(&mut c, &connector, true, false).await
+            put_receive(&mut c, &connector, true, false).await?;
+            Ok(Reply::Done)
         }
         ReceiveConnectorCommand::Set(a) => {
             let mut connector = get_receive(&mut c, &a.name).await?;
             apply_receive_args(&mut connector, a)?;
-            put_receive(&mut c, &connector, false, true).await
+            put_receive(&mut c, &connector, false, true).await?;
+            Ok(Reply::Done)
         }
         ReceiveConnectorCommand::Get { name, json } => {
             let connector = get_receive(&mut c, &name).await?;
-            print_records(
-                &[record_from(&serde_json::to_value(&connector)?, &receive_fields())],
+            Ok(records(
+                vec![record_from(&serde_json::to_value(&connector)?, &receive_fields())],
                 json,
                 false,
-            )
+            ))
         }
         ReceiveConnectorCommand::List { json } => {
-            let mut records = Vec::new();
+            let mut list_records = Vec::new();
             for o in list(&mut c, "receive-connector").await? {
                 let v: Value = serde_json::from_str(&o.json)?;
-                records.push(record_from(&v, &receive_fields()));
+                list_records.push(record_from(&v, &receive_fields()));
             }
-            print_records(&records, json, true)
+            Ok(records(list_records, json, true))
         }
-        ReceiveConnectorCommand::Remove { name } => remove(&mut c, "receive-connector", &name).await,
+        ReceiveConnectorCommand::Remove { name } => {
+            remove(&mut c, "receive-connector", &name).await?;
+            Ok(Reply::Done)
+        }
     }
 }

@@ -4,8 +4,10 @@
 use std::io::Write;
 
 /// One object to print: labelled text for people, a JSON object for scripts.
+#[derive(Clone, Debug)]
 pub struct Record {
-    fields: Vec<(&'static str, String)>,
+    /// Label as printed, its text, and its key in `json`.
+    fields: Vec<(&'static str, String, String)>,
     json: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -21,8 +23,9 @@ impl Record {
     /// Adds a field: `label` as printed, its text, and its JSON value (under
     /// the label in snake_case).
     pub fn field(mut self, label: &'static str, text: &str, value: serde_json::Value) -> Self {
-        self.fields.push((label, text.to_owned()));
-        self.json.insert(snake_case(label), value);
+        let key = snake_case(label);
+        self.fields.push((label, text.to_owned(), key.clone()));
+        self.json.insert(key, value);
         self
     }
 }
@@ -30,9 +33,54 @@ impl Record {
 impl Record {
     /// Adds a field whose JSON key is given (the model's field name).
     pub fn keyed(mut self, label: &'static str, key: &str, text: &str, value: serde_json::Value) -> Self {
-        self.fields.push((label, text.to_owned()));
+        self.fields.push((label, text.to_owned(), key.to_owned()));
         self.json.insert(key.to_owned(), value);
         self
+    }
+
+    /// The fields in print order: label and JSON value (what `postern ems`
+    /// formats as PowerShell does).
+    pub fn properties(&self) -> impl Iterator<Item = (&'static str, &serde_json::Value)> {
+        self.fields
+            .iter()
+            .map(|(label, _, key)| (*label, self.json.get(key).unwrap_or(&serde_json::Value::Null)))
+    }
+}
+
+/// What a verb produced, printed by `postern` and read by `postern ems`.
+#[derive(Debug)]
+pub enum Reply {
+    /// Nothing to print.
+    Done,
+    /// Text printed as it is (a thumbprint line, a PEM request).
+    Text(String),
+    /// Objects: a list, or JSON when `json`; a JSON array when `as_array`.
+    Records {
+        /// The objects.
+        records: Vec<Record>,
+        /// Print JSON.
+        json: bool,
+        /// A JSON array even for one object.
+        as_array: bool,
+    },
+}
+
+impl Reply {
+    /// Prints the reply as the `postern` verbs do.
+    pub fn print(&self) -> anyhow::Result<()> {
+        match self {
+            Reply::Done => Ok(()),
+            Reply::Text(text) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())?;
+                Ok(out.flush()?)
+            }
+            Reply::Records {
+                records,
+                json,
+                as_array,
+            } => print_records(records, *json, *as_array),
+        }
     }
 }
 
@@ -67,10 +115,19 @@ pub fn print_records(records: &[Record], json: bool, as_array: bool) -> anyhow::
         if i > 0 {
             writeln!(out)?;
         }
-        let width = record.fields.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
-        for (label, text) in &record.fields {
+        let width = record.fields.iter().map(|(l, _, _)| l.len()).max().unwrap_or(0);
+        for (label, text, _) in &record.fields {
             writeln!(out, "{label:<width$} : {text}")?;
         }
     }
     Ok(())
+}
+
+/// Records as a reply (`as_array` for list verbs).
+pub fn records(records: Vec<Record>, json: bool, as_array: bool) -> Reply {
+    Reply::Records {
+        records,
+        json,
+        as_array,
+    }
 }

@@ -34,9 +34,12 @@ pub struct RunArgs {
     /// EdgeSync binding (edge only).
     #[arg(long, env = "POSTERN_EDGESYNC_BIND", default_value = "0.0.0.0:50636")]
     edgesync_bind: String,
-    /// Prometheus metrics binding.
+    /// HTTP binding for /metrics (Prometheus), /healthz and /readyz.
     #[arg(long, env = "POSTERN_METRICS_BIND")]
     metrics_bind: Option<String>,
+    /// Web console binding, HTTPS with the node's SMTP certificate (hub only; off unless set).
+    #[arg(long, env = "POSTERN_CONSOLE_BIND")]
+    console_bind: Option<String>,
     /// DNS servers for MX lookups (ip:port, comma-separated; default: /etc/resolv.conf).
     #[arg(long = "dns-server", env = "POSTERN_DNS_SERVER", value_delimiter = ',')]
     dns_servers: Vec<std::net::SocketAddr>,
@@ -84,10 +87,15 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
                 metrics_bind: args.metrics_bind,
                 dns_servers: args.dns_servers.clone(),
                 internet_tls: internet.clone(),
+                console_bind: args.console_bind,
             };
             postern_hub::run(opts, shutdown_signal()).await?;
         }
         NodeRole::Edge => {
+            anyhow::ensure!(
+                args.console_bind.is_none(),
+                "--console-bind is for hubs: the console shows the organisation from a hub"
+            );
             let opts = postern_edge::EdgeOptions {
                 node,
                 metrics_bind: args.metrics_bind,

@@ -28,7 +28,7 @@ pub struct UpArgs {
     #[arg(long, default_value = "contoso.test")]
     domain: String,
     /// The edge's Internet-facing SMTP port; the others follow it
-    /// (hub +1, submission +62, EdgeSync +3, metrics +7400/+7401).
+    /// (hub +1, submission +62, EdgeSync +3, metrics +7400/+7401, console +7402).
     #[arg(long, default_value_t = 2525)]
     port: u16,
     /// Log filter.
@@ -58,6 +58,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&a.log).context("bad --log filter")?)
         .with_writer(std::io::stderr)
         .init();
+    // Registered before anything is printed: a Ctrl-C that follows the
+    // banner at once must stop the nodes, not kill the process.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
     let domain = Domain::parse(&a.domain).context("bad --domain")?;
     let hub_fqdn = Domain::parse(&format!("hub1.{domain}"))?;
     let edge_fqdn = Domain::parse(&format!("edge1.{domain}"))?;
@@ -69,6 +73,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let edgesync = format!("127.0.0.1:{}", port(3)?);
     let hub_metrics = format!("127.0.0.1:{}", port(7400)?);
     let edge_metrics = format!("127.0.0.1:{}", port(7401)?);
+    let console = format!("127.0.0.1:{}", port(7402)?);
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
 
@@ -83,6 +88,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         metrics_bind: Some(hub_metrics.clone()),
         dns_servers: Vec::new(),
         internet_tls: Default::default(),
+        console_bind: Some(console.clone()),
     })
     .await?;
     let edge = Edge::start(&EdgeOptions {
@@ -182,6 +188,14 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     );
     println!("Send a first message from the Internet (it travels edge -> hub over mutual TLS):");
     println!("  swaks --server {edge_smtp} --from someone@example.org --to {mailbox} --tls\n");
+    if let Some(console) = &hub.console {
+        println!(
+            "Web console (HTTPS, the hub's self-signed certificate): {}",
+            console.url()
+        );
+        println!("  open it with a one-time login link:");
+        println!("  postern --node {} console token\n", hub_dir.display());
+    }
     println!("Administer a node:");
     println!("  postern --node {} edgesync test", hub_dir.display());
     println!("  postern --node {} send-connector list\n", edge_dir.display());
@@ -199,7 +213,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let edge_socket = edge.node.admin_socket();
     let edge_admin =
         tokio::spawn(async move { node_admin::serve(edge_router, &edge_socket, stopped(stop_rx)).await });
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    interrupt.recv().await;
     eprintln!("stopping");
     let _ = stop_tx.send(true);
     let _ = hub_admin.await;

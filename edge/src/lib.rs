@@ -18,6 +18,7 @@ use postern_proto::edgesync::edge_sync_server::EdgeSyncServer;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::mta::NodeMail;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
+use postern_transport::node_config::{CompileError, NodeConfigCompiler, StoreSources};
 use postern_transport::receive_connectors::ReceiveConnectorStore;
 use postern_transport::tls::TrustStore;
 
@@ -67,6 +68,9 @@ pub enum EdgeError {
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The node's configuration does not compile.
+    #[error("configuration: {0}")]
+    Compile(#[from] CompileError),
 }
 
 /// A started edge.
@@ -129,7 +133,7 @@ impl Edge {
             node.identity.name.clone(),
             node.identity.fqdn.clone(),
         ));
-        let config_replica = replica.clone();
+        let compiler = compiler_for(&node, &replica, &receive_connectors)?;
         let metrics_bind = match &opts.metrics_bind {
             Some(b) => Some(
                 b.parse()
@@ -141,13 +145,7 @@ impl Edge {
             &node,
             trust.clone(),
             router,
-            receive_connectors.clone(),
-            Arc::new(move || {
-                match config_replica.get(&postern_model::ObjectKey::of("transport-config", "")) {
-                    Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => c,
-                    _ => postern_model::TransportConfig::default(),
-                }
-            }),
+            compiler,
             metrics_bind,
             postern_transport::dns::DnsConfig {
                 servers: opts.dns_servers.clone(),
@@ -173,7 +171,7 @@ impl Edge {
         }
         // Hubs send to the connector that takes organisation servers.
         let smtp_bind = mail
-            .organisation_addr(&receive_connectors)
+            .organisation_addr()
             .await
             .map(|a| a.to_string())
             .unwrap_or_else(|| node.identity.smtp_bind.clone());
@@ -196,18 +194,14 @@ impl Edge {
 
     /// The admin router: common services plus the edge's.
     pub fn router(&self) -> tonic::transport::server::Router {
-        node_admin::router(
-            &self.node,
-            Some(self.mail.metrics().clone()),
-            Some(self.mail.queue().clone()),
-        )
-        .add_service(ConfigServer::new(self.admin.clone()))
-        .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
-        .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
-        .add_service(postern_transport::internet_tls::admin::service(
-            self.mail.tls_reporter().clone(),
-            published_records(self.admin.replica.clone(), self.node.clone()),
-        ))
+        node_admin::node_router(&self.node, &self.mail)
+            .add_service(ConfigServer::new(self.admin.clone()))
+            .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
+            .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+            .add_service(postern_transport::internet_tls::admin::service(
+                self.mail.tls_reporter().clone(),
+                published_records(self.admin.replica.clone(), self.node.clone()),
+            ))
     }
 }
 
@@ -245,6 +239,37 @@ fn transport_config_of(replica: &Replica) -> postern_model::TransportConfig {
         Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => c,
         _ => postern_model::TransportConfig::default(),
     }
+}
+
+/// The compiler of the edge's configuration: its receive connectors and
+/// the replicated transport configuration, recompiled on every change of
+/// either.
+fn compiler_for(
+    node: &Node,
+    replica: &Replica,
+    connectors: &ReceiveConnectorStore,
+) -> Result<NodeConfigCompiler, CompileError> {
+    let reader = replica.clone();
+    let sources = StoreSources {
+        connectors: connectors.clone(),
+        transport: move || {
+            let read = |why: String| CompileError::Read {
+                what: "the replicated transport configuration",
+                why,
+            };
+            match reader.get(&postern_model::ObjectKey::of("transport-config", "")) {
+                Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => Ok(c),
+                // Not subscribed yet: the defaults, as Exchange's Edge has.
+                Ok(None) => Ok(postern_model::TransportConfig::default()),
+                Ok(Some(other)) => Err(read(format!("found {:?} under transport-config", other.key()))),
+                Err(e) => Err(read(e.to_string())),
+            }
+        },
+    };
+    let compiler = NodeConfigCompiler::start(node.identity.fqdn.clone(), Arc::new(sources))?;
+    compiler.follow(connectors.watch());
+    compiler.follow(replica.watch());
+    Ok(compiler)
 }
 
 /// Sets the edge up (first start) or opens it, then serves until `shutdown`.

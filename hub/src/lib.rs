@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod console;
 pub mod routing;
 pub mod subscriptions;
 
@@ -13,11 +14,13 @@ use std::sync::Arc;
 use postern_edgesync::hub_side::{SyncManager, SyncState};
 use postern_model::{ChangeOp, HubInfo, ReplicatedObject, Service};
 use postern_proto::admin::config_server::ConfigServer;
+use postern_proto::admin::console_server::ConsoleServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::metrics::{EdgeSyncSample, Metrics};
 use postern_transport::mta::NodeMail;
+use postern_transport::node_config::{CompileError, NodeConfigCompiler, StoreSources};
 use postern_transport::receive_connectors::ReceiveConnectorStore;
 
 use crate::routing::HubRouter;
@@ -40,6 +43,8 @@ pub struct HubOptions {
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// DANE and MTA-STS for mail routed by MX.
     pub internet_tls: postern_transport::internet_tls::NodeTlsOptions,
+    /// The web console's binding (`ip:port`); no console when `None`.
+    pub console_bind: Option<String>,
 }
 
 /// Why a hub node stopped.
@@ -60,6 +65,9 @@ pub enum HubError {
     /// The metrics endpoint could not bind.
     #[error("metrics binding {0}: {1}")]
     Metrics(String, std::io::Error),
+    /// The console could not start.
+    #[error(transparent)]
+    Console(#[from] console::ConsoleError),
     /// The mail engine could not start.
     #[error(transparent)]
     Mail(#[from] postern_transport::mta::MtaError),
@@ -69,6 +77,9 @@ pub enum HubError {
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The node's configuration does not compile.
+    #[error("configuration: {0}")]
+    Compile(#[from] CompileError),
 }
 
 /// A started hub: its stores, EdgeSync and mail engine.
@@ -80,6 +91,8 @@ pub struct Hub {
     pub admin: HubAdmin,
     /// The mail engine (receive connectors, queue, delivery).
     pub mail: NodeMail,
+    /// The web console, when bound.
+    pub console: Option<console::Console>,
 }
 
 impl Hub {
@@ -113,7 +126,7 @@ impl Hub {
         }
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(HubRouter::new(config.clone(), node.identity.fqdn.clone()));
-        let transport_config = config.clone();
+        let compiler = compiler_for(&node, &config, &receive_connectors)?;
         let metrics_bind = match &opts.metrics_bind {
             Some(b) => Some(
                 b.parse()
@@ -125,8 +138,7 @@ impl Hub {
             &node,
             trust.clone(),
             router,
-            receive_connectors.clone(),
-            Arc::new(move || transport_config.transport_config().unwrap_or_default()),
+            compiler,
             metrics_bind,
             postern_transport::dns::DnsConfig {
                 servers: opts.dns_servers.clone(),
@@ -139,16 +151,23 @@ impl Hub {
         follow_edgesync(sync.clone(), config.clone(), mail.metrics().clone());
         // Edges send inbound mail to the hub's default connector, as bound.
         // The organisation connector (org servers), not client submission.
-        let bound = mail
-            .organisation_addr(&receive_connectors)
-            .await
-            .map(|a| a.to_string());
+        let bound = mail.organisation_addr().await.map(|a| a.to_string());
         let endpoint = advertised(
             bound.as_deref().unwrap_or(&node.identity.smtp_bind),
             node.identity.fqdn.as_str(),
         );
         publish_self(&node, &config, &endpoint)?;
         watch_certificates(node.clone(), config.clone(), endpoint);
+        let console = match &opts.console_bind {
+            Some(bind) => {
+                let (console, listener) = console::Console::bind(bind, &node, mail.metrics().clone()).await?;
+                // The console lives as long as the hub's process.
+                console.serve(listener, &node, &trust, std::future::pending());
+                tracing::info!(url = %console.url(), "console listening (postern console token prints a login link)");
+                Some(console)
+            }
+            None => None,
+        };
         let admin = HubAdmin {
             config,
             subscriptions,
@@ -156,23 +175,27 @@ impl Hub {
             sync,
             receive_connectors,
         };
-        Ok(Self { node, admin, mail })
+        Ok(Self {
+            node,
+            admin,
+            mail,
+            console,
+        })
     }
 
     /// The admin router: common services plus the hub's.
     pub fn router(&self) -> tonic::transport::server::Router {
-        node_admin::router(
-            &self.node,
-            Some(self.mail.metrics().clone()),
-            Some(self.mail.queue().clone()),
-        )
-        .add_service(ConfigServer::new(self.admin.clone()))
-        .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
-        .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
-        .add_service(postern_transport::internet_tls::admin::service(
-            self.mail.tls_reporter().clone(),
-            hub_records(self.node.clone()),
-        ))
+        node_admin::node_router(&self.node, &self.mail)
+            .add_service(ConfigServer::new(self.admin.clone()))
+            .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
+            .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+            .add_service(ConsoleServer::new(console::ConsoleService::new(
+                self.console.clone(),
+            )))
+            .add_service(postern_transport::internet_tls::admin::service(
+                self.mail.tls_reporter().clone(),
+                hub_records(self.node.clone()),
+            ))
     }
 }
 
@@ -198,6 +221,30 @@ pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) ->
     hub.node.db.flush_async().await.map_err(NodeError::from)?;
     tracing::info!("hub node stopped");
     Ok(())
+}
+
+/// The compiler of the hub's configuration: its receive connectors and the
+/// authoritative transport configuration, recompiled on every change of
+/// either.
+fn compiler_for(
+    node: &Node,
+    config: &HubConfig,
+    connectors: &ReceiveConnectorStore,
+) -> Result<NodeConfigCompiler, CompileError> {
+    let reader = config.clone();
+    let sources = StoreSources {
+        connectors: connectors.clone(),
+        transport: move || {
+            reader.transport_config().map_err(|e| CompileError::Read {
+                what: "the transport configuration",
+                why: e.to_string(),
+            })
+        },
+    };
+    let compiler = NodeConfigCompiler::start(node.identity.fqdn.clone(), Arc::new(sources))?;
+    compiler.follow(connectors.watch());
+    compiler.follow(postern_edgesync::ConfigSource::watch(config.source().as_ref()));
+    Ok(compiler)
 }
 
 /// Keeps the EdgeSync figures of `metrics` current (once a second).

@@ -1,11 +1,14 @@
 //! The hub's routing, read from the authoritative configuration on every
 //! decision: mailboxes of accepted domains are delivered locally (unknown
 //! ones refused), everything else goes out through the subscribed edges
-//! over mutual TLS with direct trust — for sessions allowed to relay
-//! (organisation nodes, client submission).
+//! over mutual TLS with direct trust — or, in an organisation without
+//! edges, from the hub through its send connector without source edges —
+//! for sessions allowed to relay (organisation nodes, client submission).
 
-use postern_model::{AcceptedDomainKind, Domain, ReplicatedObject};
-use postern_transport::connectors::parse_host;
+use postern_model::{AcceptedDomainKind, Domain, ReplicatedObject, SendConnector, TransportConfig};
+use postern_transport::connectors::{
+    best_connector, connector_hop, connector_key, is_domain_secured, parse_connector_key, parse_host,
+};
 use postern_transport::routing::{
     Destination, HostPort, LOCAL_HOP, Origin, OutboundTls, RouteRefusal, Router, SmtpHop,
 };
@@ -37,6 +40,67 @@ impl HubRouter {
 
     fn has_mailbox(&self, rcpt: &Mailbox) -> bool {
         self.config.get("mailbox", &rcpt.to_string()).is_ok()
+    }
+
+    fn send_connectors(&self) -> Vec<SendConnector> {
+        match self.config.list("send-connector") {
+            Ok(objects) => objects
+                .into_iter()
+                .filter_map(|o| match o {
+                    ReplicatedObject::SendConnector(c) => Some(c),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the send connectors");
+                Vec::new()
+            }
+        }
+    }
+
+    fn has_edges(&self) -> bool {
+        self.config.list("edge").is_ok_and(|edges| !edges.is_empty())
+    }
+
+    /// Mail leaving the organisation: through the subscribed edges; an
+    /// organisation without edges (the seed's one-server case) sends from
+    /// the hub through the send connector without source edges that serves
+    /// the domain.
+    fn outbound(&self, domain: &Domain) -> String {
+        if !self.has_edges() {
+            let connectors = self.send_connectors();
+            if let Some(c) = best_connector(&connectors, domain, None) {
+                return connector_key(c, domain);
+            }
+        }
+        EDGES_HOP.to_owned()
+    }
+
+    /// The connector and domain a hub-sent next-hop key names.
+    fn connector_of(&self, key: &str) -> Option<(SendConnector, Domain)> {
+        let (name, domain) = parse_connector_key(key)?;
+        let connector = self
+            .send_connectors()
+            .into_iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))?;
+        let domain = match domain {
+            Some(d) => Domain::parse(d).ok()?,
+            None => connector
+                .smart_hosts
+                .first()
+                .and_then(|h| Domain::parse(&parse_host(h, 25).host).ok())?,
+        };
+        Some((connector, domain))
+    }
+
+    fn transport_config(&self) -> TransportConfig {
+        match self.config.transport_config() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the transport configuration; using the defaults for this hop");
+                TransportConfig::default()
+            }
+        }
     }
 
     fn edges_hop(&self) -> Option<SmtpHop> {
@@ -75,7 +139,8 @@ impl Router for HubRouter {
                 Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")))
             }
             Some(AcceptedDomainKind::InternalRelay) if self.has_mailbox(rcpt) => Ok(LOCAL_HOP.to_owned()),
-            _ => Ok(EDGES_HOP.to_owned()),
+            Some(_) => Ok(EDGES_HOP.to_owned()),
+            None => Ok(self.outbound(rcpt.domain())),
         }
     }
 
@@ -86,7 +151,7 @@ impl Router for HubRouter {
         origin: &Origin,
     ) -> Result<String, RouteRefusal> {
         let key = self.next_hop(rcpt)?;
-        if key == EDGES_HOP && !origin.relay_allowed && self.accepted(rcpt.domain()).is_none() {
+        if key != LOCAL_HOP && !origin.relay_allowed && self.accepted(rcpt.domain()).is_none() {
             return Err(RouteRefusal(Reply::relay_denied()));
         }
         Ok(key)
@@ -96,7 +161,16 @@ impl Router for HubRouter {
         match key {
             LOCAL_HOP => Some(Destination::Local),
             EDGES_HOP => self.edges_hop().map(Destination::Smtp),
-            _ => None,
+            _ => {
+                let (connector, domain) = self.connector_of(key)?;
+                let hop = connector_hop(&connector, &domain, &self.transport_config(), &self.fqdn);
+                Some(Destination::Smtp(hop))
+            }
         }
+    }
+
+    fn is_domain_secured(&self, key: &str) -> bool {
+        self.connector_of(key)
+            .is_some_and(|(c, domain)| is_domain_secured(&c, &domain, &self.transport_config()))
     }
 }

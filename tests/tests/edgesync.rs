@@ -185,7 +185,7 @@ fn hub_and_two_edges_subscribe_sync_and_survive_restarts() {
         });
     }
     let shown = edge1.ok(&["send-connector", "get", "Internet"]);
-    for field in ["Name", "DNSRoutingEnabled", "FQDN", "DomainSecureEnabled"] {
+    for field in ["Name", "DNSRoutingEnabled", "Fqdn", "DomainSecureEnabled"] {
         assert!(shown.contains(field), "{field} missing from:\n{shown}");
     }
 

@@ -82,6 +82,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         metrics_bind: None,
         dns_servers: Vec::new(),
         internet_tls: Default::default(),
+        console_bind: None,
     })
     .await
     .unwrap();

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use postern_tests::{postern_bin, require_tool};
 
 fn base_port() -> u16 {
-    // Several ports follow the base (+1, +3, +62, +7400, +7401): find a base
+    // Several ports follow the base (+1, +3, +62, +7400, +7401, +7402): find a base
     // whose whole set is free right now.
     loop {
         let base = 20000 + (std::process::id() as u16 % 97) * 100 + (rand_u16() % 90);
-        let all = [0u16, 1, 3, 62, 7400, 7401];
+        let all = [0u16, 1, 3, 62, 7400, 7401, 7402];
         if all
             .iter()
             .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
@@ -114,6 +114,45 @@ fn up_brings_an_organisation_that_carries_mail() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v[0]["status"], "in-sync", "{v}");
+    // The console is on loopback, and its login link works.
+    let console = format!("https://127.0.0.1:{}", port + 7402);
+    assert!(
+        banner.contains(&format!(
+            "Web console (HTTPS, the hub's self-signed certificate): {console}"
+        )),
+        "{banner}"
+    );
+    let token = Command::new(postern_bin())
+        .arg("--node")
+        .arg(dir.join("hub"))
+        .args(["console", "token"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    assert!(link.starts_with(&format!("{console}/login?token=")), "{link}");
+    let jar = tmp.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let curl = Command::new(require_tool("curl"))
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-c",
+            jar,
+            "-b",
+            jar,
+            "-L",
+            &link,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&curl.stdout),
+        "200",
+        "the organisation page"
+    );
     // Delivered mail has left both queues.
     for node in ["hub", "edge"] {
         let out = Command::new(postern_bin())

@@ -44,6 +44,20 @@ pub fn router(
             node: node.clone(),
             metrics,
             queue,
+            compiler: None,
+        }))
+        .add_service(CertificatesServer::new(CertificateService { node: node.clone() }))
+}
+
+/// The common services of a node running its mail engine: `node-info`
+/// also shows the compiled configuration in force.
+pub fn node_router(node: &Node, mail: &crate::mta::NodeMail) -> Router {
+    tonic::transport::Server::builder()
+        .add_service(NodeServer::new(NodeService {
+            node: node.clone(),
+            metrics: Some(mail.metrics().clone()),
+            queue: Some(mail.queue().clone()),
+            compiler: Some(mail.compiler().clone()),
         }))
         .add_service(CertificatesServer::new(CertificateService { node: node.clone() }))
 }
@@ -74,6 +88,7 @@ struct NodeService {
     node: Node,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     queue: Option<crate::queue::Queue>,
+    compiler: Option<crate::node_config::NodeConfigCompiler>,
 }
 
 #[tonic::async_trait]
@@ -83,7 +98,11 @@ impl NodeApi for NodeService {
         _: Request<pb::GetIdentityRequest>,
     ) -> Result<Response<pb::NodeIdentity>, Status> {
         let id = &self.node.identity;
+        let status = self.compiler.as_ref().map(|c| c.status());
         Ok(Response::new(pb::NodeIdentity {
+            config_generation: status.as_ref().map_or(0, |s| s.generation),
+            config_failures: status.as_ref().map_or(0, |s| s.failures),
+            config_error: status.and_then(|s| s.last_error).unwrap_or_default(),
             name: id.name.to_string(),
             fqdn: id.fqdn.to_string(),
             role: id.role.to_string(),
@@ -155,6 +174,24 @@ impl NodeApi for NodeService {
             });
         }
         Ok(Response::new(pb::QueueList { messages }))
+    }
+
+    async fn retry_queue(
+        &self,
+        req: Request<pb::RetryQueueRequest>,
+    ) -> Result<Response<pb::RetryQueueReply>, Status> {
+        let hop = req.into_inner().hop;
+        let Some(queue) = &self.queue else {
+            return Err(Status::failed_precondition("this node has no mail queue"));
+        };
+        let hop = (!hop.is_empty()).then_some(hop.as_str());
+        let n = queue
+            .retry_now(hop)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(hop = ?hop.map(|h| h.escape_debug().to_string()), messages = n, "queue retry asked for");
+        Ok(Response::new(pb::RetryQueueReply {
+            messages: u32::try_from(n).unwrap_or(u32::MAX),
+        }))
     }
 }
 

@@ -15,11 +15,13 @@ use tokio::task::JoinSet;
 use crate::client::{ClientSettings, Connector, Pool};
 use crate::delivery::{self, DeliveryContext, Maildir, Relay, WorkerConfig};
 use crate::dns::{DnsConfig, shared_resolver};
+use crate::http::routes::{Readiness, node_routes};
 use crate::internet_tls::{DaneResolver, InternetTls, StsSource};
-use crate::metrics::{Metrics, serve_metrics};
+use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::node_config::NodeConfigCompiler;
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
-use crate::queue::{Queue, QueueConfig, QueueError, RecipientOutcome};
+use crate::queue::{Queue, QueueConfig, QueueError, RecipientOutcome, RelayOrigin};
 use crate::routing::{Router, SmtpHop};
 use crate::server::{ReceiveConnector, ReceiveConnectorConfig, ServerContext, ServerError};
 use crate::tls::TrustStore;
@@ -36,7 +38,7 @@ pub struct MtaConfig {
     pub worker: WorkerConfig,
     /// SMTP client timeouts and connection reuse.
     pub client: ClientSettings,
-    /// Prometheus endpoint, if any.
+    /// The node's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`), if any.
     pub metrics_bind: Option<SocketAddr>,
     /// Name servers for hops routed by MX; the default is the system's.
     pub dns: DnsConfig,
@@ -78,6 +80,7 @@ pub struct Mta {
     metrics_addr: Option<SocketAddr>,
     queue: Queue,
     metrics: Arc<Metrics>,
+    ready: Readiness,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     internet: Arc<InternetTls>,
@@ -85,8 +88,11 @@ pub struct Mta {
 }
 
 struct RunningConnector {
-    name: String,
+    config: ReceiveConnectorConfig,
     addr: SocketAddr,
+    /// A descriptor of the listening socket, for a successor on the same
+    /// binding.
+    socket: std::net::TcpListener,
     stop: watch::Sender<bool>,
 }
 
@@ -178,30 +184,35 @@ fn internet_tls(node: &Node, trust: &TrustStore, dns: &DnsConfig) -> InternetTls
 }
 
 impl Relay for Pool {
-    fn relay_with<'a>(
-        &'a self,
-        hop: &'a SmtpHop,
-        sender: Option<&'a str>,
-        recipients: &'a [String],
-        body: &'a [u8],
-        options: crate::client::SendOptions,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
-        Box::pin(async move {
-            self.deliver_with(hop, sender, recipients, body, options)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
     fn relay<'a>(
         &'a self,
         hop: &'a SmtpHop,
         sender: Option<&'a str>,
         recipients: &'a [String],
         body: &'a [u8],
+        origin: &'a RelayOrigin,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
+        self.relay_with(
+            hop,
+            sender,
+            recipients,
+            body,
+            origin,
+            crate::client::SendOptions::default(),
+        )
+    }
+
+    fn relay_with<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        sender: Option<&'a str>,
+        recipients: &'a [String],
+        body: &'a [u8],
+        origin: &'a RelayOrigin,
+        options: crate::client::SendOptions,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
         Box::pin(async move {
-            self.deliver(hop, sender, recipients, body)
+            self.deliver_relayed(hop, sender, recipients, body, Some(origin), options)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -214,6 +225,7 @@ impl Mta {
     pub async fn start(node: &Node, trust: TrustStore, config: MtaConfig) -> Result<Self, MtaError> {
         let queue = Queue::open(&node.db, config.queue)?;
         let metrics = Arc::new(Metrics::new());
+        let ready = Readiness::new();
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let receive_log = open_log(&node.data_dir, Direction::Receive);
@@ -237,7 +249,12 @@ impl Mta {
                     .await
                     .map_err(|e| MtaError::Metrics(addr, e))?;
                 let local = listener.local_addr().map_err(|e| MtaError::Metrics(addr, e))?;
-                tasks.spawn(serve_metrics(listener, metrics.clone(), stopped(stop_rx.clone())));
+                tasks.spawn(crate::http::serve(
+                    listener,
+                    node_routes(metrics.clone(), ready.clone()),
+                    stopped(stop_rx.clone()),
+                    crate::http::LIMITS,
+                ));
                 Some(local)
             }
             None => None,
@@ -290,12 +307,14 @@ impl Mta {
             pool.close_all().await;
             drop(reaper);
         });
+        ready.set(true);
         Ok(Self {
             receive,
             ctx,
             metrics_addr,
             queue,
             metrics,
+            ready,
             stop,
             tasks,
             internet,
@@ -303,15 +322,43 @@ impl Mta {
         })
     }
 
-    /// Replaces every receive connector (a connector definition changed):
-    /// the old ones stop accepting (their sessions finish), the new ones
-    /// bind. A binding still held by a stopping connector is retried for a
-    /// moment.
-    pub async fn replace_connectors(&mut self, configs: Vec<ReceiveConnectorConfig>) -> Result<(), MtaError> {
-        for old in self.receive.drain(..) {
+    /// Brings the receive connectors to `configs` (a definition changed):
+    /// a connector whose configuration is unchanged keeps running; one whose
+    /// binding is unchanged hands its listening socket to its successor (the
+    /// port never closes, sessions in progress finish under the settings
+    /// they started with); removed ones stop accepting; new ones bind. A
+    /// binding still held by a stopping connector is retried for a moment.
+    pub async fn apply_connectors(&mut self, configs: Vec<ReceiveConnectorConfig>) -> Result<(), MtaError> {
+        let mut running: Vec<RunningConnector> = self.receive.drain(..).collect();
+        let mut wanted = Vec::new();
+        for config in configs {
+            if let Some(i) = running.iter().position(|r| r.config == config) {
+                self.receive.push(running.swap_remove(i));
+            } else {
+                wanted.push(config);
+            }
+        }
+        let mut fresh = Vec::new();
+        for config in wanted {
+            match running.iter().position(|r| r.config.bind == config.bind) {
+                Some(i) => {
+                    let old = running.swap_remove(i);
+                    let socket = old.socket.try_clone().map_err(|source| ServerError::Bind {
+                        connector: config.name.clone(),
+                        addr: config.bind,
+                        source,
+                    })?;
+                    let bound = ReceiveConnector::with_listener(socket, config, self.ctx.clone())?;
+                    let _ = old.stop.send(true);
+                    self.receive.push(spawn_connector(bound, &mut self.tasks)?);
+                }
+                None => fresh.push(config),
+            }
+        }
+        for old in running {
             let _ = old.stop.send(true);
         }
-        for config in configs {
+        for config in fresh {
             let mut attempt = 0;
             loop {
                 match start_connector(config.clone(), &self.ctx, &mut self.tasks).await {
@@ -333,12 +380,18 @@ impl Mta {
 
     /// The bound address of the receive connector called `name`.
     pub fn receive_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.receive.iter().find(|c| c.name == name).map(|c| c.addr)
+        self.receive
+            .iter()
+            .find(|c| c.config.name == name)
+            .map(|c| c.addr)
     }
 
     /// Every receive connector and its bound address.
     pub fn receive_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.receive.iter().map(|c| (c.name.clone(), c.addr)).collect()
+        self.receive
+            .iter()
+            .map(|c| (c.config.name.clone(), c.addr))
+            .collect()
     }
 
     /// Where metrics are served.
@@ -366,9 +419,15 @@ impl Mta {
         &self.reporter
     }
 
+    /// Whether the engine is ready (what `/readyz` reports).
+    pub fn readiness(&self) -> &Readiness {
+        &self.ready
+    }
+
     /// Stops accepting, lets sessions and deliveries in flight finish, and
     /// returns when everything has stopped.
     pub async fn shutdown(mut self) {
+        self.ready.set(false);
         let _ = self.stop.send(true);
         for c in &self.receive {
             let _ = c.stop.send(true);
@@ -382,12 +441,26 @@ async fn start_connector(
     ctx: &ServerContext,
     tasks: &mut JoinSet<()>,
 ) -> Result<RunningConnector, MtaError> {
-    let name = config.name.clone();
     let bound = ReceiveConnector::bind(config, ctx.clone()).await?;
+    spawn_connector(bound, tasks)
+}
+
+fn spawn_connector(bound: ReceiveConnector, tasks: &mut JoinSet<()>) -> Result<RunningConnector, MtaError> {
+    let config = bound.config().clone();
     let addr = bound.local_addr();
+    let socket = bound.share_listener().map_err(|source| ServerError::Bind {
+        connector: config.name.clone(),
+        addr: config.bind,
+        source,
+    })?;
     let (stop, rx) = watch::channel(false);
     tasks.spawn(bound.serve(stopped(rx)));
-    Ok(RunningConnector { name, addr, stop })
+    Ok(RunningConnector {
+        config,
+        addr,
+        socket,
+        stop,
+    })
 }
 
 /// Opens a protocol log under `DATA_DIR/logs/protocol/`; a node whose log
@@ -421,37 +494,28 @@ pub struct NodeMail {
     queue: Queue,
     internet: Arc<InternetTls>,
     reporter: Arc<TlsReporter>,
+    compiler: NodeConfigCompiler,
 }
 
 impl NodeMail {
-    /// Starts the engine with the connectors of `connectors` and follows
-    /// their changes; `transport` reads the current transport configuration.
+    /// Starts the engine with the compiled configuration in force and
+    /// follows every later snapshot: receive connectors are brought to it
+    /// (unchanged bindings keep their sockets) and the queue takes its
+    /// timers, without a node restart.
     pub async fn start(
         node: &Node,
         trust: TrustStore,
         router: Arc<dyn Router>,
-        connectors: crate::receive_connectors::ReceiveConnectorStore,
-        transport: Arc<dyn Fn() -> postern_model::TransportConfig + Send + Sync>,
+        compiler: NodeConfigCompiler,
         metrics_bind: Option<SocketAddr>,
         dns: DnsConfig,
     ) -> Result<Self, MtaError> {
-        let fqdn = node.identity.fqdn.clone();
-        let configs = move |store: &crate::receive_connectors::ReceiveConnectorStore,
-                            transport: &postern_model::TransportConfig| {
-            store
-                .list()
-                .unwrap_or_default()
-                .iter()
-                .flat_map(|c| crate::receive_connectors::server_configs(c, &fqdn, transport))
-                .collect::<Vec<_>>()
-        };
-        let current = transport();
-        let mut config = MtaConfig::new(configs(&connectors, &current), router);
+        let mut snapshots = compiler.subscribe();
+        let current = snapshots.borrow_and_update().clone();
+        let mut config = MtaConfig::new(current.receive.clone(), router);
         config.metrics_bind = metrics_bind;
         config.dns = dns;
-        config.queue.expiration = std::time::Duration::from_secs(current.message_expiration_secs);
-        config.queue.delay_notice_after =
-            Some(std::time::Duration::from_secs(current.delay_notification_secs));
+        config.queue = current.queue.clone();
         let mta = Mta::start(node, trust, config).await?;
         let metrics = mta.metrics().clone();
         let queue = mta.queue().clone();
@@ -459,14 +523,16 @@ impl NodeMail {
         let reporter = mta.tls_reporter().clone();
         let shared = Arc::new(tokio::sync::Mutex::new(Some(mta)));
         let follower = Arc::clone(&shared);
-        let mut watch = connectors.watch();
         tokio::spawn(async move {
-            while watch.changed().await.is_ok() {
-                let wanted = configs(&connectors, &transport());
+            while snapshots.changed().await.is_ok() {
+                let snapshot = snapshots.borrow_and_update().clone();
                 let mut guard = follower.lock().await;
                 let Some(mta) = guard.as_mut() else { break };
-                match mta.replace_connectors(wanted).await {
-                    Ok(()) => tracing::info!("receive connectors reloaded"),
+                if let Err(e) = mta.queue.set_config(snapshot.queue.clone()) {
+                    tracing::error!(error = %e, "queue timers not applied; the previous ones stay in force");
+                }
+                match mta.apply_connectors(snapshot.receive.clone()).await {
+                    Ok(()) => tracing::info!(generation = snapshot.generation, "configuration applied"),
                     Err(e) => tracing::error!(error = %e, "receive connectors could not be rebound"),
                 }
             }
@@ -477,6 +543,7 @@ impl NodeMail {
             queue,
             internet,
             reporter,
+            compiler,
         })
     }
 
@@ -512,25 +579,25 @@ impl NodeMail {
 
     /// Where the connector that takes organisation servers listens (what
     /// peers of the organisation are told), else the first connector.
-    pub async fn organisation_addr(
-        &self,
-        connectors: &crate::receive_connectors::ReceiveConnectorStore,
-    ) -> Option<SocketAddr> {
-        let org = connectors
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| {
-                c.permission_groups
-                    .contains(&postern_model::PermissionGroup::OrgServers)
-            })
-            .map(|c| c.name);
+    pub async fn organisation_addr(&self) -> Option<SocketAddr> {
+        let org = self
+            .compiler
+            .current()
+            .receive
+            .iter()
+            .find(|c| c.trusted_org)
+            .map(|c| c.name.clone());
         let addrs = self.receive_addrs().await;
         addrs
             .iter()
             .find(|(name, _)| Some(name) == org.as_ref())
             .or(addrs.first())
             .map(|(_, a)| *a)
+    }
+
+    /// The node's compiled configuration (snapshot in force, status).
+    pub fn compiler(&self) -> &NodeConfigCompiler {
+        &self.compiler
     }
 
     /// Stops the engine (sessions and deliveries in flight finish).

@@ -152,12 +152,14 @@ pub fn default_connector(identity: &NodeIdentity) -> ReceiveConnector {
     }
 }
 
-/// The server configurations of a connector, one per binding.
+/// The server configurations of a connector, one per binding. A binding
+/// or remote IP range that does not parse is an error (never dropped
+/// silently: the connector would listen where nobody asked, or to everyone).
 pub fn server_configs(
     c: &ReceiveConnector,
     node_fqdn: &Domain,
     transport: &TransportConfig,
-) -> Vec<ReceiveConnectorConfig> {
+) -> Result<Vec<ReceiveConnectorConfig>, String> {
     let tls = c.auth_mechanism.contains(&AuthMechanism::Tls);
     let groups = &c.permission_groups;
     let org_only = groups.iter().all(|g| *g == PermissionGroup::OrgServers);
@@ -169,12 +171,14 @@ pub fn server_configs(
     let ranges: Vec<IpRange> = c
         .remote_ip_ranges
         .iter()
-        .filter_map(|r| IpRange::parse(r).ok())
-        .collect();
+        .map(|r| IpRange::parse(r))
+        .collect::<Result<_, _>>()?;
     c.bindings
         .iter()
-        .filter_map(|b| b.parse().ok())
-        .map(|bind| {
+        .map(|b| {
+            let bind = b
+                .parse()
+                .map_err(|_| format!("binding {b:?} is not an address:port"))?;
             let mut cfg = ReceiveConnectorConfig::new(
                 c.name.clone(),
                 bind,
@@ -191,7 +195,7 @@ pub fn server_configs(
                 .unwrap_or(usize::MAX);
             cfg.max_recipients = transport.max_recipients as usize;
             cfg.remote_ip_ranges = ranges.clone();
-            cfg
+            Ok(cfg)
         })
         .collect()
 }

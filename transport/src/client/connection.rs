@@ -16,7 +16,7 @@ use crate::client::wire::Wire;
 use crate::client::{ClientError, ClientSettings};
 use crate::metrics::{MessageOutcome, Metrics};
 use crate::protocol_log::Direction;
-use crate::queue::{DeliveryOutcome, RecipientOutcome};
+use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
 use crate::routing::HostPort;
 use crate::smtp::{EhloCapabilities, Reply};
 use crate::tls::TlsInfo;
@@ -162,7 +162,21 @@ impl ClientConnection {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
-        let result = self.send_message(sender, recipients, body).await;
+        self.send_relayed(sender, recipients, body, None).await
+    }
+
+    /// Like [`ClientConnection::send`], naming the message by `origin`
+    /// (`X-POSTERN-ONCE`) when the server offers that, so a node of the
+    /// organisation drops it if it already has it. Give `origin` only to
+    /// a server proved to be a node of the organisation.
+    pub async fn send_relayed(
+        &mut self,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+        origin: Option<&RelayOrigin>,
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        let result = self.send_message(sender, recipients, body, origin).await;
         if let Some(metrics) = &self.metrics {
             let outcome = match &result {
                 Ok(outcomes) => message_outcome(outcomes),
@@ -183,6 +197,7 @@ impl ClientConnection {
         sender: Option<&str>,
         recipients: &[String],
         body: &[u8],
+        origin: Option<&RelayOrigin>,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
         if self.state == LinkState::Broken {
             return Err(ClientError::Closed {
@@ -211,7 +226,7 @@ impl ClientConnection {
         }
         self.messages += 1;
         self.state = LinkState::NeedsReset;
-        match self.transaction(sender, &sendable, body).await {
+        match self.transaction(sender, &sendable, body, origin).await {
             Ok(sent) => Ok(with_unsafe(recipients, sent)),
             Err(e) => {
                 self.state = LinkState::Broken;
@@ -230,8 +245,9 @@ impl ClientConnection {
         sender: Option<&str>,
         recipients: &[String],
         body: &[u8],
+        origin: Option<&RelayOrigin>,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
-        let mut mail = mail_command(sender, &self.caps, body);
+        let mut mail = mail_command(sender, &self.caps, body, origin);
         if self.require_tls {
             mail.truncate(mail.len() - 2);
             mail.push_str(" REQUIRETLS\r\n");

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::client::SendOptions;
 use crate::client::{ClientConnection, ClientError, Connector};
-use crate::queue::{DeliveryOutcome, RecipientOutcome};
-use crate::routing::SmtpHop;
+use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
+use crate::routing::{OutboundTls, SmtpHop};
 
 /// Idle connections kept per next hop unless configured otherwise.
 pub const DEFAULT_MAX_IDLE_PER_HOP: usize = 10;
@@ -99,14 +99,11 @@ impl Pool {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
-        self.deliver_with(hop, sender, recipients, body, SendOptions::default())
+        self.deliver_relayed(hop, sender, recipients, body, None, SendOptions::default())
             .await
     }
 
-    /// [`Pool::deliver`] for a message with `options` (RFC 8689). A
-    /// REQUIRETLS message no host can take bounces (every recipient fails
-    /// with the code the last host earned); it never reuses a cached
-    /// connection, which may have been opened under a weaker policy.
+    /// [`Pool::deliver`] for a message with `options` (RFC 8689).
     pub async fn deliver_with(
         &self,
         hop: &SmtpHop,
@@ -115,6 +112,28 @@ impl Pool {
         body: &[u8],
         options: SendOptions,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        self.deliver_relayed(hop, sender, recipients, body, None, options)
+            .await
+    }
+
+    /// Like [`Pool::deliver_with`], naming the message by `origin` when
+    /// `hop` is an organisation hop (mutual TLS with direct trust, so the
+    /// server is a node of the organisation) and the server offers
+    /// `X-POSTERN-ONCE`; on any other hop `origin` is not sent.
+    ///
+    /// A REQUIRETLS message no host can take bounces (every recipient
+    /// fails with the code the last host earned); it never reuses a cached
+    /// connection, which may have been opened under a weaker policy.
+    pub async fn deliver_relayed(
+        &self,
+        hop: &SmtpHop,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+        origin: Option<&RelayOrigin>,
+        options: SendOptions,
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        let origin = origin.filter(|_| hop.tls == OutboundTls::ORGANISATION);
         let cached = if options == SendOptions::default() {
             self.reuse(hop).await
         } else {
@@ -138,7 +157,7 @@ impl Pool {
         };
         conn.set_require_tls(options.require_tls);
         let policy = conn.policy();
-        let outcomes = conn.send(sender, recipients, body).await;
+        let outcomes = conn.send_relayed(sender, recipients, body, origin).await;
         let outcomes = match policy {
             // The queue entry says which TLS policy applied.
             Some(policy) => outcomes

@@ -4,19 +4,30 @@
 //! server's replies to one [`DeliveryOutcome`] per recipient.
 
 use crate::client::error::reply_text;
-use crate::queue::{DeliveryOutcome, RecipientOutcome};
-use crate::smtp::{EhloCapabilities, Reply};
+use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
+use crate::smtp::{EhloCapabilities, ONCE_KEYWORD, Reply};
 
-/// `MAIL FROM:<sender>` with `SIZE=` when the server announced SIZE and
-/// `BODY=8BITMIME` when it announced 8BITMIME and the body needs it.
+/// `MAIL FROM:<sender>` with `SIZE=` when the server announced SIZE,
+/// `BODY=8BITMIME` when it announced 8BITMIME and the body needs it, and
+/// `X-POSTERN-ONCE=` naming the message when `origin` is given and the
+/// server announced the keyword (only a node of our organisation does;
+/// the caller gives `origin` only on an organisation hop).
 /// `None` is the null sender `<>`.
-pub fn mail_command(sender: Option<&str>, caps: &EhloCapabilities, body: &[u8]) -> String {
+pub fn mail_command(
+    sender: Option<&str>,
+    caps: &EhloCapabilities,
+    body: &[u8],
+    origin: Option<&RelayOrigin>,
+) -> String {
     let mut line = format!("MAIL FROM:<{}>", sender.unwrap_or(""));
     if caps.size.is_some() {
         line.push_str(&format!(" SIZE={}", body.len()));
     }
     if caps.eight_bit_mime && has_eight_bit(body) {
         line.push_str(" BODY=8BITMIME");
+    }
+    if let Some(origin) = origin.filter(|_| caps.once) {
+        line.push_str(&format!(" {ONCE_KEYWORD}={origin}"));
     }
     line.push_str("\r\n");
     line
@@ -181,16 +192,29 @@ mod tests {
     #[test]
     fn mail_parameters() {
         let mut caps = EhloCapabilities::default();
-        assert_eq!(mail_command(None, &caps, b"\xc3\xa9"), "MAIL FROM:<>\r\n");
+        let origin: RelayOrigin = "edge1.adatum.com:0000000000000000000000000000002A:1800000000"
+            .parse()
+            .unwrap();
+        assert_eq!(mail_command(None, &caps, b"\xc3\xa9", None), "MAIL FROM:<>\r\n");
+        assert_eq!(
+            mail_command(None, &caps, b"a", Some(&origin)),
+            "MAIL FROM:<>\r\n",
+            "not offered: not sent"
+        );
         caps.size = Some(0);
         caps.eight_bit_mime = true;
         assert_eq!(
-            mail_command(Some("a@b.test"), &caps, b"abc"),
+            mail_command(Some("a@b.test"), &caps, b"abc", None),
             "MAIL FROM:<a@b.test> SIZE=3\r\n"
         );
         assert_eq!(
-            mail_command(Some("a@b.test"), &caps, b"\xc3\xa9"),
+            mail_command(Some("a@b.test"), &caps, b"\xc3\xa9", None),
             "MAIL FROM:<a@b.test> SIZE=2 BODY=8BITMIME\r\n"
+        );
+        caps.once = true;
+        assert_eq!(
+            mail_command(Some("a@b.test"), &caps, b"abc", Some(&origin)),
+            "MAIL FROM:<a@b.test> SIZE=3 X-POSTERN-ONCE=edge1.adatum.com:0000000000000000000000000000002A:1800000000\r\n"
         );
         assert_eq!(size_limit(&caps), None);
         caps.size = Some(10);

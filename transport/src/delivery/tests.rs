@@ -18,6 +18,7 @@ impl Relay for Unreachable {
         _sender: Option<&'a str>,
         _recipients: &'a [String],
         _body: &'a [u8],
+        _origin: &'a crate::queue::RelayOrigin,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>
     {
         Box::pin(async move { Err(format!("421 4.4.1 cannot connect to {}", hop.key)) })

@@ -16,19 +16,22 @@ use tokio::sync::Semaphore;
 use super::Maildir;
 use crate::client::SendOptions;
 use crate::dns::{DnsError, MxResolver};
-use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome, RecipientState};
+use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome, RecipientState, RelayOrigin};
 use crate::routing::{Destination, Router, SmtpHop};
 
 /// Sends a message to a remote next hop; implemented by the SMTP client pool.
 pub trait Relay: Send + Sync + 'static {
     /// Delivers `body` from `sender` to `recipients` over `hop`; an `Err`
     /// means nothing was delivered and every recipient is retried.
+    /// `origin` names the message in this node's queue; it is sent only to
+    /// a node of the organisation (exactly once across the internal hop).
     fn relay<'a>(
         &'a self,
         hop: &'a SmtpHop,
         sender: Option<&'a str>,
         recipients: &'a [String],
         body: &'a [u8],
+        origin: &'a RelayOrigin,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>;
 
     /// [`Relay::relay`] for a message with TLS demands (RFC 8689); relays
@@ -39,10 +42,11 @@ pub trait Relay: Send + Sync + 'static {
         sender: Option<&'a str>,
         recipients: &'a [String],
         body: &'a [u8],
+        origin: &'a RelayOrigin,
         options: SendOptions,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
         let _ = options;
-        self.relay(hop, sender, recipients, body)
+        self.relay(hop, sender, recipients, body, origin)
     }
 }
 
@@ -129,7 +133,13 @@ pub async fn run(ctx: DeliveryContext, config: WorkerConfig, shutdown: impl Futu
             };
             let ctx = ctx.clone();
             tokio::spawn(async move {
-                deliver_message(&ctx, message).await;
+                let (id, queue) = (message.id, ctx.queue.clone());
+                // A panicking delivery must not keep its lease forever.
+                let delivery = tokio::spawn(async move { deliver_message(&ctx, message).await });
+                if let Err(error) = delivery.await {
+                    tracing::error!(%id, %error, "delivery task failed; the message is released for a later attempt");
+                    queue.release(id);
+                }
                 drop(permit);
             });
         }
@@ -253,10 +263,22 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                     }
                 };
                 let secured = ctx.router.is_domain_secured(&hop.key);
+                let origin = RelayOrigin {
+                    node: hop.helo.clone(),
+                    id,
+                    expires: message.received_at + ctx.queue.config().expiration,
+                };
                 let options = send_options(message.require_tls, &body);
                 match ctx
                     .relay
-                    .relay_with(&hop, message.sender.as_deref(), &recipients, &body, options)
+                    .relay_with(
+                        &hop,
+                        message.sender.as_deref(),
+                        &recipients,
+                        &body,
+                        &origin,
+                        options,
+                    )
                     .await
                 {
                     Ok(done) => {
@@ -265,12 +287,14 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                             .any(|o| matches!(o.outcome, DeliveryOutcome::Delivered(_)));
                         if let (true, true, Some(m)) = (secured, delivered, &ctx.metrics) {
                             m.domain_secured_message_sent();
+                            m.partner_success(crate::protocol_log::Direction::Send, &hop.key);
                         }
                         outcomes.extend(done)
                     }
                     Err(reason) => {
                         if let (true, Some(m)) = (secured, &ctx.metrics) {
                             m.domain_secured_outbound_session_failure();
+                            m.partner_failure(crate::protocol_log::Direction::Send, &hop.key, &reason);
                             tracing::warn!(%id, hop = %hop.key, %reason, "domain-secured session failed; the message stays queued (never sent in plain text)");
                         }
                         tracing::info!(%id, hop = %hop.key, %reason, "relay attempt failed; will retry");

@@ -12,16 +12,15 @@
 //! plain atomics indexed by the enums and are all exposed from zero; only
 //! the per-connector session counter needs a map.
 //!
-//! `http` serves `GET /metrics`.
+//! `crate::http` serves them at `GET /metrics`.
 
 mod exposition;
-mod http;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use http::serve_metrics;
+pub(crate) use exposition::CONTENT_TYPE;
 
 use crate::protocol_log::Direction;
 
@@ -167,6 +166,12 @@ const DS_OUTBOUND_FAILURES: Desc = Desc {
     kind: MetricKind::Counter,
     exchange_name: Some("Domain-Secured Outbound Session Failures"),
 };
+const DUPLICATES_SUPPRESSED: Desc = Desc {
+    name: "postern_duplicates_suppressed_total",
+    help: "Recipients of messages relayed again by a node of the organisation, dropped as duplicates.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
 
 const ES_LAG: Desc = Desc {
     name: "postern_edgesync_lag",
@@ -242,7 +247,24 @@ pub struct Metrics {
     ds_received: AtomicU64,
     ds_sent: AtomicU64,
     ds_outbound_failures: AtomicU64,
+    duplicates_suppressed: AtomicU64,
     edgesync: Mutex<(u64, Vec<EdgeSyncSample>)>,
+    /// Per partner domain and direction, the last domain-secured outcomes.
+    partners: Mutex<BTreeMap<(String, usize), PartnerOutcome>>,
+}
+
+/// The last domain-secured success and failure with one partner in one
+/// direction, since the node started (for the console).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartnerOutcome {
+    /// The partner's domain, lower-case.
+    pub partner: String,
+    /// Receive (the partner sent to us) or send.
+    pub direction: Direction,
+    /// When a message last travelled domain-secured.
+    pub last_success: Option<std::time::SystemTime>,
+    /// When a session last failed to be secured, and why.
+    pub last_failure: Option<(std::time::SystemTime, String)>,
 }
 
 fn dir_index(d: Direction) -> usize {
@@ -321,6 +343,47 @@ impl Metrics {
     /// (the message stays queued).
     pub fn domain_secured_outbound_session_failure(&self) {
         self.ds_outbound_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes a domain-secured message with `partner` (it arrived or was
+    /// accepted), for [`Metrics::partners`].
+    pub fn partner_success(&self, direction: Direction, partner: &str) {
+        self.partner_entry(direction, partner, |p| {
+            p.last_success = Some(std::time::SystemTime::now())
+        });
+    }
+
+    /// Notes a session with `partner` that could not be secured, and why.
+    pub fn partner_failure(&self, direction: Direction, partner: &str, reason: &str) {
+        self.partner_entry(direction, partner, |p| {
+            p.last_failure = Some((std::time::SystemTime::now(), reason.to_owned()))
+        });
+    }
+
+    fn partner_entry(&self, direction: Direction, partner: &str, f: impl FnOnce(&mut PartnerOutcome)) {
+        let partner = partner.to_ascii_lowercase();
+        let mut map = self.partners.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .entry((partner.clone(), dir_index(direction)))
+            .or_insert(PartnerOutcome {
+                partner,
+                direction,
+                last_success: None,
+                last_failure: None,
+            });
+        f(entry);
+    }
+
+    /// Every partner with a domain-secured outcome since the node started.
+    pub fn partners(&self) -> Vec<PartnerOutcome> {
+        let map = self.partners.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().cloned().collect()
+    }
+
+    /// `n` recipients of a message another node relayed again were
+    /// dropped (`postern_duplicates_suppressed_total`).
+    pub fn duplicates_suppressed(&self, n: u64) {
+        self.duplicates_suppressed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The metrics in Prometheus text exposition format 0.0.4.
@@ -408,6 +471,7 @@ impl Metrics {
             plain(DS_RECEIVED, &self.ds_received),
             plain(DS_SENT, &self.ds_sent),
             plain(DS_OUTBOUND_FAILURES, &self.ds_outbound_failures),
+            plain(DUPLICATES_SUPPRESSED, &self.duplicates_suppressed),
         ]
         .into_iter()
         .chain(self.edgesync_families())
@@ -458,6 +522,7 @@ mod tests {
         m.domain_secured_message_received();
         m.domain_secured_outbound_session_failure();
         m.domain_secured_outbound_session_failure();
+        m.duplicates_suppressed(3);
         let text = m.render();
         for line in [
             "# HELP postern_smtp_sessions_total SMTP sessions opened, by direction and connector.",
@@ -476,6 +541,8 @@ mod tests {
             "postern_domain_secured_messages_sent_total 0",
             "# HELP postern_domain_secured_outbound_session_failures_total Domain-Secured Outbound Session Failures",
             "postern_domain_secured_outbound_session_failures_total 2",
+            "# TYPE postern_duplicates_suppressed_total counter",
+            "postern_duplicates_suppressed_total 3",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

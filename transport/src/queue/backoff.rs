@@ -53,6 +53,13 @@ impl HopBackoff {
         hops.insert(hop.to_owned(), HopState { failures, retry_at });
     }
 
+    /// Ends `hop`'s back-off: it may be tried at once (an administrator
+    /// asked for a retry).
+    pub fn clear(&self, hop: &str) {
+        let mut hops = self.hops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        hops.remove(hop);
+    }
+
     /// Whether `hop` may be tried at `now`.
     pub fn is_ready(&self, hop: &str, now: SystemTime) -> bool {
         self.retry_at(hop).is_none_or(|at| at <= now)

@@ -36,6 +36,10 @@ pub(crate) struct GroupCommit {
     tickets: Arc<AtomicU64>,
     wake: Arc<Notify>,
     state: watch::Receiver<FlushState>,
+    /// Held by the flusher around each flush; a test holds it to keep
+    /// writes from becoming durable for a while (uncontended otherwise).
+    #[cfg_attr(not(test), allow(dead_code))]
+    gate: Arc<tokio::sync::Mutex<()>>,
     task: JoinHandle<()>,
 }
 
@@ -46,11 +50,19 @@ impl GroupCommit {
         let tickets = Arc::new(AtomicU64::new(0));
         let wake = Arc::new(Notify::new());
         let (publish, state) = watch::channel(FlushState::default());
-        let task = runtime.spawn(flusher(db, Arc::clone(&tickets), Arc::clone(&wake), publish));
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let task = runtime.spawn(flusher(
+            db,
+            Arc::clone(&tickets),
+            Arc::clone(&wake),
+            Arc::clone(&gate),
+            publish,
+        ));
         Ok(Self {
             tickets,
             wake,
             state,
+            gate,
             task,
         })
     }
@@ -81,6 +93,13 @@ impl GroupCommit {
     pub(crate) fn batches(&self) -> u64 {
         self.state.borrow().batches
     }
+
+    /// Keeps the flusher from starting another flush until the guard is
+    /// dropped (tests: writes stay not durable meanwhile).
+    #[cfg(test)]
+    pub(crate) async fn pause(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.gate).lock_owned().await
+    }
 }
 
 impl Drop for GroupCommit {
@@ -93,10 +112,12 @@ async fn flusher(
     db: sled::Db,
     tickets: Arc<AtomicU64>,
     wake: Arc<Notify>,
+    gate: Arc<tokio::sync::Mutex<()>>,
     publish: watch::Sender<FlushState>,
 ) {
     loop {
         wake.notified().await;
+        let _flushing = gate.lock().await;
         let target = tickets.load(Ordering::SeqCst);
         if target <= publish.borrow().durable {
             continue;

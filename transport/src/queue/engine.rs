@@ -1,9 +1,19 @@
 //! `Queue`: enqueue with group commit, the due list for delivery workers,
 //! recording attempts (with DSNs queued in the same transaction), restart.
+//!
+//! # Who holds a message
+//! Every message is either free (the [`Queue::due`] scan may list it) or
+//! held, in one in-memory map: `Accepting` from before its first write
+//! until that write is durable, then either free or `Leased` to exactly one
+//! delivery worker until the worker records an attempt (made durable
+//! first) or gives the message back. A scan never lists a held message, so
+//! no message is leased before its flush, nor to two workers at once.
+//! Holds have no timer: a worker always records or releases (the worker
+//! releases for a delivery task that panicked), and a restart frees all.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::SystemTime;
 
 use postern_model::QueueId;
 use sled::Transactional;
@@ -18,12 +28,21 @@ use crate::queue::envelope::{
     DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState, RecipientStatus,
 };
 use crate::queue::error::{QueueError, Result};
+use crate::queue::once::{self, PRUNE_INTERVAL, RelayOrigin, SEEN_TREE};
 use crate::queue::stats::{Counters, QueueStats};
 use crate::queue::store::{self, BODIES_TREE, MESSAGES_TREE, TxError};
 
-/// How long a message listed by [`Queue::due`] stays leased to the worker
-/// that got it, unless it records an attempt first.
-const LEASE: Duration = Duration::from_secs(10 * 60);
+/// Why a message is invisible to [`Queue::due`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hold {
+    /// Written (or being written) but not yet durable.
+    Accepting,
+    /// Handed to one delivery worker.
+    Leased,
+}
+
+/// DSNs one attempt can queue (a failure and a delay notice).
+const DSNS_PER_ATTEMPT: usize = 2;
 
 /// The durable mail queue of one node. Cheap to clone; all clones share one
 /// store, one flusher and one set of counters.
@@ -36,14 +55,17 @@ pub struct Queue {
 struct Inner {
     messages: sled::Tree,
     bodies: sled::Tree,
-    config: QueueConfig,
+    /// (sender node, queue id, recipient) of relayed messages accepted.
+    seen: sled::Tree,
+    /// The timers in force; replaced whole by [`Queue::set_config`].
+    config: std::sync::RwLock<Arc<QueueConfig>>,
     commit: GroupCommit,
     backoff: HopBackoff,
     last_id: Mutex<Option<QueueId>>,
     /// Messages found at open: due once, whatever their schedule says.
     resumed: Mutex<HashSet<QueueId>>,
-    /// Messages handed to a worker by `due`, until this time.
-    leases: Mutex<HashMap<QueueId, SystemTime>>,
+    /// Messages `due` must not list (see the module's documentation).
+    holds: Mutex<HashMap<QueueId, Hold>>,
     counters: Counters,
     /// Where freshly queued messages are handed to the delivery worker at
     /// once (leased), so new mail does not wait for the next `due` scan.
@@ -61,6 +83,17 @@ pub struct AttemptReport {
     pub dsns: Vec<QueueId>,
 }
 
+/// What [`Queue::enqueue_relayed`] did with a message from another node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayedOutcome {
+    /// The id it was queued under; `None` when every recipient was a
+    /// repeat, so nothing was queued.
+    pub id: Option<QueueId>,
+    /// The recipients already accepted earlier for the same sender node
+    /// and queue id, dropped (duplicates suppressed).
+    pub suppressed: Vec<String>,
+}
+
 impl Queue {
     /// Opens the queue in `db` (creating its trees) and resumes every
     /// message found there: each is due again at once, attempt counters
@@ -69,6 +102,7 @@ impl Queue {
         config.validate()?;
         let messages = db.open_tree(MESSAGES_TREE)?;
         let bodies = db.open_tree(BODIES_TREE)?;
+        let seen = db.open_tree(SEEN_TREE)?;
         let counters = Counters::default();
         let mut resumed = HashSet::new();
         for entry in messages.iter() {
@@ -88,29 +122,61 @@ impl Queue {
             None => None,
         };
         tracing::info!(resumed = resumed.len(), "mail queue opened");
-        Ok(Self {
+        let queue = Self {
             inner: Arc::new(Inner {
                 commit: GroupCommit::start(db.clone())?,
                 messages,
                 bodies,
-                config,
+                seen,
+                config: std::sync::RwLock::new(Arc::new(config)),
                 backoff: HopBackoff::new(),
                 last_id: Mutex::new(last_id),
                 resumed: Mutex::new(resumed),
-                leases: Mutex::new(HashMap::new()),
+                holds: Mutex::new(HashMap::new()),
                 fresh: Mutex::new(None),
                 counters,
             }),
-        })
+        };
+        tokio::spawn(prune_seen_periodically(Arc::downgrade(&queue.inner)));
+        Ok(queue)
     }
 
     /// Queues a message and returns its id once it is on disk: only then
     /// may the session answer 250. Concurrent calls share flushes (group
-    /// commit). If the future is dropped after the write, the message may
-    /// be queued without the client having seen 250 (a duplicate at worst).
-    /// Every recipient starts `Pending`, whatever status it came with, and
-    /// a repeated address is queued once.
-    pub async fn enqueue(&self, mut envelope: Envelope, body: Vec<u8>) -> Result<QueueId> {
+    /// commit). The message is invisible to [`Queue::due`] until it is
+    /// durable, then handed to the fresh-mail subscriber (leased) if there
+    /// is one. If the flush fails the message is taken out again, so the
+    /// client's 4xx is true. If the future is dropped after the write, the
+    /// message may be queued without the client having seen 250 (a
+    /// duplicate at worst). Every recipient starts `Pending`, whatever
+    /// status it came with, and a repeated address is queued once.
+    pub async fn enqueue(&self, envelope: Envelope, body: Vec<u8>) -> Result<QueueId> {
+        let outcome = self.accept(envelope, body, None).await?;
+        outcome.id.ok_or(QueueError::NoRecipients)
+    }
+
+    /// Like [`Queue::enqueue`], for a message another node of the
+    /// organisation relays and names by `origin`: recipients already
+    /// accepted under the same origin are dropped, and the others are
+    /// remembered (until the origin's expiry) in the same transaction that
+    /// queues the message, so a crash cannot separate the two. Returns once
+    /// the outcome is durable, even when everything was a repeat (the
+    /// first copy may still be on its way to disk).
+    pub async fn enqueue_relayed(
+        &self,
+        envelope: Envelope,
+        body: Vec<u8>,
+        origin: &RelayOrigin,
+    ) -> Result<RelayedOutcome> {
+        self.accept(envelope, body, Some(origin.clone())).await
+    }
+
+    async fn accept(
+        &self,
+        mut envelope: Envelope,
+        body: Vec<u8>,
+        origin: Option<RelayOrigin>,
+    ) -> Result<RelayedOutcome> {
         let mut seen = HashSet::new();
         envelope.recipients.retain(|r| seen.insert(r.address.clone()));
         for recipient in &mut envelope.recipients {
@@ -119,40 +185,40 @@ impl Queue {
         if envelope.recipients.is_empty() {
             return Err(QueueError::NoRecipients);
         }
+        let id = self.inner.next_id(SystemTime::now());
+        // Held before the write: no scan may see it until it is durable.
+        let guard = AcceptGuard::new(&self.inner, id);
         let inner = Arc::clone(&self.inner);
-        let id = blocking(move || {
-            let message = QueuedMessage {
-                id: inner.next_id(SystemTime::now()),
-                envelope,
-                body_len: body.len() as u64,
-                delay_notified: false,
-            };
-            let record = store::encode(&message)?;
-            // One copy into sled's buffer; retries of the closure share it.
-            let body = sled::IVec::from(body);
-            let key = message.id.to_bytes();
-            (&inner.messages, &inner.bodies)
-                .transaction(|(messages, bodies)| {
-                    messages.insert(&key, record.as_slice())?;
-                    bodies.insert(&key, body.clone())?;
-                    Ok::<_, TxError>(())
+        let written_origin = origin.clone();
+        let (queued, suppressed) =
+            blocking(move || inner.write_new(id, envelope, body, written_origin.as_ref())).await?;
+        if let Err(error) = self.inner.commit.durable().await {
+            if let Some(due) = &queued {
+                let keys = match &origin {
+                    Some(origin) => due.recipients.iter().map(|r| origin.key(&r.address)).collect(),
+                    None => Vec::new(),
+                };
+                self.inner.take_back(id, keys).await;
+            }
+            guard.free();
+            return Err(error);
+        }
+        match queued {
+            Some(due) => {
+                Counters::add(&self.inner.counters.queue_length, 1);
+                Counters::add(&self.inner.counters.messages_enqueued, 1);
+                guard.disarm();
+                self.hand_over(due);
+                Ok(RelayedOutcome {
+                    id: Some(id),
+                    suppressed,
                 })
-                .map_err(store::from_tx)?;
-            Ok((
-                message.id,
-                (
-                    message.envelope.sender,
-                    message.envelope.recipients,
-                    message.envelope.require_tls,
-                ),
-            ))
-        })
-        .await?;
-        self.inner.commit.durable().await?;
-        Counters::add(&self.inner.counters.queue_length, 1);
-        Counters::add(&self.inner.counters.messages_enqueued, 1);
-        self.hand_over(id.0, id.1);
-        Ok(id.0)
+            }
+            None => {
+                guard.free();
+                Ok(RelayedOutcome { id: None, suppressed })
+            }
+        }
     }
 
     /// Returns a receiver of messages as they are queued, each already
@@ -164,46 +230,44 @@ impl Queue {
         rx
     }
 
-    fn hand_over(
-        &self,
-        id: QueueId,
-        (sender, recipients, require_tls): (Option<String>, Vec<RecipientState>, bool),
-    ) {
+    /// A freshly durable message, held `Accepting`: leased to the
+    /// fresh-mail subscriber, or freed for the next scan when there is none.
+    fn hand_over(&self, message: DueMessage) {
+        let id = message.id;
         let mut fresh = lock(&self.inner.fresh);
-        let Some(tx) = fresh.as_ref() else { return };
-        lock(&self.inner.leases).insert(id, SystemTime::now() + LEASE);
-        if tx
-            .send(DueMessage {
-                id,
-                sender,
-                recipients,
-                require_tls,
-            })
-            .is_err()
-        {
-            *fresh = None;
-            self.release(id);
+        let mut holds = lock(&self.inner.holds);
+        match fresh.as_ref() {
+            Some(tx) => {
+                holds.insert(id, Hold::Leased);
+                if tx.send(message).is_err() {
+                    *fresh = None;
+                    holds.remove(&id);
+                }
+            }
+            None => {
+                holds.remove(&id);
+            }
         }
     }
 
     /// Messages with recipients to try at `now`, oldest first, each with
     /// just those recipients: pending or past their retry time, through a
     /// hop not backing off. Listed messages are leased to the caller (not
-    /// listed again) until it records an attempt or ten minutes pass.
+    /// listed again) until it records an attempt or releases them; messages
+    /// not yet durable or leased to another worker are never listed.
     /// Scans the whole queue: fine for thousands of messages; a schedule
     /// index would come before millions.
     pub fn due(&self, now: SystemTime) -> Result<Vec<DueMessage>> {
         let inner = &self.inner;
         let resumed = lock(&inner.resumed).clone();
-        let mut leases = lock(&inner.leases);
-        leases.retain(|_, until| *until > now);
+        let mut holds = lock(&inner.holds);
         let mut due = Vec::new();
         for entry in inner.messages.iter() {
             let (key, value) = entry?;
             let Ok(message) = store::decode(&key, &value) else {
                 continue;
             };
-            if leases.contains_key(&message.id) {
+            if holds.contains_key(&message.id) {
                 continue;
             }
             let resumed = resumed.contains(&message.id);
@@ -215,12 +279,13 @@ impl Queue {
                 .filter(|r| resumed || (r.status.is_due(now) && inner.backoff.is_ready(&r.next_hop, now)))
                 .collect();
             if !recipients.is_empty() {
-                leases.insert(message.id, now + LEASE);
+                holds.insert(message.id, Hold::Leased);
                 due.push(DueMessage {
                     id: message.id,
                     sender: message.envelope.sender,
                     recipients,
                     require_tls: message.envelope.require_tls,
+                    received_at: message.envelope.received_at,
                 });
             }
         }
@@ -229,7 +294,30 @@ impl Queue {
 
     /// Gives back a message listed by [`Queue::due`] without an attempt.
     pub fn release(&self, id: QueueId) {
-        lock(&self.inner.leases).remove(&id);
+        let mut holds = lock(&self.inner.holds);
+        if holds.get(&id) == Some(&Hold::Leased) {
+            holds.remove(&id);
+        }
+    }
+
+    /// Drops the remembered origins of relayed messages whose sender has
+    /// given up on them by `now`; returns how many. Runs every ten minutes
+    /// on its own.
+    pub fn prune_seen(&self, now: SystemTime) -> Result<usize> {
+        let mut pruned = 0;
+        for entry in self.inner.seen.iter() {
+            let (key, value) = entry?;
+            if once::is_expired(&value, now) {
+                self.inner.seen.remove(key)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Origins of relayed messages remembered now.
+    pub fn seen_len(&self) -> usize {
+        self.inner.seen.len()
     }
 
     /// Records what an attempt came to for some recipients of `id`, as of
@@ -243,15 +331,22 @@ impl Queue {
         outcomes: Vec<RecipientOutcome>,
         now: SystemTime,
     ) -> Result<AttemptReport> {
+        // DSN ids are taken (and held) before the write, so no scan lists
+        // a DSN before it is durable.
+        let dsn_ids: [QueueId; DSNS_PER_ATTEMPT] =
+            std::array::from_fn(|_| self.inner.next_id(SystemTime::now()));
+        let dsn_guards = dsn_ids.map(|dsn| AcceptGuard::new(&self.inner, dsn));
         let inner = Arc::clone(&self.inner);
-        let (report, effects) = blocking(move || {
+        let result = blocking(move || {
+            let config = inner.config();
             (&inner.messages, &inner.bodies)
                 .transaction(|(messages, bodies)| {
                     let mut message = store::tx_get(messages, id)?;
-                    let effects = apply_attempt(&mut message, &outcomes, now, &inner.config)
+                    let effects = apply_attempt(&mut message, &outcomes, now, &config)
                         .map_err(ConflictableTransactionError::Abort)?;
                     let body = bodies.get(id.to_bytes())?.unwrap_or_default();
                     let mut dsns = Vec::new();
+                    let mut ids = dsn_ids.iter();
                     for (kind, indices) in [
                         (DsnKind::Failure, &effects.failed),
                         (DsnKind::Delay, &effects.delayed),
@@ -260,8 +355,9 @@ impl Queue {
                         else {
                             continue;
                         };
+                        let Some(&dsn_id) = ids.next() else { break };
                         let notice = QueuedMessage {
-                            id: inner.next_id(SystemTime::now()),
+                            id: dsn_id,
                             envelope: Envelope::new(None, vec![RecipientState::to_domain_of(dsn.to)], now),
                             body_len: dsn.message.len() as u64,
                             delay_notified: false,
@@ -285,8 +381,10 @@ impl Queue {
                 })
                 .map_err(store::from_tx)
         })
-        .await?;
+        .await;
+        let (report, effects) = result?;
         self.inner.commit.durable().await?;
+        dsn_guards.into_iter().for_each(AcceptGuard::free);
         self.inner.after_attempt(&report, &effects, now);
         Ok(report)
     }
@@ -316,23 +414,172 @@ impl Queue {
         Ok(ids)
     }
 
+    /// Ends the back-off of `hop` (every hop when `None`) and makes the
+    /// undelivered recipients through it due at the next scan, whatever
+    /// their own schedule says (`postern queue retry`, the console's "retry
+    /// now"). Returns how many messages were made due.
+    pub fn retry_now(&self, hop: Option<&str>) -> Result<usize> {
+        let inner = &self.inner;
+        let mut made_due = Vec::new();
+        for entry in inner.messages.iter() {
+            let (key, value) = entry?;
+            let Ok(message) = store::decode(&key, &value) else {
+                continue;
+            };
+            let hops: Vec<&str> = message
+                .envelope
+                .recipients
+                .iter()
+                .filter(|r| !r.status.is_final())
+                .filter(|r| hop.is_none_or(|h| h == r.next_hop))
+                .map(|r| r.next_hop.as_str())
+                .collect();
+            if hops.is_empty() {
+                continue;
+            }
+            for h in hops {
+                inner.backoff.clear(h);
+            }
+            made_due.push(message.id);
+        }
+        if let Some(h) = hop {
+            inner.backoff.clear(h);
+        }
+        let n = made_due.len();
+        lock(&inner.resumed).extend(made_due);
+        Ok(n)
+    }
+
     /// The shared per-hop back-off (for `postern queue` and tests).
     pub fn hop_backoff(&self) -> &HopBackoff {
         &self.inner.backoff
     }
 
-    /// The configuration the queue runs with.
-    pub fn config(&self) -> &QueueConfig {
-        &self.inner.config
+    /// The configuration the queue runs with now.
+    pub fn config(&self) -> Arc<QueueConfig> {
+        self.inner.config()
+    }
+
+    /// Replaces the timers (a configuration change: expiry, delay notice,
+    /// the reporting name); the next attempt of every message uses them.
+    /// A configuration the queue cannot run with is refused and the one in
+    /// force kept.
+    pub fn set_config(&self, config: QueueConfig) -> Result<()> {
+        config.validate()?;
+        *self.inner.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        Ok(())
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> QueueStats {
         self.inner.counters.snapshot(self.inner.commit.batches())
     }
+
+    /// Keeps new writes from becoming durable until the guard is dropped.
+    #[cfg(test)]
+    pub(crate) async fn pause_flushes(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.inner.commit.pause().await
+    }
 }
 
 impl Inner {
+    /// The timers in force.
+    fn config(&self) -> Arc<QueueConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Writes a new message (and, for a relayed one, the origins of its
+    /// recipients) in one transaction. Returns the message as the delivery
+    /// worker takes it (`None`: every recipient was a repeat, nothing was
+    /// written) and the recipients dropped as repeats.
+    fn write_new(
+        &self,
+        id: QueueId,
+        envelope: Envelope,
+        body: Vec<u8>,
+        origin: Option<&RelayOrigin>,
+    ) -> Result<(Option<DueMessage>, Vec<String>)> {
+        let body_len = body.len() as u64;
+        // One copy into sled's buffer; retries of the closure share it.
+        let body = sled::IVec::from(body);
+        let key = id.to_bytes();
+        let now = SystemTime::now();
+        (&self.messages, &self.bodies, &self.seen)
+            .transaction(|(messages, bodies, seen)| {
+                let mut message = QueuedMessage {
+                    id,
+                    envelope: envelope.clone(),
+                    body_len,
+                    delay_notified: false,
+                };
+                let mut suppressed = Vec::new();
+                if let Some(origin) = origin {
+                    let until = origin.remember_until(now);
+                    let mut fresh = Vec::new();
+                    for recipient in message.envelope.recipients {
+                        let seen_key = origin.key(&recipient.address);
+                        if seen.get(&seen_key)?.is_some() {
+                            suppressed.push(recipient.address);
+                        } else {
+                            seen.insert(seen_key, &until[..])?;
+                            fresh.push(recipient);
+                        }
+                    }
+                    message.envelope.recipients = fresh;
+                }
+                if message.envelope.recipients.is_empty() {
+                    return Ok((None, suppressed));
+                }
+                let record = store::encode(&message).map_err(ConflictableTransactionError::Abort)?;
+                messages.insert(&key, record)?;
+                bodies.insert(&key, body.clone())?;
+                let due = DueMessage {
+                    id,
+                    sender: message.envelope.sender,
+                    recipients: message.envelope.recipients,
+                    require_tls: message.envelope.require_tls,
+                    received_at: message.envelope.received_at,
+                };
+                Ok::<_, TxError>((Some(due), suppressed))
+            })
+            .map_err(store::from_tx)
+    }
+
+    /// Takes a message whose flush failed back out of the store, with the
+    /// origin keys written for it (`seen_keys`), so that the sender's retry
+    /// after our 4xx is queued rather than suppressed. Best effort.
+    async fn take_back(self: &Arc<Self>, id: QueueId, seen_keys: Vec<Vec<u8>>) {
+        let inner = Arc::clone(self);
+        let removed = blocking(move || {
+            (&inner.messages, &inner.bodies, &inner.seen)
+                .transaction(|(messages, bodies, seen)| {
+                    store::tx_remove(messages, bodies, id)?;
+                    for key in &seen_keys {
+                        seen.remove(key.as_slice())?;
+                    }
+                    Ok::<_, TxError>(())
+                })
+                .map_err(store::from_tx)
+        })
+        .await;
+        if let Err(error) = removed {
+            tracing::error!(%id, %error, "cannot take back a message whose flush failed; it may be delivered though the client was told to retry");
+        }
+    }
+
+    /// Holds `id` as not yet durable.
+    fn hold_accepting(&self, id: QueueId) {
+        lock(&self.holds).insert(id, Hold::Accepting);
+    }
+
+    /// Frees `id` if it is still held as not yet durable.
+    fn unhold(&self, id: QueueId) {
+        let mut holds = lock(&self.holds);
+        if holds.get(&id) == Some(&Hold::Accepting) {
+            holds.remove(&id);
+        }
+    }
+
     /// A fresh id, strictly greater than every id this queue made or found.
     fn next_id(&self, now: SystemTime) -> QueueId {
         let millis = now
@@ -361,15 +608,16 @@ impl Inner {
             .iter()
             .filter_map(|i| message.envelope.recipients.get(*i))
             .collect();
+        let config = self.config();
         build_dsn(&DsnInput {
             kind,
             id: message.id,
             envelope: &message.envelope,
             recipients,
             original_headers: headers,
-            reporting_mta: &self.config.reporting_mta,
+            reporting_mta: &config.reporting_mta,
             now,
-            will_retry_until: Some(message.envelope.received_at + self.config.expiration),
+            will_retry_until: Some(message.envelope.received_at + config.expiration),
         })
     }
 
@@ -377,9 +625,10 @@ impl Inner {
     fn after_attempt(&self, report: &AttemptReport, effects: &AttemptEffects, now: SystemTime) {
         let id = report.message.id;
         lock(&self.resumed).remove(&id);
-        lock(&self.leases).remove(&id);
+        lock(&self.holds).remove(&id);
+        let config = self.config();
         for (hop, answered) in &effects.hops {
-            self.backoff.record(hop, *answered, now, &self.config);
+            self.backoff.record(hop, *answered, now, &config);
         }
         let c = &self.counters;
         Counters::add(&c.recipients_delivered, effects.delivered.len() as u64);
@@ -400,6 +649,73 @@ impl Inner {
                 &c.messages_delivered
             };
             Counters::add(outcome, 1);
+        }
+    }
+}
+
+/// Holds a message `Accepting` from before its write until
+/// [`AcceptGuard::done`]. Dropped early (the accepting future was
+/// cancelled), it frees the message only once whatever was written is
+/// durable, so even then no scan lists it before its flush.
+struct AcceptGuard {
+    inner: Arc<Inner>,
+    id: QueueId,
+    armed: bool,
+}
+
+impl AcceptGuard {
+    fn new(inner: &Arc<Inner>, id: QueueId) -> Self {
+        inner.hold_accepting(id);
+        Self {
+            inner: Arc::clone(inner),
+            id,
+            armed: true,
+        }
+    }
+
+    /// The caller leases or frees the message itself from here on.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+
+    /// The write is durable (or was taken back): scans may list it.
+    fn free(mut self) {
+        self.armed = false;
+        self.inner.unhold(self.id);
+    }
+}
+
+impl Drop for AcceptGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (inner, id) = (Arc::clone(&self.inner), self.id);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if inner.commit.durable().await.is_ok() {
+                        inner.unhold(id);
+                    }
+                });
+            }
+            // No runtime left: the node is stopping; a restart frees it.
+            Err(_) => inner.unhold(id),
+        }
+    }
+}
+
+/// Drops expired origins every [`PRUNE_INTERVAL`] while the queue lives.
+async fn prune_seen_periodically(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(PRUNE_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let queue = Queue { inner };
+        match tokio::task::spawn_blocking(move || queue.prune_seen(SystemTime::now())).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(pruned = n, "forgot expired origins of relayed messages"),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot prune the origins of relayed messages"),
+            Err(error) => tracing::warn!(%error, "origin pruning task failed"),
         }
     }
 }

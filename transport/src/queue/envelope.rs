@@ -201,4 +201,6 @@ pub struct DueMessage {
     pub recipients: Vec<RecipientState>,
     /// `MAIL FROM … REQUIRETLS` (RFC 8689).
     pub require_tls: bool,
+    /// When the message was accepted (its expiry counts from here).
+    pub received_at: SystemTime,
 }

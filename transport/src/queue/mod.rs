@@ -29,6 +29,7 @@ pub mod dsn;
 mod engine;
 pub mod envelope;
 pub mod error;
+pub mod once;
 pub mod stats;
 mod store;
 
@@ -38,10 +39,11 @@ mod tests;
 pub use backoff::HopBackoff;
 pub use config::QueueConfig;
 pub use dsn::{Dsn, DsnInput, DsnKind, build_dsn, original_headers};
-pub use engine::{AttemptReport, Queue};
+pub use engine::{AttemptReport, Queue, RelayedOutcome};
 pub use envelope::{
     DeliveryOutcome, DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState, RecipientStatus,
 };
 pub use error::QueueError;
+pub use once::RelayOrigin;
 pub use postern_model::QueueId;
 pub use stats::QueueStats;

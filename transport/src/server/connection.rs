@@ -31,7 +31,7 @@ use super::record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};
 use super::stream::Stream;
 use crate::metrics::{MessageOutcome, Metrics, TlsHandshakeOutcome};
 use crate::protocol_log::{self, Direction, Endpoints, SessionLogger};
-use crate::queue::{self, RecipientState};
+use crate::queue::{self, RecipientState, RelayedOutcome};
 use crate::routing::Origin;
 use crate::smtp::{
     Action, DataReceiver, DataStatus, Envelope, Helo, LineReader, Output, Reply, ReversePath, Session,
@@ -423,6 +423,9 @@ impl Connection {
         self.info.tls = Some(tls_info);
         self.stream = Stream::Tls(Box::new(tls));
         let org = self.shared.config.trusted_org && self.info.is_direct_trust();
+        if org {
+            self.session.set_organisation_peer();
+        }
         let peer = self.info.peer_trust.clone();
         self.origin.update(|o| {
             o.tls = true;
@@ -461,6 +464,10 @@ impl Connection {
         let trust_stamp = self.shared.ctx.router.stamp(sender_mailbox, &self.origin.get());
         if trust_stamp.domain_secured {
             self.metrics().domain_secured_message_received();
+            if let Some(m) = sender_mailbox {
+                self.metrics()
+                    .partner_success(crate::protocol_log::Direction::Receive, &m.domain().to_string());
+            }
             self.log
                 .info(format_args!("Domain secured: {}", trust_stamp.headers.join("; ")));
         }
@@ -490,8 +497,40 @@ impl Connection {
         let mut queued = queue::Envelope::new(sender, recipients, SystemTime::now());
         queued.require_tls = envelope.require_tls;
         let queue = &self.shared.ctx.queue;
-        match queue.enqueue(queued, message).await {
-            Ok(queue_id) => {
+        let accepted = match &envelope.origin {
+            Some(origin) => queue.enqueue_relayed(queued, message, origin).await,
+            None => queue.enqueue(queued, message).await.map(|id| RelayedOutcome {
+                id: Some(id),
+                suppressed: Vec::new(),
+            }),
+        };
+        if let (Ok(outcome), Some(origin)) = (&accepted, &envelope.origin)
+            && !outcome.suppressed.is_empty()
+        {
+            tracing::info!(
+                session = %self.info.session_id,
+                sender_node = %origin.node,
+                sender_queue_id = %origin.id,
+                recipients = outcome.suppressed.len(),
+                queued = outcome.id.is_some(),
+                "duplicate suppressed: the node relayed this message here before"
+            );
+            self.log.info(format_args!(
+                "Duplicate suppressed: {} recipient(s) of {}:{} were queued before",
+                outcome.suppressed.len(),
+                origin.node,
+                origin.id
+            ));
+            self.metrics()
+                .duplicates_suppressed(outcome.suppressed.len() as u64);
+        }
+        match accepted.map(|outcome| outcome.id) {
+            Ok(None) => {
+                self.metrics()
+                    .message(Direction::Receive, MessageOutcome::Accepted);
+                self.session.duplicate_suppressed()
+            }
+            Ok(Some(queue_id)) => {
                 tracing::info!(session = %self.info.session_id, received_id = %id, %queue_id, "message queued");
                 let metrics = self.metrics();
                 metrics.message(Direction::Receive, MessageOutcome::Accepted);

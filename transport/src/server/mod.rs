@@ -162,6 +162,9 @@ impl Shared {
 /// A bound receive connector, ready to serve.
 pub struct ReceiveConnector {
     listener: TcpListener,
+    /// A second descriptor of the listening socket: a successor on the same
+    /// binding takes it over, so a reload never closes the port.
+    spare: std::net::TcpListener,
     local_addr: SocketAddr,
     shared: Shared,
 }
@@ -185,7 +188,26 @@ impl ReceiveConnector {
             source,
         };
         let listener = TcpListener::bind(config.bind).await.map_err(bind_error)?;
+        let listener = listener.into_std().map_err(bind_error)?;
+        Self::with_listener(listener, config, ctx)
+    }
+
+    /// Serves `config` on a socket that is already listening (a successor
+    /// on an unchanged binding, see [`ReceiveConnector::share_listener`]).
+    /// Needs a tokio runtime.
+    pub fn with_listener(
+        listener: std::net::TcpListener,
+        config: ReceiveConnectorConfig,
+        ctx: ServerContext,
+    ) -> Result<Self, ServerError> {
+        let bind_error = |source| ServerError::Bind {
+            connector: config.name.clone(),
+            addr: config.bind,
+            source,
+        };
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let spare = listener.try_clone().map_err(bind_error)?;
+        let listener = TcpListener::from_std(listener).map_err(bind_error)?;
         let postmaster = Mailbox::parse(&format!("postmaster@{}", ctx.node_fqdn))
             .map_err(|_| ServerError::NodeFqdn(ctx.node_fqdn.to_string()))?;
         let resolver = ServerCertResolver::new(ctx.certs.clone(), config.fqdn.as_str());
@@ -205,9 +227,22 @@ impl ReceiveConnector {
         tracing::info!(connector = %shared.config.name, %local_addr, fqdn = %shared.config.fqdn, "receive connector listening");
         Ok(Self {
             listener,
+            spare,
             local_addr,
             shared,
         })
+    }
+
+    /// Another descriptor of the listening socket, for a successor on the
+    /// same binding: the port stays open while one connector hands over to
+    /// the next.
+    pub fn share_listener(&self) -> io::Result<std::net::TcpListener> {
+        self.spare.try_clone()
+    }
+
+    /// The connector's configuration.
+    pub fn config(&self) -> &ReceiveConnectorConfig {
+        &self.shared.config
     }
 
     /// The address actually bound (learns the port when bound to port 0).
@@ -254,6 +289,7 @@ impl ReceiveConnector {
             }
         }
         drop(self.listener);
+        drop(self.spare);
         tracing::info!(connector = %shared.config.name, sessions = sessions.len(), "receive connector stopping");
         // No receiver left only means no session is running.
         let _ = stop_tx.send(true);

@@ -141,6 +141,9 @@ pub struct EhloCapabilities {
     pub eight_bit_mime: bool,
     /// ENHANCEDSTATUSCODES (RFC 2034).
     pub enhanced_status_codes: bool,
+    /// [`ONCE_KEYWORD`](crate::smtp::ONCE_KEYWORD): a node of our
+    /// organisation that takes our queue id with `MAIL FROM`.
+    pub once: bool,
     /// Every other extension line, as sent (e.g. `AUTH LOGIN PLAIN`).
     pub other: Vec<String>,
 }
@@ -167,6 +170,7 @@ impl EhloCapabilities {
                 "PIPELINING" => caps.pipelining = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
+                crate::smtp::ONCE_KEYWORD => caps.once = true,
                 "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 _ => caps.other.push(line.clone()),
             }

@@ -4,8 +4,15 @@
 //! the angle brackets. A refused line is a [`CommandError`] that knows the
 //! reply to send, so the mapping from fault to SMTP code lives here.
 
+use crate::queue::RelayOrigin;
 use crate::smtp::address::{AddressError, ForwardPath, HeloName, ReversePath};
 use crate::smtp::reply::Reply;
+
+/// The EHLO keyword and `MAIL FROM` parameter by which one node of the
+/// organisation names a relayed message by its own queue id (see
+/// [`crate::queue::once`]); offered and accepted only between nodes of
+/// the organisation.
+pub const ONCE_KEYWORD: &str = "X-POSTERN-ONCE";
 
 /// A parsed command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +62,9 @@ pub struct MailParams {
     pub body: Option<BodyType>,
     /// `REQUIRETLS` (RFC 8689): relay only over verified TLS.
     pub require_tls: bool,
+    /// `X-POSTERN-ONCE=node:queue-id:expiry` ([`ONCE_KEYWORD`]); the
+    /// session refuses it from anyone but a node of the organisation.
+    pub once: Option<RelayOrigin>,
     /// Every other parameter, kept for the session to accept or refuse.
     pub other: Vec<EsmtpParam>,
 }
@@ -288,6 +298,14 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
             "REQUIRETLS" if params.require_tls => return Err(duplicate("REQUIRETLS")),
             "REQUIRETLS" if value.is_some() => return Err(invalid("REQUIRETLS takes no value")),
             "REQUIRETLS" => params.require_tls = true,
+            ONCE_KEYWORD if params.once.is_some() => return Err(duplicate(ONCE_KEYWORD)),
+            ONCE_KEYWORD => {
+                let origin = value
+                    .ok_or_else(|| invalid("X-POSTERN-ONCE needs a value"))?
+                    .parse()
+                    .map_err(|e: crate::queue::once::RelayOriginError| invalid(&e.to_string()))?;
+                params.once = Some(origin);
+            }
             _ => params.other.push(p),
         }
     }

@@ -401,3 +401,40 @@ fn timeout_closes() {
     assert_reply(out.reply.as_ref().unwrap(), "421 4.4.2", "(idle)");
     assert_eq!(out.action, Action::Close);
 }
+
+#[test]
+fn once_parameter_only_from_a_node_of_the_organisation() {
+    let value = "edge1.adatum.com:0000000000000000000000000000002A:1800000000";
+    let mail = format!("MAIL FROM:<a@fabrikam.com> X-POSTERN-ONCE={value}");
+    // Anyone else: not offered, refused before and after TLS.
+    let mut s = greeted();
+    s.cmd(&mail, "555 5.5.4");
+    s.cmd("STARTTLS", "220 2.0.0");
+    let ehlo = s.cmd("EHLO client.fabrikam.com", "250");
+    assert!(!ehlo.lines().iter().any(|l| l == "X-POSTERN-ONCE"));
+    s.cmd(&mail, "555 5.5.4");
+
+    // A node of the organisation (proved by the TLS handshake).
+    let mut s = greeted();
+    s.session.set_organisation_peer();
+    let ehlo = s.cmd("EHLO edge1.adatum.com", "250");
+    assert!(
+        !ehlo.lines().iter().any(|l| l == "X-POSTERN-ONCE"),
+        "not before TLS"
+    );
+    s.cmd("STARTTLS", "220 2.0.0");
+    s.session.set_organisation_peer();
+    let ehlo = s.cmd("EHLO edge1.adatum.com", "250");
+    assert!(ehlo.lines().iter().any(|l| l == "X-POSTERN-ONCE"));
+    s.cmd("MAIL FROM:<a@fabrikam.com> X-POSTERN-ONCE=junk", "501 5.5.4");
+    s.cmd(&format!("{mail} X-POSTERN-ONCE={value}"), "501 5.5.4");
+    s.cmd(&mail, "250 2.1.0");
+    s.cmd("RCPT TO:<kim@adatum.com>", "250 2.1.5");
+    s.cmd("DATA", "354");
+    s.batch("Subject: hi\r\n\r\nhello\r\n.\r\n", &["250 2.0.0"]);
+    let (envelope, _) = &s.queued[0];
+    assert_eq!(
+        envelope.origin.as_ref().map(ToString::to_string).as_deref(),
+        Some(value)
+    );
+}

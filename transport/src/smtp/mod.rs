@@ -20,7 +20,7 @@ pub mod session;
 
 pub use address::{AddressError, ForwardPath, HeloName, Mailbox, ReversePath};
 pub use client::{EhloCapabilities, ReplyError, ReplyParser};
-pub use command::{BodyType, Command, CommandError, EsmtpParam, MailParams};
+pub use command::{BodyType, Command, CommandError, EsmtpParam, MailParams, ONCE_KEYWORD};
 pub use data::{DataEnd, DataReceiver, DataStatus, DataViolation};
 pub use line::{LineError, LineReader};
 pub use policy::{

@@ -129,6 +129,12 @@ impl Reply {
         Self::simple(250, (2, 0, 0), format!("Queued mail for delivery as {id}"))
     }
 
+    /// `250 2.0.0` for a message a node of the organisation relayed again
+    /// after it was queued here: nothing more is queued.
+    pub fn duplicate_suppressed() -> Self {
+        Self::simple(250, (2, 0, 0), "Already queued here; duplicate suppressed")
+    }
+
     /// `451 4.3.0`: the message could not be stored; the client retries.
     pub fn queue_failed() -> Self {
         Self::simple(

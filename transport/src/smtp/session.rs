@@ -24,8 +24,9 @@
 
 use std::fmt;
 
+use crate::queue::RelayOrigin;
 use crate::smtp::address::{ForwardPath, HeloName, ReversePath};
-use crate::smtp::command::{BodyType, Command, CommandError, MailParams};
+use crate::smtp::command::{BodyType, Command, CommandError, MailParams, ONCE_KEYWORD};
 use crate::smtp::data::{DataEnd, DataReceiver, DataViolation};
 use crate::smtp::line::LineError;
 use crate::smtp::policy::{RecipientContext, RecipientPolicy, RecipientVerdict, SessionConfig};
@@ -57,6 +58,9 @@ pub struct Envelope {
     pub tls: bool,
     /// `MAIL FROM … REQUIRETLS` (RFC 8689).
     pub require_tls: bool,
+    /// The sending node's name for the message, when a node of the
+    /// organisation relays it (`X-POSTERN-ONCE`).
+    pub origin: Option<RelayOrigin>,
 }
 
 /// Where the session is.
@@ -147,6 +151,8 @@ pub struct Session {
     config: SessionConfig,
     policy: Box<dyn RecipientPolicy>,
     tls: bool,
+    /// The client proved over TLS that it is a node of the organisation.
+    organisation_peer: bool,
     state: SessionState,
 }
 
@@ -167,6 +173,7 @@ impl Session {
             config,
             policy,
             tls,
+            organisation_peer: false,
             state: SessionState::Connected,
         }
     }
@@ -184,6 +191,16 @@ impl Session {
     /// Whether the session runs over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// The TLS handshake proved the client a node of the organisation
+    /// (direct trust on an organisation connector): from the next EHLO on,
+    /// [`ONCE_KEYWORD`] is offered and accepted. Never call it for any
+    /// other client: the parameter lets the sender suppress mail.
+    pub fn set_organisation_peer(&mut self) {
+        if self.tls {
+            self.organisation_peer = true;
+        }
     }
 
     /// Parses and handles one command line (without CRLF).
@@ -282,6 +299,13 @@ impl Session {
         Reply::queued(id)
     }
 
+    /// The message of [`Action::Queue`] was queued here before (a node of
+    /// the organisation relayed it again): 250, nothing queued.
+    pub fn duplicate_suppressed(&mut self) -> Reply {
+        self.finish_queuing();
+        Reply::duplicate_suppressed()
+    }
+
     /// The message queued by [`Action::Queue`] could not be stored.
     pub fn queue_failed(&mut self) -> Reply {
         self.finish_queuing();
@@ -308,6 +332,9 @@ impl Session {
         words.extend(["8BITMIME".into(), "ENHANCEDSTATUSCODES".into()]);
         if self.offers_requiretls() {
             words.push("REQUIRETLS".into());
+        }
+        if self.organisation_peer {
+            words.push(ONCE_KEYWORD.into());
         }
         words
     }
@@ -364,9 +391,13 @@ impl Session {
         if params.require_tls && !self.offers_requiretls() {
             return Output::reply(CommandError::UnsupportedParameter("REQUIRETLS".into()).reply());
         }
-        let has_extensions = params.size.is_some() || params.body.is_some() || params.require_tls;
+        let has_extensions =
+            params.size.is_some() || params.body.is_some() || params.require_tls || params.once.is_some();
         if let Some(p) = params.other.first() {
             return Output::reply(CommandError::UnsupportedParameter(p.keyword.clone()).reply());
+        }
+        if params.once.is_some() && !self.organisation_peer {
+            return Output::reply(CommandError::UnsupportedParameter(ONCE_KEYWORD.into()).reply());
         }
         if has_extensions && !helo.extended {
             return Output::reply(CommandError::UnsupportedParameter("after HELO".into()).reply());
@@ -410,6 +441,7 @@ impl Session {
                     declared_size: params.size,
                     tls,
                     require_tls: params.require_tls,
+                    origin: params.once,
                 };
                 SessionState::Rcpt { envelope, helo }
             }

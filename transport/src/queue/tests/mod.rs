@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use super::*;
 
 mod crash;
+mod leases;
+mod relayed;
 
 pub(super) const BODY: &[u8] = b"From: s@adatum.com\r\nTo: a@fabrikam.com\r\nSubject: hi\r\n\r\nHello.\r\n";
 
@@ -32,11 +34,11 @@ pub(super) fn envelope(sender: Option<&str>, recipients: &[&str]) -> Envelope {
     Envelope::new(sender.map(str::to_owned), recipients, SystemTime::now())
 }
 
-fn delivered(address: &str) -> RecipientOutcome {
+pub(super) fn delivered(address: &str) -> RecipientOutcome {
     RecipientOutcome::new(address, DeliveryOutcome::Delivered("250 2.0.0 OK".into()))
 }
 
-fn transient(address: &str) -> RecipientOutcome {
+pub(super) fn transient(address: &str) -> RecipientOutcome {
     RecipientOutcome::new(
         address,
         DeliveryOutcome::TransientFailure("451 4.4.1 no answer".into()),
@@ -126,6 +128,37 @@ async fn transient_failure_backs_off_the_whole_hop() {
     assert_eq!(due, [first, second, other], "after one minute, oldest first");
     let message = queue.get(first).unwrap().unwrap();
     assert_eq!(message.envelope.recipients[0].status.attempts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_now_ends_one_hops_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(&open_db(dir.path()), QueueConfig::default()).unwrap();
+    let now = SystemTime::now();
+    let mut ids = Vec::new();
+    for rcpt in ["a@fabrikam.com", "c@contoso.com"] {
+        let id = queue
+            .enqueue(envelope(Some("s@adatum.com"), &[rcpt]), BODY.to_vec())
+            .await
+            .unwrap();
+        assert_eq!(queue.due(now).unwrap().len(), 1);
+        queue
+            .record_attempt(id, vec![transient(rcpt)], now)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    assert!(queue.due(now).unwrap().is_empty(), "both hops back off");
+    assert!(queue.hop_backoff().retry_at("fabrikam.com").is_some());
+
+    assert_eq!(queue.retry_now(Some("fabrikam.com")).unwrap(), 1);
+    assert!(queue.hop_backoff().is_ready("fabrikam.com", now));
+    let due: Vec<QueueId> = queue.due(now).unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(due, [ids[0]], "only the hop asked for");
+    assert_eq!(queue.retry_now(Some("nowhere.example")).unwrap(), 0);
+    queue.release(ids[0]);
+    assert_eq!(queue.retry_now(None).unwrap(), 2, "every hop");
+    assert_eq!(queue.due(now).unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
