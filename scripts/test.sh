@@ -17,6 +17,9 @@ command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 # and authres (for arcsign), and OpenDKIM's tools.
 /usr/bin/python3 -c 'import dkim, dns.resolver, authres' >/dev/null 2>&1 || need+=(python3-dkim python3-dnspython python3-authres)
 command -v opendkim-testmsg >/dev/null 2>&1 || need+=(opendkim-tools)
+# DANE tests: Knot DNS serves a zone signed with BIND's dnssec-signzone.
+[ -x /usr/sbin/knotd ] && command -v kdig >/dev/null 2>&1 || need+=(knot knot-dnsutils)
+command -v dnssec-signzone >/dev/null 2>&1 || need+=(bind9-utils)
 # The console tests drive a headless browser and make their POSTs with curl.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v curl >/dev/null 2>&1 || need+=(curl)

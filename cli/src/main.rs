@@ -10,6 +10,7 @@ mod ems;
 mod objects;
 mod output;
 mod run;
+mod tlsrpt;
 mod up;
 
 use std::path::PathBuf;
@@ -109,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: dkim::DkimCommand,
     },
+    /// TLS reporting (RFC 8460): today's figures, the daily reports on demand.
+    TlsReport {
+        #[command(subcommand)]
+        command: tlsrpt::TlsReportCommand,
+    },
     /// The hub's web console.
     Console {
         #[command(subcommand)]
@@ -166,6 +172,7 @@ fn main() -> ExitCode {
             Command::EdgeSubscription { command } => edgesync::subscription(&cli.node, command).await,
             Command::Edgesync { command } => edgesync::edgesync(&cli.node, command).await,
             Command::Dkim { command } => dkim::run(&cli.node, command).await,
+            Command::TlsReport { command } => tlsrpt::run(&cli.node, command).await,
             Command::Console { command } => console::run(&cli.node, command).await,
             Command::Ems(args) => ems::run(&cli.node, args).await,
         }

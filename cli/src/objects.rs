@@ -126,6 +126,16 @@ pub struct TransportConfigArgs {
     /// Seconds before a delay notice.
     #[arg(long)]
     delay_notification: Option<u64>,
+    /// The organisation's own MTA-STS policy mode: enforce, testing or none
+    /// (edges serve it; `postern tls-report records` prints the DNS records).
+    #[arg(long)]
+    mta_sts_mode: Option<String>,
+    /// MX patterns of our MTA-STS policy (comma-separated).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    mta_sts_mx: Option<Vec<String>>,
+    /// max_age of our MTA-STS policy, seconds (default one week).
+    #[arg(long)]
+    mta_sts_max_age: Option<u64>,
 }
 
 fn domains(list: &[String]) -> anyhow::Result<Vec<Domain>> {
@@ -143,6 +153,7 @@ fn transport_fields() -> Vec<(&'static str, &'static str)> {
         ("MaxRecipients", "max_recipients"),
         ("MessageExpirationSecs", "message_expiration_secs"),
         ("DelayNotificationSecs", "delay_notification_secs"),
+        ("MtaSts", "mta_sts"),
     ]
 }
 
@@ -186,6 +197,30 @@ pub async fn transport_config_exec(node: &Path, cmd: TransportConfigCommand) -> 
             }
             if let Some(v) = a.delay_notification {
                 t.delay_notification_secs = v;
+            }
+            if a.mta_sts_mode.is_some() || a.mta_sts_mx.is_some() || a.mta_sts_max_age.is_some() {
+                let mut p = t.mta_sts.take().unwrap_or(postern_model::MtaStsPublication {
+                    mode: postern_model::MtaStsPublishMode::Testing,
+                    mx: Vec::new(),
+                    max_age_secs: 7 * 24 * 3600,
+                });
+                if let Some(mode) = &a.mta_sts_mode {
+                    p.mode = mode.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                }
+                if let Some(mx) = a.mta_sts_mx {
+                    p.mx = mx
+                        .iter()
+                        .map(|m| m.trim().to_ascii_lowercase())
+                        .filter(|m| !m.is_empty())
+                        .collect();
+                }
+                if let Some(age) = a.mta_sts_max_age {
+                    p.max_age_secs = age;
+                }
+                if p.mx.is_empty() && p.mode != postern_model::MtaStsPublishMode::None {
+                    anyhow::bail!("an MTA-STS policy needs --mta-sts-mx (the MX host names senders may use)");
+                }
+                t.mta_sts = Some(p);
             }
             put(&mut c, &ReplicatedObject::TransportConfig(t), false, false).await?;
             Ok(Reply::Done)

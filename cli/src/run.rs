@@ -47,6 +47,18 @@ pub struct RunArgs {
     /// trusted after a rotation (default one day).
     #[arg(long, env = "POSTERN_CERTIFICATE_GRACE", default_value_t = 86400)]
     certificate_grace: u64,
+    /// DANE for mail routed by MX: the DNSSEC trust anchor, `root` (the
+    /// root zone's keys) or a file of DNSKEY records (a lab's own zone).
+    /// Unset: DANE is off.
+    #[arg(long, env = "POSTERN_DNSSEC_TRUST_ANCHOR")]
+    dnssec_trust_anchor: Option<String>,
+    /// The HTTPS port MTA-STS policies are fetched from; 0 turns MTA-STS off.
+    #[arg(long, env = "POSTERN_MTA_STS_PORT", default_value_t = 443)]
+    mta_sts_port: u16,
+    /// Serve the organisation's MTA-STS policy over HTTPS here (edge;
+    /// e.g. 0.0.0.0:443), with the node's SMTP certificate.
+    #[arg(long, env = "POSTERN_MTA_STS_BIND")]
+    mta_sts_bind: Option<std::net::SocketAddr>,
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "POSTERN_LOG", default_value = "info")]
     log: String,
@@ -59,6 +71,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("bad --log filter")?)
         .with_writer(std::io::stderr)
         .init();
+    let internet = internet_tls(&args);
     let node = NodeOptions {
         data_dir: args.data_dir,
         role,
@@ -77,6 +90,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
                 node,
                 metrics_bind: args.metrics_bind,
                 dns_servers: args.dns_servers.clone(),
+                internet_tls: internet.clone(),
                 console_bind: args.console_bind,
                 certificate_grace: std::time::Duration::from_secs(args.certificate_grace),
             };
@@ -91,12 +105,26 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
                 node,
                 metrics_bind: args.metrics_bind,
                 dns_servers: args.dns_servers.clone(),
+                internet_tls: internet.clone(),
                 edgesync_bind: args.edgesync_bind,
             };
             postern_edge::run(opts, shutdown_signal()).await?;
         }
     }
     Ok(())
+}
+
+/// DANE and MTA-STS as the flags say.
+fn internet_tls(args: &RunArgs) -> postern_transport::internet_tls::NodeTlsOptions {
+    use postern_transport::internet_tls::TrustAnchor;
+    postern_transport::internet_tls::NodeTlsOptions {
+        dane_trust_anchor: args.dnssec_trust_anchor.as_deref().map(|a| match a {
+            "root" => TrustAnchor::Root,
+            path => TrustAnchor::File(path.into()),
+        }),
+        mta_sts_port: (args.mta_sts_port != 0).then_some(args.mta_sts_port),
+        mta_sts_bind: args.mta_sts_bind,
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM (what `docker stop` sends).

@@ -87,6 +87,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         )?,
         metrics_bind: Some(hub_metrics.clone()),
         dns_servers: Vec::new(),
+        internet_tls: Default::default(),
         console_bind: Some(console.clone()),
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
@@ -101,6 +102,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         )?,
         metrics_bind: Some(edge_metrics.clone()),
         dns_servers: Vec::new(),
+        internet_tls: Default::default(),
         edgesync_bind: edgesync.clone(),
     })
     .await?;

@@ -35,6 +35,8 @@ pub struct EdgeOptions {
     pub metrics_bind: Option<String>,
     /// DNS servers for MX lookups (empty: the system's resolv.conf).
     pub dns_servers: Vec<std::net::SocketAddr>,
+    /// DANE and MTA-STS for mail routed by MX.
+    pub internet_tls: postern_transport::internet_tls::NodeTlsOptions,
     /// EdgeSync gRPC binding.
     pub edgesync_bind: String,
 }
@@ -128,6 +130,8 @@ impl Edge {
         };
         let dns = postern_transport::dns::DnsConfig {
             servers: opts.dns_servers.clone(),
+            dane_trust_anchor: opts.internet_tls.dane_trust_anchor.clone(),
+            mta_sts_port: opts.internet_tls.mta_sts_port,
             ..Default::default()
         };
         // Mail from outside is judged (SPF, DKIM, ARC, DMARC) through the
@@ -172,6 +176,20 @@ impl Edge {
             }
         });
         tracing::info!(addr = %edgesync_addr, "EdgeSync listening");
+        if let Some(bind) = opts.internet_tls.mta_sts_bind {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| EdgeError::Bind(bind.to_string(), e))?;
+            tracing::info!(addr = %bind, "serving the organisation's MTA-STS policy");
+            let replica = replica.clone();
+            tokio::spawn(postern_transport::internet_tls::publish::serve(
+                listener,
+                node.certs.clone(),
+                node.identity.fqdn.clone(),
+                Arc::new(move || transport_config_of(&replica)),
+                std::future::pending(),
+            ));
+        }
         // Hubs send to the connector that takes organisation servers.
         let smtp_bind = mail
             .organisation_addr()
@@ -201,6 +219,46 @@ impl Edge {
             .add_service(ConfigServer::new(self.admin.clone()))
             .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
             .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+            .add_service(postern_transport::internet_tls::admin::service(
+                self.mail.tls_reporter().clone(),
+                published_records(self.admin.replica.clone(), self.node.clone()),
+            ))
+    }
+}
+
+/// The DNS records for the organisation's own policy as this edge sees
+/// it: its authoritative domains, the replicated MTA-STS policy, and its
+/// SMTP certificates.
+fn published_records(replica: Replica, node: Node) -> postern_transport::internet_tls::admin::RecordSource {
+    Arc::new(move || {
+        let config = transport_config_of(&replica);
+        let domains: Vec<postern_model::Domain> = replica
+            .list("accepted-domain")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| match o {
+                postern_model::ReplicatedObject::AcceptedDomain(d)
+                    if d.kind == postern_model::AcceptedDomainKind::Authoritative =>
+                {
+                    Some(d.name)
+                }
+                _ => None,
+            })
+            .collect();
+        let certs = postern_transport::internet_tls::publish::smtp_certificates(&node.certs);
+        postern_transport::internet_tls::publish::dns_records(
+            &domains,
+            config.mta_sts.as_ref(),
+            &node.identity.fqdn,
+            &certs,
+        )
+    })
+}
+
+fn transport_config_of(replica: &Replica) -> postern_model::TransportConfig {
+    match replica.get(&postern_model::ObjectKey::of("transport-config", "")) {
+        Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => c,
+        _ => postern_model::TransportConfig::default(),
     }
 }
 

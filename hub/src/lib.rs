@@ -46,6 +46,8 @@ pub struct HubOptions {
     pub metrics_bind: Option<String>,
     /// DNS servers for MX lookups (empty: the system's resolv.conf).
     pub dns_servers: Vec<std::net::SocketAddr>,
+    /// DANE and MTA-STS for mail routed by MX.
+    pub internet_tls: postern_transport::internet_tls::NodeTlsOptions,
     /// The web console's binding (`ip:port`); no console when `None`.
     pub console_bind: Option<String>,
     /// How long a replaced certificate (an edge's or the hub's) stays
@@ -178,6 +180,8 @@ impl Hub {
             metrics_bind,
             postern_transport::dns::DnsConfig {
                 servers: opts.dns_servers.clone(),
+                dane_trust_anchor: opts.internet_tls.dane_trust_anchor.clone(),
+                mta_sts_port: opts.internet_tls.mta_sts_port,
                 ..Default::default()
             },
             message_auth,
@@ -232,7 +236,20 @@ impl Hub {
                 keys: self.dkim.clone(),
                 config: self.admin.config.clone(),
             }))
+            .add_service(postern_transport::internet_tls::admin::service(
+                self.mail.tls_reporter().clone(),
+                hub_records(self.node.clone()),
+            ))
     }
+}
+
+/// A hub publishes no MTA-STS policy of its own (edges face the
+/// Internet): the TLSA records of its SMTP certificates only.
+fn hub_records(node: Node) -> postern_transport::internet_tls::admin::RecordSource {
+    Arc::new(move || {
+        let certs = postern_transport::internet_tls::publish::smtp_certificates(&node.certs);
+        postern_transport::internet_tls::publish::dns_records(&[], None, &node.identity.fqdn, &certs)
+    })
 }
 
 /// Sets the hub up (first start) or opens it, then serves until `shutdown`.

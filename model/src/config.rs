@@ -28,6 +28,58 @@ pub struct TransportConfig {
     pub message_expiration_secs: u64,
     /// When the sender is told a message is delayed (seconds).
     pub delay_notification_secs: u64,
+    /// The organisation's own MTA-STS policy (RFC 8461), served by edges at
+    /// `https://mta-sts.<domain>/.well-known/mta-sts.txt`; `None`: none.
+    #[serde(default)]
+    pub mta_sts: Option<MtaStsPublication>,
+}
+
+/// The MTA-STS policy the organisation publishes for its domains.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtaStsPublication {
+    /// `enforce`, `testing` or `none`.
+    pub mode: MtaStsPublishMode,
+    /// MX patterns senders must see (`mail.adatum.com`, `*.adatum.com`).
+    pub mx: Vec<String>,
+    /// How long senders cache the policy (seconds).
+    pub max_age_secs: u64,
+}
+
+/// The published mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MtaStsPublishMode {
+    /// Senders refuse MX hosts not listed or without a valid certificate.
+    Enforce,
+    /// Senders report failures but deliver.
+    Testing,
+    /// Withdraws a policy (senders forget it).
+    None,
+}
+
+impl MtaStsPublishMode {
+    /// The policy file's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtaStsPublishMode::Enforce => "enforce",
+            MtaStsPublishMode::Testing => "testing",
+            MtaStsPublishMode::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for MtaStsPublishMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "enforce" => Ok(Self::Enforce),
+            "testing" => Ok(Self::Testing),
+            "none" => Ok(Self::None),
+            _ => Err(format!(
+                "unknown MTA-STS mode {s:?}: use enforce, testing or none"
+            )),
+        }
+    }
 }
 
 impl Default for TransportConfig {
@@ -39,6 +91,7 @@ impl Default for TransportConfig {
             max_recipients: 200,
             message_expiration_secs: 2 * 24 * 3600,
             delay_notification_secs: 4 * 3600,
+            mta_sts: None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub use config::{
     EdgeInfo, HubInfo, MailboxHash, ObjectKey, PermissionGroup, ReceiveConnector, ReplicatedObject,
     SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
+pub use config::{MtaStsPublication, MtaStsPublishMode};
 pub use dkim::{DkimKeyType, DmarcEnforcement, Selector};
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};

@@ -81,6 +81,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         node: opts(&tmp.path().join("hub"), NodeRole::Hub, "van-ex1.adatum.com"),
         metrics_bind: None,
         dns_servers: Vec::new(),
+        internet_tls: Default::default(),
         console_bind: None,
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
@@ -90,6 +91,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         node: opts(&tmp.path().join("edge"), NodeRole::Edge, "edge1.adatum.com"),
         metrics_bind: None,
         dns_servers: Vec::new(),
+        internet_tls: Default::default(),
         edgesync_bind: "127.0.0.1:0".into(),
     })
     .await

@@ -30,7 +30,7 @@ use hickory_resolver::config::{
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::{Resolver, ResolverBuilder, TokioResolver};
 use postern_model::Domain;
 use rand::seq::SliceRandom;
 
@@ -40,7 +40,10 @@ use crate::routing::HostPort;
 /// How long one DNS query waits unless configured otherwise.
 pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Which name servers to ask.
+/// The port MTA-STS policies are fetched from.
+pub const MTA_STS_PORT: u16 = 443;
+
+/// Which name servers to ask, and which DNS-based TLS policies to honour.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsConfig {
     /// Name servers (UDP, TCP on truncation or error); empty: the system's
@@ -48,14 +51,23 @@ pub struct DnsConfig {
     pub servers: Vec<SocketAddr>,
     /// How long one query waits for an answer.
     pub timeout: Duration,
+    /// DANE (RFC 7672): validate DNSSEC from this trust anchor and honour
+    /// TLSA records of MX hosts; `None`: DANE is off.
+    pub dane_trust_anchor: Option<crate::internet_tls::TrustAnchor>,
+    /// MTA-STS (RFC 8461): the HTTPS port policies are fetched from (443
+    /// on the Internet); `None`: MTA-STS is off.
+    pub mta_sts_port: Option<u16>,
 }
 
 impl Default for DnsConfig {
-    /// The system's name servers, [`DEFAULT_DNS_TIMEOUT`].
+    /// The system's name servers, [`DEFAULT_DNS_TIMEOUT`], DANE off,
+    /// MTA-STS on.
     fn default() -> Self {
         Self {
             servers: Vec::new(),
             timeout: DEFAULT_DNS_TIMEOUT,
+            dane_trust_anchor: None,
+            mta_sts_port: Some(MTA_STS_PORT),
         }
     }
 }
@@ -143,37 +155,7 @@ impl MxResolver {
     /// when that is empty. `Err` (`Unavailable`) when the system
     /// configuration cannot be read.
     pub fn new(config: &DnsConfig) -> Result<Self, DnsError> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = if config.servers.is_empty() {
-            Resolver::builder(provider).map_err(|e| DnsError::Unavailable(e.to_string()))?
-        } else {
-            let servers = config
-                .servers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            let mut builder =
-                Resolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider);
-            // The configured servers are the whole truth (labs, tests).
-            builder.options_mut().use_hosts_file = ResolveHosts::Never;
-            builder
-        };
-        let options: &mut ResolverOpts = builder.options_mut();
-        options.timeout = config.timeout;
-        options.try_tcp_on_error = true;
-        let attempts = options.attempts.max(1);
-        let resolver = builder
-            .build()
-            .map_err(|e| DnsError::Unavailable(e.to_string()))?;
-        let limit = config
-            .timeout
-            .saturating_mul(u32::try_from(attempts + 1).unwrap_or(4));
+        let (resolver, limit) = build(config, |b| b)?;
         Ok(Self { resolver, limit })
     }
 
@@ -244,6 +226,28 @@ impl MxResolver {
         }
     }
 
+    /// The TXT records of `name` (each one's strings joined); empty when
+    /// there are none or the lookup failed.
+    pub async fn txt(&self, name: &str) -> Vec<String> {
+        let name = fqdn(name);
+        match tokio::time::timeout(self.limit, self.resolver.txt_lookup(name.as_str())).await {
+            Ok(Ok(lookup)) => lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|part| String::from_utf8_lossy(part).into_owned())
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// A and AAAA records of `name` (`domain` names it in errors).
     async fn addrs_of(&self, domain: &Domain, name: &str) -> Result<Answer<Vec<IpAddr>>, DnsError> {
         match self.query(domain, self.resolver.lookup_ip(name)).await? {
@@ -273,8 +277,48 @@ impl MxResolver {
     }
 }
 
+/// A hickory resolver asking `config.servers` (the system's name servers
+/// when empty), after `adjust` has seen its builder (the DNSSEC resolver
+/// adds its trust anchor), and the overall limit of one lookup.
+pub(crate) fn build(
+    config: &DnsConfig,
+    adjust: impl FnOnce(ResolverBuilder<TokioRuntimeProvider>) -> ResolverBuilder<TokioRuntimeProvider>,
+) -> Result<(TokioResolver, Duration), DnsError> {
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = if config.servers.is_empty() {
+        Resolver::builder(provider).map_err(|e| DnsError::Unavailable(e.to_string()))?
+    } else {
+        let servers = config
+            .servers
+            .iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        let mut builder = Resolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider);
+        // The configured servers are the whole truth (labs, tests).
+        builder.options_mut().use_hosts_file = ResolveHosts::Never;
+        builder
+    };
+    let options: &mut ResolverOpts = builder.options_mut();
+    options.timeout = config.timeout;
+    options.try_tcp_on_error = true;
+    let attempts = options.attempts.max(1);
+    let resolver = adjust(builder)
+        .build()
+        .map_err(|e| DnsError::Unavailable(e.to_string()))?;
+    let limit = config
+        .timeout
+        .saturating_mul(u32::try_from(attempts + 1).unwrap_or(4));
+    Ok((resolver, limit))
+}
+
 /// `name` as a fully qualified name, so no search domain is appended.
-fn fqdn(name: &str) -> String {
+pub(crate) fn fqdn(name: &str) -> String {
     if name.ends_with('.') {
         name.to_owned()
     } else {

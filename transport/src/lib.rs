@@ -9,6 +9,7 @@ pub mod connectors;
 pub mod delivery;
 pub mod dns;
 pub mod http;
+pub mod internet_tls;
 pub mod metrics;
 pub mod mta;
 pub mod node;

@@ -16,6 +16,7 @@ use crate::client::{ClientSettings, Connector, Pool};
 use crate::delivery::{self, DeliveryContext, Maildir, Relay, WorkerConfig};
 use crate::dns::{DnsConfig, shared_resolver};
 use crate::http::routes::{Readiness, node_routes};
+use crate::internet_tls::{DaneResolver, InternetTls, StsSource};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::node_config::NodeConfigCompiler;
@@ -85,6 +86,8 @@ pub struct Mta {
     ready: Readiness,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    internet: Arc<InternetTls>,
+    reporter: Arc<TlsReporter>,
 }
 
 struct RunningConnector {
@@ -96,6 +99,93 @@ struct RunningConnector {
     stop: watch::Sender<bool>,
 }
 
+/// Sends the node's TLS reports (RFC 8460): daily, and on demand from the
+/// admin API.
+pub struct TlsReporter {
+    internet: Arc<InternetTls>,
+    dns: Option<Arc<crate::dns::MxResolver>>,
+    queue: Queue,
+    router: Arc<dyn Router>,
+    submitter: crate::internet_tls::rpt::Submitter,
+}
+
+impl TlsReporter {
+    /// A reporter queueing into `queue` through `router`, finding `rua`
+    /// addresses with `dns`.
+    pub fn new(
+        internet: Arc<InternetTls>,
+        dns: Option<Arc<crate::dns::MxResolver>>,
+        queue: Queue,
+        router: Arc<dyn Router>,
+        submitter: crate::internet_tls::rpt::Submitter,
+    ) -> Self {
+        Self {
+            internet,
+            dns,
+            queue,
+            router,
+            submitter,
+        }
+    }
+
+    /// The figures counted since the last run.
+    pub fn counters(&self) -> &crate::internet_tls::TlsCounters {
+        &self.internet.counters
+    }
+
+    /// Queues today's reports; returns how many.
+    pub async fn run(&self) -> usize {
+        let Some(dns) = &self.dns else {
+            tracing::warn!("no DNS resolver: no TLS reports");
+            return 0;
+        };
+        crate::internet_tls::rpt::send_reports(
+            &self.internet.counters,
+            dns,
+            &self.queue,
+            self.router.as_ref(),
+            &self.submitter,
+            std::time::SystemTime::now(),
+        )
+        .await
+    }
+}
+
+/// Who signs a node's TLS reports: the organisation is the node's domain
+/// (its FQDN without the first label), the contact its postmaster.
+fn submitter(node: &Node) -> crate::internet_tls::rpt::Submitter {
+    let fqdn = node.identity.fqdn.to_string();
+    let org = fqdn
+        .split_once('.')
+        .map_or(fqdn.as_str(), |(_, rest)| rest)
+        .to_owned();
+    crate::internet_tls::rpt::Submitter {
+        contact: format!("postmaster@{org}"),
+        organization: org,
+        host: fqdn,
+    }
+}
+
+/// The node's DANE resolver and MTA-STS source as `dns` asks (each off
+/// when it cannot be built, logged).
+fn internet_tls(node: &Node, trust: &TrustStore, dns: &DnsConfig) -> InternetTls {
+    let dane = dns.dane_trust_anchor.as_ref().and_then(|anchor| {
+        DaneResolver::new(dns, anchor)
+            .inspect_err(|e| tracing::error!(error = %e, "DANE is off: no DNSSEC resolver"))
+            .ok()
+    });
+    let sts = dns.mta_sts_port.and_then(|port| {
+        StsSource::new(dns, trust.clone(), &node.db, port)
+            .inspect_err(|e| tracing::error!(error = %e, "MTA-STS is off"))
+            .ok()
+    });
+    InternetTls {
+        dane,
+        sts,
+        counters: Arc::default(),
+    }
+}
+
 impl Relay for Pool {
     fn relay<'a>(
         &'a self,
@@ -105,8 +195,27 @@ impl Relay for Pool {
         body: &'a [u8],
         origin: &'a RelayOrigin,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
+        self.relay_with(
+            hop,
+            sender,
+            recipients,
+            body,
+            origin,
+            crate::client::SendOptions::default(),
+        )
+    }
+
+    fn relay_with<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        sender: Option<&'a str>,
+        recipients: &'a [String],
+        body: &'a [u8],
+        origin: &'a RelayOrigin,
+        options: crate::client::SendOptions,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
         Box::pin(async move {
-            self.deliver_relayed(hop, sender, recipients, body, Some(origin))
+            self.deliver_relayed(hop, sender, recipients, body, Some(origin), options)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -155,6 +264,7 @@ impl Mta {
             }
             None => None,
         };
+        let trust_for_policies = trust.clone();
         let mut connector =
             Connector::new(node.certs.clone(), trust, config.client).with_metrics(metrics.clone());
         if let Some(log) = send_log {
@@ -166,8 +276,28 @@ impl Mta {
         if let Some(resolver) = &dns {
             connector = connector.with_resolver(resolver.clone());
         }
+        let internet = Arc::new(internet_tls(node, &trust_for_policies, &config.dns));
+        connector = connector.with_internet_tls(internet.clone());
         let pool = Pool::new(connector);
         let reaper = pool.spawn_reaper();
+        let reporter = Arc::new(TlsReporter {
+            internet: internet.clone(),
+            dns: dns.clone(),
+            queue: queue.clone(),
+            router: config.router.clone(),
+            submitter: submitter(node),
+        });
+        let daily = reporter.clone();
+        let mut report_stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let day = std::time::Duration::from_secs(24 * 3600);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(day) => { daily.run().await; }
+                    _ = report_stop.changed() => break,
+                }
+            }
+        });
         let delivery_ctx = DeliveryContext {
             queue: queue.clone(),
             router: config.router,
@@ -192,6 +322,8 @@ impl Mta {
             ready,
             stop,
             tasks,
+            internet,
+            reporter,
         })
     }
 
@@ -282,6 +414,16 @@ impl Mta {
         &self.metrics
     }
 
+    /// The node's DANE / MTA-STS machinery and TLS-RPT counters.
+    pub fn internet_tls(&self) -> &Arc<InternetTls> {
+        &self.internet
+    }
+
+    /// The node's TLS reporter.
+    pub fn tls_reporter(&self) -> &Arc<TlsReporter> {
+        &self.reporter
+    }
+
     /// Whether the engine is ready (what `/readyz` reports).
     pub fn readiness(&self) -> &Readiness {
         &self.ready
@@ -355,6 +497,8 @@ pub struct NodeMail {
     mta: Arc<tokio::sync::Mutex<Option<Mta>>>,
     metrics: Arc<Metrics>,
     queue: Queue,
+    internet: Arc<InternetTls>,
+    reporter: Arc<TlsReporter>,
     compiler: NodeConfigCompiler,
 }
 
@@ -383,6 +527,8 @@ impl NodeMail {
         let mta = Mta::start(node, trust, config).await?;
         let metrics = mta.metrics().clone();
         let queue = mta.queue().clone();
+        let internet = mta.internet_tls().clone();
+        let reporter = mta.tls_reporter().clone();
         let shared = Arc::new(tokio::sync::Mutex::new(Some(mta)));
         let follower = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -403,8 +549,20 @@ impl NodeMail {
             mta: shared,
             metrics,
             queue,
+            internet,
+            reporter,
             compiler,
         })
+    }
+
+    /// The node's TLS reporter (admin API).
+    pub fn tls_reporter(&self) -> &Arc<TlsReporter> {
+        &self.reporter
+    }
+
+    /// The node's DANE / MTA-STS machinery and TLS-RPT counters.
+    pub fn internet_tls(&self) -> &Arc<InternetTls> {
+        &self.internet
     }
 
     /// The engine's metrics.

@@ -21,10 +21,13 @@ use crate::certs::CertStore;
 use crate::client::connection::ClientConnection;
 use crate::client::error::reply_text;
 use crate::client::plan::{PlainReason, TlsPlan, tls_plan};
+use crate::client::secure;
 use crate::client::transaction::is_success;
 use crate::client::wire::Wire;
-use crate::client::{ClientError, ClientSettings};
+use crate::client::{ClientError, ClientSettings, SendOptions};
 use crate::dns::MxResolver;
+use crate::internet_tls::dane::dane_client_config;
+use crate::internet_tls::{HostPolicy, InternetTls};
 use crate::metrics::{Metrics, TlsHandshakeOutcome};
 use crate::protocol_log::{Direction, Endpoints, ProtocolLog, SessionId, SessionLogger};
 use crate::routing::{HostPort, SmtpHop};
@@ -53,6 +56,9 @@ pub struct Connector {
     /// their addresses come from the same name servers as their MX
     /// records; `None`, and for every other hop: the system resolver.
     pub resolver: Option<Arc<MxResolver>>,
+    /// DANE, MTA-STS and TLS-RPT for hops routed by MX; `None`: every hop
+    /// keeps its connector's TLS settings.
+    pub internet: Option<Arc<InternetTls>>,
 }
 
 /// How one try at one host failed.
@@ -88,7 +94,14 @@ impl Connector {
             send_log: None,
             metrics: None,
             resolver: None,
+            internet: None,
         }
+    }
+
+    /// Resolves each MX host's TLS policy (DANE, MTA-STS) with `internet`.
+    pub fn with_internet_tls(mut self, internet: Arc<InternetTls>) -> Self {
+        self.internet = Some(internet);
+        self
     }
 
     /// Resolves the hosts of hops routed by MX with `resolver`.
@@ -131,21 +144,92 @@ impl Connector {
     /// Connects to the first host of `hop` that greets, introduces us and
     /// satisfies the hop's TLS policy. The error is the last host's.
     pub async fn connect(&self, hop: &SmtpHop) -> Result<ClientConnection, ClientError> {
+        self.connect_with(hop, SendOptions::default()).await
+    }
+
+    /// [`Connector::connect`] for a message with `options`: with
+    /// REQUIRETLS, only hosts whose policy verifies the server and which
+    /// offer REQUIRETLS; with `TLS-Required: No`, the connector's TLS only.
+    pub async fn connect_with(
+        &self,
+        hop: &SmtpHop,
+        options: SendOptions,
+    ) -> Result<ClientConnection, ClientError> {
         let mut last = ClientError::NoHosts(hop.key.clone());
+        let ignore_recipient_policies = options.tls_optional && !options.require_tls;
+        let dest = match &self.internet {
+            Some(internet) if !ignore_recipient_policies => internet.destination(hop).await,
+            _ => None,
+        };
         for host in &hop.hosts {
-            match self.connect_host(hop, host).await {
-                Ok(conn) => return Ok(conn),
+            let policy = match (&self.internet, &dest) {
+                (Some(internet), Some(dest)) => match internet.host_policy(dest, hop, host).await {
+                    Ok(policy) => Some(policy),
+                    Err(refusal) => {
+                        tracing::warn!(hop = %hop.key, %host, %refusal, "host refused by its TLS policy");
+                        secure::count_refusal(internet, dest, host, &refusal);
+                        last = ClientError::Policy {
+                            host: host.to_string(),
+                            refusal,
+                        };
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let applied = policy.clone().unwrap_or_else(|| HostPolicy::connector(hop.tls));
+            if options.require_tls && !applied.is_verified() {
+                last = ClientError::RequireTls {
+                    host: host.to_string(),
+                    code: "5.7.10",
+                    reason: format!(
+                        "REQUIRETLS: TLS policy {} does not authenticate the server",
+                        applied.source
+                    ),
+                };
+                continue;
+            }
+            match self.connect_host(hop, host, &applied).await {
+                Ok(conn) if options.require_tls && !conn.capabilities().requiretls() => {
+                    conn.quit().await;
+                    last = ClientError::RequireTls {
+                        host: host.to_string(),
+                        code: "5.7.30",
+                        reason: "REQUIRETLS support required: the server does not offer it".into(),
+                    };
+                }
+                Ok(mut conn) => {
+                    if let (Some(internet), Some(dest), Some(policy)) = (&self.internet, &dest, &policy) {
+                        secure::count_session(internet, &self.trust, dest, host, policy, &conn);
+                        conn.set_policy(policy.source);
+                    }
+                    return Ok(conn);
+                }
                 Err(e) => {
                     tracing::info!(hop = %hop.key, %host, error = %e, "next-hop host failed");
-                    last = e;
+                    last = match (&self.internet, &dest, policy) {
+                        (Some(internet), Some(dest), Some(policy)) => {
+                            secure::count_failure(internet, dest, host, &policy, &e);
+                            ClientError::UnderPolicy {
+                                policy: policy.source,
+                                source: Box::new(e),
+                            }
+                        }
+                        _ => e,
+                    };
                 }
             }
         }
         Err(last)
     }
 
-    async fn connect_host(&self, hop: &SmtpHop, host: &HostPort) -> Result<ClientConnection, ClientError> {
-        match self.open(hop, host, false).await {
+    async fn connect_host(
+        &self,
+        hop: &SmtpHop,
+        host: &HostPort,
+        policy: &HostPolicy,
+    ) -> Result<ClientConnection, ClientError> {
+        match self.open(hop, host, policy, false).await {
             Ok(conn) => Ok(conn),
             Err(OpenError::Failed(e)) => Err(e),
             Err(OpenError::OpportunisticTls(e)) => {
@@ -153,7 +237,7 @@ impl Connector {
                     hop = %hop.key, %host, error = %e,
                     "opportunistic TLS failed; reconnecting to send in plain text"
                 );
-                match self.open(hop, host, true).await {
+                match self.open(hop, host, policy, true).await {
                     Ok(conn) => Ok(conn),
                     Err(OpenError::Failed(e) | OpenError::OpportunisticTls(e)) => Err(e),
                 }
@@ -167,6 +251,7 @@ impl Connector {
         &self,
         hop: &SmtpHop,
         host: &HostPort,
+        policy: &HostPolicy,
         handshake_failed: bool,
     ) -> Result<ClientConnection, OpenError> {
         let limit = self.settings.command_timeout;
@@ -182,13 +267,17 @@ impl Connector {
             return Err(refused(&wire, "the session", &greeting).into());
         }
         let mut caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
-        let (tls, plain) = match tls_plan(hop.tls, caps.starttls, handshake_failed) {
+        let (tls, plain) = match tls_plan(policy.tls, caps.starttls, handshake_failed) {
             TlsPlan::Abort => {
                 quit_quietly(&mut wire).await;
                 return Err(ClientError::StartTlsNotOffered(wire.host().to_owned()).into());
             }
             TlsPlan::Plain(reason) => {
                 log_plain(hop, host, reason);
+                wire.log().info(format_args!(
+                    "TLS policy: {} (plain text: {reason:?})",
+                    policy.source
+                ));
                 (None, Some(reason))
             }
             TlsPlan::StartTls {
@@ -208,17 +297,25 @@ impl Connector {
                         .into());
                     }
                     log_plain(hop, host, PlainReason::StartTlsRefused);
+                    wire.log().info(format_args!(
+                        "TLS policy: {} (plain text: STARTTLS refused)",
+                        policy.source
+                    ));
                     (None, Some(PlainReason::StartTlsRefused))
                 } else {
                     let resolver = client_certificate
                         .then(|| ClientCertResolver::new(self.certs.clone(), hop.helo.as_str()));
-                    let config = client_config(verification, &self.trust, resolver);
+                    let config = match &policy.dane {
+                        Some(tlsa) => dane_client_config(Arc::clone(tlsa), resolver),
+                        None => client_config(verification, &self.trust, resolver),
+                    };
                     match wire.start_tls(config, name, limit).await {
                         Ok((upgraded, info)) => {
                             wire = upgraded;
                             self.count_handshake(TlsHandshakeOutcome::Ok);
                             let trust = self.trust.classify_server(&info.peer_chain, verification);
                             wire.log().tls_established(&info, &trust);
+                            wire.log().info(format_args!("TLS policy: {}", policy.source));
                             caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
                             (Some(info), None)
                         }

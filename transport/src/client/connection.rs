@@ -43,6 +43,8 @@ pub struct ClientConnection {
     state: LinkState,
     messages: u32,
     metrics: Option<Arc<Metrics>>,
+    policy: Option<crate::internet_tls::PolicySource>,
+    require_tls: bool,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -77,7 +79,26 @@ impl ClientConnection {
             state: LinkState::Ready,
             messages: 0,
             metrics,
+            policy: None,
+            require_tls: false,
         }
+    }
+
+    /// Whether the next `MAIL FROM` carries `REQUIRETLS`.
+    pub(crate) fn set_require_tls(&mut self, require_tls: bool) {
+        self.require_tls = require_tls;
+    }
+
+    /// Records the TLS policy the connection was opened under (hops whose
+    /// policy was resolved by [`crate::internet_tls`]).
+    pub(crate) fn set_policy(&mut self, policy: crate::internet_tls::PolicySource) {
+        self.policy = Some(policy);
+    }
+
+    /// The TLS policy the connection was opened under; `None` when only
+    /// the connector's settings were consulted (no Internet TLS lookup).
+    pub fn policy(&self) -> Option<crate::internet_tls::PolicySource> {
+        self.policy
     }
 
     /// The host this connection reached.
@@ -226,7 +247,11 @@ impl ClientConnection {
         body: &[u8],
         origin: Option<&RelayOrigin>,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
-        let mail = mail_command(sender, &self.caps, body, origin);
+        let mut mail = mail_command(sender, &self.caps, body, origin);
+        if self.require_tls {
+            mail.truncate(mail.len() - 2);
+            mail.push_str(" REQUIRETLS\r\n");
+        }
         let mut rcpts = Vec::with_capacity(recipients.len());
         let data = if self.caps.pipelining {
             let mut batch = mail;

@@ -89,6 +89,37 @@ pub enum ClientError {
     /// TLS server name (our configuration).
     #[error("{0:?} cannot be used as a TLS server name")]
     BadServerName(String),
+    /// The host's TLS policy (DANE, MTA-STS) forbids using it: nothing was
+    /// sent, never in plain text.
+    #[error("{host} not used: {refusal}")]
+    Policy {
+        /// `host:port`.
+        host: String,
+        /// Which policy refused, and why.
+        refusal: crate::internet_tls::PolicyRefusal,
+    },
+    /// A REQUIRETLS message (RFC 8689) cannot go through this host: no
+    /// verified TLS (`5.7.10`) or the server does not offer REQUIRETLS
+    /// (`5.7.30`). Permanent when no host will do.
+    #[error("{host}: {code} {reason}")]
+    RequireTls {
+        /// `host:port`.
+        host: String,
+        /// The enhanced status code (`5.7.10`, `5.7.30`).
+        code: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A failure under a TLS policy other than the connector's (the queue
+    /// entry says which policy applied).
+    #[error("{source} [TLS policy {policy}]")]
+    UnderPolicy {
+        /// The policy that applied.
+        policy: crate::internet_tls::PolicySource,
+        /// The failure.
+        #[source]
+        source: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -111,7 +142,8 @@ impl ClientError {
                 | Self::StartTlsRefused { .. }
                 | Self::Tls(..)
                 | Self::BadServerName(_)
-        )
+                | Self::Policy { .. }
+        ) || matches!(self, Self::UnderPolicy { source, .. } if source.is_tls_failure())
     }
 }
 

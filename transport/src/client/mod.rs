@@ -24,6 +24,7 @@ mod connection;
 mod error;
 pub mod plan;
 mod pool;
+mod secure;
 pub mod transaction;
 mod wire;
 
@@ -34,6 +35,18 @@ pub use plan::{PlainReason, TlsPlan};
 pub use pool::{Pool, ReaperHandle};
 
 use std::time::Duration;
+
+/// What a message asks of the TLS that carries it (RFC 8689).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// `MAIL FROM … REQUIRETLS`: relay only over verified TLS (DANE,
+    /// MTA-STS, domain security, PKI with the name, direct trust) to a
+    /// server offering REQUIRETLS; otherwise the message bounces.
+    pub require_tls: bool,
+    /// `TLS-Required: No` (without REQUIRETLS): the recipient's DANE and
+    /// MTA-STS policies are ignored; the connector's settings apply.
+    pub tls_optional: bool,
+}
 
 /// Timeouts and reuse limits of outbound SMTP (Postfix's defaults where it
 /// has one).

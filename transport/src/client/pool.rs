@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::client::SendOptions;
 use crate::client::{ClientConnection, ClientError, Connector};
-use crate::queue::{RecipientOutcome, RelayOrigin};
+use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
 use crate::routing::{OutboundTls, SmtpHop};
 
 /// Idle connections kept per next hop unless configured otherwise.
@@ -108,13 +109,31 @@ impl Pool {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
-        self.deliver_relayed(hop, sender, recipients, body, None).await
+        self.deliver_relayed(hop, sender, recipients, body, None, SendOptions::default())
+            .await
     }
 
-    /// Like [`Pool::deliver`], naming the message by `origin` when `hop`
-    /// is an organisation hop (mutual TLS with direct trust, so the server
-    /// is a node of the organisation) and the server offers
+    /// [`Pool::deliver`] for a message with `options` (RFC 8689).
+    pub async fn deliver_with(
+        &self,
+        hop: &SmtpHop,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+        options: SendOptions,
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        self.deliver_relayed(hop, sender, recipients, body, None, options)
+            .await
+    }
+
+    /// Like [`Pool::deliver_with`], naming the message by `origin` when
+    /// `hop` is an organisation hop (mutual TLS with direct trust, so the
+    /// server is a node of the organisation) and the server offers
     /// `X-POSTERN-ONCE`; on any other hop `origin` is not sent.
+    ///
+    /// A REQUIRETLS message no host can take bounces (every recipient
+    /// fails with the code the last host earned); it never reuses a cached
+    /// connection, which may have been opened under a weaker policy.
     pub async fn deliver_relayed(
         &self,
         hop: &SmtpHop,
@@ -122,16 +141,50 @@ impl Pool {
         recipients: &[String],
         body: &[u8],
         origin: Option<&RelayOrigin>,
+        options: SendOptions,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
         let origin = origin.filter(|_| hop.tls == OutboundTls::ORGANISATION);
-        let (mut conn, epoch) = match self.reuse(hop).await {
-            Some(reused) => reused,
-            None => {
-                let epoch = self.inner.connector.identity_epoch();
-                (self.inner.connector.connect(hop).await?, epoch)
-            }
+        let cached = if options == SendOptions::default() {
+            self.reuse(hop).await
+        } else {
+            None
         };
-        let outcomes = conn.send_relayed(sender, recipients, body, origin).await?;
+        let (mut conn, epoch) = match cached {
+            Some(reused) => reused,
+            None => match (
+                self.inner.connector.identity_epoch(),
+                self.inner.connector.connect_with(hop, options).await,
+            ) {
+                (epoch, Ok(conn)) => (conn, epoch),
+                (_, Err(ClientError::RequireTls { host, code, reason })) => {
+                    let text = format!("550 {code} {reason} ({host})");
+                    return Ok(recipients
+                        .iter()
+                        .map(|r| {
+                            RecipientOutcome::new(r.clone(), DeliveryOutcome::PermanentFailure(text.clone()))
+                        })
+                        .collect());
+                }
+                (_, Err(e)) => return Err(e),
+            },
+        };
+        conn.set_require_tls(options.require_tls);
+        let policy = conn.policy();
+        let outcomes = conn.send_relayed(sender, recipients, body, origin).await;
+        let outcomes = match policy {
+            // The queue entry says which TLS policy applied.
+            Some(policy) => outcomes
+                .map(|list| {
+                    list.into_iter()
+                        .map(|o| o.noting(&format!("[TLS policy {policy}]")))
+                        .collect()
+                })
+                .map_err(|e| ClientError::UnderPolicy {
+                    policy,
+                    source: Box::new(e),
+                })?,
+            None => outcomes?,
+        };
         self.release(hop, conn, epoch);
         Ok(outcomes)
     }

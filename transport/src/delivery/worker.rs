@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 
 use super::Maildir;
+use crate::client::SendOptions;
 use crate::dns::{DnsError, MxResolver};
 use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome, RecipientState, RelayOrigin};
 use crate::routing::{Destination, Router, SmtpHop};
@@ -32,6 +33,43 @@ pub trait Relay: Send + Sync + 'static {
         body: &'a [u8],
         origin: &'a RelayOrigin,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>;
+
+    /// [`Relay::relay`] for a message with TLS demands (RFC 8689); relays
+    /// that cannot honour them relay as usual.
+    fn relay_with<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        sender: Option<&'a str>,
+        recipients: &'a [String],
+        body: &'a [u8],
+        origin: &'a RelayOrigin,
+        options: SendOptions,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
+        let _ = options;
+        self.relay(hop, sender, recipients, body, origin)
+    }
+}
+
+/// What the message asks of TLS: `REQUIRETLS` from its envelope, or a
+/// `TLS-Required: No` header field (ignored under REQUIRETLS, RFC 8689 §5).
+fn send_options(require_tls: bool, body: &[u8]) -> SendOptions {
+    SendOptions {
+        require_tls,
+        tls_optional: !require_tls && says_tls_not_required(body),
+    }
+}
+
+/// Whether the header section carries `TLS-Required: No`.
+fn says_tls_not_required(body: &[u8]) -> bool {
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(body.len());
+    String::from_utf8_lossy(&body[..end]).split("\r\n").any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("TLS-Required") && value.trim().eq_ignore_ascii_case("no")
+        })
+    })
 }
 
 /// How the worker runs.
@@ -230,9 +268,17 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                     id,
                     expires: message.received_at + ctx.queue.config().expiration,
                 };
+                let options = send_options(message.require_tls, &body);
                 match ctx
                     .relay
-                    .relay(&hop, message.sender.as_deref(), &recipients, &body, &origin)
+                    .relay_with(
+                        &hop,
+                        message.sender.as_deref(),
+                        &recipients,
+                        &body,
+                        &origin,
+                        options,
+                    )
                     .await
                 {
                     Ok(done) => {
@@ -271,5 +317,28 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
     }
     if let Some(m) = &ctx.metrics {
         m.set_queue_length(ctx.queue.stats().queue_length);
+    }
+}
+
+#[cfg(test)]
+mod tls_demands {
+    use super::*;
+
+    #[test]
+    fn tls_required_no_is_read_from_the_header_section_only() {
+        let no = b"Received: x\r\nTLS-Required:  No \r\nSubject: s\r\n\r\nbody\r\n";
+        assert_eq!(
+            send_options(false, no),
+            SendOptions {
+                require_tls: false,
+                tls_optional: true
+            }
+        );
+        // REQUIRETLS wins over the header (RFC 8689 §5).
+        assert!(!send_options(true, no).tls_optional);
+        let in_body = b"Subject: s\r\n\r\nTLS-Required: No\r\n";
+        assert!(!send_options(false, in_body).tls_optional);
+        let yes = b"TLS-Required: Yes\r\n\r\n";
+        assert!(!send_options(false, yes).tls_optional);
     }
 }

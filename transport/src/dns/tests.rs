@@ -44,6 +44,7 @@ fn resolver(server: &Dnsmasq) -> MxResolver {
     MxResolver::new(&DnsConfig {
         servers: vec![server.addr],
         timeout: Duration::from_secs(2),
+        ..DnsConfig::default()
     })
     .unwrap()
 }
@@ -163,6 +164,7 @@ async fn an_unreachable_name_server_is_a_transient_failure() {
     let dns = MxResolver::new(&DnsConfig {
         servers: vec![SocketAddr::from(([127, 0, 0, 1], port))],
         timeout: Duration::from_millis(300),
+        ..DnsConfig::default()
     })
     .unwrap();
     let started = Instant::now();

@@ -284,6 +284,7 @@ impl Queue {
                     id: message.id,
                     sender: message.envelope.sender,
                     recipients,
+                    require_tls: message.envelope.require_tls,
                     received_at: message.envelope.received_at,
                 });
             }
@@ -536,6 +537,7 @@ impl Inner {
                     id,
                     sender: message.envelope.sender,
                     recipients: message.envelope.recipients,
+                    require_tls: message.envelope.require_tls,
                     received_at: message.envelope.received_at,
                 };
                 Ok::<_, TxError>((Some(due), suppressed))

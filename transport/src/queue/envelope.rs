@@ -20,6 +20,10 @@ pub struct Envelope {
     /// When the message was accepted; expiration and delay notices count
     /// from here.
     pub received_at: SystemTime,
+    /// `MAIL FROM … REQUIRETLS` (RFC 8689): relay only over verified TLS
+    /// to servers that offer REQUIRETLS, else bounce.
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 impl Envelope {
@@ -29,6 +33,7 @@ impl Envelope {
             sender,
             recipients,
             received_at: now,
+            require_tls: false,
         }
     }
 
@@ -157,6 +162,17 @@ impl RecipientOutcome {
             outcome,
         }
     }
+
+    /// The same outcome with `note` appended to its reply text (the TLS
+    /// policy that applied, for the queue entry).
+    pub fn noting(mut self, note: &str) -> Self {
+        let (DeliveryOutcome::Delivered(text)
+        | DeliveryOutcome::TransientFailure(text)
+        | DeliveryOutcome::PermanentFailure(text)) = &mut self.outcome;
+        text.push(' ');
+        text.push_str(note);
+        self
+    }
 }
 
 /// The header record stored for every queued message (the body is stored
@@ -183,6 +199,8 @@ pub struct DueMessage {
     pub sender: Option<String>,
     /// The recipients to try now (a subset of the message's recipients).
     pub recipients: Vec<RecipientState>,
+    /// `MAIL FROM … REQUIRETLS` (RFC 8689).
+    pub require_tls: bool,
     /// When the message was accepted (its expiry counts from here).
     pub received_at: SystemTime,
 }

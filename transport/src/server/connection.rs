@@ -509,7 +509,8 @@ impl Connection {
             ReversePath::Null => None,
             ReversePath::Mailbox(m) => Some(m.to_string()),
         };
-        let queued = queue::Envelope::new(sender, recipients, SystemTime::now());
+        let mut queued = queue::Envelope::new(sender, recipients, SystemTime::now());
+        queued.require_tls = envelope.require_tls;
         let queue = &self.shared.ctx.queue;
         let accepted = match &envelope.origin {
             Some(origin) => queue.enqueue_relayed(queued, message, origin).await,

@@ -149,6 +149,13 @@ pub struct EhloCapabilities {
 }
 
 impl EhloCapabilities {
+    /// Whether the server offers REQUIRETLS (RFC 8689).
+    pub fn requiretls(&self) -> bool {
+        self.other
+            .iter()
+            .any(|l| l.trim().eq_ignore_ascii_case("REQUIRETLS"))
+    }
+
     /// Reads the keywords from an EHLO reply (the first line is the
     /// server's name and is skipped). Keywords are case-insensitive.
     pub fn from_reply(reply: &Reply) -> Self {

@@ -60,6 +60,8 @@ pub struct MailParams {
     pub size: Option<u64>,
     /// `BODY=7BIT|8BITMIME` (RFC 6152).
     pub body: Option<BodyType>,
+    /// `REQUIRETLS` (RFC 8689): relay only over verified TLS.
+    pub require_tls: bool,
     /// `X-POSTERN-ONCE=node:queue-id:expiry` ([`ONCE_KEYWORD`]); the
     /// session refuses it from anyone but a node of the organisation.
     pub once: Option<RelayOrigin>,
@@ -293,6 +295,9 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
                     None => return Err(invalid("BODY needs a value")),
                 })
             }
+            "REQUIRETLS" if params.require_tls => return Err(duplicate("REQUIRETLS")),
+            "REQUIRETLS" if value.is_some() => return Err(invalid("REQUIRETLS takes no value")),
+            "REQUIRETLS" => params.require_tls = true,
             ONCE_KEYWORD if params.once.is_some() => return Err(duplicate(ONCE_KEYWORD)),
             ONCE_KEYWORD => {
                 let origin = value

@@ -254,6 +254,36 @@ fn require_tls_then_starttls_resets_everything() {
 }
 
 #[test]
+fn requiretls_is_offered_over_tls_by_connectors_that_require_it() {
+    // A connector that does not require TLS neither offers nor accepts it.
+    let mut open = greeted();
+    let ehlo = open.cmd("EHLO client.fabrikam.com", "250");
+    assert!(!ehlo.lines().iter().any(|l| l == "REQUIRETLS"));
+    open.cmd("MAIL FROM:<a@b.com> REQUIRETLS", "555 5.5.4");
+    let mut s = Client::new(SessionConfig {
+        require_tls: true,
+        ..config()
+    });
+    let ehlo = s.cmd("EHLO client.fabrikam.com", "250");
+    assert!(!ehlo.lines().iter().any(|l| l == "REQUIRETLS"), "not before TLS");
+    s.cmd("STARTTLS", "220 2.0.0");
+    let ehlo = s.cmd("EHLO client.fabrikam.com", "250");
+    assert!(ehlo.lines().iter().any(|l| l == "REQUIRETLS"), "{ehlo:?}");
+    s.cmd("MAIL FROM:<a@b.com> REQUIRETLS=yes", "501");
+    s.cmd("MAIL FROM:<a@b.com> REQUIRETLS REQUIRETLS", "501");
+    s.cmd("MAIL FROM:<a@b.com> REQUIRETLS", "250 2.1.0");
+    s.cmd("RCPT TO:<bob@contoso.com>", "250 2.1.5");
+    s.cmd("DATA", "354");
+    s.batch("hi\r\n.\r\n", &["250 2.0.0"]);
+    assert!(s.queued[0].0.require_tls);
+    s.cmd("MAIL FROM:<a@b.com>", "250 2.1.0");
+    s.cmd("RCPT TO:<bob@contoso.com>", "250 2.1.5");
+    s.cmd("DATA", "354");
+    s.batch("hi\r\n.\r\n", &["250 2.0.0"]);
+    assert!(!s.queued[1].0.require_tls);
+}
+
+#[test]
 fn starttls_discards_pipelined_plaintext() {
     let mut s = greeted();
     s.batch(

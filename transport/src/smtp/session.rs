@@ -56,6 +56,8 @@ pub struct Envelope {
     pub declared_size: Option<u64>,
     /// Whether the message arrived over TLS.
     pub tls: bool,
+    /// `MAIL FROM … REQUIRETLS` (RFC 8689).
+    pub require_tls: bool,
     /// The sending node's name for the message, when a node of the
     /// organisation relays it (`X-POSTERN-ONCE`).
     pub origin: Option<RelayOrigin>,
@@ -335,10 +337,19 @@ impl Session {
             words.push("STARTTLS".into());
         }
         words.extend(["8BITMIME".into(), "ENHANCEDSTATUSCODES".into()]);
+        if self.offers_requiretls() {
+            words.push("REQUIRETLS".into());
+        }
         if self.organisation_peer {
             words.push(ONCE_KEYWORD.into());
         }
         words
+    }
+
+    /// REQUIRETLS (RFC 8689) is offered by connectors that require TLS,
+    /// once the session is TLS.
+    fn offers_requiretls(&self) -> bool {
+        self.config.require_tls && self.tls
     }
 
     fn reset_transaction(&mut self) {
@@ -384,7 +395,11 @@ impl Session {
         if self.config.require_tls && !self.tls {
             return Output::reply(Reply::tls_required());
         }
-        let has_extensions = params.size.is_some() || params.body.is_some() || params.once.is_some();
+        if params.require_tls && !self.offers_requiretls() {
+            return Output::reply(CommandError::UnsupportedParameter("REQUIRETLS".into()).reply());
+        }
+        let has_extensions =
+            params.size.is_some() || params.body.is_some() || params.require_tls || params.once.is_some();
         if let Some(p) = params.other.first() {
             return Output::reply(CommandError::UnsupportedParameter(p.keyword.clone()).reply());
         }
@@ -432,6 +447,7 @@ impl Session {
                     body: params.body,
                     declared_size: params.size,
                     tls,
+                    require_tls: params.require_tls,
                     origin: params.once,
                 };
                 SessionState::Rcpt { envelope, helo }

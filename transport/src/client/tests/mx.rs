@@ -54,6 +54,7 @@ async fn deliver_one(dir: &Path, dns: &Dnsmasq, hop: SmtpHop, rcpt: &str, done: 
         MxResolver::new(&DnsConfig {
             servers: vec![dns.addr],
             timeout: Duration::from_secs(2),
+            ..DnsConfig::default()
         })
         .unwrap(),
     );

@@ -128,7 +128,9 @@ async fn verbose_hop_logs_the_session_but_never_the_message() {
         tails[n + 1]
     );
     assert_eq!(tails[n + 2], format!("*,,Direct trust: thumbprint {thumb}"));
-    assert_eq!(tails[n + 3], ">,EHLO client.test,");
+    // Which TLS policy applied (no Internet TLS lookup: the connector's).
+    assert_eq!(tails[n + 3], "*,,TLS policy: connector");
+    assert_eq!(tails[n + 4], ">,EHLO client.test,");
     let mail = tails
         .iter()
         .position(|t| t.starts_with(">,MAIL FROM:<a@client.test>"))
