@@ -45,6 +45,18 @@ chmod 1777 "$ctx/rootfs/tmp"
 chmod 0700 "$ctx/rootfs/data"
 printf 'root:x:0:0:root:/:/sbin/nologin\npostern:x:10001:10001:postern:/data:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"
 printf 'root:x:0:\npostern:x:10001:\n' >"$ctx/rootfs/etc/group"
+# The system's trust roots at the path rustls-native-certs reads: the DNS
+# resolver (hickory, with the DNSSEC and DNS-over-TLS features DKIM, DANE and
+# MTA-STS bring in) refuses to build without any, and MTA-STS policies are
+# fetched over HTTPS. The host's bundle (Debian's ca-certificates).
+roots=/etc/ssl/certs/ca-certificates.crt
+if [ ! -s "$roots" ]; then
+    echo "build-images.sh: $roots is missing; install ca-certificates" >&2
+    exit 1
+fi
+mkdir -p "$ctx/rootfs/etc/ssl/certs"
+cp "$roots" "$ctx/rootfs/etc/ssl/certs/ca-certificates.crt"
+chmod 0644 "$ctx/rootfs/etc/ssl/certs/ca-certificates.crt"
 # Fixed times and numeric owners keep the tarball byte-identical from run
 # to run, so docker's layer cache holds.
 tarflags=(--numeric-owner --mtime=@0 --sort=name -C "$ctx/rootfs")
