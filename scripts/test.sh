@@ -34,6 +34,10 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Incremental compilation state is several GB that a one-off run never reuses;
+# CI machines have run out of disk with it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # Long tests are #[ignore]d for a plain `cargo nextest run`; run them too.
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
