@@ -50,7 +50,7 @@ impl Observed {
     }
 
     fn rendered(&self, line: &str) -> bool {
-        let text = self.metrics.render();
+        let text = self.metrics.render().expect("renders");
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         true
     }
