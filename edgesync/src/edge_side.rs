@@ -198,7 +198,7 @@ impl EdgeSync for EdgeSyncService {
                 hello.hub_name, self.edge_name
             );
             tracing::warn!("{reason}");
-            return Err(Status::permission_denied(reason));
+            return Err(crate::trust_status::TrustMismatch::hub_not_trusted_status(reason, &peer));
         } else if let Err(why) = self
             .bootstrap
             .check(&hello.bootstrap_secret, OffsetDateTime::now_utc())

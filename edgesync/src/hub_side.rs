@@ -20,6 +20,7 @@ use tokio_stream::StreamExt;
 
 use crate::channel::connect_edge;
 use crate::report::EdgeReport;
+use crate::trust_status::TrustMismatch;
 use crate::source::ConfigSource;
 
 /// How long the edge may take to answer an update or heartbeat.
@@ -253,7 +254,8 @@ async fn run_task(
         let success_before = lock(&inner.statuses)
             .get(&target.name)
             .and_then(|s| s.last_success.clone());
-        let result = session(&inner, &mut target, &mut stop, &full, &wake).await;
+        let slot = crate::channel::SessionSlot::default();
+        let result = session(&inner, &mut target, &slot, &mut stop, &full, &wake).await;
         let success_after = lock(&inner.statuses)
             .get(&target.name)
             .and_then(|s| s.last_success.clone());
@@ -265,7 +267,12 @@ async fn run_task(
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(edge = %target.name, error = %e, "EdgeSync stream failed; will redial");
-                let mismatch = crate::trust_status::mismatch(&e, &target.name);
+                let mismatch = slot
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .refused
+                    .as_ref()
+                    .map(|m| m.detail(&target.name));
                 inner.update(&target.name, |s| {
                     s.state = if mismatch.is_some() {
                         SyncState::TrustMismatch
@@ -291,6 +298,7 @@ async fn run_task(
 async fn session(
     inner: &Inner,
     target: &mut EdgeTarget,
+    slot: &crate::channel::SessionSlot,
     stop: &mut watch::Receiver<bool>,
     full: &AtomicBool,
     wake: &Notify,
@@ -304,19 +312,18 @@ async fn session(
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| vec![target.thumbprint]);
     let pins = postern_transport::tls::Pins::new(pinned);
-    let slot = crate::channel::SessionSlot::default();
     let channel = connect_edge(
         &target.endpoint,
         pins.clone(),
         inner.certs.clone(),
         &inner.hub_fqdn,
-        slot.clone(),
+        Arc::clone(slot),
     )
     .map_err(|e| format!("bad endpoint {}: {e}", target.endpoint))?;
     let mut offers = Offers {
         hook,
         edge: target.name.clone(),
-        slot,
+        slot: Arc::clone(slot),
         pins,
         tx: None,
     };
@@ -335,7 +342,12 @@ async fn session(
     let mut inbound = client
         .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-        .map_err(|s| describe(&s))?
+        .map_err(|status| {
+            if let Some(m) = TrustMismatch::from_status(&status) {
+                offers.slot.lock().unwrap_or_else(|p| p.into_inner()).refused = Some(m);
+            }
+            describe(&status)
+        })?
         .into_inner();
     let (edge_store, mut edge_version) = match next(&mut inbound, &mut offers).await? {
         pb::edge_message::Body::Hello(h) => {
