@@ -158,6 +158,27 @@ pub async fn queue_exec(node: &Path, json: bool) -> anyhow::Result<Reply> {
 }
 
 /// `postern queue retry [--hop H]`: ends the hop's back-off.
+/// `postern queue remove --id ID [--without-ndr]` (Remove-Message).
+pub async fn queue_remove(node: &Path, id: String, without_ndr: bool) -> anyhow::Result<()> {
+    let mut client = pb::node_client::NodeClient::new(connect(node).await?);
+    let reply = client
+        .remove_message(pb::RemoveMessageRequest {
+            id: id.clone(),
+            without_ndr,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!(
+        "message {id} removed; {} undelivered recipient(s) dropped",
+        reply.undelivered.len()
+    );
+    if !reply.ndr_id.is_empty() {
+        println!("non-delivery report {} queued for the sender", reply.ndr_id);
+    }
+    Ok(())
+}
+
 pub async fn queue_retry(node: &Path, hop: Option<String>) -> anyhow::Result<()> {
     let mut client = pb::node_client::NodeClient::new(connect(node).await?);
     let reply = client

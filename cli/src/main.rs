@@ -138,6 +138,17 @@ enum QueueCommand {
         #[arg(long)]
         hop: Option<String>,
     },
+    /// Remove a queued message (Remove-Message); its sender gets a
+    /// non-delivery report for the recipients still waiting, as Exchange's
+    /// default -WithNDR $true.
+    Remove {
+        /// The message's id, as `queue list` shows it.
+        #[arg(long)]
+        id: String,
+        /// Remove silently, without a report (-WithNDR $false).
+        #[arg(long)]
+        without_ndr: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -162,6 +173,9 @@ fn main() -> ExitCode {
             Command::Queue {
                 command: QueueCommand::Retry { hop },
             } => client::queue_retry(&cli.node, hop).await,
+            Command::Queue {
+                command: QueueCommand::Remove { id, without_ndr },
+            } => client::queue_remove(&cli.node, id, without_ndr).await,
             Command::Cert { command } => cert::run(&cli.node, command).await,
             Command::TransportConfig { command } => objects::transport_config(&cli.node, command).await,
             Command::AcceptedDomain { command } => objects::accepted_domain(&cli.node, command).await,

@@ -149,6 +149,7 @@ impl EdgeRouter {
             helo: self.fqdn.clone(),
             protocol_logging_level: Default::default(),
             mx_domain: None,
+            connector: Some(postern_transport::routing::INTRA_ORGANIZATION_CONNECTOR.to_owned()),
         })
     }
 

@@ -29,6 +29,7 @@ fn router() -> Arc<StaticRouter> {
     Arc::new(StaticRouter {
         local_domains: vec![Domain::parse("adatum.com").unwrap()],
         relay: Some(SmtpHop {
+            connector: None,
             key: "smarthost".into(),
             hosts: vec![HostPort {
                 host: "127.0.0.1".into(),
