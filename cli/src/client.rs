@@ -169,12 +169,12 @@ pub async fn queue_remove(node: &Path, id: String, without_ndr: bool) -> anyhow:
         .await
         .map_err(status)?
         .into_inner();
-    println!(
-        "message {id} removed; {} undelivered recipient(s) dropped",
+    crate::output::line(format_args!(
+        "message {id} removed: {} undelivered recipient(s) dropped",
         reply.undelivered.len()
-    );
+    ))?;
     if !reply.ndr_id.is_empty() {
-        println!("non-delivery report {} queued for the sender", reply.ndr_id);
+        crate::output::line(format_args!("non-delivery report {} queued for the sender", reply.ndr_id))?;
     }
     Ok(())
 }
@@ -189,8 +189,11 @@ pub async fn queue_retry(node: &Path, hop: Option<String>) -> anyhow::Result<()>
         .map_err(status)?
         .into_inner();
     match hop {
-        Some(h) => println!("{} message(s) via {h} will be retried now", reply.messages),
-        None => println!("{} message(s) will be retried now", reply.messages),
+        Some(h) => crate::output::line(format_args!(
+            "{} message(s) via {h} will be retried now",
+            reply.messages
+        ))?,
+        None => crate::output::line(format_args!("{} message(s) will be retried now", reply.messages))?,
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ mod console;
 mod dkim;
 mod edgesync;
 mod ems;
+mod logging;
 mod objects;
 mod output;
 mod run;
@@ -193,6 +194,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `postern … list | head -1`: the reader has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", client::one_line(&e));
             ExitCode::FAILURE
