@@ -172,7 +172,7 @@ impl Edge {
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = result {
-                tracing::error!(error = %e, "EdgeSync server stopped");
+                tracing::error!(error = %postern_transport::error_text::chain(&e), "EdgeSync server stopped");
             }
         });
         tracing::info!(addr = %edgesync_addr, "EdgeSync listening");

@@ -354,7 +354,7 @@ async fn session(
             keep_report(inner, &target.name, h.report);
             (h.store_id, ConfigVersion(h.version))
         }
-        other => return Err(format!("edge answered Hello with {other:?}")),
+        other => return Err(format!("edge answered Hello with {}", edge_message_kind(&other))),
     };
     let presented = crate::trust_status::presented(&offers.slot);
     inner.update(&target.name, |s| {
@@ -438,7 +438,10 @@ async fn session(
                     Some(Ok(pb::EdgeMessage { body: Some(pb::edge_message::Body::CertOffer(offer)) })) => {
                         offers.answer(&offer).await?;
                     }
-                    Some(Ok(other)) => return Err(format!("unexpected message from the edge: {other:?}")),
+                    Some(Ok(other)) => {
+                        let kind = other.body.as_ref().map_or("an empty message", edge_message_kind);
+                        return Err(format!("unexpected message from the edge: {kind}"));
+                    }
                     Some(Err(status)) => return Err(describe(&status)),
                     None => return Err("the edge closed the stream".into()),
                 }
@@ -450,7 +453,7 @@ async fn session(
                         keep_report(inner, &target.name, h.report);
                         edge_version = ConfigVersion(h.version);
                     }
-                    other => return Err(format!("edge answered a heartbeat with {other:?}")),
+                    other => return Err(format!("edge answered a heartbeat with {}", edge_message_kind(&other))),
                 }
             }
             _ = stop.changed() => return Ok(()),
@@ -531,11 +534,24 @@ async fn ack(
         pb::edge_message::Body::Nack(n) => {
             Err(format!("the edge refused version {}: {}", n.version, n.reason))
         }
-        other => Err(format!("expected an ack, got {other:?}")),
+        other => Err(format!("expected an ack, got {}", edge_message_kind(&other))),
     }
 }
 
 /// A gRPC status as a readable reason (transport errors carry their cause).
+/// What kind of message the edge sent, for an error a person reads (the
+/// protobuf `Debug` dump would put whole reports and keys in the log).
+fn edge_message_kind(body: &pb::edge_message::Body) -> &'static str {
+    use pb::edge_message::Body;
+    match body {
+        Body::Hello(_) => "a Hello",
+        Body::Ack(_) => "an Ack",
+        Body::Heartbeat(_) => "a Heartbeat",
+        Body::Nack(_) => "a Nack",
+        Body::CertOffer(_) => "a certificate offer",
+    }
+}
+
 fn describe(status: &tonic::Status) -> String {
     use std::error::Error as _;
     let mut text = status.message().to_owned();
