@@ -256,7 +256,7 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
             .node
             .certs
             .rotations()
-            .unwrap_or_default()
+            .map_err(|e| Status::internal(format!("cannot read the certificate rotations: {e}")))?
             .into_iter()
             .filter(|(_, r)| r.is_offered())
             .map(|(t, r)| format!("certificate {t} is not presented yet: {}", r.note()))

@@ -380,8 +380,9 @@ async fn session(
                 let (version, objects) = source.snapshot().map_err(|e| e.to_string())?;
                 let objects = objects
                     .iter()
-                    .map(|o| serde_json::to_vec(o).unwrap_or_default())
-                    .collect();
+                    .map(serde_json::to_vec)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("cannot encode the snapshot: {e}"))?;
                 let snapshot = pb::Snapshot {
                     store_id: source.store_id(),
                     version: version.0,
@@ -400,8 +401,9 @@ async fn session(
                 let to = changes.last().map(|c| c.version).unwrap_or(current);
                 let encoded = changes
                     .iter()
-                    .map(|c| serde_json::to_vec(c).unwrap_or_default())
-                    .collect();
+                    .map(serde_json::to_vec)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("cannot encode the delta: {e}"))?;
                 let delta = pb::Delta {
                     store_id: source.store_id(),
                     from_version: edge_version.0,

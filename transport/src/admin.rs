@@ -457,22 +457,23 @@ pub mod receive_connectors {
         }
     }
 
-    fn json(c: &ReceiveConnector) -> pb::ObjectJson {
-        pb::ObjectJson {
+    fn json(c: &ReceiveConnector) -> Result<pb::ObjectJson, Status> {
+        Ok(pb::ObjectJson {
             kind: KIND.into(),
-            json: serde_json::to_string(c).unwrap_or_default(),
-        }
+            json: serde_json::to_string(c)
+                .map_err(|e| Status::internal(format!("cannot encode receive connector {:?}: {e}", c.name)))?,
+        })
     }
 
     /// `GetObject`.
     pub fn get(store: &ReceiveConnectorStore, name: &str) -> Result<pb::ObjectJson, Status> {
-        store.get(name).map(|c| json(&c)).map_err(status)
+        json(&store.get(name).map_err(status)?)
     }
 
     /// `ListObjects`.
     pub fn list(store: &ReceiveConnectorStore) -> Result<pb::ObjectList, Status> {
         Ok(pb::ObjectList {
-            objects: store.list().map_err(status)?.iter().map(json).collect(),
+            objects: store.list().map_err(status)?.iter().map(json).collect::<Result<_, _>>()?,
         })
     }
 
