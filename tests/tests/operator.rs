@@ -10,44 +10,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{mailbox, swaks, wait_or};
+use common::{lone_hub, mailbox, swaks, wait_or};
 use postern_tests::lab::free_port;
 use postern_tests::{NodeProcess, Role};
 
 /// A hub alone with a mailbox, a client connector and an Internet send
 /// connector to a port nobody listens on: outbound mail stays queued.
 fn hub_with_a_stuck_message(dir: &std::path::Path) -> (NodeProcess, String) {
-    let hub = NodeProcess::start_with(
-        Role::Hub,
-        &dir.join("hub"),
-        "hub1.contoso.test",
-        &["--smtp-bind", &free_port().to_string()],
-    )
-    .unwrap();
-    hub.ok(&["accepted-domain", "new", "contoso.test"]);
-    hub.ok(&["mailbox", "new", "kim@contoso.test"]);
-    let submission = free_port().to_string();
-    hub.ok(&[
-        "receive-connector",
-        "new",
-        "Client Hub",
-        "--bindings",
-        &submission,
-        "--permission-groups",
-        "clients",
-        "--remote-ip-ranges",
-        "127.0.0.0/8",
-    ]);
-    let dead = format!("127.0.0.1:{}", free_port());
-    hub.ok(&[
-        "send-connector",
-        "new",
-        "Internet",
-        "--address-spaces",
-        "*;100",
-        "--smart-hosts",
-        &dead,
-    ]);
+    let (hub, submission) = lone_hub(dir, &format!("127.0.0.1:{}", free_port()));
     let mut sent = false;
     wait_or(
         "the client connector to take a message",
