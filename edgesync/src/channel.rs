@@ -262,3 +262,42 @@ impl rustls::client::danger::ServerCertVerifier for RecordingVerifier {
         self.inner.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rustls::client::danger::ServerCertVerifier as _;
+
+    use super::*;
+
+    #[test]
+    fn the_hubs_refusal_of_an_edge_certificate_is_recorded_typed() {
+        let pinned = Thumbprint::of_der(b"the pinned certificate");
+        let pins = Pins::new([pinned]);
+        let slot = SessionSlot::default();
+        let verifier = RecordingVerifier {
+            inner: DirectTrustServerVerifier::pinned_set(pins.clone()),
+            pins,
+            slot: slot.clone(),
+        };
+        let name = ServerName::try_from("edge1.contoso.test").expect("a name");
+        let now = rustls_pki_types::UnixTime::now();
+        let other = rustls_pki_types::CertificateDer::from(b"another certificate".to_vec());
+        assert!(verifier.verify_server_cert(&other, &[], &name, &[], now).is_err());
+        assert_eq!(
+            slot.lock().expect("slot").refused,
+            Some(TrustMismatch::EdgeNotPinned {
+                presented: Thumbprint::of_der(b"another certificate"),
+                expected: vec![pinned],
+            })
+        );
+        // The pinned one passes and records nothing.
+        let fresh = SessionSlot::default();
+        let verifier = RecordingVerifier {
+            slot: fresh.clone(),
+            ..verifier
+        };
+        let good = rustls_pki_types::CertificateDer::from(b"the pinned certificate".to_vec());
+        assert!(verifier.verify_server_cert(&good, &[], &name, &[], now).is_ok());
+        assert_eq!(fresh.lock().expect("slot").refused, None);
+    }
+}
