@@ -158,6 +158,27 @@ pub async fn queue_exec(node: &Path, json: bool) -> anyhow::Result<Reply> {
 }
 
 /// `postern queue retry [--hop H]`: ends the hop's back-off.
+/// `postern queue remove --id ID [--without-ndr]` (Remove-Message).
+pub async fn queue_remove(node: &Path, id: String, without_ndr: bool) -> anyhow::Result<()> {
+    let mut client = pb::node_client::NodeClient::new(connect(node).await?);
+    let reply = client
+        .remove_message(pb::RemoveMessageRequest {
+            id: id.clone(),
+            without_ndr,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    crate::output::line(format_args!(
+        "message {id} removed: {} undelivered recipient(s) dropped",
+        reply.undelivered.len()
+    ))?;
+    if !reply.ndr_id.is_empty() {
+        crate::output::line(format_args!("non-delivery report {} queued for the sender", reply.ndr_id))?;
+    }
+    Ok(())
+}
+
 pub async fn queue_retry(node: &Path, hop: Option<String>) -> anyhow::Result<()> {
     let mut client = pb::node_client::NodeClient::new(connect(node).await?);
     let reply = client
@@ -168,8 +189,11 @@ pub async fn queue_retry(node: &Path, hop: Option<String>) -> anyhow::Result<()>
         .map_err(status)?
         .into_inner();
     match hop {
-        Some(h) => println!("{} message(s) via {h} will be retried now", reply.messages),
-        None => println!("{} message(s) will be retried now", reply.messages),
+        Some(h) => crate::output::line(format_args!(
+            "{} message(s) via {h} will be retried now",
+            reply.messages
+        ))?,
+        None => crate::output::line(format_args!("{} message(s) will be retried now", reply.messages))?,
     }
     Ok(())
 }

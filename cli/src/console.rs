@@ -29,7 +29,7 @@ pub async fn run(node: &Path, command: ConsoleCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("{}", token.url);
+            crate::output::line(format_args!("{}", token.url))?;
             eprintln!("(one use, valid until {})", token.expires);
             Ok(())
         }

@@ -80,7 +80,7 @@ pub async fn run(node: &Path, command: DkimCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print_txt(&made);
+            print_txt(&made)?;
         }
         DkimCommand::Import { key, .. } => {
             let made = client
@@ -92,7 +92,7 @@ pub async fn run(node: &Path, command: DkimCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            print_txt(&made);
+            print_txt(&made)?;
         }
         DkimCommand::Enable { key } => {
             client
@@ -126,14 +126,14 @@ pub async fn run(node: &Path, command: DkimCommand) -> anyhow::Result<()> {
 }
 
 /// The record as a zone file line (long values split into 255-byte strings).
-fn print_txt(k: &pb::DkimKey) {
+fn print_txt(k: &pb::DkimKey) -> anyhow::Result<()> {
     let chunks: Vec<String> = k
         .txt_record
         .as_bytes()
         .chunks(255)
         .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
         .collect();
-    println!("{}. IN TXT ( {} )", k.dns_name, chunks.join(" "));
+    crate::output::line(format_args!("{}. IN TXT ( {} )", k.dns_name, chunks.join(" ")))
 }
 
 fn record(k: &pb::DkimKey) -> Record {

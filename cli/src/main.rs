@@ -7,6 +7,7 @@ mod console;
 mod dkim;
 mod edgesync;
 mod ems;
+mod logging;
 mod objects;
 mod output;
 mod run;
@@ -138,6 +139,17 @@ enum QueueCommand {
         #[arg(long)]
         hop: Option<String>,
     },
+    /// Remove a queued message (Remove-Message); its sender gets a
+    /// non-delivery report for the recipients still waiting, as Exchange's
+    /// default -WithNDR $true.
+    Remove {
+        /// The message's id, as `queue list` shows it.
+        #[arg(long)]
+        id: String,
+        /// Remove silently, without a report (-WithNDR $false).
+        #[arg(long)]
+        without_ndr: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -162,6 +174,9 @@ fn main() -> ExitCode {
             Command::Queue {
                 command: QueueCommand::Retry { hop },
             } => client::queue_retry(&cli.node, hop).await,
+            Command::Queue {
+                command: QueueCommand::Remove { id, without_ndr },
+            } => client::queue_remove(&cli.node, id, without_ndr).await,
             Command::Cert { command } => cert::run(&cli.node, command).await,
             Command::TransportConfig { command } => objects::transport_config(&cli.node, command).await,
             Command::AcceptedDomain { command } => objects::accepted_domain(&cli.node, command).await,
@@ -179,6 +194,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `postern … list | head -1`: the reader has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", client::one_line(&e));
             ExitCode::FAILURE

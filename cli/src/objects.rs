@@ -594,7 +594,7 @@ pub async fn trusted_root(node: &Path, cmd: TrustedRootCommand) -> anyhow::Resul
                 subject: String::new(),
                 der,
             };
-            println!("{}", root.thumbprint);
+            crate::output::line(format_args!("{}", root.thumbprint))?;
             put(&mut c, &ReplicatedObject::TrustedRoot(root), true, false).await
         }
         TrustedRootCommand::List { json } => {

@@ -123,6 +123,25 @@ pub fn print_records(records: &[Record], json: bool, as_array: bool) -> anyhow::
     Ok(())
 }
 
+/// Prints one line on stdout, returning the write error (a closed pipe
+/// included) instead of panicking as `println!` does.
+pub fn line(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Whether `error` is stdout's reader having gone away (`postern … | head
+/// -1`): the listing ends quietly, as a Unix filter does.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Records as a reply (`as_array` for list verbs).
 pub fn records(records: Vec<Record>, json: bool, as_array: bool) -> Reply {
     Reply::Records {

@@ -62,15 +62,15 @@ pub struct RunArgs {
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "POSTERN_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text (colours only on a terminal) or JSON, one object a line.
+    #[arg(long, env = "POSTERN_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::logging::LogFormat,
 }
 
 /// Runs the node until a shutdown signal.
 pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
     let RoleCommand::Run(args) = command;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("bad --log filter")?)
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logging::init(&args.log, args.log_format)?;
     let internet = internet_tls(&args);
     let node = NodeOptions {
         data_dir: args.data_dir,

@@ -66,7 +66,7 @@ pub async fn run(node: &Path, command: TlsReportCommand) -> anyhow::Result<()> {
                 .map_err(status)?
                 .into_inner();
             for record in reply.records {
-                println!("{record}");
+                crate::output::line(format_args!("{record}"))?;
             }
             Ok(())
         }
@@ -76,7 +76,7 @@ pub async fn run(node: &Path, command: TlsReportCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("{} TLS report(s) queued", reply.queued);
+            crate::output::line(format_args!("{} TLS report(s) queued", reply.queued))?;
             Ok(())
         }
     }

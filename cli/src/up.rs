@@ -34,6 +34,9 @@ pub struct UpArgs {
     /// Log filter.
     #[arg(long, env = "POSTERN_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text (colours only on a terminal) or JSON, one object a line.
+    #[arg(long, env = "POSTERN_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::logging::LogFormat,
 }
 
 fn node(
@@ -54,10 +57,7 @@ fn node(
 
 /// Runs the organisation until Ctrl-C.
 pub async fn run(a: UpArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&a.log).context("bad --log filter")?)
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logging::init(&a.log, a.log_format)?;
     // Registered before anything is printed: a Ctrl-C that follows the
     // banner at once must stop the nodes, not kill the process.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())

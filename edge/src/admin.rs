@@ -2,7 +2,6 @@
 //! through the configuration verbs (writes refused once subscribed), the
 //! subscription file, and the edge's view of EdgeSync.
 
-use std::time::Duration;
 
 use postern_edgesync::Replica;
 use postern_edgesync::edge_side::BootstrapStore;
@@ -198,7 +197,11 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
             .issue(&secret, &expires)
             .map_err(|e| Status::internal(e.to_string()))?;
         let text = serde_json::to_string_pretty(&file).map_err(|e| Status::internal(e.to_string()))?;
-        tracing::info!(expires = %expires, "edge subscription file issued; import it on a hub within {:?}", Duration::from_secs(BOOTSTRAP_VALIDITY.as_secs()));
+        tracing::info!(
+            expires = %expires,
+            "edge subscription file issued; import it on a hub within {} hours",
+            BOOTSTRAP_VALIDITY.as_secs() / 3600
+        );
         Ok(Response::new(pb::SubscriptionFileText { text }))
     }
 
@@ -253,7 +256,7 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
             .node
             .certs
             .rotations()
-            .unwrap_or_default()
+            .map_err(|e| Status::internal(format!("cannot read the certificate rotations: {e}")))?
             .into_iter()
             .filter(|(_, r)| r.is_offered())
             .map(|(t, r)| format!("certificate {t} is not presented yet: {}", r.note()))

@@ -172,7 +172,7 @@ impl Edge {
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = result {
-                tracing::error!(error = %e, "EdgeSync server stopped");
+                tracing::error!(error = %postern_transport::error_text::chain(&e), "EdgeSync server stopped");
             }
         });
         tracing::info!(addr = %edgesync_addr, "EdgeSync listening");
@@ -186,7 +186,14 @@ impl Edge {
                 listener,
                 node.certs.clone(),
                 node.identity.fqdn.clone(),
-                Arc::new(move || transport_config_of(&replica)),
+                Arc::new(move || {
+                    // No policy is served while the replica cannot be read;
+                    // the log says why.
+                    transport_config_of(&replica).unwrap_or_else(|why| {
+                        tracing::error!(%why, "cannot read the transport configuration; serving no MTA-STS policy");
+                        postern_model::TransportConfig::default()
+                    })
+                }),
                 std::future::pending(),
             ));
         }
@@ -231,10 +238,17 @@ impl Edge {
 /// SMTP certificates.
 fn published_records(replica: Replica, node: Node) -> postern_transport::internet_tls::admin::RecordSource {
     Arc::new(move || {
-        let config = transport_config_of(&replica);
+        use postern_transport::internet_tls::admin::RecordsError;
+        let config = transport_config_of(&replica).map_err(|why| RecordsError {
+            what: "the replicated transport configuration",
+            why,
+        })?;
         let domains: Vec<postern_model::Domain> = replica
             .list("accepted-domain")
-            .unwrap_or_default()
+            .map_err(|e| RecordsError {
+                what: "the replica",
+                why: e.to_string(),
+            })?
             .into_iter()
             .filter_map(|o| match o {
                 postern_model::ReplicatedObject::AcceptedDomain(d)
@@ -245,20 +259,30 @@ fn published_records(replica: Replica, node: Node) -> postern_transport::interne
                 _ => None,
             })
             .collect();
-        let certs = postern_transport::internet_tls::publish::smtp_certificates(&node.certs);
-        postern_transport::internet_tls::publish::dns_records(
+        let certs =
+            postern_transport::internet_tls::publish::smtp_certificates(&node.certs).map_err(|e| RecordsError {
+                what: "the certificate store",
+                why: e.to_string(),
+            })?;
+        Ok(postern_transport::internet_tls::publish::dns_records(
             &domains,
             config.mta_sts.as_ref(),
             &node.identity.fqdn,
             &certs,
-        )
+        ))
     })
 }
 
-fn transport_config_of(replica: &Replica) -> postern_model::TransportConfig {
+/// The replicated transport configuration; the defaults before the edge
+/// is subscribed; an error when the replica cannot be read or holds
+/// something else under its key.
+fn transport_config_of(replica: &Replica) -> Result<postern_model::TransportConfig, String> {
     match replica.get(&postern_model::ObjectKey::of("transport-config", "")) {
-        Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => c,
-        _ => postern_model::TransportConfig::default(),
+        Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => Ok(c),
+        // Not subscribed yet: the defaults, as Exchange's Edge has.
+        Ok(None) => Ok(postern_model::TransportConfig::default()),
+        Ok(Some(other)) => Err(format!("found {:?} under transport-config", other.key())),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -278,13 +302,7 @@ fn compiler_for(
                 what: "the replicated transport configuration",
                 why,
             };
-            match reader.get(&postern_model::ObjectKey::of("transport-config", "")) {
-                Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => Ok(c),
-                // Not subscribed yet: the defaults, as Exchange's Edge has.
-                Ok(None) => Ok(postern_model::TransportConfig::default()),
-                Ok(Some(other)) => Err(read(format!("found {:?} under transport-config", other.key()))),
-                Err(e) => Err(read(e.to_string())),
-            }
+            transport_config_of(&reader).map_err(read)
         },
     };
     let compiler = NodeConfigCompiler::start(node.identity.fqdn.clone(), Arc::new(sources))?;
@@ -311,7 +329,11 @@ fn follow_subscription(replica: Replica, certs: postern_transport::certs::CertSt
             postern_edgesync::rotation::retire_due(&certs, time::OffsetDateTime::now_utc());
             if warned.elapsed() >= std::time::Duration::from_secs(60) {
                 warned = std::time::Instant::now();
-                for (tp, r) in certs.rotations().unwrap_or_default() {
+                let rotations = certs.rotations().unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read the certificate rotations to warn about them");
+                    Vec::new()
+                });
+                for (tp, r) in rotations {
                     if r.is_offered() {
                         tracing::warn!(thumbprint = %tp, why = %r.note(), "new certificate not presented to the hubs yet");
                     }

@@ -40,21 +40,43 @@ struct View {
 }
 
 impl View {
-    fn load(replica: &Replica) -> Self {
+    /// Reads the view; an error says what could not be read (the caller
+    /// keeps the view it has).
+    fn load(replica: &Replica) -> Result<Self, String> {
         let config = match replica.get(&ObjectKey::of("transport-config", "")) {
             Ok(Some(ReplicatedObject::TransportConfig(c))) => c,
-            _ => TransportConfig::default(),
+            // Not subscribed yet: the defaults.
+            Ok(None) => TransportConfig::default(),
+            Ok(Some(other)) => return Err(format!("found {:?} under transport-config", other.key())),
+            Err(e) => return Err(format!("cannot read the transport configuration: {e}")),
         };
         let connectors = replica
             .list("send-connector")
-            .unwrap_or_default()
+            .map_err(|e| format!("cannot read the send connectors: {e}"))?
             .into_iter()
             .filter_map(|o| match o {
                 ReplicatedObject::SendConnector(c) => Some(c),
                 _ => None,
             })
             .collect();
-        Self { config, connectors }
+        Ok(Self { config, connectors })
+    }
+
+    /// [`View::load`], or on a read error the logged error and `previous`
+    /// (an empty view at start).
+    fn load_or_keep(replica: &Replica, previous: Option<&Arc<View>>) -> Arc<View> {
+        match Self::load(replica) {
+            Ok(view) => Arc::new(view),
+            Err(why) => {
+                tracing::error!(%why, "edge routing keeps its previous view of the replica");
+                previous.cloned().unwrap_or_else(|| {
+                    Arc::new(View {
+                        config: TransportConfig::default(),
+                        connectors: Vec::new(),
+                    })
+                })
+            }
+        }
     }
 }
 
@@ -62,7 +84,7 @@ impl EdgeRouter {
     /// Routes for the edge `name` (`fqdn`) from `replica`.
     pub fn new(replica: Replica, name: NodeName, fqdn: Domain) -> Self {
         let watch = replica.watch();
-        let view = Arc::new(View::load(&replica));
+        let view = View::load_or_keep(&replica, None);
         Self {
             replica,
             name,
@@ -75,7 +97,7 @@ impl EdgeRouter {
         let mut guard = self.view.lock().unwrap_or_else(|p| p.into_inner());
         if guard.0.has_changed().unwrap_or(false) {
             guard.0.borrow_and_update();
-            guard.1 = Arc::new(View::load(&self.replica));
+            guard.1 = View::load_or_keep(&self.replica, Some(&guard.1));
         }
         Arc::clone(&guard.1)
     }
@@ -126,7 +148,8 @@ impl EdgeRouter {
         let mut hosts: Vec<HostPort> = self
             .replica
             .list("hub")
-            .unwrap_or_default()
+            .inspect_err(|e| tracing::error!(error = %e, "cannot read the hubs from the replica; no route to them"))
+            .ok()?
             .into_iter()
             .filter_map(|o| match o {
                 ReplicatedObject::Hub(h) => {
@@ -149,6 +172,7 @@ impl EdgeRouter {
             helo: self.fqdn.clone(),
             protocol_logging_level: Default::default(),
             mx_domain: None,
+            connector: Some(postern_transport::routing::INTRA_ORGANIZATION_CONNECTOR.to_owned()),
         })
     }
 

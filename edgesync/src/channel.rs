@@ -22,6 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::trust_status::TrustMismatch;
+
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,6 +68,7 @@ pub fn tls_incoming(
                         let info = SessionInfo {
                             peer_certs: conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
                             binding: rotation_binding(conn).ok(),
+                            refused: None,
                         };
                         let _ = tx.send(Ok(SyncTls { inner: tls, info })).await;
                     }
@@ -87,6 +90,9 @@ pub struct SessionInfo {
     pub peer_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// Exported keying material; `None` if the export failed.
     pub binding: Option<[u8; 32]>,
+    /// On the hub: the last handshake failed because the edge's
+    /// certificate is not pinned, or the edge refused the hub's.
+    pub refused: Option<TrustMismatch>,
 }
 
 impl SessionInfo {
@@ -162,7 +168,11 @@ pub fn connect_edge(
         .with_safe_default_protocol_versions()
         .map(|b| {
             b.dangerous()
-                .with_custom_certificate_verifier(Arc::new(DirectTrustServerVerifier::pinned_set(pins)))
+                .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+                    inner: DirectTrustServerVerifier::pinned_set(pins.clone()),
+                    pins,
+                    slot: slot.clone(),
+                }))
                 .with_client_cert_resolver(Arc::new(ClientCertResolver::new(certs, hub_fqdn)))
         })
         .unwrap_or_else(|_| unreachable!("ring supports the default versions"));
@@ -192,8 +202,102 @@ pub fn connect_edge(
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = SessionInfo {
                     peer_certs: conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
                     binding: rotation_binding(conn).ok(),
+                    refused: None,
                 };
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
         })))
+}
+
+/// The hub's verifier of an edge's certificate: the pinned-set check,
+/// recording a refusal as a typed [`TrustMismatch`] in the session slot
+/// (the error itself reaches the hub only as text inside tonic's error).
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: DirectTrustServerVerifier,
+    pins: Pins,
+    slot: SessionSlot,
+}
+
+impl rustls::client::danger::ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verdict = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        if verdict.is_err() {
+            self.slot.lock().unwrap_or_else(|p| p.into_inner()).refused = Some(TrustMismatch::EdgeNotPinned {
+                presented: Thumbprint::of_der(end_entity.as_ref()),
+                expected: self.pins.get(),
+            });
+        }
+        verdict
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::client::danger::ServerCertVerifier as _;
+
+    use super::*;
+
+    #[test]
+    fn the_hubs_refusal_of_an_edge_certificate_is_recorded_typed() {
+        let pinned = Thumbprint::of_der(b"the pinned certificate");
+        let pins = Pins::new([pinned]);
+        let slot = SessionSlot::default();
+        let verifier = RecordingVerifier {
+            inner: DirectTrustServerVerifier::pinned_set(pins.clone()),
+            pins,
+            slot: slot.clone(),
+        };
+        let name = ServerName::try_from("edge1.contoso.test").expect("a name");
+        let now = rustls_pki_types::UnixTime::now();
+        let other = rustls_pki_types::CertificateDer::from(b"another certificate".to_vec());
+        assert!(verifier.verify_server_cert(&other, &[], &name, &[], now).is_err());
+        assert_eq!(
+            slot.lock().expect("slot").refused,
+            Some(TrustMismatch::EdgeNotPinned {
+                presented: Thumbprint::of_der(b"another certificate"),
+                expected: vec![pinned],
+            })
+        );
+        // The pinned one passes and records nothing.
+        let fresh = SessionSlot::default();
+        let verifier = RecordingVerifier {
+            slot: fresh.clone(),
+            ..verifier
+        };
+        let good = rustls_pki_types::CertificateDer::from(b"the pinned certificate".to_vec());
+        assert!(verifier.verify_server_cert(&good, &[], &name, &[], now).is_ok());
+        assert_eq!(fresh.lock().expect("slot").refused, None);
+    }
 }

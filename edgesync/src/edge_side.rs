@@ -16,6 +16,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::replica::Replica;
+use crate::source::SourceError;
 use crate::report::Reporter;
 use crate::subscription::secret_hash;
 
@@ -55,24 +56,29 @@ impl BootstrapStore {
             expires: expires.to_owned(),
             used: false,
         };
-        self.tree
-            .insert(BOOTSTRAP_KEY, serde_json::to_vec(&record).unwrap_or_default())?;
+        self.tree.insert(BOOTSTRAP_KEY, encode(&record)?)?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// The outstanding record.
-    pub fn current(&self) -> Option<Bootstrap> {
-        self.tree
+    /// The outstanding record; an error when it cannot be read or decoded
+    /// (a damaged data directory), never "none issued".
+    pub fn current(&self) -> Result<Option<Bootstrap>, String> {
+        let Some(v) = self
+            .tree
             .get(BOOTSTRAP_KEY)
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_slice(&v).ok())
+            .map_err(|e| format!("cannot read the edge's bootstrap record: {e}"))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| format!("the edge's bootstrap record is damaged: {e}"))
     }
 
     /// Checks a presented secret; says why it is refused.
     pub fn check(&self, secret: &str, now: OffsetDateTime) -> Result<(), String> {
-        let Some(b) = self.current() else {
+        let Some(b) = self.current()? else {
             return Err("this edge has issued no subscription".into());
         };
         if b.secret_hash != secret_hash(secret) {
@@ -89,21 +95,25 @@ impl BootstrapStore {
     }
 
     fn mark_used(&self) -> Result<(), sled::Error> {
-        if let Some(mut b) = self.current() {
+        let current = self.current().map_err(|e| sled::Error::Io(std::io::Error::other(e)))?;
+        if let Some(mut b) = current {
             b.used = true;
-            self.tree
-                .insert(BOOTSTRAP_KEY, serde_json::to_vec(&b).unwrap_or_default())?;
+            self.tree.insert(BOOTSTRAP_KEY, encode(&b)?)?;
             self.db.flush()?;
         }
         Ok(())
     }
 }
 
+/// The stored form of a bootstrap record.
+fn encode(b: &Bootstrap) -> Result<Vec<u8>, sled::Error> {
+    serde_json::to_vec(b).map_err(|e| sled::Error::Io(std::io::Error::other(e)))
+}
+
 /// Thumbprints of every hub certificate in the replica.
-pub fn hub_thumbprints(replica: &Replica) -> Vec<Thumbprint> {
-    replica
-        .list("hub")
-        .unwrap_or_default()
+pub fn hub_thumbprints(replica: &Replica) -> Result<Vec<Thumbprint>, SourceError> {
+    Ok(replica
+        .list("hub")?
         .into_iter()
         .filter_map(|o| match o {
             ReplicatedObject::Hub(h) => Some(h.certificates),
@@ -111,7 +121,7 @@ pub fn hub_thumbprints(replica: &Replica) -> Vec<Thumbprint> {
         })
         .flatten()
         .map(|der| Thumbprint::of_der(&der))
-        .collect()
+        .collect())
 }
 
 /// The EdgeSync gRPC service of an edge.
@@ -189,7 +199,9 @@ impl EdgeSync for EdgeSyncService {
             Some(Err(e)) => return Err(e),
             _ => return Err(Status::invalid_argument("EdgeSync stream must start with Hello")),
         };
-        let trusted = hub_thumbprints(&self.replica).contains(&peer);
+        let trusted = hub_thumbprints(&self.replica)
+            .map_err(|e| Status::unavailable(format!("edge {} cannot read its replica: {e}", self.edge_name)))?
+            .contains(&peer);
         let bootstrapping = if trusted {
             false
         } else if hello.bootstrap_secret.is_empty() {
@@ -198,7 +210,7 @@ impl EdgeSync for EdgeSyncService {
                 hello.hub_name, self.edge_name
             );
             tracing::warn!("{reason}");
-            return Err(Status::permission_denied(reason));
+            return Err(crate::trust_status::TrustMismatch::hub_not_trusted_status(reason, &peer));
         } else if let Err(why) = self
             .bootstrap
             .check(&hello.bootstrap_secret, OffsetDateTime::now_utc())
@@ -410,10 +422,16 @@ fn snapshot_names_hub(objects: &[ReplicatedObject], peer: &Thumbprint) -> bool {
 /// removed one is refused.
 pub fn follow_hub_trust(replica: Replica, trust: postern_transport::tls::TrustStore) {
     let apply = move |replica: &Replica, trust: &postern_transport::tls::TrustStore| {
-        trust.set_direct(hub_thumbprints(replica));
-        let roots: Vec<rustls_pki_types::CertificateDer<'static>> = replica
-            .list("trusted-root")
-            .unwrap_or_default()
+        // A replica that cannot be read leaves the trust in force.
+        let (hubs, listed) = match (hub_thumbprints(replica), replica.list("trusted-root")) {
+            (Ok(hubs), Ok(listed)) => (hubs, listed),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot read the hubs' certificates and trusted roots; trust unchanged");
+                return;
+            }
+        };
+        trust.set_direct(hubs);
+        let roots: Vec<rustls_pki_types::CertificateDer<'static>> = listed
             .into_iter()
             .filter_map(|o| match o {
                 ReplicatedObject::TrustedRoot(r) => Some(rustls_pki_types::CertificateDer::from(r.der)),

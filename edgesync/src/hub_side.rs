@@ -20,6 +20,7 @@ use tokio_stream::StreamExt;
 
 use crate::channel::connect_edge;
 use crate::report::EdgeReport;
+use crate::trust_status::TrustMismatch;
 use crate::source::ConfigSource;
 
 /// How long the edge may take to answer an update or heartbeat.
@@ -253,7 +254,8 @@ async fn run_task(
         let success_before = lock(&inner.statuses)
             .get(&target.name)
             .and_then(|s| s.last_success.clone());
-        let result = session(&inner, &mut target, &mut stop, &full, &wake).await;
+        let slot = crate::channel::SessionSlot::default();
+        let result = session(&inner, &mut target, &slot, &mut stop, &full, &wake).await;
         let success_after = lock(&inner.statuses)
             .get(&target.name)
             .and_then(|s| s.last_success.clone());
@@ -265,7 +267,12 @@ async fn run_task(
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(edge = %target.name, error = %e, "EdgeSync stream failed; will redial");
-                let mismatch = crate::trust_status::mismatch(&e, &target.name);
+                let mismatch = slot
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .refused
+                    .as_ref()
+                    .map(|m| m.detail(&target.name));
                 inner.update(&target.name, |s| {
                     s.state = if mismatch.is_some() {
                         SyncState::TrustMismatch
@@ -291,6 +298,7 @@ async fn run_task(
 async fn session(
     inner: &Inner,
     target: &mut EdgeTarget,
+    slot: &crate::channel::SessionSlot,
     stop: &mut watch::Receiver<bool>,
     full: &AtomicBool,
     wake: &Notify,
@@ -304,19 +312,18 @@ async fn session(
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| vec![target.thumbprint]);
     let pins = postern_transport::tls::Pins::new(pinned);
-    let slot = crate::channel::SessionSlot::default();
     let channel = connect_edge(
         &target.endpoint,
         pins.clone(),
         inner.certs.clone(),
         &inner.hub_fqdn,
-        slot.clone(),
+        Arc::clone(slot),
     )
     .map_err(|e| format!("bad endpoint {}: {e}", target.endpoint))?;
     let mut offers = Offers {
         hook,
         edge: target.name.clone(),
-        slot,
+        slot: Arc::clone(slot),
         pins,
         tx: None,
     };
@@ -335,14 +342,19 @@ async fn session(
     let mut inbound = client
         .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-        .map_err(|s| describe(&s))?
+        .map_err(|status| {
+            if let Some(m) = TrustMismatch::from_status(&status) {
+                offers.slot.lock().unwrap_or_else(|p| p.into_inner()).refused = Some(m);
+            }
+            describe(&status)
+        })?
         .into_inner();
     let (edge_store, mut edge_version) = match next(&mut inbound, &mut offers).await? {
         pb::edge_message::Body::Hello(h) => {
             keep_report(inner, &target.name, h.report);
             (h.store_id, ConfigVersion(h.version))
         }
-        other => return Err(format!("edge answered Hello with {other:?}")),
+        other => return Err(format!("edge answered Hello with {}", edge_message_kind(&other))),
     };
     let presented = crate::trust_status::presented(&offers.slot);
     inner.update(&target.name, |s| {
@@ -368,8 +380,9 @@ async fn session(
                 let (version, objects) = source.snapshot().map_err(|e| e.to_string())?;
                 let objects = objects
                     .iter()
-                    .map(|o| serde_json::to_vec(o).unwrap_or_default())
-                    .collect();
+                    .map(serde_json::to_vec)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("cannot encode the snapshot: {e}"))?;
                 let snapshot = pb::Snapshot {
                     store_id: source.store_id(),
                     version: version.0,
@@ -388,8 +401,9 @@ async fn session(
                 let to = changes.last().map(|c| c.version).unwrap_or(current);
                 let encoded = changes
                     .iter()
-                    .map(|c| serde_json::to_vec(c).unwrap_or_default())
-                    .collect();
+                    .map(serde_json::to_vec)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("cannot encode the delta: {e}"))?;
                 let delta = pb::Delta {
                     store_id: source.store_id(),
                     from_version: edge_version.0,
@@ -426,7 +440,10 @@ async fn session(
                     Some(Ok(pb::EdgeMessage { body: Some(pb::edge_message::Body::CertOffer(offer)) })) => {
                         offers.answer(&offer).await?;
                     }
-                    Some(Ok(other)) => return Err(format!("unexpected message from the edge: {other:?}")),
+                    Some(Ok(other)) => {
+                        let kind = other.body.as_ref().map_or("an empty message", edge_message_kind);
+                        return Err(format!("unexpected message from the edge: {kind}"));
+                    }
                     Some(Err(status)) => return Err(describe(&status)),
                     None => return Err("the edge closed the stream".into()),
                 }
@@ -438,7 +455,7 @@ async fn session(
                         keep_report(inner, &target.name, h.report);
                         edge_version = ConfigVersion(h.version);
                     }
-                    other => return Err(format!("edge answered a heartbeat with {other:?}")),
+                    other => return Err(format!("edge answered a heartbeat with {}", edge_message_kind(&other))),
                 }
             }
             _ = stop.changed() => return Ok(()),
@@ -519,11 +536,24 @@ async fn ack(
         pb::edge_message::Body::Nack(n) => {
             Err(format!("the edge refused version {}: {}", n.version, n.reason))
         }
-        other => Err(format!("expected an ack, got {other:?}")),
+        other => Err(format!("expected an ack, got {}", edge_message_kind(&other))),
     }
 }
 
 /// A gRPC status as a readable reason (transport errors carry their cause).
+/// What kind of message the edge sent, for an error a person reads (the
+/// protobuf `Debug` dump would put whole reports and keys in the log).
+fn edge_message_kind(body: &pb::edge_message::Body) -> &'static str {
+    use pb::edge_message::Body;
+    match body {
+        Body::Hello(_) => "a Hello",
+        Body::Ack(_) => "an Ack",
+        Body::Heartbeat(_) => "a Heartbeat",
+        Body::Nack(_) => "a Nack",
+        Body::CertOffer(_) => "a certificate offer",
+    }
+}
+
 fn describe(status: &tonic::Status) -> String {
     use std::error::Error as _;
     let mut text = status.message().to_owned();

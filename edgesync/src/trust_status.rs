@@ -25,58 +25,119 @@ pub fn presented(slot: &SessionSlot) -> Option<(Thumbprint, String, i64)> {
     ))
 }
 
-/// When `error` (a failed EdgeSync attempt to `edge`) is a certificate
-/// one side does not trust: which, and the fix.
-pub fn mismatch(error: &str, edge: &str) -> Option<String> {
-    if let Some(rest) = error.split("the peer presented certificate ").nth(1) {
-        let presented = rest
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches(',');
-        let expected = rest
-            .split(", not ")
-            .nth(1)
-            .and_then(|r| r.split(" from its subscription").next())
-            .unwrap_or_default();
-        return Some(format!(
-            "edge {edge} presents certificate {presented}; this hub trusts {expected} for it. \
-             The edge changed certificate without offering the new one over EdgeSync. \
-             Fix: on the edge, enable {expected} for SMTP again (`postern cert enable --thumbprint {expected} --services smtp`) \
-             so it is presented and the new one is offered and confirmed; or, if {expected} is gone, \
-             make a new subscription file on the edge and import it here"
-        ));
+/// Why a hub and an edge do not trust each other's certificate, as
+/// observed where it happened (the hub's verifier, or the edge's typed
+/// refusal), never guessed from an error's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrustMismatch {
+    /// The hub refused the edge's certificate: it is not one pinned for
+    /// the edge's subscription.
+    EdgeNotPinned {
+        /// What the edge presented.
+        presented: Thumbprint,
+        /// What the hub pins for it.
+        expected: Vec<Thumbprint>,
+    },
+    /// The edge refused the hub's certificate (not in its replica, and no
+    /// bootstrap secret).
+    HubNotTrusted {
+        /// What the hub presented.
+        presented: Thumbprint,
+    },
+}
+
+/// The admin API's `SyncStatus.trust` word for a [`TrustMismatch`]
+/// (otherwise "ok").
+pub const TRUST_MISMATCH: &str = "trust-mismatch";
+
+/// gRPC metadata key of an edge's refusal of the hub's certificate.
+const REFUSAL_KEY: &str = "postern-refusal";
+/// Its value for [`TrustMismatch::HubNotTrusted`].
+const HUB_NOT_TRUSTED: &str = "hub-not-trusted";
+/// gRPC metadata key carrying the certificate the hub presented.
+const PRESENTED_KEY: &str = "postern-presented";
+
+impl TrustMismatch {
+    /// Which side refuses what, and the fix, for `postern edgesync test`.
+    pub fn detail(&self, edge: &str) -> String {
+        match self {
+            TrustMismatch::EdgeNotPinned { presented, expected } => {
+                let expected = expected
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                format!(
+                    "edge {edge} presents certificate {presented}; this hub trusts {expected} for it. \
+                     The edge changed certificate without offering the new one over EdgeSync. \
+                     Fix: on the edge, enable {expected} for SMTP again (`postern cert enable --thumbprint {expected} --services smtp`) \
+                     so it is presented and the new one is offered and confirmed; or, if {expected} is gone, \
+                     make a new subscription file on the edge and import it here"
+                )
+            }
+            TrustMismatch::HubNotTrusted { presented } => format!(
+                "edge {edge} does not trust certificate {presented} that this hub presents. \
+                 Fix: on this hub, check with `postern cert list` that {presented} is enabled for SMTP \
+                 (hub certificates reach edges through EdgeSync before they are presented), \
+                 then `postern edgesync start`"
+            ),
+        }
     }
-    if error.contains("does not trust") {
-        let presented = error
-            .split("presented certificate ")
-            .nth(1)
-            .and_then(|r| r.split(|c: char| c == ',' || c.is_whitespace()).next())
-            .unwrap_or_default();
-        return Some(format!(
-            "edge {edge} does not trust certificate {presented} that this hub presents. \
-             Fix: on this hub, check with `postern cert list` that {presented} is enabled for SMTP \
-             (hub certificates reach edges through EdgeSync before they are presented), \
-             then `postern edgesync start`"
-        ));
+
+    /// The edge's refusal of the hub's certificate `presented`, as a gRPC
+    /// status whose metadata carries the kind (read by [`Self::from_status`]).
+    pub fn hub_not_trusted_status(reason: String, presented: &Thumbprint) -> tonic::Status {
+        let mut status = tonic::Status::permission_denied(reason);
+        let md = status.metadata_mut();
+        md.insert(REFUSAL_KEY, tonic::metadata::MetadataValue::from_static(HUB_NOT_TRUSTED));
+        if let Ok(v) = presented.to_string().parse() {
+            md.insert(PRESENTED_KEY, v);
+        }
+        status
     }
-    None
+
+    /// The mismatch an edge's status says, when it is one.
+    pub fn from_status(status: &tonic::Status) -> Option<Self> {
+        let md = status.metadata();
+        if md.get(REFUSAL_KEY)?.to_str().ok()? != HUB_NOT_TRUSTED {
+            return None;
+        }
+        let presented = md.get(PRESENTED_KEY)?.to_str().ok()?.parse().ok()?;
+        Some(TrustMismatch::HubNotTrusted { presented })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn thumb(c: char) -> Thumbprint {
+        c.to_string().repeat(40).parse().expect("hex")
+    }
+
     #[test]
-    fn both_directions_are_recognised() {
-        let hub_refuses = "transport error: invalid peer certificate: the peer presented certificate AAAA, not BBBB from its subscription";
-        let detail = mismatch(hub_refuses, "edge1").unwrap();
-        assert!(detail.contains("presents certificate AAAA"), "{detail}");
-        assert!(detail.contains("trusts BBBB"), "{detail}");
-        let edge_refuses =
-            "hub hub1 presented certificate CCCC, which edge edge1 does not trust, and no bootstrap secret";
-        let detail = mismatch(edge_refuses, "edge1").unwrap();
-        assert!(detail.contains("certificate CCCC"), "{detail}");
-        assert!(mismatch("connection refused", "edge1").is_none());
+    fn both_directions_have_a_fix() {
+        let hub_refuses = TrustMismatch::EdgeNotPinned {
+            presented: thumb('a'),
+            expected: vec![thumb('b')],
+        };
+        let detail = hub_refuses.detail("edge1");
+        assert!(detail.contains(&format!("presents certificate {}", thumb('a'))), "{detail}");
+        assert!(detail.contains(&format!("trusts {}", thumb('b'))), "{detail}");
+        let edge_refuses = TrustMismatch::HubNotTrusted { presented: thumb('c') };
+        let detail = edge_refuses.detail("edge1");
+        assert!(detail.contains(&format!("certificate {}", thumb('c'))), "{detail}");
+    }
+
+    #[test]
+    fn an_edges_refusal_travels_typed_in_the_status() {
+        let status = TrustMismatch::hub_not_trusted_status("no".into(), &thumb('d'));
+        assert_eq!(
+            TrustMismatch::from_status(&status),
+            Some(TrustMismatch::HubNotTrusted { presented: thumb('d') })
+        );
+        // Any other refusal, even with the same words, is not a mismatch.
+        let plain = tonic::Status::permission_denied("which edge edge1 does not trust");
+        assert_eq!(TrustMismatch::from_status(&plain), None);
     }
 }

@@ -261,7 +261,7 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
                 store_id: String::new(),
                 snapshots_applied: 0,
                 trust: if s.trust_detail.is_some() {
-                    "trust-mismatch"
+                    postern_edgesync::trust_status::TRUST_MISMATCH
                 } else {
                     "ok"
                 }

@@ -247,8 +247,18 @@ impl Hub {
 /// Internet): the TLSA records of its SMTP certificates only.
 fn hub_records(node: Node) -> postern_transport::internet_tls::admin::RecordSource {
     Arc::new(move || {
-        let certs = postern_transport::internet_tls::publish::smtp_certificates(&node.certs);
-        postern_transport::internet_tls::publish::dns_records(&[], None, &node.identity.fqdn, &certs)
+        let certs = postern_transport::internet_tls::publish::smtp_certificates(&node.certs).map_err(|e| {
+            postern_transport::internet_tls::admin::RecordsError {
+                what: "the certificate store",
+                why: e.to_string(),
+            }
+        })?;
+        Ok(postern_transport::internet_tls::publish::dns_records(
+            &[],
+            None,
+            &node.identity.fqdn,
+            &certs,
+        ))
     })
 }
 
@@ -364,9 +374,14 @@ fn publish_self(node: &Node, config: &HubConfig, smtp_endpoint: &str) -> Result<
 
 /// Loads the administrator's trusted roots into the trust store.
 pub fn refresh_roots(config: &HubConfig, trust: &TrustStore) {
-    let roots: Vec<CertificateDer<'static>> = config
-        .list("trusted-root")
-        .unwrap_or_default()
+    let listed = match config.list("trusted-root") {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the trusted roots; the ones in force stay");
+            return;
+        }
+    };
+    let roots: Vec<CertificateDer<'static>> = listed
         .into_iter()
         .filter_map(|o| match o {
             ReplicatedObject::TrustedRoot(r) => Some(CertificateDer::from(r.der)),

@@ -140,8 +140,20 @@ fn hub_certificates(
     now: OffsetDateTime,
 ) {
     postern_edgesync::rotation::retire_due(certs, now);
-    let Ok(records) = certs.rotations() else { return };
-    let carried = hub_info_certificates(&rotation.config);
+    let records = match certs.rotations() {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the certificate rotations; trying again at the next check");
+            return;
+        }
+    };
+    let carried = match hub_info_certificates(&rotation.config) {
+        Ok(carried) => carried,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the hubs' published certificates; trying again at the next check");
+            return;
+        }
+    };
     for (new, record) in records {
         if !record.is_offered() {
             continue;
@@ -191,10 +203,9 @@ fn hub_certificates(
     }
 }
 
-fn hub_info_certificates(config: &HubConfig) -> Vec<Thumbprint> {
-    config
-        .list("hub")
-        .unwrap_or_default()
+fn hub_info_certificates(config: &HubConfig) -> Result<Vec<Thumbprint>, crate::config::ConfigError> {
+    Ok(config
+        .list("hub")?
         .into_iter()
         .filter_map(|o| match o {
             ReplicatedObject::Hub(h) => Some(h.certificates),
@@ -202,7 +213,7 @@ fn hub_info_certificates(config: &HubConfig) -> Vec<Thumbprint> {
         })
         .flatten()
         .map(|der| Thumbprint::of_der(&der))
-        .collect()
+        .collect())
 }
 
 /// Shares the hook with the sync manager.

@@ -107,7 +107,8 @@ impl HubRouter {
         let mut hosts: Vec<HostPort> = self
             .config
             .list("edge")
-            .unwrap_or_default()
+            .inspect_err(|e| tracing::error!(error = %e, "cannot read the edges from the store; no route to them"))
+            .ok()?
             .into_iter()
             .filter_map(|o| match o {
                 ReplicatedObject::Edge(e) => Some(parse_host(&e.smtp_endpoint, 25)),
@@ -127,6 +128,7 @@ impl HubRouter {
             helo: self.fqdn.clone(),
             protocol_logging_level: Default::default(),
             mx_domain: None,
+            connector: Some(postern_transport::routing::INTRA_ORGANIZATION_CONNECTOR.to_owned()),
         })
     }
 }

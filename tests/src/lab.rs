@@ -120,6 +120,7 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
                 .map(|d| Domain::parse(d))
                 .collect::<Result<_, _>>()?,
             relay: config.relay.map(|addr| SmtpHop {
+                connector: None,
                 key: format!("relay:{addr}"),
                 hosts: vec![HostPort {
                     host: addr.ip().to_string(),

@@ -119,6 +119,7 @@ fn tail(log: &str) -> String {
 
 fn plain_hop(addr: SocketAddr) -> SmtpHop {
     SmtpHop {
+        connector: None,
         key: format!("load:{addr}"),
         hosts: vec![HostPort {
             host: addr.ip().to_string(),

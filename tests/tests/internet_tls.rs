@@ -234,6 +234,7 @@ impl Router for MxRouter {
 
 fn mx_hop(domain: &Domain, port: u16) -> SmtpHop {
     SmtpHop {
+        connector: None,
         key: format!("mx:{domain}"),
         hosts: vec![HostPort {
             host: domain.to_string(),
@@ -317,6 +318,7 @@ impl Sender {
             .await
             .map_err(|e| e.to_string())?;
         let hop = SmtpHop {
+            connector: None,
             hosts,
             ..mx_hop(&domain, self.port)
         };
@@ -689,6 +691,7 @@ async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) 
     .unwrap();
     let port = mta.receive_addrs()[0].1.port();
     let hop = |tls| SmtpHop {
+        connector: None,
         key: "receiver".into(),
         hosts: vec![HostPort {
             host: "127.0.0.1".into(),
@@ -757,6 +760,7 @@ async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) 
         .await
         .unwrap();
     let mx = |d: &str, hosts| SmtpHop {
+        connector: None,
         hosts,
         ..mx_hop(&Domain::parse(d).unwrap(), sender.port)
     };
@@ -867,7 +871,7 @@ async fn tls_reports(dir: &Path, sender: &Sender, postfix: &Postfix) {
         },
     ));
     // The admin service `postern tls-report show|send` calls.
-    let admin = postern_transport::internet_tls::admin::TlsReportService::new(reporter, Arc::new(Vec::new));
+    let admin = postern_transport::internet_tls::admin::TlsReportService::new(reporter, Arc::new(|| Ok(Vec::new())));
     let shown = admin
         .show_tls_report(tonic::Request::new(pb::ShowTlsReportRequest {}))
         .await

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{SmtpSink, mailbox, make_pki, start_org, swaks, wait_or};
+use common::{SmtpSink, lone_hub, mailbox, make_pki, start_org, swaks, wait_or};
 use postern_tests::lab::free_port;
 use postern_tests::{NodeProcess, Role, require_tool};
 
@@ -198,42 +198,6 @@ fn a_dsn_from_the_edge_names_the_edge() {
         "{dsn}"
     );
     assert!(dsn.contains("5.1.1"), "{dsn}");
-}
-
-/// A hub alone (the seed's one-server organisation): a mailbox, client
-/// submission and an Internet send connector.
-fn lone_hub(dir: &Path, smart_host: &str) -> (NodeProcess, String) {
-    let hub = NodeProcess::start_with(
-        Role::Hub,
-        &dir.join("hub"),
-        "hub1.contoso.test",
-        &["--smtp-bind", &free_port().to_string()],
-    )
-    .unwrap();
-    hub.ok(&["accepted-domain", "new", "contoso.test"]);
-    hub.ok(&["mailbox", "new", "kim@contoso.test"]);
-    let submission = free_port().to_string();
-    hub.ok(&[
-        "receive-connector",
-        "new",
-        "Client Hub",
-        "--bindings",
-        &submission,
-        "--permission-groups",
-        "clients",
-        "--remote-ip-ranges",
-        "127.0.0.0/8",
-    ]);
-    hub.ok(&[
-        "send-connector",
-        "new",
-        "Internet",
-        "--address-spaces",
-        "*;100",
-        "--smart-hosts",
-        smart_host,
-    ]);
-    (hub, submission)
 }
 
 #[test]

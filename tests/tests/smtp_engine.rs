@@ -268,6 +268,7 @@ async fn smuggling_payloads_never_produce_a_second_message() {
 
 fn plain_hop(addr: std::net::SocketAddr) -> SmtpHop {
     SmtpHop {
+        connector: None,
         key: format!("load:{addr}"),
         hosts: vec![HostPort {
             host: addr.ip().to_string(),

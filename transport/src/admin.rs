@@ -193,6 +193,29 @@ impl NodeApi for NodeService {
             messages: u32::try_from(n).unwrap_or(u32::MAX),
         }))
     }
+
+    async fn remove_message(
+        &self,
+        req: Request<pb::RemoveMessageRequest>,
+    ) -> Result<Response<pb::RemoveMessageReply>, Status> {
+        let req = req.into_inner();
+        let Some(queue) = &self.queue else {
+            return Err(Status::failed_precondition("this node has no mail queue"));
+        };
+        let id: postern_model::QueueId = req.id.trim().parse().map_err(|e| {
+            Status::invalid_argument(format!("{:?} is not a queue id (see `postern queue list`): {e}", req.id))
+        })?;
+        let removed = queue.remove(id, !req.without_ndr).await.map_err(|e| match e {
+            crate::queue::QueueError::NotFound(_) => Status::not_found(e.to_string()),
+            crate::queue::QueueError::Busy(_) => Status::unavailable(e.to_string()),
+            e => Status::internal(e.to_string()),
+        })?;
+        tracing::info!(%id, undelivered = removed.undelivered.len(), ndr = ?removed.ndr.map(|n| n.to_string()), "message removed from the queue by an administrator");
+        Ok(Response::new(pb::RemoveMessageReply {
+            undelivered: removed.undelivered,
+            ndr_id: removed.ndr.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
 }
 
 struct CertificateService {
@@ -434,22 +457,23 @@ pub mod receive_connectors {
         }
     }
 
-    fn json(c: &ReceiveConnector) -> pb::ObjectJson {
-        pb::ObjectJson {
+    fn json(c: &ReceiveConnector) -> Result<pb::ObjectJson, Status> {
+        Ok(pb::ObjectJson {
             kind: KIND.into(),
-            json: serde_json::to_string(c).unwrap_or_default(),
-        }
+            json: serde_json::to_string(c)
+                .map_err(|e| Status::internal(format!("cannot encode receive connector {:?}: {e}", c.name)))?,
+        })
     }
 
     /// `GetObject`.
     pub fn get(store: &ReceiveConnectorStore, name: &str) -> Result<pb::ObjectJson, Status> {
-        store.get(name).map(|c| json(&c)).map_err(status)
+        json(&store.get(name).map_err(status)?)
     }
 
     /// `ListObjects`.
     pub fn list(store: &ReceiveConnectorStore) -> Result<pb::ObjectList, Status> {
         Ok(pb::ObjectList {
-            objects: store.list().map_err(status)?.iter().map(json).collect(),
+            objects: store.list().map_err(status)?.iter().map(json).collect::<Result<_, _>>()?,
         })
     }
 

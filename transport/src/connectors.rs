@@ -140,6 +140,7 @@ pub fn connector_hop(
         helo: connector.fqdn.clone().unwrap_or_else(|| node_fqdn.clone()),
         protocol_logging_level: connector.protocol_logging_level,
         mx_domain: connector.dns_routing_enabled.then(|| domain.clone()),
+        connector: Some(connector.name.clone()),
     }
 }
 

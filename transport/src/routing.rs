@@ -90,12 +90,26 @@ pub struct SmtpHop {
     /// Whether sessions to this hop are written to the node's send
     /// protocol log (the send connector's `-ProtocolLoggingLevel`).
     pub protocol_logging_level: ProtocolLoggingLevel,
+    /// The send connector this hop is made from, as the send protocol
+    /// log's connector-id names it (Exchange writes the connector's name);
+    /// [`INTRA_ORGANIZATION_CONNECTOR`] for the organisation's own hops;
+    /// `None` (hops built by hand, tests): the key is written.
+    pub connector: Option<String>,
 }
+
+/// The connector-id of hops between the organisation's own nodes (hub to
+/// edges, edge to hubs), as Exchange names its implicit connector.
+pub const INTRA_ORGANIZATION_CONNECTOR: &str = "Intra-Organization SMTP Send Connector";
 
 /// The SMTP port MX hosts are contacted on unless a hop says otherwise.
 pub const SMTP_PORT: u16 = 25;
 
 impl SmtpHop {
+    /// What the send protocol log writes as connector-id.
+    pub fn connector_id(&self) -> &str {
+        self.connector.as_deref().unwrap_or(&self.key)
+    }
+
     /// The port MX hosts are contacted on: that of the first of `hosts`,
     /// else [`SMTP_PORT`].
     pub fn mx_port(&self) -> u16 {

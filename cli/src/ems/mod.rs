@@ -87,7 +87,7 @@ async fn prompt(session: &mut Session) -> anyhow::Result<()> {
         }
         let mut line = String::new();
         if stdin.lock().read_line(&mut line)? == 0 {
-            println!();
+            crate::output::line(format_args!(""))?;
             return Ok(());
         }
         if pending.is_empty() && matches!(line.trim().to_ascii_lowercase().as_str(), "exit" | "quit") {

@@ -8,6 +8,11 @@
 //! session has its own CSRF token, echoed by every form; a POST must carry
 //! it and must not come from another origin. Read-only sessions may look
 //! but every action answers 403.
+//!
+//! Tokens and sessions live in memory only, by decision: a console
+//! session is cheap to make again (`postern console token`), and keeping
+//! none on disk means nothing to steal or expire there. A hub restart signs
+//! everyone out (the README says so).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -343,17 +343,12 @@ pub async fn certificates(admin: &AdminClient, hub: &str) -> Result<String, Admi
     let statuses = admin.sync_status().await?;
     out.push_str("<h2>Edges</h2><table id=\"edge-certificates\"><tr><th>Edge</th><th>Pinned thumbprint</th><th>Trust</th></tr>");
     for s in &subscriptions {
-        let error = statuses
-            .iter()
-            .find(|st| st.edge == s.edge_name)
-            .map(|st| st.last_error.clone())
-            .unwrap_or_default();
-        let lower = error.to_ascii_lowercase();
-        let mismatch = ["certificate", "trust", "thumbprint", "handshake"]
-            .iter()
-            .any(|w| lower.contains(w));
-        let trust = if mismatch {
-            format!("<span class=\"bad\">trust mismatch: {}</span>", esc(&error))
+        // `trust` is the hub's typed judgement (EdgeSync's TrustMismatch,
+        // observed by the verifier or in the edge's refusal), not a guess
+        // from the error's words.
+        let status = statuses.iter().find(|st| st.edge == s.edge_name);
+        let trust = if let Some(st) = status.filter(|st| st.trust == postern_edgesync::trust_status::TRUST_MISMATCH) {
+            format!("<span class=\"bad\">trust mismatch: {}</span>", esc(&st.trust_detail))
         } else {
             "<span class=\"ok\">pinned</span>".to_owned()
         };

@@ -486,3 +486,39 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
     }
 }
+
+/// A hub alone (the seed's one-server organisation): a mailbox, client
+/// submission and an Internet send connector.
+pub fn lone_hub(dir: &Path, smart_host: &str) -> (NodeProcess, String) {
+    let hub = NodeProcess::start_with(
+        Role::Hub,
+        &dir.join("hub"),
+        "hub1.contoso.test",
+        &["--smtp-bind", &free_port().to_string()],
+    )
+    .unwrap();
+    hub.ok(&["accepted-domain", "new", "contoso.test"]);
+    hub.ok(&["mailbox", "new", "kim@contoso.test"]);
+    let submission = free_port().to_string();
+    hub.ok(&[
+        "receive-connector",
+        "new",
+        "Client Hub",
+        "--bindings",
+        &submission,
+        "--permission-groups",
+        "clients",
+        "--remote-ip-ranges",
+        "127.0.0.0/8",
+    ]);
+    hub.ok(&[
+        "send-connector",
+        "new",
+        "Internet",
+        "--address-spaces",
+        "*;100",
+        "--smart-hosts",
+        smart_host,
+    ]);
+    (hub, submission)
+}

@@ -129,7 +129,7 @@ impl Connector {
         };
         log.session(
             hop.protocol_logging_level,
-            Arc::from(hop.key.as_str()),
+            Arc::from(hop.connector_id()),
             SessionId::next(log.clock()),
             Endpoints { local, remote },
         )

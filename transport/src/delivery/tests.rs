@@ -29,6 +29,7 @@ fn router() -> Arc<StaticRouter> {
     Arc::new(StaticRouter {
         local_domains: vec![Domain::parse("adatum.com").unwrap()],
         relay: Some(SmtpHop {
+            connector: None,
             key: "smarthost".into(),
             hosts: vec![HostPort {
                 host: "127.0.0.1".into(),
@@ -95,6 +96,95 @@ async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
         assert!(tokio::time::Instant::now() < deadline, "no attempt recorded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    stop_tx.send(()).unwrap();
+    worker.await.unwrap();
+}
+
+/// A partner that refuses every recipient with `451 4.7.1`.
+struct RefusesForSecurity;
+
+impl Relay for RefusesForSecurity {
+    fn relay<'a>(
+        &'a self,
+        _hop: &'a SmtpHop,
+        _sender: Option<&'a str>,
+        recipients: &'a [String],
+        _body: &'a [u8],
+        _origin: &'a crate::queue::RelayOrigin,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            Ok(recipients
+                .iter()
+                .map(|r| {
+                    RecipientOutcome::new(
+                        r.clone(),
+                        crate::queue::DeliveryOutcome::TransientFailure(
+                            "451 4.7.1 domain security required".into(),
+                        ),
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// The static router, with its relay hop domain-secured.
+struct Secured(Arc<StaticRouter>);
+
+impl crate::routing::Router for Secured {
+    fn next_hop(&self, rcpt: &crate::smtp::Mailbox) -> Result<String, crate::routing::RouteRefusal> {
+        self.0.next_hop(rcpt)
+    }
+    fn destination(&self, key: &str) -> Option<crate::routing::Destination> {
+        self.0.destination(key)
+    }
+    fn is_domain_secured(&self, key: &str) -> bool {
+        key == "smarthost"
+    }
+}
+
+#[tokio::test]
+async fn a_partners_4_7_refusal_counts_as_a_domain_secured_outbound_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("db")).unwrap();
+    let queue = Queue::open(&db, QueueConfig::default()).unwrap();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let ctx = DeliveryContext {
+        queue: queue.clone(),
+        router: Arc::new(Secured(router())),
+        maildir: Maildir::new(tmp.path().join("mailboxes"), "hub1"),
+        relay: Arc::new(RefusesForSecurity),
+        dns: None,
+        metrics: Some(metrics.clone()),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(run(ctx, WorkerConfig::default(), async {
+        let _ = stop_rx.await;
+    }));
+    let envelope = Envelope::new(
+        Some("sender@adatum.com".into()),
+        vec![RecipientState::new("someone@fabrikam.com", "smarthost")],
+        SystemTime::now(),
+    );
+    let id = queue
+        .enqueue(envelope, b"Subject: hi\r\n\r\nbody\r\n".to_vec())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queue.get(id).unwrap().unwrap().envelope.recipients[0].status.attempts() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no attempt recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failures = metrics
+        .snapshot()
+        .into_iter()
+        .find(|s| s.name == "postern_domain_secured_outbound_session_failures_total")
+        .unwrap();
+    assert_eq!(failures.value, 1);
+    let partner = &metrics.partners()[0];
+    assert_eq!(partner.partner, "smarthost");
+    assert!(partner.last_failure.as_ref().unwrap().1.contains("4.7.1"));
     stop_tx.send(()).unwrap();
     worker.await.unwrap();
 }

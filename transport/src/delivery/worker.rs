@@ -210,6 +210,23 @@ async fn resolve_mx(dns: Option<&MxResolver>, hop: SmtpHop) -> Result<SmtpHop, (
     }
 }
 
+/// The partner's refusal of a session for security reasons: nothing got
+/// through and a recipient was deferred with an enhanced status 4.7.x
+/// (RFC 3463 "security or policy", e.g. `451 4.7.1` for a domain-security
+/// check of ours that failed on the partner's side). Counted like a
+/// session that could not be secured (Exchange's Domain-Secured Outbound
+/// Session Failures).
+fn security_refusal(outcomes: &[RecipientOutcome]) -> Option<&str> {
+    outcomes.iter().find_map(|o| match &o.outcome {
+        DeliveryOutcome::TransientFailure(reply)
+            if crate::queue::dsn::enhanced_status(reply).is_some_and(|c| c.starts_with("4.7.")) =>
+        {
+            Some(reply.as_str())
+        }
+        _ => None,
+    })
+}
+
 /// Delivers one due message and records the outcome.
 pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
     let id = message.id;
@@ -285,9 +302,15 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                         let delivered = done
                             .iter()
                             .any(|o| matches!(o.outcome, DeliveryOutcome::Delivered(_)));
-                        if let (true, true, Some(m)) = (secured, delivered, &ctx.metrics) {
-                            m.domain_secured_message_sent();
-                            m.partner_success(crate::protocol_log::Direction::Send, &hop.key);
+                        if let (true, Some(m)) = (secured, &ctx.metrics) {
+                            if delivered {
+                                m.domain_secured_message_sent();
+                                m.partner_success(crate::protocol_log::Direction::Send, &hop.key);
+                            } else if let Some(reason) = security_refusal(&done) {
+                                m.domain_secured_outbound_session_failure();
+                                m.partner_failure(crate::protocol_log::Direction::Send, &hop.key, reason);
+                                tracing::warn!(%id, hop = %hop.key, %reason, "the domain-secure partner refused our session; the message stays queued");
+                            }
                         }
                         outcomes.extend(done)
                     }
@@ -323,6 +346,23 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
 #[cfg(test)]
 mod tls_demands {
     use super::*;
+
+    #[test]
+    fn a_partners_4_7_refusal_is_a_security_refusal() {
+        let outcome = |o| vec![RecipientOutcome::new("a@fabrikam.com", o)];
+        let refused = outcome(DeliveryOutcome::TransientFailure(
+            "451 4.7.1 domain security check failed".into(),
+        ));
+        assert_eq!(security_refusal(&refused), Some("451 4.7.1 domain security check failed"));
+        for other in [
+            DeliveryOutcome::TransientFailure("451 4.4.1 try later".into()),
+            DeliveryOutcome::TransientFailure("421 busy".into()),
+            DeliveryOutcome::PermanentFailure("550 5.7.1 relaying denied".into()),
+            DeliveryOutcome::Delivered("250 2.0.0 ok".into()),
+        ] {
+            assert_eq!(security_refusal(&outcome(other.clone())), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn tls_required_no_is_read_from_the_header_section_only() {

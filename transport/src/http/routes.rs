@@ -45,13 +45,19 @@ pub fn node_routes(metrics: Arc<Metrics>, ready: Readiness) -> Router {
             any(move |method: Method| {
                 let metrics = Arc::clone(&metrics);
                 async move {
-                    get_only(&method).unwrap_or_else(|| {
-                        let mut r = Response::new(Body::from(metrics.render()));
-                        r.headers_mut().insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-                        );
-                        r
+                    get_only(&method).unwrap_or_else(|| match metrics.render() {
+                        Ok(text) => {
+                            let mut r = Response::new(Body::from(text));
+                            r.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                            );
+                            r
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "/metrics");
+                            plain(StatusCode::INTERNAL_SERVER_ERROR, "Cannot write the metrics; see the node's log\n")
+                        }
                     })
                 }
             }),

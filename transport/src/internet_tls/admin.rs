@@ -10,8 +10,19 @@ use tonic::{Request, Response, Status};
 
 use crate::mta::TlsReporter;
 
-/// The records a node publishes (see [`super::publish::dns_records`]).
-pub type RecordSource = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+/// The records a node publishes (see [`super::publish::dns_records`]), or
+/// why what they are made from cannot be read.
+pub type RecordSource = Arc<dyn Fn() -> Result<Vec<String>, RecordsError> + Send + Sync>;
+
+/// The node's own store could not be read to make its DNS records.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {what} to make the DNS records: {why}")]
+pub struct RecordsError {
+    /// What could not be read (`the certificate store`, `the replica`).
+    pub what: &'static str,
+    /// The store's error.
+    pub why: String,
+}
 
 /// The service over a node's reporter and record source.
 pub fn service(reporter: Arc<TlsReporter>, records: RecordSource) -> TlsReportsServer<TlsReportService> {
@@ -64,7 +75,7 @@ impl TlsReports for TlsReportService {
         _: Request<pb::GetPublishedRecordsRequest>,
     ) -> Result<Response<pb::PublishedRecords>, Status> {
         Ok(Response::new(pb::PublishedRecords {
-            records: (self.records)(),
+            records: (self.records)().map_err(|e| Status::unavailable(e.to_string()))?,
         }))
     }
 

@@ -77,15 +77,15 @@ pub fn dns_records(
 }
 
 /// The leaf certificates (DER) of the node's valid SMTP certificates.
-pub fn smtp_certificates(certs: &CertStore) -> Vec<Vec<u8>> {
-    let Ok(list) = certs.list() else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter(|c| c.services.contains(&Service::Smtp) && c.has_private_key && c.status == CertStatus::Valid)
-        .filter_map(|c| certs.certified_key(&c.thumbprint).ok())
-        .filter_map(|k| k.cert.first().map(|d| d.as_ref().to_vec()))
-        .collect()
+pub fn smtp_certificates(certs: &CertStore) -> Result<Vec<Vec<u8>>, crate::certs::CertError> {
+    let mut ders = Vec::new();
+    for c in certs.list()? {
+        if c.services.contains(&Service::Smtp) && c.has_private_key && c.status == CertStatus::Valid {
+            let key = certs.certified_key(&c.thumbprint)?;
+            ders.extend(key.cert.first().map(|d| d.as_ref().to_vec()));
+        }
+    }
+    Ok(ders)
 }
 
 /// Serves the policy of `config()` on `listener` over HTTPS with the SMTP
@@ -227,7 +227,7 @@ mod tests {
                 services: BTreeSet::from([Service::Smtp]),
             })
             .unwrap();
-        let ders = smtp_certificates(&certs);
+        let ders = smtp_certificates(&certs).unwrap();
         assert_eq!(ders.len(), 1);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

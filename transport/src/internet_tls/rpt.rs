@@ -279,7 +279,7 @@ pub async fn send_reports(
             let key = match router.next_hop(&mailbox) {
                 Ok(key) => key,
                 Err(e) => {
-                    tracing::warn!(%domain, rua = %mailbox, reply = ?e.0, "no route for the TLS report");
+                    tracing::warn!(%domain, rua = %mailbox, reply = %e.0, "no route for the TLS report");
                     continue;
                 }
             };

@@ -3,14 +3,16 @@
 //! which shows the Exchange names ("Domain-Secured Messages Received") next
 //! to the Prometheus ones.
 //!
-//! Hand-written rather than the `prometheus-client` crate: Postern needs a
-//! dozen series whose labels are mostly closed enums, the text format is a
-//! page of code, and a registry of our own gives typed accessors
+//! The values are kept here, the text is written by the `prometheus`
+//! crate's encoder (`exposition`). Postern needs a dozen series whose
+//! labels are mostly closed enums; keeping the values in our own struct
+//! gives typed accessors
 //! (`metrics.tls_handshake(Direction::Send, TlsHandshakeOutcome::Untrusted)`)
 //! instead of stringly label sets, keeps the Exchange names beside the
-//! metrics, and adds no dependency to audit. Enum-labelled series are
-//! plain atomics indexed by the enums and are all exposed from zero; only
-//! the per-connector session counter needs a map.
+//! metrics, and keeps each series' label order (the crate's own vectors
+//! sort labels by name). Enum-labelled series are plain atomics indexed by
+//! the enums and are all exposed from zero; only the per-connector session
+//! counter needs a map.
 //!
 //! `crate::http` serves them at `GET /metrics`.
 
@@ -21,6 +23,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use exposition::CONTENT_TYPE;
+pub use exposition::RenderError;
 
 use crate::protocol_log::Direction;
 
@@ -405,8 +408,10 @@ impl Metrics {
         self.duplicates_suppressed.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The metrics in Prometheus text exposition format 0.0.4.
-    pub fn render(&self) -> String {
+    /// The metrics in Prometheus text exposition format 0.0.4. A metric
+    /// with no series yet (no session opened, no edge subscribed) is left
+    /// out.
+    pub fn render(&self) -> Result<String, RenderError> {
         exposition::render(&self.families())
     }
 
@@ -570,7 +575,7 @@ mod tests {
         m.domain_secured_outbound_session_failure();
         m.domain_secured_outbound_session_failure();
         m.duplicates_suppressed(3);
-        let text = m.render();
+        let text = m.render().expect("renders");
         for line in [
             "# HELP postern_smtp_sessions_total SMTP sessions opened, by direction and connector.",
             "# TYPE postern_smtp_sessions_total counter",

@@ -32,6 +32,9 @@ use crate::queue::once::{self, PRUNE_INTERVAL, RelayOrigin, SEEN_TREE};
 use crate::queue::stats::{Counters, QueueStats};
 use crate::queue::store::{self, BODIES_TREE, MESSAGES_TREE, TxError};
 
+mod remove;
+pub use remove::{REMOVED_REPLY, Removed};
+
 /// Why a message is invisible to [`Queue::due`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hold {

@@ -33,6 +33,10 @@ pub enum QueueError {
     /// The message is not (or no longer) in the queue.
     #[error("message {0} is not in the queue")]
     NotFound(QueueId),
+    /// A delivery worker holds the message right now (it may be on the
+    /// wire); the administrator's change is refused, to be tried again.
+    #[error("message {0} is being delivered right now; try again in a moment")]
+    Busy(QueueId),
     /// An outcome named an address that is not a recipient of the message.
     #[error("{address:?} is not a recipient of message {id}")]
     UnknownRecipient {

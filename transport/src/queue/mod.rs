@@ -39,7 +39,7 @@ mod tests;
 pub use backoff::HopBackoff;
 pub use config::QueueConfig;
 pub use dsn::{Dsn, DsnInput, DsnKind, build_dsn, original_headers};
-pub use engine::{AttemptReport, Queue, RelayedOutcome};
+pub use engine::{AttemptReport, Queue, REMOVED_REPLY, RelayedOutcome, Removed};
 pub use envelope::{
     DeliveryOutcome, DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState, RecipientStatus,
 };

@@ -88,6 +88,7 @@ fn connector(client: &TestNode, trusted: &[Thumbprint]) -> Connector {
 
 fn hop(hosts: Vec<HostPort>, tls: OutboundTls) -> SmtpHop {
     SmtpHop {
+        connector: None,
         key: "relay".into(),
         hosts,
         tls,

@@ -36,6 +36,7 @@ const RECORDS: &[&str] = &[
 /// host name given is never used.
 fn mx_hop(domain: &str, port: u16) -> SmtpHop {
     SmtpHop {
+        connector: None,
         key: format!("mx:{domain}"),
         hosts: vec![HostPort {
             host: "unused.invalid".into(),
@@ -174,6 +175,7 @@ async fn a_refusing_mx_host_is_passed_over_for_the_next_preference() {
 #[test]
 fn mx_hops_share_connections_whatever_the_order_of_their_hosts() {
     let resolved = |hosts: &[&str]| SmtpHop {
+        connector: None,
         hosts: hosts
             .iter()
             .map(|h| HostPort {
@@ -189,6 +191,7 @@ fn mx_hops_share_connections_whatever_the_order_of_their_hosts() {
     assert!(a.shares_connections_with(&b));
     // Another TLS policy or port never shares.
     let strict = SmtpHop {
+        connector: None,
         tls: OutboundTls::DangerIgnoreStartTls,
         ..b.clone()
     };

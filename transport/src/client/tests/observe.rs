@@ -50,14 +50,16 @@ impl Observed {
     }
 
     fn rendered(&self, line: &str) -> bool {
-        let text = self.metrics.render();
+        let text = self.metrics.render().expect("renders");
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         true
     }
 }
 
+/// The hop of send connector "Internet Mail" (key "relay"), logged verbosely.
 fn verbose(hop: SmtpHop) -> SmtpHop {
     SmtpHop {
+        connector: Some("Internet Mail".into()),
         protocol_logging_level: ProtocolLoggingLevel::Verbose,
         ..hop
     }
@@ -96,7 +98,8 @@ async fn verbose_hop_logs_the_session_but_never_the_message() {
     let logged = obs.events();
     for (i, line) in logged.iter().enumerate() {
         let cols = columns(line);
-        assert_eq!(cols[1], "relay", "{line}");
+        // connector-id is the send connector's name, not the hop key.
+        assert_eq!(cols[1], "Internet Mail", "{line}");
         assert_eq!(cols[3], i.to_string(), "{line}");
         assert_eq!(cols[5], format!("127.0.0.1:{}", srv.host().port), "{line}");
     }
@@ -216,6 +219,7 @@ async fn messages_count_by_outcome() {
     })
     .await;
     let other = SmtpHop {
+        connector: None,
         hosts: vec![deferring.host()],
         ..hop
     };

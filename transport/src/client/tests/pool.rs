@@ -141,6 +141,7 @@ async fn concurrent_deliveries_use_separate_connections() {
     assert!(pool.idle_count("relay") >= 1);
     // A changed hop does not reuse connections opened for the old one.
     let changed = SmtpHop {
+        connector: None,
         tls: OutboundTls::DangerIgnoreStartTls,
         ..relay
     };

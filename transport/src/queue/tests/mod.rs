@@ -11,6 +11,7 @@ use super::*;
 mod crash;
 mod leases;
 mod relayed;
+mod remove;
 
 pub(super) const BODY: &[u8] = b"From: s@adatum.com\r\nTo: a@fabrikam.com\r\nSubject: hi\r\n\r\nHello.\r\n";
 

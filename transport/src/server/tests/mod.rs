@@ -266,6 +266,7 @@ fn has_starttls(ehlo: &Reply) -> bool {
 #[tokio::test]
 async fn plain_session_end_to_end() {
     let relay = SmtpHop {
+        connector: None,
         key: "smarthost".into(),
         hosts: Vec::new(),
         tls: OutboundTls::Opportunistic,

@@ -27,7 +27,7 @@ fn verbose() -> ReceiveConnectorConfig {
 }
 
 fn rendered(node: &Node, line: &str) -> bool {
-    node.metrics.render().lines().any(|l| l == line)
+    node.metrics.render().expect("renders").lines().any(|l| l == line)
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn verbose_connector_logs_the_session_but_never_the_message() {
         assert!(
             rendered(&node, line),
             "missing {line:?} in\n{}",
-            node.metrics.render()
+            node.metrics.render().expect("renders")
         );
     }
     node.shut_down().await;
@@ -167,7 +167,7 @@ async fn connector_at_level_none_logs_nothing_but_counts() {
         assert!(
             rendered(&node, line),
             "missing {line:?} in\n{}",
-            node.metrics.render()
+            node.metrics.render().expect("renders")
         );
     }
     node.shut_down().await;
