@@ -144,6 +144,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                 fqdn: None,
                 protocol_logging_level: ProtocolLoggingLevel::Verbose,
                 max_message_size: None,
+                limits: postern_model::ReceiveLimits::default(),
             },
             false,
             false,

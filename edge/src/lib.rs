@@ -14,7 +14,6 @@ use postern_edgesync::{Replica, SourceError};
 use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
-use postern_proto::edgesync::edge_sync_server::EdgeSyncServer;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::mta::NodeMail;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
@@ -110,16 +109,16 @@ impl Edge {
             .local_addr()
             .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
         let fqdn = node.identity.fqdn.to_string();
-        let incoming = postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust);
+        let incoming =
+            postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust, &bootstrap);
         let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone())
             .with_certificates(node.certs.clone(), &fqdn);
         follow_subscription(replica.clone(), node.certs.clone());
         tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
-                .add_service(
-                    // Snapshots travel as one message: allow large organisations.
-                    EdgeSyncServer::new(service).max_decoding_message_size(256 * 1024 * 1024),
-                )
+                // Snapshots travel as one message (large organisations);
+                // the first message of a stream is capped at 64 KiB.
+                .add_service(postern_edgesync::gate::edge_sync_server(service))
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = result {

@@ -5,10 +5,12 @@
 //! * `source` — the trait the hub side reads configuration through;
 //! * `replica` — the edge's read-only copy, applied in transactions;
 //! * `subscription` — signed subscription files and bootstrap secrets;
-//! * `rotation` — certificate rotation offers over the stream.
+//! * `rotation` — certificate rotation offers over the stream;
+//! * `gate` — what an unauthenticated peer can make an edge read.
 
 pub mod channel;
 pub mod edge_side;
+pub mod gate;
 pub mod hub_side;
 pub mod replica;
 pub mod rotation;

@@ -310,6 +310,13 @@ impl Session {
         Reply::queue_failed()
     }
 
+    /// The message of [`Action::Queue`] is refused for its content
+    /// (`reply`, a 5xx such as 550 5.6.0); the session goes on.
+    pub fn message_refused(&mut self, reply: Reply) -> Reply {
+        self.finish_queuing();
+        reply
+    }
+
     fn finish_queuing(&mut self) {
         if let SessionState::Queuing { helo } = std::mem::replace(&mut self.state, SessionState::Connected) {
             self.state = SessionState::Greeted { helo };
