@@ -37,6 +37,8 @@ pub struct EdgeRouter {
 struct View {
     config: TransportConfig,
     connectors: Vec<SendConnector>,
+    /// The FQDNs of the organisation's hubs and edges (its authserv-ids).
+    node_names: Vec<Domain>,
 }
 
 impl View {
@@ -54,7 +56,20 @@ impl View {
                 _ => None,
             })
             .collect();
-        Self { config, connectors }
+        let node_names = ["hub", "edge"]
+            .iter()
+            .flat_map(|kind| replica.list(kind).unwrap_or_default())
+            .filter_map(|o| match o {
+                ReplicatedObject::Hub(h) => Some(h.fqdn),
+                ReplicatedObject::Edge(e) => Some(e.fqdn),
+                _ => None,
+            })
+            .collect();
+        Self {
+            config,
+            connectors,
+            node_names,
+        }
     }
 }
 
@@ -265,6 +280,12 @@ impl Router for EdgeRouter {
             .is_some_and(|c| {
                 postern_transport::connectors::is_domain_secured(c, &domain, &self.transport_config())
             })
+    }
+
+    fn authserv_ids(&self) -> Vec<Domain> {
+        let mut ids = self.view().node_names.clone();
+        ids.push(self.fqdn.clone());
+        ids
     }
 
     fn stamp(&self, sender: Option<&Mailbox>, origin: &Origin) -> Stamp {

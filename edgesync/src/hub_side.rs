@@ -264,7 +264,7 @@ async fn run_task(
         match result {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(edge = %target.name, error = %e, "EdgeSync stream failed; will redial");
+                tracing::warn!(edge = %target.name, error = %postern_model::peer_text(&e.to_string()), "EdgeSync stream failed; will redial");
                 let mismatch = crate::trust_status::mismatch(&e, &target.name);
                 inner.update(&target.name, |s| {
                     s.state = if mismatch.is_some() {
