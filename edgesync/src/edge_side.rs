@@ -446,6 +446,10 @@ pub fn follow_hub_trust(replica: Replica, trust: postern_transport::tls::TrustSt
 }
 
 #[cfg(test)]
+#[path = "edge_side_properties.rs"]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
