@@ -156,7 +156,7 @@ pub async fn exec(node: &Path, command: CertCommand) -> anyhow::Result<Reply> {
             if a.generate_request {
                 match a.path {
                     Some(path) => {
-                        std::fs::write(&path, &reply.request_pem)
+                        postern_transport::private_files::write_private(&path, reply.request_pem.as_bytes())
                             .with_context(|| format!("cannot write the request to {}", path.display()))?;
                         Ok(Reply::Text(format!("{thumbprint}\n")))
                     }

@@ -88,7 +88,9 @@ pub async fn subscription_exec(node: &Path, cmd: SubscriptionCommand) -> anyhow:
                 .await
                 .map_err(status)?
                 .into_inner();
-            write_secret_file(&file, reply.text.as_bytes())?;
+            // It carries the bootstrap secret: 0600.
+            postern_transport::private_files::write_private(&file, reply.text.as_bytes())
+                .with_context(|| format!("cannot write {}", file.display()))?;
             eprintln!("wrote {}; import it on a hub within 24 hours", file.display());
             Ok(Reply::Done)
         }
@@ -201,23 +203,4 @@ pub async fn edgesync_exec(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<
             Ok(records(edges, json, true))
         }
     }
-}
-
-/// Writes a subscription file readable by its owner only: it carries the
-/// bootstrap secret.
-fn write_secret_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    // An existing file keeps its mode on open: tighten it.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(data))
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
 }

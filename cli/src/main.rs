@@ -153,6 +153,8 @@ enum QueueCommand {
 }
 
 fn main() -> ExitCode {
+    // Nodes and what the CLI writes for them (subscription files) are private.
+    postern_transport::private_files::use_private_umask();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, Domain, NodeName, ProtocolLoggingLevel,
-    ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, CountLimit, Domain, NodeName, ProtocolLoggingLevel,
+    ReplicatedObject, SendConnector, TimeSpan, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 use postern_proto::admin as pb;
 use postern_proto::admin::config_client::ConfigClient;
@@ -690,6 +690,28 @@ pub struct ReceiveConnectorArgs {
     /// (p=reject refused with 550 5.7.1, p=quarantine marked).
     #[arg(long)]
     dmarc_enforcement: Option<String>,
+    /// Sessions at once, or `unlimited` (default 5000); over it, 421 4.3.2.
+    #[arg(long)]
+    max_inbound_connection: Option<CountLimit>,
+    /// Sessions at once from one address, or `unlimited` (default 20).
+    #[arg(long)]
+    max_inbound_connection_per_source: Option<CountLimit>,
+    /// Sessions at once from one address, as a percentage (1-100) of the
+    /// sessions still available (default 2).
+    #[arg(long)]
+    max_inbound_connection_percentage_per_source: Option<u8>,
+    /// A session's whole life, hh:mm:ss or 90s/5m (edge 00:05:00, hub 00:10:00).
+    #[arg(long)]
+    connection_timeout: Option<TimeSpan>,
+    /// Silence allowed between reads (edge 00:01:00, hub 00:05:00).
+    #[arg(long)]
+    connection_inactivity_timeout: Option<TimeSpan>,
+    /// 5xx replies before 421 4.7.0 and close, or `unlimited` (default 5).
+    #[arg(long)]
+    max_protocol_errors: Option<CountLimit>,
+    /// Delay of 5xx replies to unauthenticated clients (default 00:00:05; 0 for none).
+    #[arg(long)]
+    tarpit_interval: Option<TimeSpan>,
 }
 
 fn apply_receive_args(
@@ -738,6 +760,20 @@ fn apply_receive_args(
     if let Some(v) = a.dmarc_enforcement {
         c.dmarc_enforcement = v.parse().map_err(|e: String| anyhow!(e))?;
     }
+    let l = &mut c.limits;
+    l.max_inbound_connection = a.max_inbound_connection.or(l.max_inbound_connection);
+    l.max_inbound_connection_per_source = a
+        .max_inbound_connection_per_source
+        .or(l.max_inbound_connection_per_source);
+    l.max_inbound_connection_percentage_per_source = a
+        .max_inbound_connection_percentage_per_source
+        .or(l.max_inbound_connection_percentage_per_source);
+    l.connection_timeout = a.connection_timeout.or(l.connection_timeout);
+    l.connection_inactivity_timeout = a
+        .connection_inactivity_timeout
+        .or(l.connection_inactivity_timeout);
+    l.max_protocol_errors = a.max_protocol_errors.or(l.max_protocol_errors);
+    l.tarpit_interval = a.tarpit_interval.or(l.tarpit_interval);
     Ok(())
 }
 
@@ -754,6 +790,19 @@ fn receive_fields() -> Vec<(&'static str, &'static str)> {
         ("ProtocolLoggingLevel", "protocol_logging_level"),
         ("MaxMessageSize", "max_message_size"),
         ("DmarcEnforcement", "dmarc_enforcement"),
+        ("MaxInboundConnection", "max_inbound_connection"),
+        (
+            "MaxInboundConnectionPerSource",
+            "max_inbound_connection_per_source",
+        ),
+        (
+            "MaxInboundConnectionPercentagePerSource",
+            "max_inbound_connection_percentage_per_source",
+        ),
+        ("ConnectionTimeout", "connection_timeout"),
+        ("ConnectionInactivityTimeout", "connection_inactivity_timeout"),
+        ("MaxProtocolErrors", "max_protocol_errors"),
+        ("TarpitInterval", "tarpit_interval"),
     ]
 }
 
@@ -811,6 +860,7 @@ pub async fn receive_connector_exec(node: &Path, cmd: ReceiveConnectorCommand) -
                 protocol_logging_level: ProtocolLoggingLevel::None,
                 max_message_size: None,
                 dmarc_enforcement: Default::default(),
+                limits: postern_model::ReceiveLimits::default(),
             };
             apply_receive_args(&mut connector, a)?;
             put_receive(&mut c, &connector, true, false).await?;

@@ -147,6 +147,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                 protocol_logging_level: ProtocolLoggingLevel::Verbose,
                 max_message_size: None,
                 dmarc_enforcement: Default::default(),
+                limits: postern_model::ReceiveLimits::default(),
             },
             false,
             false,

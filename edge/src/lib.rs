@@ -14,7 +14,6 @@ use postern_edgesync::{Replica, SourceError};
 use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
-use postern_proto::edgesync::edge_sync_server::EdgeSyncServer;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::mta::NodeMail;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
@@ -112,7 +111,8 @@ impl Edge {
             .local_addr()
             .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
         let fqdn = node.identity.fqdn.to_string();
-        let incoming = postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust);
+        let incoming =
+            postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust, &bootstrap);
         follow_subscription(replica.clone(), node.certs.clone());
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(EdgeRouter::new(
@@ -165,10 +165,9 @@ impl Edge {
             ));
         tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
-                .add_service(
-                    // Snapshots travel as one message: allow large organisations.
-                    EdgeSyncServer::new(service).max_decoding_message_size(256 * 1024 * 1024),
-                )
+                // Snapshots travel as one message (large organisations);
+                // the first message of a stream is capped at 64 KiB.
+                .add_service(postern_edgesync::gate::edge_sync_server(service))
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = result {

@@ -37,6 +37,8 @@ pub struct EdgeRouter {
 struct View {
     config: TransportConfig,
     connectors: Vec<SendConnector>,
+    /// The FQDNs of the organisation's hubs and edges (its authserv-ids).
+    node_names: Vec<Domain>,
 }
 
 impl View {
@@ -59,7 +61,22 @@ impl View {
                 _ => None,
             })
             .collect();
-        Ok(Self { config, connectors })
+        let mut node_names = Vec::new();
+        for kind in ["hub", "edge"] {
+            let objects = replica
+                .list(kind)
+                .map_err(|e| format!("cannot read the organisation's {kind} records: {e}"))?;
+            node_names.extend(objects.into_iter().filter_map(|o| match o {
+                ReplicatedObject::Hub(h) => Some(h.fqdn),
+                ReplicatedObject::Edge(e) => Some(e.fqdn),
+                _ => None,
+            }));
+        }
+        Ok(Self {
+            config,
+            connectors,
+            node_names,
+        })
     }
 
     /// [`View::load`], or on a read error the logged error and `previous`
@@ -73,6 +90,7 @@ impl View {
                     Arc::new(View {
                         config: TransportConfig::default(),
                         connectors: Vec::new(),
+                        node_names: Vec::new(),
                     })
                 })
             }
@@ -289,6 +307,12 @@ impl Router for EdgeRouter {
             .is_some_and(|c| {
                 postern_transport::connectors::is_domain_secured(c, &domain, &self.transport_config())
             })
+    }
+
+    fn authserv_ids(&self) -> Vec<Domain> {
+        let mut ids = self.view().node_names.clone();
+        ids.push(self.fqdn.clone());
+        ids
     }
 
     fn stamp(&self, sender: Option<&Mailbox>, origin: &Origin) -> Stamp {

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use postern_model::Thumbprint;
+use postern_model::{Thumbprint, peer_text};
 use postern_transport::certs::CertStore;
 use postern_transport::tls::{
-    ClientCertResolver, DirectTrustServerVerifier, Pins, ServerCertResolver, TrustStore, provider,
-    rotation_binding,
+    ClientCertResolver, DirectTrustServerVerifier, DirectTrustUnlessOpen, Pins, ServerCertResolver,
+    TrustStore, provider, rotation_binding,
 };
+
+use crate::edge_side::BootstrapStore;
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -27,22 +29,32 @@ use crate::trust_status::TrustMismatch;
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The edge's incoming side: TLS streams ready for tonic. Client
-/// certificates are requested and any is accepted at this layer; the
-/// EdgeSync handler decides (trusted hub or valid bootstrap secret), so a
-/// refusal carries a readable reason back to the hub.
+/// The edge's incoming side: TLS streams ready for tonic. A client
+/// certificate is required. Once the edge trusts hub certificates
+/// (`trust`, kept by `follow_hub_trust`) and no bootstrap is pending, only
+/// a hub's passes the handshake; before that (or while a subscription
+/// file's secret is outstanding) any certificate passes and the EdgeSync
+/// handler decides on the capped first message (trusted hub or valid
+/// bootstrap secret), so a refusal carries a readable reason to the hub.
 pub fn tls_incoming(
     listener: TcpListener,
     certs: CertStore,
     fqdn: &str,
     trust: &TrustStore,
+    bootstrap: &BootstrapStore,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<SyncTls, std::io::Error>> {
-    let mut config = (*postern_transport::tls::server_config(
-        ServerCertResolver::new(certs, fqdn),
-        trust,
-        postern_transport::tls::ClientAuth::Optional,
-    ))
-    .clone();
+    let open = {
+        let (trust, bootstrap) = (trust.clone(), bootstrap.clone());
+        move || !trust.has_direct() || bootstrap.pending(time::OffsetDateTime::now_utc())
+    };
+    let verifier = DirectTrustUnlessOpen::new(trust.clone(), open);
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_client_cert_verifier(Arc::new(verifier))
+                .with_cert_resolver(Arc::new(ServerCertResolver::new(certs, fqdn)))
+        })
+        .unwrap_or_else(|_| unreachable!("ring supports the default versions"));
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -72,7 +84,9 @@ pub fn tls_incoming(
                         };
                         let _ = tx.send(Ok(SyncTls { inner: tls, info })).await;
                     }
-                    Ok(Err(e)) => tracing::warn!(%peer, error = %e, "EdgeSync TLS handshake failed"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, error = %peer_text(&e.to_string()), "EdgeSync TLS handshake failed")
+                    }
                     Err(_) => tracing::warn!(%peer, "EdgeSync TLS handshake timed out"),
                 }
             });

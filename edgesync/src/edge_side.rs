@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 
-use postern_model::{Change, ConfigVersion, ReplicatedObject, Thumbprint};
+use postern_model::{Change, ConfigVersion, ReplicatedObject, Thumbprint, peer_text};
 use postern_proto::edgesync as pb;
 use postern_proto::edgesync::edge_sync_server::EdgeSync;
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,24 @@ impl BootstrapStore {
         serde_json::from_slice(&v)
             .map(Some)
             .map_err(|e| format!("the edge's bootstrap record is damaged: {e}"))
+    }
+
+    /// Whether a subscription file's secret is outstanding: issued, not
+    /// used, not expired. While it is, the handshake lets any client
+    /// certificate through to the bootstrap check.
+    /// A record that cannot be read counts as none outstanding (the gate
+    /// stays closed) and is logged.
+    pub fn pending(&self, now: OffsetDateTime) -> bool {
+        match self.current() {
+            Ok(Some(b)) => {
+                !b.used && OffsetDateTime::parse(&b.expires, &Rfc3339).is_ok_and(|expires| now <= expires)
+            }
+            Ok(None) => false,
+            Err(why) => {
+                tracing::error!(%why, "no subscription counts as outstanding");
+                false
+            }
+        }
     }
 
     /// Checks a presented secret; says why it is refused.
@@ -202,26 +220,29 @@ impl EdgeSync for EdgeSyncService {
         let trusted = hub_thumbprints(&self.replica)
             .map_err(|e| Status::unavailable(format!("edge {} cannot read its replica: {e}", self.edge_name)))?
             .contains(&peer);
+        // Statuses name only what the edge knows (the certificate's
+        // thumbprint, its own name); the hub's words go to the log escaped.
+        let hub = peer_text(&hello.hub_name).limit(64);
         let bootstrapping = if trusted {
             false
         } else if hello.bootstrap_secret.is_empty() {
             let reason = format!(
-                "hub {} presented certificate {peer}, which edge {} does not trust, and no bootstrap secret",
-                hello.hub_name, self.edge_name
+                "certificate {peer} is not trusted by edge {} and no bootstrap secret was presented",
+                self.edge_name
             );
-            tracing::warn!("{reason}");
+            tracing::warn!(%hub, "{reason}");
             return Err(crate::trust_status::TrustMismatch::hub_not_trusted_status(reason, &peer));
         } else if let Err(why) = self
             .bootstrap
             .check(&hello.bootstrap_secret, OffsetDateTime::now_utc())
         {
-            let reason = format!("hub {} refused by edge {}: {why}", hello.hub_name, self.edge_name);
-            tracing::warn!("{reason}");
+            let reason = format!("certificate {peer} refused by edge {}: {why}", self.edge_name);
+            tracing::warn!(%hub, "{reason}");
             return Err(Status::permission_denied(reason));
         } else {
             true
         };
-        tracing::info!(hub = %hello.hub_name, %peer, bootstrapping, "EdgeSync stream opened");
+        tracing::info!(%hub, %peer, bootstrapping, "EdgeSync stream opened");
         let applied = self.replica.applied();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let first = message(pb::edge_message::Body::Hello(pb::EdgeHello {
@@ -337,6 +358,8 @@ impl EdgeSyncService {
         peer: &Thumbprint,
     ) -> Result<pb::EdgeMessage, Status> {
         let nack = |version: u64, reason: String| {
+            // A parse error may quote what the hub sent: escaped, cut.
+            let reason = peer_text(&reason).to_string();
             tracing::warn!(version, %reason, "EdgeSync update refused; keeping the previous replica");
             message(pb::edge_message::Body::Nack(pb::Nack { version, reason }))
         };
@@ -448,6 +471,10 @@ pub fn follow_hub_trust(replica: Replica, trust: postern_transport::tls::TrustSt
         }
     });
 }
+
+#[cfg(test)]
+#[path = "edge_side_properties.rs"]
+mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -266,7 +266,7 @@ async fn run_task(
         match result {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(edge = %target.name, error = %e, "EdgeSync stream failed; will redial");
+                tracing::warn!(edge = %target.name, error = %postern_model::peer_text(&e.to_string()), "EdgeSync stream failed; will redial");
                 let mismatch = slot
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

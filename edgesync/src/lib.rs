@@ -5,11 +5,13 @@
 //! * `source` — the trait the hub side reads configuration through;
 //! * `replica` — the edge's read-only copy, applied in transactions;
 //! * `subscription` — signed subscription files and bootstrap secrets;
-//! * `rotation` — certificate rotation offers over the stream.
-//! * `report` — what an edge reports of itself (queues, certificates).
+//! * `rotation` — certificate rotation offers over the stream;
+//! * `report` — what an edge reports of itself (queues, certificates);
+//! * `gate` — what an unauthenticated peer can make an edge read.
 
 pub mod channel;
 pub mod edge_side;
+pub mod gate;
 pub mod hub_side;
 pub mod replica;
 pub mod report;

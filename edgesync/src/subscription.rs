@@ -208,27 +208,15 @@ mod tests {
 
     #[test]
     fn an_expired_file_is_refused_and_an_edited_one_too() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = CertStore::open(&sled::open(tmp.path()).unwrap()).unwrap();
-        let view = store
-            .new_self_signed(&NewCertificate {
-                subject: SubjectName::common_name_only("edge1.adatum.com"),
-                domains: vec![Domain::parse("edge1.adatum.com").unwrap()],
-                friendly_name: None,
-                key: KeySpec::EcdsaP256,
-                services: BTreeSet::from([Service::Smtp]),
-            })
-            .unwrap();
-        let key = store.certified_key(&view.thumbprint).unwrap();
-        let der = key.cert[0].as_ref().to_vec();
+        let (key, der) = signer();
         let now = OffsetDateTime::now_utc();
-        let expired = SubscriptionFile::sign(body("2001-01-01T00:00:00Z", &der), &key).unwrap();
+        let expired = SubscriptionFile::sign(body("2001-01-01T00:00:00Z", der), key).unwrap();
         let text = serde_json::to_string(&expired).unwrap();
         assert!(matches!(
             SubscriptionFile::verify(&text, now),
             Err(SubscriptionError::Expired(_))
         ));
-        let fresh = SubscriptionFile::sign(body("2999-01-01T00:00:00Z", &der), &key).unwrap();
+        let fresh = SubscriptionFile::sign(body("2999-01-01T00:00:00Z", der), key).unwrap();
         let text = serde_json::to_string(&fresh).unwrap();
         assert!(SubscriptionFile::verify(&text, now).is_ok());
         // A file written before `subscribed_store` existed still verifies:
@@ -241,5 +229,79 @@ mod tests {
             SubscriptionFile::verify(&text, now),
             Err(SubscriptionError::Tampered)
         ));
+    }
+
+    /// A signing key and its certificate's DER, made once.
+    fn signer() -> &'static (std::sync::Arc<rustls::sign::CertifiedKey>, Vec<u8>) {
+        static SIGNER: std::sync::OnceLock<(std::sync::Arc<rustls::sign::CertifiedKey>, Vec<u8>)> =
+            std::sync::OnceLock::new();
+        SIGNER.get_or_init(|| {
+            let store = CertStore::open(&sled::Config::new().temporary(true).open().unwrap()).unwrap();
+            let view = store
+                .new_self_signed(&NewCertificate {
+                    subject: SubjectName::common_name_only("edge1.adatum.com"),
+                    domains: vec![Domain::parse("edge1.adatum.com").unwrap()],
+                    friendly_name: None,
+                    key: KeySpec::EcdsaP256,
+                    services: BTreeSet::from([Service::Smtp]),
+                })
+                .unwrap();
+            let key = store.certified_key(&view.thumbprint).unwrap();
+            let der = key.cert[0].as_ref().to_vec();
+            (key, der)
+        })
+    }
+
+    fn signed_text() -> &'static str {
+        static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        TEXT.get_or_init(|| {
+            let (key, der) = signer();
+            let file = SubscriptionFile::sign(body("2999-01-01T00:00:00Z", der), key).unwrap();
+            serde_json::to_string_pretty(&file).unwrap()
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_text_is_refused_or_read_never_a_panic(text in "[ -~\\n\\t]{0,400}") {
+            let _ = SubscriptionFile::verify(&text, OffsetDateTime::now_utc());
+        }
+
+        #[test]
+        fn whatever_the_endpoints_and_secret_hold_a_signed_file_verifies(
+            edgesync_endpoint in "\\PC{0,40}",
+            smtp_endpoint in "[\\x00-\\x7f]{0,40}",
+            bootstrap_secret in "\\PC{0,40}",
+        ) {
+            let (key, der) = signer();
+            let body = SubscriptionBody {
+                edgesync_endpoint,
+                smtp_endpoint,
+                bootstrap_secret,
+                ..body("2999-01-01T00:00:00Z", der)
+            };
+            let file = SubscriptionFile::sign(body.clone(), key).unwrap();
+            let text = serde_json::to_string(&file).unwrap();
+            let (read, read_der) = SubscriptionFile::verify(&text, OffsetDateTime::now_utc()).unwrap();
+            proptest::prop_assert_eq!(read.body, body);
+            proptest::prop_assert_eq!(&read_der, der);
+        }
+
+        #[test]
+        fn an_edited_file_never_verifies_with_another_body(
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            by in proptest::prelude::any::<char>(),
+        ) {
+            let original: SubscriptionFile = serde_json::from_str(signed_text()).unwrap();
+            let mut chars: Vec<char> = signed_text().chars().collect();
+            let i = at.index(chars.len());
+            chars[i] = by;
+            let edited: String = chars.into_iter().collect();
+            if let Ok((read, _)) = SubscriptionFile::verify(&edited, OffsetDateTime::now_utc()) {
+                proptest::prop_assert_eq!(read.body, original.body);
+            }
+        }
     }
 }

@@ -146,6 +146,20 @@ impl Router for HubRouter {
         }
     }
 
+    fn authserv_ids(&self) -> Vec<Domain> {
+        let mut ids: Vec<Domain> = ["hub", "edge"]
+            .iter()
+            .flat_map(|kind| self.config.list(kind).unwrap_or_default())
+            .filter_map(|o| match o {
+                ReplicatedObject::Hub(h) => Some(h.fqdn),
+                ReplicatedObject::Edge(e) => Some(e.fqdn),
+                _ => None,
+            })
+            .collect();
+        ids.push(self.fqdn.clone());
+        ids
+    }
+
     fn next_hop_from(
         &self,
         rcpt: &Mailbox,

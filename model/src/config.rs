@@ -601,6 +601,10 @@ pub struct ReceiveConnector {
     /// What is done with a failed DMARC check of mail from outside.
     #[serde(default)]
     pub dmarc_enforcement: crate::DmarcEnforcement,
+    /// Connection limits, timeouts, error limit and tarpit (Exchange's
+    /// names, at the top level of the JSON).
+    #[serde(flatten)]
+    pub limits: crate::ReceiveLimits,
 }
 
 impl ReceiveConnector {
@@ -635,7 +639,17 @@ impl ReceiveConnector {
                 "receive connector {name:?} needs at least one permission group"
             ));
         }
-        Ok(())
+        self.limits
+            .validate()
+            .map_err(|e| format!("receive connector {name:?}: {e}"))
+    }
+
+    /// Whether only organisation nodes may use it (a hub's default
+    /// connector): one source is then not limited by default.
+    pub fn org_only(&self) -> bool {
+        self.permission_groups
+            .iter()
+            .all(|g| *g == PermissionGroup::OrgServers)
     }
 }
 

@@ -175,13 +175,29 @@ impl FromStr for SubjectName {
     }
 }
 
+/// Prints the name so that [`SubjectName::parse`] reads it back: `\\`,
+/// `,`, `;` and `"` are escaped, and a value that parsing would change
+/// (spaces at either end, or quotes around it) is written quoted.
 impl fmt::Display for SubjectName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (attr, value)) in self.components.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{}={}", attr.short_name(), value.replace(',', "\\,"))?;
+            let mut escaped = String::with_capacity(value.len());
+            for c in value.chars() {
+                if matches!(c, '\\' | ',' | ';' | '"') {
+                    escaped.push('\\');
+                }
+                escaped.push(c);
+            }
+            let quoted = value.trim() != value
+                || (value.len() >= 2 && value.starts_with('"') && value.ends_with('"'));
+            if quoted {
+                write!(f, "{}=\"{escaped}\"", attr.short_name())?;
+            } else {
+                write!(f, "{}={escaped}", attr.short_name())?;
+            }
         }
         Ok(())
     }
@@ -189,7 +205,51 @@ impl fmt::Display for SubjectName {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// An attribute and a value it accepts (a country is two letters).
+    fn component() -> impl Strategy<Value = (DnAttribute, String)> {
+        let attr = prop::sample::select(vec![
+            DnAttribute::Country,
+            DnAttribute::State,
+            DnAttribute::Locality,
+            DnAttribute::Organization,
+            DnAttribute::OrganizationalUnit,
+            DnAttribute::CommonName,
+            DnAttribute::DomainComponent,
+            DnAttribute::Email,
+        ]);
+        (attr, "[ -~]{0,12}", "[a-zA-Z]{2}").prop_filter_map("an empty value", |(attr, value, cc)| {
+            let value = if attr == DnAttribute::Country { cc } else { value };
+            (!value.trim().is_empty()).then_some((attr, value))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_parses_or_says_why(text in "[ -~]{0,60}") {
+            let _ = SubjectName::parse(&text);
+        }
+
+        #[test]
+        fn what_parses_prints_back_to_itself(text in r#"([a-zA-Z]{1,2}=[ -~]{0,10}[,;]?){1,4}"#) {
+            if let Ok(name) = SubjectName::parse(&text) {
+                prop_assert_eq!(SubjectName::parse(&name.to_string()), Ok(name));
+            }
+        }
+
+        #[test]
+        fn any_name_prints_to_text_that_parses_to_it(
+            components in prop::collection::vec(component(), 1..5),
+        ) {
+            let name = SubjectName { components };
+            prop_assert_eq!(SubjectName::parse(&name.to_string()), Ok(name));
+        }
+    }
 
     #[test]
     fn parses_both_seed_spellings() {
@@ -213,6 +273,18 @@ mod tests {
         let s = SubjectName::parse(r#"O="Contoso, Ltd", OU=Mail\, Transport, CN=x"#).unwrap();
         assert_eq!(s.components[0].1, "Contoso, Ltd");
         assert_eq!(s.components[1].1, "Mail, Transport");
+    }
+
+    #[test]
+    fn names_with_quotes_semicolons_and_edge_spaces_print_back_to_themselves() {
+        // Found by `any_name_prints_to_text_that_parses_to_it`: `ST="` was
+        // printed as is and read back as an unterminated quote.
+        for value in ["\"", "a;b", "a\\b", "\"x\"", " padded ", "Contoso, Ltd"] {
+            let name = SubjectName {
+                components: vec![(DnAttribute::State, value.to_owned())],
+            };
+            assert_eq!(SubjectName::parse(&name.to_string()), Ok(name), "{value:?}");
+        }
     }
 
     #[test]

@@ -25,6 +25,14 @@ fn edge(tmp: &std::path::Path, name: &str) -> NodeProcess {
 fn subscribe(hub: &NodeProcess, edge: &NodeProcess, tmp: &std::path::Path) {
     let file = tmp.join(format!("{}.sub", edge.dir.file_name().unwrap().to_string_lossy()));
     edge.ok(&["edge-subscription", "new", "--file", file.to_str().unwrap()]);
+    // It carries the bootstrap secret: the owner's only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "subscription file mode {mode:o}");
+    // The nodes' data directories hold nothing others can read.
+    for dir in [&hub.dir, &edge.dir] {
+        let shared = postern_transport::private_files::shared_entries(dir).unwrap();
+        assert!(shared.is_empty(), "readable by others: {shared:?}");
+    }
     hub.ok(&[
         "edge-subscription",
         "import",

@@ -399,3 +399,76 @@ fn a_connector_change_keeps_sessions_and_unchanged_sockets() {
     let big = send_sized(&b, "lee@fabrikam.test", "kim@contoso.test", 8000);
     assert!(big.contains("552"), "{big}");
 }
+
+#[test]
+fn a_handed_over_connector_keeps_counting_the_sessions_it_inherits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = free_port().to_string();
+    let hub = NodeProcess::start_with(
+        Role::Hub,
+        &tmp.path().join("hub"),
+        "hub1.contoso.test",
+        &["--smtp-bind", &free_port().to_string()],
+    )
+    .unwrap();
+    hub.ok(&[
+        "receive-connector",
+        "new",
+        "Client C",
+        "--bindings",
+        &c,
+        "--permission-groups",
+        "clients",
+        "--remote-ip-ranges",
+        "127.0.0.0/8",
+        "--max-inbound-connection-per-source",
+        "1",
+    ]);
+    // One session from 127.0.0.1, inside a transaction (so it outlives
+    // the connector it started on).
+    let mut stream = TcpStream::connect(&c).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert!(reply(&mut reader).starts_with("220"));
+    command(&mut stream, &mut reader, "EHLO client.test", "250");
+    command(&mut stream, &mut reader, "MAIL FROM:<lee@fabrikam.test>", "250");
+
+    let gen_before = generation(&hub);
+    hub.ok(&[
+        "receive-connector",
+        "set",
+        "Client C",
+        "--protocol-logging-level",
+        "verbose",
+    ]);
+    wait_or(
+        "the connector change to apply",
+        Duration::from_secs(10),
+        || generation(&hub) > gen_before,
+        || hub.log_text(),
+    );
+    // The successor counts the inherited session: a second one from the
+    // same address is over the limit.
+    let probe = TcpStream::connect(&c).unwrap();
+    probe.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut busy = BufReader::new(probe);
+    let refused = reply(&mut busy);
+    assert!(refused.starts_with("421 4.3.2"), "{refused}");
+
+    // Once it ends, its place is given back to the successor.
+    stream.write_all(b"QUIT\r\n").unwrap();
+    let _ = reply(&mut reader);
+    drop((stream, reader));
+    wait_or(
+        "the place to be given back",
+        Duration::from_secs(10),
+        || {
+            let Ok(probe) = TcpStream::connect(&c) else {
+                return false;
+            };
+            let _ = probe.set_read_timeout(Some(Duration::from_secs(10)));
+            reply(&mut BufReader::new(probe)).starts_with("220")
+        },
+        || hub.log_text(),
+    );
+}

@@ -164,6 +164,27 @@ fn domain_secured_mail_both_ways_and_the_refusals() {
         text.contains("451 4.7.5") && text.contains("no client certificate"),
         "{text}"
     );
+    // <Postmaster> has no exception: no 250, so no DSN to a forged sender.
+    let out = swaks(
+        &[
+            &base[..4],
+            &[
+                "--to",
+                "Postmaster",
+                "--helo",
+                "x.adatum.com",
+                "--tls",
+                "--quit-after",
+                "RCPT",
+            ],
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("RCPT TO:<Postmaster>") && text.contains("451 4.7.5"),
+        "{text}"
+    );
     // A certificate from the trusted CA, but for another domain.
     sh(
         dir,

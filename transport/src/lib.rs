@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mta;
 pub mod node;
 pub mod node_config;
+pub mod private_files;
 pub mod protocol_log;
 pub mod queue;
 pub mod receive_connectors;

@@ -96,6 +96,8 @@ struct RunningConnector {
     /// A descriptor of the listening socket, for a successor on the same
     /// binding.
     socket: std::net::TcpListener,
+    /// Its connection counts, handed to a successor with the socket.
+    admission: crate::server::admission::Admission,
     stop: watch::Sender<bool>,
 }
 
@@ -222,6 +224,23 @@ impl Relay for Pool {
     }
 }
 
+/// Removes spooled bodies whose message has left the queue, now and
+/// every ten minutes.
+fn sweep_spool(queue: Queue, dir: std::path::PathBuf) {
+    tokio::spawn(async move {
+        loop {
+            let (q, d) = (queue.clone(), dir.clone());
+            match tokio::task::spawn_blocking(move || crate::queue::spool::sweep(&q, &d)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::debug!(removed = n, "spooled bodies of delivered messages removed"),
+                Ok(Err(error)) => tracing::warn!(%error, "cannot sweep the spool"),
+                Err(error) => tracing::warn!(%error, "spool sweep task failed"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+    });
+}
+
 impl Mta {
     /// Opens the queue in the node's store, binds every connector and the
     /// metrics endpoint, and starts serving and delivering.
@@ -233,6 +252,7 @@ impl Mta {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let receive_log = open_log(&node.data_dir, Direction::Receive);
+        sweep_spool(queue.clone(), node.data_dir.join("spool"));
         let send_log = open_log(&node.data_dir, Direction::Send);
         let ctx = ServerContext {
             node_fqdn: node.identity.fqdn.clone(),
@@ -243,6 +263,7 @@ impl Mta {
             metrics: metrics.clone(),
             receive_log,
             message_auth: config.message_auth,
+            spool_dir: Some(node.data_dir.join("spool")),
         };
         let mut receive = Vec::new();
         for connector in config.receive {
@@ -353,7 +374,8 @@ impl Mta {
                         addr: config.bind,
                         source,
                     })?;
-                    let bound = ReceiveConnector::with_listener(socket, config, self.ctx.clone())?;
+                    let bound = ReceiveConnector::with_listener(socket, config, self.ctx.clone())?
+                        .with_admission(old.admission.clone());
                     let _ = old.stop.send(true);
                     self.receive.push(spawn_connector(bound, &mut self.tasks)?);
                 }
@@ -458,12 +480,14 @@ fn spawn_connector(bound: ReceiveConnector, tasks: &mut JoinSet<()>) -> Result<R
         addr: config.bind,
         source,
     })?;
+    let admission = bound.admission();
     let (stop, rx) = watch::channel(false);
     tasks.spawn(bound.serve(stopped(rx)));
     Ok(RunningConnector {
         config,
         addr,
         socket,
+        admission,
         stop,
     })
 }

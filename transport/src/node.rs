@@ -69,6 +69,9 @@ pub enum NodeError {
     /// The stored identity cannot be read.
     #[error("node identity record is corrupt: {0}")]
     Corrupt(String),
+    /// The data directory is readable by others: refused, with the reason.
+    #[error("refusing to start: {0}")]
+    Exposed(#[from] crate::private_files::ExposedError),
 }
 
 /// An open node: its identity and stores.
@@ -98,7 +101,15 @@ const IDENTITY_KEY: &[u8] = b"identity";
 impl Node {
     /// Opens the node in `opts.data_dir`, setting it up on first start.
     pub fn open_or_setup(opts: &NodeOptions) -> Result<(Self, Startup), NodeError> {
+        crate::private_files::use_private_umask();
         create_private_dir(&opts.data_dir)?;
+        match crate::private_files::tighten_below(&opts.data_dir) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(dir = %opts.data_dir.display(), files = n, "made files written by an older version private (0600/0700)")
+            }
+            Err(e) => return Err(NodeError::DataDir(opts.data_dir.clone(), e)),
+        }
         let store_dir = opts.data_dir.join("store");
         let db = sled::Config::new()
             .path(&store_dir)
@@ -200,23 +211,19 @@ fn hostname_fqdn() -> Result<Domain, NodeError> {
     Domain::parse(&host).map_err(|e| NodeError::BadHostname(host, e))
 }
 
+/// Creates the data directory 0700, or checks that an existing one is
+/// private: one that others can read is refused (it holds private keys
+/// and queued mail), not silently changed.
 fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let err = |e| NodeError::DataDir(dir.to_path_buf(), e);
     if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(err)?;
+        crate::private_files::create_private_dir_all(dir).map_err(err)?;
     }
     let meta = std::fs::metadata(dir).map_err(err)?;
     if !meta.is_dir() {
         return Err(err(std::io::Error::other("not a directory")));
     }
-    if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    }
+    crate::private_files::check_private_dir(dir)?;
     Ok(())
 }
 
@@ -257,9 +264,67 @@ mod tests {
 
         let err = Node::open_or_setup(&opts(&dir, NodeRole::Edge)).err().unwrap();
         assert!(err.to_string().contains("holds a hub node"), "{err}");
+        let shared = crate::private_files::shared_entries(&dir).unwrap();
+        assert!(shared.is_empty(), "readable by others after setup: {shared:?}");
         let mut renamed = opts(&dir, NodeRole::Hub);
         renamed.fqdn = Some(Domain::parse("other.adatum.com").unwrap());
         let err = Node::open_or_setup(&renamed).err().unwrap();
         assert!(err.to_string().contains("cannot change"), "{err}");
+    }
+
+    #[test]
+    fn files_are_private_after_setup_and_certificate_import() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("edge");
+        let (node, _) = Node::open_or_setup(&opts(&dir, NodeRole::Edge)).unwrap();
+        // An imported key (PEM, made by openssl) goes into the store.
+        let pem = tmp.path().join("mail");
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-subj", "/CN=mail.adatum.com", "-days", "2", "-keyout"])
+            .arg(pem.with_extension("key"))
+            .arg("-out")
+            .arg(pem.with_extension("crt"))
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let mut bundle = std::fs::read(pem.with_extension("crt")).unwrap();
+        bundle.extend(std::fs::read(pem.with_extension("key")).unwrap());
+        node.certs
+            .import(&bundle, "", None, &BTreeSet::from([Service::Smtp]))
+            .unwrap();
+        node.db.flush().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("store")), 0o700);
+        assert_eq!(mode(&dir.join("store").join("db")), 0o600);
+        let shared = crate::private_files::shared_entries(&dir).unwrap();
+        assert!(shared.is_empty(), "readable by others: {shared:?}");
+        drop(node);
+
+        // An older version's loose modes are tightened; a data directory
+        // others can read is refused, with the reason.
+        std::fs::set_permissions(
+            dir.join("store").join("db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        drop(Node::open_or_setup(&opts(&dir, NodeRole::Edge)).unwrap());
+        assert_eq!(mode(&dir.join("store").join("db")), 0o600);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = Node::open_or_setup(&opts(&dir, NodeRole::Edge))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("mode 0755") && err.contains("chmod 700"), "{err}");
     }
 }

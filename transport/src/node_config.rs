@@ -51,6 +51,11 @@ pub trait ConfigSources: Send + Sync + 'static {
     fn transport_config(&self) -> Result<TransportConfig, CompileError>;
     /// The node's receive connectors.
     fn receive_connectors(&self) -> Result<Vec<ReceiveConnector>, CompileError>;
+    /// Whose defaults a connector's unset limits take (an edge's, the
+    /// strictest, unless the source knows better).
+    fn role(&self) -> postern_model::NodeRole {
+        postern_model::NodeRole::Edge
+    }
 }
 
 /// The receive connectors of a node's store, with a transport
@@ -75,6 +80,10 @@ where
             what: "the receive connectors",
             why: e.to_string(),
         })
+    }
+
+    fn role(&self) -> postern_model::NodeRole {
+        self.connectors.role()
     }
 }
 
@@ -102,12 +111,14 @@ impl NodeConfig {
         let connectors = sources.receive_connectors()?;
         let mut receive = Vec::new();
         for connector in &connectors {
-            receive.extend(server_configs(connector, fqdn, &transport).map_err(|why| {
-                CompileError::Connector {
-                    connector: connector.name.clone(),
-                    why,
-                }
-            })?);
+            receive.extend(
+                server_configs(connector, sources.role(), fqdn, &transport).map_err(|why| {
+                    CompileError::Connector {
+                        connector: connector.name.clone(),
+                        why,
+                    }
+                })?,
+            );
         }
         let queue = QueueConfig {
             expiration: Duration::from_secs(transport.message_expiration_secs),
@@ -273,6 +284,7 @@ mod tests {
             protocol_logging_level: ProtocolLoggingLevel::None,
             max_message_size: None,
             dmarc_enforcement: Default::default(),
+            limits: postern_model::ReceiveLimits::default(),
         }
     }
 

@@ -34,6 +34,8 @@ pub enum ReceiveConnectorError {
 #[derive(Clone)]
 pub struct ReceiveConnectorStore {
     tree: sled::Tree,
+    /// Whose defaults unset limits take.
+    role: NodeRole,
     db: sled::Db,
     tx: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -45,6 +47,7 @@ impl ReceiveConnectorStore {
         let (tx, _) = tokio::sync::watch::channel(0);
         let store = Self {
             tree: db.open_tree("node/receive-connectors")?,
+            role: identity.role,
             db: db.clone(),
             tx: Arc::new(tx),
         };
@@ -54,22 +57,30 @@ impl ReceiveConnectorStore {
         Ok(store)
     }
 
-    /// Every connector.
-    pub fn list(&self) -> Result<Vec<ReceiveConnector>, ReceiveConnectorError> {
-        self.tree
-            .iter()
-            .values()
-            .map(|v| serde_json::from_slice(&v?).map_err(|e| ReceiveConnectorError::Invalid(e.to_string())))
-            .collect()
+    /// Whose defaults unset limits take.
+    pub fn role(&self) -> NodeRole {
+        self.role
     }
 
-    /// The connector called `name`.
+    /// Every connector, unset limits shown with the role's defaults.
+    pub fn list(&self) -> Result<Vec<ReceiveConnector>, ReceiveConnectorError> {
+        self.tree.iter().values().map(|v| self.decode(&v?)).collect()
+    }
+
+    /// The connector called `name`, unset limits shown with the role's defaults.
     pub fn get(&self, name: &str) -> Result<ReceiveConnector, ReceiveConnectorError> {
         let raw = self
             .tree
             .get(key(name))?
             .ok_or_else(|| ReceiveConnectorError::NotFound(name.to_owned()))?;
-        serde_json::from_slice(&raw).map_err(|e| ReceiveConnectorError::Invalid(e.to_string()))
+        self.decode(&raw)
+    }
+
+    fn decode(&self, raw: &[u8]) -> Result<ReceiveConnector, ReceiveConnectorError> {
+        let mut c: ReceiveConnector =
+            serde_json::from_slice(raw).map_err(|e| ReceiveConnectorError::Invalid(e.to_string()))?;
+        c.limits = c.limits.filled(self.role, c.org_only());
+        Ok(c)
     }
 
     /// Creates or replaces a validated connector.
@@ -79,7 +90,9 @@ impl ReceiveConnectorStore {
         create_only: bool,
         replace_only: bool,
     ) -> Result<(), ReceiveConnectorError> {
+        let mut c = c;
         c.validate().map_err(ReceiveConnectorError::Invalid)?;
+        c.limits = c.limits.filled(self.role, c.org_only());
         for r in &c.remote_ip_ranges {
             IpRange::parse(r).map_err(ReceiveConnectorError::Invalid)?;
         }
@@ -150,17 +163,21 @@ pub fn default_connector(identity: &NodeIdentity) -> ReceiveConnector {
         protocol_logging_level: ProtocolLoggingLevel::None,
         max_message_size: None,
         dmarc_enforcement: Default::default(),
+        limits: postern_model::ReceiveLimits::default(),
     }
 }
 
-/// The server configurations of a connector, one per binding. A binding
+/// The server configurations of a connector, one per binding; limits
+/// not set take the defaults of `role`. A binding
 /// or remote IP range that does not parse is an error (never dropped
 /// silently: the connector would listen where nobody asked, or to everyone).
 pub fn server_configs(
     c: &ReceiveConnector,
+    role: NodeRole,
     node_fqdn: &Domain,
     transport: &TransportConfig,
 ) -> Result<Vec<ReceiveConnectorConfig>, String> {
+    let limits = c.limits.effective(role, c.org_only());
     let tls = c.auth_mechanism.contains(&AuthMechanism::Tls);
     let groups = &c.permission_groups;
     let org_only = groups.iter().all(|g| *g == PermissionGroup::OrgServers);
@@ -197,6 +214,7 @@ pub fn server_configs(
             cfg.max_recipients = transport.max_recipients as usize;
             cfg.remote_ip_ranges = ranges.clone();
             cfg.dmarc_enforcement = c.dmarc_enforcement;
+            cfg.apply_limits(&limits);
             Ok(cfg)
         })
         .collect()

@@ -211,6 +211,14 @@ pub trait Router: Send + Sync + 'static {
         false
     }
 
+    /// The organisation's authserv-ids (RFC 8601): the names of its
+    /// nodes, under which its own `Authentication-Results` are written.
+    /// Such fields from outside the organisation are removed. The node's
+    /// and the connector's own names are added by the server.
+    fn authserv_ids(&self) -> Vec<Domain> {
+        Vec::new()
+    }
+
     /// Headers to stamp on a message accepted from `origin` (the trusted
     /// organisation headers of domain security).
     fn stamp(&self, sender: Option<&Mailbox>, origin: &Origin) -> Stamp {

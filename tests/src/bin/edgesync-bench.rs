@@ -40,7 +40,6 @@ use postern_model::{
     NodeName, ReplicatedObject, SendConnector, Service, SubjectName, Thumbprint, TransportConfig,
 };
 use postern_proto::edgesync as pb;
-use postern_proto::edgesync::edge_sync_server::EdgeSyncServer;
 use postern_transport::certs::{CertStore, NewCertificate};
 use postern_transport::tls::TrustStore;
 use prost::Message as _;
@@ -195,12 +194,12 @@ async fn start_edge(root: &Path, name: &str) -> anyhow::Result<Edge> {
     follow_hub_trust(replica.clone(), trust.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = listener.local_addr()?.to_string();
-    let incoming = postern_edgesync::channel::tls_incoming(listener, certs, &fqdn, &trust);
+    let incoming = postern_edgesync::channel::tls_incoming(listener, certs, &fqdn, &trust, &bootstrap);
     let service = EdgeSyncService::new(name, replica.clone(), bootstrap);
     let edge_name = name.to_owned();
     tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
-            .add_service(EdgeSyncServer::new(service))
+            .add_service(postern_edgesync::gate::edge_sync_server(service))
             .serve_with_incoming(incoming)
             .await
         {

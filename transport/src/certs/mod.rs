@@ -9,6 +9,8 @@ mod info;
 mod keys;
 mod name;
 mod pkcs7;
+#[cfg(test)]
+mod property_tests;
 mod rotation;
 mod store;
 

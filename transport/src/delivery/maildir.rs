@@ -8,6 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use postern_model::QueueId;
@@ -83,7 +84,7 @@ impl Maildir {
         body: &[u8],
     ) -> std::io::Result<String> {
         for sub in ["tmp", "new", "cur"] {
-            fs::create_dir_all(dir.join(sub))?;
+            crate::private_files::create_private_dir_all(&dir.join(sub))?;
         }
         let rcpt_tag = short_hash(&mailbox.to_string());
         let name = format!("{}.P{}R{}.{}", id_seconds(id), id, rcpt_tag, self.hostname);
@@ -96,6 +97,7 @@ impl Maildir {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp_path)?;
         let header = format!(
             "Return-Path: <{}>\r\nDelivered-To: {}\r\n",

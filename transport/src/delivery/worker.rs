@@ -318,9 +318,10 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                         if let (true, Some(m)) = (secured, &ctx.metrics) {
                             m.domain_secured_outbound_session_failure();
                             m.partner_failure(crate::protocol_log::Direction::Send, &hop.key, &reason);
-                            tracing::warn!(%id, hop = %hop.key, %reason, "domain-secured session failed; the message stays queued (never sent in plain text)");
+                            tracing::warn!(%id, hop = %hop.key, reason = %postern_model::peer_text(&reason.to_string()), "domain-secured session failed; the message stays queued (never sent in plain text)");
                         }
-                        tracing::info!(%id, hop = %hop.key, %reason, "relay attempt failed; will retry");
+                        // The reason may quote the remote server's reply.
+                        tracing::info!(%id, hop = %hop.key, reason = %postern_model::peer_text(&reason.to_string()), "relay attempt failed; will retry");
                         outcomes.extend(recipients.into_iter().map(|address| RecipientOutcome {
                             address,
                             outcome: DeliveryOutcome::TransientFailure(reason.clone()),

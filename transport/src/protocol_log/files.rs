@@ -6,6 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use time::{Date, OffsetDateTime};
@@ -56,7 +57,8 @@ impl LogFiles {
         limits: Limits,
         now: OffsetDateTime,
     ) -> Result<Self, ProtocolLogError> {
-        fs::create_dir_all(dir).map_err(|e| ProtocolLogError::Directory(dir.to_path_buf(), e))?;
+        crate::private_files::create_private_dir_all(dir)
+            .map_err(|e| ProtocolLogError::Directory(dir.to_path_buf(), e))?;
         let mut files = Self {
             dir: dir.to_path_buf(),
             direction,
@@ -132,7 +134,12 @@ impl LogFiles {
                 .dir
                 .join(format!("{}{stamp}-{number}.LOG", self.direction.file_prefix()));
             // create_new: never append to a file another run left behind.
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
                 Ok(file) => break (path, file),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(ProtocolLogError::File(path, e)),

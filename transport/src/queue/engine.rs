@@ -154,7 +154,11 @@ impl Queue {
     /// duplicate at worst). Every recipient starts `Pending`, whatever
     /// status it came with, and a repeated address is queued once.
     pub async fn enqueue(&self, envelope: Envelope, body: Vec<u8>) -> Result<QueueId> {
-        let outcome = self.accept(envelope, body, None).await?;
+        let len = body.len() as u64;
+        // One copy into sled's buffer; retries of the transaction share it.
+        let outcome = self
+            .accept(envelope, len, move |_| Ok(sled::IVec::from(body)), None)
+            .await?;
         outcome.id.ok_or(QueueError::NoRecipients)
     }
 
@@ -171,13 +175,25 @@ impl Queue {
         body: Vec<u8>,
         origin: &RelayOrigin,
     ) -> Result<RelayedOutcome> {
-        self.accept(envelope, body, Some(origin.clone())).await
+        let len = body.len() as u64;
+        self.accept(
+            envelope,
+            len,
+            move |_| Ok(sled::IVec::from(body)),
+            Some(origin.clone()),
+        )
+        .await
     }
 
-    async fn accept(
+    /// [`enqueue`](Self::enqueue) or [`enqueue_relayed`](Self::enqueue_relayed)
+    /// with the stored body value made by `value` once the id is known (a
+    /// spooled body's reference, see [`crate::queue::spool`]); `body_len`
+    /// is the message's length.
+    pub(crate) async fn accept(
         &self,
         mut envelope: Envelope,
-        body: Vec<u8>,
+        body_len: u64,
+        value: impl FnOnce(QueueId) -> Result<sled::IVec> + Send + 'static,
         origin: Option<RelayOrigin>,
     ) -> Result<RelayedOutcome> {
         let mut seen = HashSet::new();
@@ -194,7 +210,8 @@ impl Queue {
         let inner = Arc::clone(&self.inner);
         let written_origin = origin.clone();
         let (queued, suppressed) =
-            blocking(move || inner.write_new(id, envelope, body, written_origin.as_ref())).await?;
+            blocking(move || inner.write_new(id, envelope, body_len, value(id)?, written_origin.as_ref()))
+                .await?;
         if let Err(error) = self.inner.commit.durable().await {
             if let Some(due) = &queued {
                 let keys = match &origin {
@@ -348,6 +365,8 @@ impl Queue {
                     let effects = apply_attempt(&mut message, &outcomes, now, &config)
                         .map_err(ConflictableTransactionError::Abort)?;
                     let body = bodies.get(id.to_bytes())?.unwrap_or_default();
+                    // DSNs quote headers only: a spooled body's file stays unread.
+                    let body = crate::queue::spool::header_part(&body);
                     let mut dsns = Vec::new();
                     let mut ids = dsn_ids.iter();
                     for (kind, indices) in [
@@ -403,7 +422,10 @@ impl Queue {
 
     /// The body of `id`, if queued.
     pub fn body(&self, id: QueueId) -> Result<Option<Vec<u8>>> {
-        Ok(self.inner.bodies.get(id.to_bytes())?.map(|v| v.to_vec()))
+        match self.inner.bodies.get(id.to_bytes())? {
+            Some(value) => crate::queue::spool::resolve(&value).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Every queued message's id, oldest first.
@@ -499,12 +521,10 @@ impl Inner {
         &self,
         id: QueueId,
         envelope: Envelope,
-        body: Vec<u8>,
+        body_len: u64,
+        body: sled::IVec,
         origin: Option<&RelayOrigin>,
     ) -> Result<(Option<DueMessage>, Vec<String>)> {
-        let body_len = body.len() as u64;
-        // One copy into sled's buffer; retries of the closure share it.
-        let body = sled::IVec::from(body);
         let key = id.to_bytes();
         let now = SystemTime::now();
         (&self.messages, &self.bodies, &self.seen)

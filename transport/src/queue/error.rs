@@ -10,6 +10,9 @@ pub enum QueueError {
     /// The store (sled) failed to read, write or flush: local I/O.
     #[error("queue store failed: {0}")]
     Store(#[from] sled::Error),
+    /// A spooled body file could not be written, moved or read: local I/O.
+    #[error("spooled body {0}: {1}")]
+    Spool(std::path::PathBuf, std::io::Error),
     /// A background flush failed; the message may not be durable.
     #[error("queue flush failed: {0}")]
     Flush(String),

@@ -30,6 +30,7 @@ mod engine;
 pub mod envelope;
 pub mod error;
 pub mod once;
+pub mod spool;
 pub mod stats;
 mod store;
 

@@ -22,17 +22,22 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
-use super::firewall::strip_org_headers;
+use super::admission::Ticket;
+use super::firewall::Firewall;
+use super::incoming::{Incoming, Problem, Received};
+use super::judging::{self, Verdict};
 use super::received::ReceivedStamp;
 use super::recipients::{RouteBook, RoutingPolicy, SharedOrigin, resolve_mailbox, route};
 use super::record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};
 use super::stream::Stream;
-use crate::auth::{Inbound, Judged};
+use crate::auth::Inbound;
 use crate::metrics::{MessageOutcome, Metrics, TlsHandshakeOutcome};
 use crate::protocol_log::{self, Direction, Endpoints, SessionLogger};
+use crate::queue::spool::SpoolWriter;
 use crate::queue::{self, RecipientState, RelayedOutcome};
 use crate::routing::Origin;
 use crate::smtp::{
@@ -89,6 +94,7 @@ pub(crate) async fn run(
     local: std::net::SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    ticket: Ticket,
 ) {
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
@@ -109,6 +115,7 @@ pub(crate) async fn run(
         .smtp_session(Direction::Receive, &shared.config.name);
     let log = session_logger(&shared, Endpoints { local, remote });
     let mut conn = Connection::new(Stream::Plain(tcp), info, shared, stop, log);
+    conn.ticket = Some(ticket);
     conn.log.connect();
     let end = match conn.drive().await {
         Ok(end) => end,
@@ -150,7 +157,7 @@ struct Connection {
     /// Set between 354 and the final dot.
     receiving: Option<DataReceiver>,
     /// The message being received.
-    message: Vec<u8>,
+    incoming: Incoming,
     /// Replies not yet written.
     out: Vec<u8>,
     buf: Vec<u8>,
@@ -162,6 +169,16 @@ struct Connection {
     log: SessionLogger,
     /// Who is sending, for routing and domain security.
     origin: SharedOrigin,
+    /// The session's place under the connector's connection limits.
+    ticket: Option<Ticket>,
+    /// When the session must end, however busy (`ConnectionTimeout`).
+    deadline: Instant,
+    /// When the first byte of the command line being read arrived.
+    line_started: Option<Instant>,
+    /// When message data began, and how many octets have come since.
+    data_progress: Option<(Instant, u64)>,
+    /// 5xx replies sent (`MaxProtocolErrors`).
+    errors: u64,
 }
 
 impl Connection {
@@ -187,6 +204,7 @@ impl Connection {
         )
         .with_origin(origin.clone());
         let config = shared.config.session_config(shared.starttls_available());
+        let shared_timeout = shared.config.connection_timeout;
         Self {
             stream,
             session: Session::new(config, Box::new(policy)),
@@ -195,7 +213,7 @@ impl Connection {
             lines: LineReader::new(),
             routes,
             receiving: None,
-            message: Vec::new(),
+            incoming: Incoming::default(),
             out: Vec::new(),
             buf: vec![0; READ_CHUNK],
             info,
@@ -203,6 +221,11 @@ impl Connection {
             transactions: 0,
             log,
             origin,
+            ticket: None,
+            deadline: Instant::now() + shared_timeout,
+            line_started: None,
+            data_progress: None,
+            errors: 0,
         }
     }
 
@@ -247,15 +270,22 @@ impl Connection {
         loop {
             if let Some(receiver) = self.receiving.as_mut() {
                 let pending = self.lines.take_buffered();
-                match receiver.feed(&pending, &mut self.message) {
+                if let Some((_, octets)) = self.data_progress.as_mut() {
+                    *octets += pending.len() as u64;
+                }
+                let status = receiver.feed(&pending, self.incoming.buffer());
+                self.incoming.settle();
+                match status {
                     DataStatus::More => return Ok(Flow::Continue),
                     DataStatus::End { consumed, end } => {
                         self.receiving = None;
+                        self.data_progress = None;
                         // Bytes after the final dot are pipelined commands.
                         self.lines.feed(pending.get(consumed..).unwrap_or_default());
                         let output = self.session.data_end(end);
                         if !matches!(output.action, Action::Queue(_)) {
                             // Refused at the final dot (too big, bare LF…).
+                            self.incoming = Incoming::default();
                             self.message_refused(output.reply.as_ref());
                         }
                         if let Flow::Close(end) = self.act(output).await? {
@@ -268,10 +298,12 @@ impl Connection {
             let output = match self.lines.next_line() {
                 None => return Ok(Flow::Continue),
                 Some(Ok(line)) => {
+                    self.line_started = None;
                     self.log.receive(&String::from_utf8_lossy(&line));
                     self.session.command_line(&line)
                 }
                 Some(Err(error)) => {
+                    self.line_started = None;
                     self.log.info(format_args!("Command line refused: {error}"));
                     self.session.line_error(error)
                 }
@@ -287,12 +319,46 @@ impl Connection {
         }
     }
 
-    /// Sends the session's reply and does what it asks.
+    /// Sends the session's reply and does what it asks; after too many
+    /// errors, 421 4.7.0 and close.
     async fn act(&mut self, output: Output) -> Result<Flow, ConnError> {
         if let Some(reply) = &output.reply {
+            if reply.is_permanent() {
+                self.before_refusal().await?;
+            }
             self.reply(reply);
         }
-        match output.action {
+        let flow = self.perform(output.action).await?;
+        if matches!(flow, Flow::Continue) && self.shared.config.max_protocol_errors.reached_by(self.errors) {
+            tracing::info!(session = %self.info.session_id, remote = %self.info.remote, errors = self.errors, "too many protocol errors; 421 4.7.0");
+            self.reply(&Reply::too_many_errors(self.shared.config.fqdn.as_str()));
+            return Ok(Flow::Close(SessionEnd::TooManyErrors));
+        }
+        Ok(flow)
+    }
+
+    /// Before a 5xx reply: counts the error and, for a session whose peer
+    /// has not authenticated with a trusted certificate, waits the
+    /// connector's tarpit interval (within the session's life).
+    async fn before_refusal(&mut self) -> Result<(), ConnError> {
+        self.errors += 1;
+        let tarpit = self.shared.config.tarpit_interval;
+        let authenticated = matches!(self.info.peer_trust, PeerTrust::Direct(_) | PeerTrust::Pki { .. });
+        if !tarpit.is_zero() && !authenticated {
+            self.flush().await?;
+            let until = (Instant::now() + tarpit).min(self.deadline);
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                // A node shutting down does not wait out the tarpit.
+                _ = self.stop.wait_for(|stop| *stop) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Does what the session asked after its reply.
+    async fn perform(&mut self, action: Action) -> Result<Flow, ConnError> {
+        match action {
             Action::Continue => Ok(Flow::Continue),
             Action::Close => Ok(Flow::Close(SessionEnd::Quit)),
             Action::StartTls => {
@@ -304,13 +370,17 @@ impl Connection {
                 Ok(Flow::Continue)
             }
             Action::ReceiveData(receiver) => {
-                self.message.clear();
+                self.incoming = Incoming::new(self.shared.ctx.spool_dir.as_deref());
                 self.receiving = Some(receiver);
+                self.data_progress = Some((Instant::now(), 0));
                 self.flush().await?;
                 Ok(Flow::Continue)
             }
             Action::Queue(envelope) => {
                 let reply = self.enqueue(envelope).await;
+                if reply.is_permanent() {
+                    self.before_refusal().await?;
+                }
                 self.reply(&reply);
                 Ok(Flow::Continue)
             }
@@ -365,7 +435,22 @@ impl Connection {
         } else {
             config.command_timeout
         };
-        let read = tokio::time::timeout(limit, self.stream.read(&mut self.buf));
+        let now = Instant::now();
+        let mut until = (now + limit).min(self.deadline);
+        if let Some((started, octets)) = self.data_progress {
+            // Trickling message data: the allowance grows only with what arrives.
+            // (A rate of zero: no such limit.)
+            let allowed = octets
+                .checked_div(config.min_data_rate)
+                .and_then(|earned| started.checked_add(config.line_timeout + Duration::from_secs(earned)));
+            if let Some(allowed) = allowed {
+                until = until.min(allowed);
+            }
+        } else if !self.lines.buffered().is_empty() {
+            let started = *self.line_started.get_or_insert(now);
+            until = until.min(started + config.line_timeout);
+        }
+        let read = tokio::time::timeout_at(until, self.stream.read(&mut self.buf));
         let result = if idle {
             tokio::select! {
                 result = read => result,
@@ -391,7 +476,8 @@ impl Connection {
             ));
         };
         let acceptor = TlsAcceptor::from(Arc::clone(&self.shared.tls));
-        let tls = match tokio::time::timeout(self.shared.config.command_timeout, acceptor.accept(tcp)).await {
+        let until = (Instant::now() + self.shared.config.command_timeout).min(self.deadline);
+        let tls = match tokio::time::timeout_at(until, acceptor.accept(tcp)).await {
             Err(_) => {
                 let why = "handshake timed out".to_owned();
                 return Err(self.handshake_failed(TlsHandshakeOutcome::Failed, why));
@@ -440,23 +526,59 @@ impl Connection {
     /// Stamps, filters and queues the received message; the reply is 250
     /// only once the queue says it is durable.
     async fn enqueue(&mut self, envelope: Envelope) -> Reply {
-        let received = std::mem::take(&mut self.message);
+        let Received {
+            head: received,
+            spool,
+            len: received_len,
+            problem,
+        } = std::mem::take(&mut self.incoming).finish();
+        match problem {
+            None => {}
+            Some(Problem::HeaderTooLong) => {
+                self.metrics()
+                    .message(Direction::Receive, MessageOutcome::Rejected);
+                return self
+                    .session
+                    .refused_after_data(Reply::malformed_headers("the header section is over 1 MiB"));
+            }
+            Some(Problem::Spool(error)) => {
+                tracing::warn!(session = %self.info.session_id, %error, "message data could not be spooled (451)");
+                self.metrics()
+                    .message(Direction::Receive, MessageOutcome::Deferred);
+                return self.session.queue_failed();
+            }
+        }
         let recipients = match self.recipient_states(&envelope) {
             Ok(recipients) => recipients,
             Err(address) => {
-                tracing::warn!(session = %self.info.session_id, %address, "recipient no longer routes; message refused (451)");
+                tracing::warn!(session = %self.info.session_id, address = %postern_model::peer_text(&address), "recipient no longer routes; message refused (451)");
                 self.metrics()
                     .message(Direction::Receive, MessageOutcome::Deferred);
                 return self.session.queue_failed();
             }
         };
         let org_node = self.shared.config.trusted_org && self.info.is_direct_trust();
-        let body = strip_org_headers(&received, org_node);
+        let authserv_ids = self.authserv_ids();
+        let firewall = Firewall {
+            allowed: org_node,
+            authserv_ids: &authserv_ids,
+        };
+        let body = match firewall.screen(&received) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::info!(session = %self.info.session_id, remote = %self.info.remote, %error, "message refused: its header section does not parse (550 5.6.0)");
+                self.metrics()
+                    .message(Direction::Receive, MessageOutcome::Rejected);
+                return self
+                    .session
+                    .refused_after_data(Reply::malformed_headers(&error.to_string()));
+            }
+        };
         if body.len() != received.len() {
             tracing::info!(
                 session = %self.info.session_id,
                 remote = %self.info.remote,
-                "removed X-Postern-Organization-* headers from a peer that is not an organisation node"
+                "removed the organisation's header fields (X-Postern-Organization-*, its Authentication-Results) from a peer that is not an organisation node"
             );
         }
         let sender_mailbox = match &envelope.from {
@@ -477,11 +599,15 @@ impl Connection {
         let body = if org_node {
             body
         } else {
-            match self.authenticate(&envelope, &body, &mut headers).await {
-                Ok(judged) => Cow::Owned(judged),
+            match self.authenticate(&envelope, body, spool.as_ref(), &mut headers).await {
+                Ok(judged) => judged,
                 Err(reply) => {
-                    self.metrics()
-                        .message(Direction::Receive, MessageOutcome::Rejected);
+                    let outcome = if reply.is_transient() {
+                        MessageOutcome::Deferred
+                    } else {
+                        MessageOutcome::Rejected
+                    };
+                    self.metrics().message(Direction::Receive, outcome);
                     return self.session.refused_after_data(reply);
                 }
             }
@@ -512,9 +638,14 @@ impl Connection {
         let mut queued = queue::Envelope::new(sender, recipients, SystemTime::now());
         queued.require_tls = envelope.require_tls;
         let queue = &self.shared.ctx.queue;
-        let accepted = match &envelope.origin {
-            Some(origin) => queue.enqueue_relayed(queued, message, origin).await,
-            None => queue.enqueue(queued, message).await.map(|id| RelayedOutcome {
+        let accepted = match (spool, &envelope.origin) {
+            (Some(spool), origin) => {
+                queue
+                    .enqueue_spooled(queued, message, spool, origin.as_ref())
+                    .await
+            }
+            (None, Some(origin)) => queue.enqueue_relayed(queued, message, origin).await,
+            (None, None) => queue.enqueue(queued, message).await.map(|id| RelayedOutcome {
                 id: Some(id),
                 suppressed: Vec::new(),
             }),
@@ -549,7 +680,7 @@ impl Connection {
                 tracing::info!(session = %self.info.session_id, received_id = %id, %queue_id, "message queued");
                 let metrics = self.metrics();
                 metrics.message(Direction::Receive, MessageOutcome::Accepted);
-                metrics.bytes(Direction::Receive, received.len() as u64);
+                metrics.bytes(Direction::Receive, received_len);
                 metrics.set_queue_length(queue.stats().queue_length);
                 self.log
                     .info(format_args!("Queued mail for delivery: {queue_id}"));
@@ -566,17 +697,19 @@ impl Connection {
     }
 
     /// Signs or verifies a message from outside the organisation
-    /// ([`crate::auth`]): the message to queue, with the fields to stamp
-    /// added to `headers`, or the reply refusing it.
-    async fn authenticate(
+    /// ([`crate::auth`]) whose first part is `head` and whose rest is in
+    /// `spool`: the first part to queue, with the fields to stamp added
+    /// to `headers`, or the reply refusing the message.
+    async fn authenticate<'h>(
         &mut self,
         envelope: &Envelope,
-        body: &[u8],
+        head: Cow<'h, [u8]>,
+        spool: Option<&SpoolWriter>,
         headers: &mut Vec<String>,
-    ) -> Result<Vec<u8>, Reply> {
+    ) -> Result<Cow<'h, [u8]>, Reply> {
         let auth = &self.shared.ctx.message_auth;
         if auth.signer.is_none() && auth.verifier.is_none() {
-            return Ok(body.to_vec());
+            return Ok(head);
         }
         let helo = envelope.helo.to_string();
         let mail_from = match &envelope.from {
@@ -593,28 +726,50 @@ impl Connection {
             remote_ip: self.info.remote.ip(),
             helo: helo.trim_start_matches('[').trim_end_matches(']'),
             mail_from: &mail_from,
-            message: body,
+            message: &head,
         };
         let config = &self.shared.config;
-        match auth
-            .judge(
-                inbound,
-                config.dmarc_enforcement,
-                config.command_timeout,
-                other.as_deref(),
-            )
-            .await
-        {
-            Judged::Accept { message, fields } => {
+        let verdict = judging::judge(
+            auth,
+            inbound,
+            spool,
+            config.dmarc_enforcement,
+            config.command_timeout,
+            other.as_deref(),
+        )
+        .await;
+        match verdict {
+            Ok(Verdict::Accept { head: changed, fields }) => {
                 headers.extend(fields);
-                Ok(message.into_owned())
+                Ok(changed.map_or(head, Cow::Owned))
             }
-            Judged::Reject(text) => {
+            Ok(Verdict::Reject(text)) => {
                 tracing::info!(session = %self.info.session_id, remote = %self.info.remote, "message refused: DMARC reject policy honoured");
                 self.log.info(format_args!("DMARC reject policy honoured"));
                 Err(Reply::simple(550, (5, 7, 1), text))
             }
+            Err(error) => {
+                tracing::warn!(session = %self.info.session_id, %error, "message could not be judged (451)");
+                Err(Reply::queue_failed())
+            }
         }
+    }
+
+    /// The organisation's authserv-ids, lower case: the router's, the
+    /// node's and the connector's names.
+    fn authserv_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .shared
+            .ctx
+            .router
+            .authserv_ids()
+            .iter()
+            .chain([&self.shared.ctx.node_fqdn, &self.shared.config.fqdn])
+            .map(|d| d.as_str().to_ascii_lowercase())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     /// The queue's recipients with the next-hop keys chosen at RCPT (or,

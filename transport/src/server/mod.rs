@@ -15,9 +15,12 @@
 //! accepts until its shutdown future completes, then tells idle sessions
 //! 421 4.3.2 and waits for the others to finish.
 
+pub(crate) mod admission;
 pub mod config;
 mod connection;
 pub mod firewall;
+mod incoming;
+mod judging;
 pub mod received;
 pub mod recipients;
 pub mod record;
@@ -27,9 +30,10 @@ mod stream;
 mod tests;
 
 pub use config::{
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_IDLE_TIMEOUT, IpRange, ReceiveConnectorConfig,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINE_TIMEOUT,
+    DEFAULT_MIN_DATA_RATE, IpRange, ReceiveConnectorConfig,
 };
-pub use firewall::{ORG_HEADER_PREFIX, strip_org_headers};
+pub use firewall::{Firewall, HeaderError, ORG_HEADER_PREFIX, strip_org_headers};
 pub use received::ReceivedStamp;
 pub use recipients::{RouteBook, RoutingPolicy, SharedOrigin};
 pub use record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};
@@ -52,7 +56,7 @@ use crate::metrics::Metrics;
 use crate::protocol_log::ProtocolLog;
 use crate::queue::Queue;
 use crate::routing::Router;
-use crate::smtp::Mailbox;
+use crate::smtp::{Mailbox, Reply};
 use crate::tls::{ServerCertResolver, TrustStore, server_config};
 
 /// What every connector of a node shares: the node's name, its queue,
@@ -78,6 +82,9 @@ pub struct ServerContext {
     /// DKIM signing (hubs) and SPF/DKIM/DMARC/ARC checks (edges) of
     /// mail that does not come from a node of the organisation.
     pub message_auth: crate::auth::MessageAuth,
+    /// Where message data is streamed as it arrives (`DATA_DIR/spool`);
+    /// `None`: each message is held in memory until the final dot.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for ServerContext {
@@ -170,6 +177,9 @@ pub struct ReceiveConnector {
     spare: std::net::TcpListener,
     local_addr: SocketAddr,
     shared: Shared,
+    /// Connections in progress, in all and per source; a successor on the
+    /// same binding takes them over with the socket.
+    admission: admission::Admission,
 }
 
 impl fmt::Debug for ReceiveConnector {
@@ -233,6 +243,7 @@ impl ReceiveConnector {
             spare,
             local_addr,
             shared,
+            admission: admission::Admission::default(),
         })
     }
 
@@ -241,6 +252,19 @@ impl ReceiveConnector {
     /// the next.
     pub fn share_listener(&self) -> io::Result<std::net::TcpListener> {
         self.spare.try_clone()
+    }
+
+    /// The connection counts of this connector (shared, not copied).
+    pub(crate) fn admission(&self) -> admission::Admission {
+        self.admission.clone()
+    }
+
+    /// Counts connections together with `predecessor`'s: sessions still
+    /// running on the connector this one replaces keep their places, so a
+    /// reload does not reset the limits.
+    pub(crate) fn with_admission(mut self, predecessor: admission::Admission) -> Self {
+        self.admission = predecessor;
+        self
     }
 
     /// The connector's configuration.
@@ -267,6 +291,7 @@ impl ReceiveConnector {
         let shared = Arc::new(self.shared);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sessions = JoinSet::new();
+        let admission = self.admission;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -274,13 +299,20 @@ impl ReceiveConnector {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, remote)) if !shared.config.allows(remote.ip()) => {
                         tracing::info!(connector = %shared.config.name, %remote, "connection from outside the connector's remote IP ranges refused");
-                        tokio::spawn(refuse(tcp));
+                        tokio::spawn(say_and_close(tcp, b"554 5.7.1 Your address may not use this connector\r\n".to_vec()));
                     }
-                    Ok((tcp, remote)) => {
-                        let shared = Arc::clone(&shared);
-                        let stop = stop_rx.clone();
-                        sessions.spawn(connection::run(tcp, remote, self.local_addr, shared, stop));
-                    }
+                    Ok((tcp, remote)) => match admission.admit(&shared.config, remote.ip()) {
+                        Some(ticket) => {
+                            let shared = Arc::clone(&shared);
+                            let stop = stop_rx.clone();
+                            sessions.spawn(connection::run(tcp, remote, self.local_addr, shared, stop, ticket));
+                        }
+                        None => {
+                            tracing::debug!(connector = %shared.config.name, %remote, "connection limit reached; 421 4.3.2");
+                            let busy = Reply::too_many_connections(shared.config.fqdn.as_str());
+                            tokio::spawn(say_and_close(tcp, busy.to_bytes()));
+                        }
+                    },
                     Err(error) => {
                         // Out of descriptors, typically: back off a little
                         // rather than spin.
@@ -308,11 +340,14 @@ fn log_join(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Tells a client outside the remote IP ranges why, then closes.
-async fn refuse(mut tcp: tokio::net::TcpStream) {
+/// Tells a refused client why (outside the remote IP ranges, or over a
+/// connection limit), then closes; a client that does not read is not
+/// waited for.
+async fn say_and_close(mut tcp: tokio::net::TcpStream, reply: Vec<u8>) {
     use tokio::io::AsyncWriteExt;
-    let _ = tcp
-        .write_all(b"554 5.7.1 Your address may not use this connector\r\n")
-        .await;
-    let _ = tcp.shutdown().await;
+    let say = async {
+        let _ = tcp.write_all(&reply).await;
+        let _ = tcp.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), say).await;
 }

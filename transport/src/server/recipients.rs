@@ -108,7 +108,12 @@ pub fn route(router: &dyn Router, path: &ForwardPath, postmaster: &Mailbox) -> R
     }
 }
 
-/// `route` with the session's sender and origin.
+/// `route` with the session's sender and origin. `<Postmaster>` falls
+/// back to local delivery only when the refusal is about where it goes
+/// (5xx); a temporary refusal about who is sending (domain security's
+/// 451 4.7.5) applies to it too: RFC 5321's postmaster rule does not
+/// override an administrator's demand for mutual TLS, and accepting it
+/// would queue a report to a forged sender (backscatter).
 pub fn route_from(
     router: &dyn Router,
     path: &ForwardPath,
@@ -119,6 +124,7 @@ pub fn route_from(
     let mailbox = resolve_mailbox(path, postmaster);
     match (router.next_hop_from(&mailbox, sender, origin), path) {
         (Ok(key), _) => Ok(key),
+        (Err(refusal), ForwardPath::Postmaster) if refusal.0.is_transient() => Err(refusal),
         (Err(_), ForwardPath::Postmaster) => Ok(LOCAL_HOP.to_owned()),
         (Err(refusal), ForwardPath::Mailbox(_)) => Err(refusal),
     }
@@ -189,5 +195,48 @@ mod tests {
             RecipientVerdict::Accept
         );
         assert_eq!(book.get("postmaster@mx.other.test").as_deref(), Some(LOCAL_HOP));
+    }
+
+    /// Refuses every sender as domain security does (451 4.7.5).
+    struct DomainSecurityRefuses;
+
+    impl Router for DomainSecurityRefuses {
+        fn next_hop(&self, _rcpt: &Mailbox) -> Result<String, RouteRefusal> {
+            Ok(LOCAL_HOP.to_owned())
+        }
+        fn destination(&self, _key: &str) -> Option<crate::routing::Destination> {
+            None
+        }
+        fn next_hop_from(
+            &self,
+            _rcpt: &Mailbox,
+            _sender: Option<&Mailbox>,
+            _origin: &Origin,
+        ) -> Result<String, RouteRefusal> {
+            Err(RouteRefusal(crate::smtp::Reply::simple(
+                451,
+                (4, 7, 5),
+                "Domain security failed",
+            )))
+        }
+    }
+
+    #[test]
+    fn postmaster_has_no_exception_from_domain_security() {
+        let postmaster = Mailbox::parse("postmaster@mx.other.test").unwrap();
+        let origin = Origin::anonymous("Default");
+        let refused = route_from(
+            &DomainSecurityRefuses,
+            &ForwardPath::Postmaster,
+            &postmaster,
+            None,
+            &origin,
+        )
+        .unwrap_err();
+        assert_eq!(refused.0.code(), 451);
+        assert_eq!(
+            refused.0.enhanced().map(|e| e.to_string()).as_deref(),
+            Some("4.7.5")
+        );
     }
 }

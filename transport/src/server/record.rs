@@ -67,6 +67,8 @@ pub enum SessionEnd {
     PeerClosed,
     /// The client was silent too long (421 4.4.2 sent).
     Timeout,
+    /// The session made too many protocol errors (421 4.7.0 sent).
+    TooManyErrors,
     /// The node is shutting down (421 4.3.2 sent to an idle session).
     Shutdown,
     /// The STARTTLS handshake failed or timed out; says why.

@@ -32,3 +32,5 @@ pub use session::{Action, Envelope, Helo, Output, Session, SessionState};
 
 #[cfg(test)]
 mod dialogue_tests;
+#[cfg(test)]
+mod property_tests;

@@ -158,6 +158,30 @@ impl Reply {
         Self::simple(421, (4, 4, 2), format!("{host} Timeout waiting for client input"))
     }
 
+    /// `421 4.3.2`: the connector serves as many sessions as it may (in
+    /// all or from this address); the connection is closed.
+    pub fn too_many_connections(host: &str) -> Self {
+        Self::simple(
+            421,
+            (4, 3, 2),
+            format!("{host} Too many connections, try again later"),
+        )
+    }
+
+    /// `421 4.7.0`: the session made too many errors; the connection is closed.
+    pub fn too_many_errors(host: &str) -> Self {
+        Self::simple(
+            421,
+            (4, 7, 0),
+            format!("{host} Too many errors, closing connection"),
+        )
+    }
+
+    /// `550 5.6.0`: the message's header section does not parse.
+    pub fn malformed_headers(why: &str) -> Self {
+        Self::simple(550, (5, 6, 0), format!("Malformed message header: {why}"))
+    }
+
     /// `421 4.3.2`: the server is shutting down.
     pub fn shutting_down(host: &str) -> Self {
         Self::simple(421, (4, 3, 2), format!("{host} Service shutting down"))

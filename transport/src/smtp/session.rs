@@ -313,7 +313,8 @@ impl Session {
     }
 
     /// The message queued by [`Action::Queue`] was refused after its data
-    /// (a DMARC reject policy, say): the transaction ends with `reply`.
+    /// (a DMARC reject policy, a header section that does not parse): the
+    /// transaction ends with `reply` (a 5xx); the session goes on.
     pub fn refused_after_data(&mut self, reply: Reply) -> Reply {
         self.finish_queuing();
         reply

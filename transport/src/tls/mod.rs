@@ -16,7 +16,9 @@ pub use config::{ClientAuth, ServerVerification, client_config, server_config};
 pub use partner::{PartnerServerVerifier, names_domain};
 pub use resolve::{ClientCertResolver, ServerCertResolver};
 pub use trust::{PeerTrust, TrustStore};
-pub use verify::{AcceptAnyClientCert, DirectTrustClientVerifier, DirectTrustServerVerifier, Pins};
+pub use verify::{
+    AcceptAnyClientCert, DirectTrustClientVerifier, DirectTrustServerVerifier, DirectTrustUnlessOpen, Pins,
+};
 
 /// The TLS exporter label (RFC 5705 / RFC 8446 §7.5) that binds a
 /// certificate rotation offer to the session it is made on.

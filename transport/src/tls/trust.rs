@@ -108,6 +108,11 @@ impl TrustStore {
         }
     }
 
+    /// True when some certificate is directly trusted.
+    pub fn has_direct(&self) -> bool {
+        !self.snapshot().direct.is_empty()
+    }
+
     /// True when `thumbprint` is directly trusted.
     pub fn is_direct(&self, thumbprint: &Thumbprint) -> bool {
         self.snapshot().direct.contains(thumbprint)

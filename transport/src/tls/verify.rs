@@ -127,6 +127,55 @@ impl ClientCertVerifier for DirectTrustClientVerifier {
     signatures_checked_by_the_provider!();
 }
 
+/// Server side, EdgeSync on an edge: a certificate in the direct-trust set
+/// (a hub's) is required in the handshake, except while `open` says the
+/// door is open (no hub known yet, or a bootstrap pending); then any
+/// certificate that proves key possession gets through and the service
+/// checks the bootstrap secret in the first message.
+#[derive(Clone)]
+pub struct DirectTrustUnlessOpen {
+    trust: TrustStore,
+    open: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl DirectTrustUnlessOpen {
+    /// Direct trust over the live store, unless `open()`.
+    pub fn new(trust: TrustStore, open: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            trust,
+            open: std::sync::Arc::new(open),
+        }
+    }
+}
+
+impl fmt::Debug for DirectTrustUnlessOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DirectTrustUnlessOpen")
+    }
+}
+
+impl ClientCertVerifier for DirectTrustUnlessOpen {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let thumbprint = Thumbprint::of_der(end_entity.as_ref());
+        if (self.open)() || self.trust.is_direct(&thumbprint) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(untrusted(thumbprint))
+        }
+    }
+
+    signatures_checked_by_the_provider!();
+}
+
 /// Server side, Internet connectors: asks for a client certificate but
 /// does not require one and accepts any that proves key possession; the
 /// session classifies it afterwards (`TrustStore::classify`) and domain

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod lifecycle;
+mod limits;
 mod observe;
 mod peers;
 mod tls;
@@ -41,6 +42,7 @@ fn domain(s: &str) -> Domain {
 
 fn connector() -> ReceiveConnectorConfig {
     ReceiveConnectorConfig::new("Default TEST", "127.0.0.1:0".parse().unwrap(), domain(FQDN))
+        .without_abuse_limits()
 }
 
 /// local.test is delivered locally; other domains are refused as relaying.
@@ -108,6 +110,7 @@ impl Setup {
             metrics: Arc::clone(&metrics),
             receive_log: receive_log.clone(),
             message_auth: Default::default(),
+            spool_dir: Some(dir.path().join("spool")),
         };
         let records = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&records);

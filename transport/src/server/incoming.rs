@@ -1,0 +1,211 @@
+//! Message data as a session receives it: the header section in memory
+//! (it must pass the header firewall before anything is queued, and is
+//! at most [`MAX_HEADER_SECTION`]), everything after it streamed to the
+//! queue's spool as it arrives, so a session's memory stays bounded
+//! whatever the message size. Without a spool directory (or if the spool
+//! cannot be written) the whole message is kept in memory, as before.
+
+use std::path::Path;
+
+use crate::queue::QueueError;
+use crate::queue::spool::SpoolWriter;
+
+/// The largest header section accepted: 1 MiB.
+pub const MAX_HEADER_SECTION: usize = 1024 * 1024;
+
+/// Where the header section stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Head {
+    /// Still arriving: everything received is in `head`.
+    Reading,
+    /// Complete: `head` holds it, up to and including the empty line.
+    Complete,
+    /// Over [`MAX_HEADER_SECTION`]: the message will be refused.
+    TooLong,
+}
+
+/// The message being received.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    /// What the data receiver appended since the last [`settle`](Self::settle).
+    pending: Vec<u8>,
+    /// The header section (without a spool: the whole message).
+    head: Vec<u8>,
+    spool: Option<SpoolWriter>,
+    state: Head,
+    /// How much of `head` is known to hold no end of the header section
+    /// (so each read is searched once, however small the reads).
+    searched: usize,
+    failed: Option<QueueError>,
+}
+
+/// What was received, at the final dot.
+pub(crate) struct Received {
+    /// The header section (without a spool: the whole message).
+    pub head: Vec<u8>,
+    /// The rest, spooled.
+    pub spool: Option<SpoolWriter>,
+    /// Octets received in all.
+    pub len: u64,
+    /// Why it cannot be queued as received.
+    pub problem: Option<Problem>,
+}
+
+/// Why a received message cannot be queued.
+pub(crate) enum Problem {
+    /// The header section is over [`MAX_HEADER_SECTION`] (550 5.6.0).
+    HeaderTooLong,
+    /// The spool could not be written (451).
+    Spool(QueueError),
+}
+
+impl Default for Incoming {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl Incoming {
+    /// Receives into `spool_dir` when given (falls back to memory, with a
+    /// warning, if no file can be made there).
+    pub(crate) fn new(spool_dir: Option<&Path>) -> Self {
+        let spool = spool_dir.and_then(|dir| match SpoolWriter::create(dir) {
+            Ok(writer) => Some(writer),
+            Err(error) => {
+                tracing::warn!(%error, "cannot spool message data; keeping this message in memory");
+                None
+            }
+        });
+        Self {
+            pending: Vec::new(),
+            head: Vec::new(),
+            spool,
+            state: Head::Reading,
+            searched: 0,
+            failed: None,
+        }
+    }
+
+    /// Where the data receiver appends.
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.pending
+    }
+
+    /// After each read: moves what follows the header section to the spool.
+    pub(crate) fn settle(&mut self) {
+        let Some(spool) = self.spool.as_mut() else {
+            self.head.append(&mut self.pending);
+            return;
+        };
+        let result = match self.state {
+            Head::Reading => {
+                self.head.append(&mut self.pending);
+                let found = header_end(&self.head, self.searched);
+                self.searched = self.head.len();
+                match found {
+                    Some(end) => {
+                        self.state = Head::Complete;
+                        let rest = self.head.split_off(end);
+                        spool.append(&rest)
+                    }
+                    None if self.head.len() > MAX_HEADER_SECTION => {
+                        self.state = Head::TooLong;
+                        self.head = Vec::new();
+                        Ok(())
+                    }
+                    None => Ok(()),
+                }
+            }
+            Head::Complete if self.failed.is_none() => spool.append(&self.pending),
+            Head::Complete | Head::TooLong => Ok(()),
+        };
+        self.pending.clear();
+        if let Err(error) = result
+            && self.failed.is_none()
+        {
+            self.failed = Some(error);
+        }
+    }
+
+    /// The message at the final dot.
+    pub(crate) fn finish(mut self) -> Received {
+        self.settle();
+        let spooled = self.spool.as_ref().map_or(0, SpoolWriter::len);
+        let problem = match (self.state, self.failed) {
+            (Head::TooLong, _) => Some(Problem::HeaderTooLong),
+            (_, Some(error)) => Some(Problem::Spool(error)),
+            _ => None,
+        };
+        Received {
+            len: self.head.len() as u64 + spooled,
+            head: self.head,
+            spool: self.spool,
+            problem,
+        }
+    }
+}
+
+/// Where the header section ends: just after its empty line (right after
+/// a leading one when the message starts with it), or `None` before it
+/// has arrived. `data[..searched]` was searched before: only the last
+/// two octets of it are looked at again (an end may straddle reads).
+fn header_end(data: &[u8], searched: usize) -> Option<usize> {
+    if data.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    if data.starts_with(b"\n") {
+        return Some(1);
+    }
+    let from = searched.saturating_sub(2);
+    let tail = data.get(from..)?;
+    tail.windows(2).enumerate().find_map(|(i, w)| match w {
+        [b'\n', b'\n'] => Some(from + i + 2),
+        [b'\n', b'\r'] if tail.get(i + 2) == Some(&b'\n') => Some(from + i + 3),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_ends() {
+        assert_eq!(header_end(b"A: b\r\n\r\nbody", 0), Some(8));
+        assert_eq!(header_end(b"A: b\n\nbody", 0), Some(6));
+        assert_eq!(header_end(b"\r\nbody", 0), Some(2));
+        assert_eq!(header_end(b"A: b\r\nC: d\r\n", 0), None);
+        // An end straddling two reads is found from where the search stopped.
+        assert_eq!(header_end(b"A: b\r\n\r\nbody", 6), Some(8));
+        assert_eq!(header_end(b"A: b\r\n\r\nbody", 7), Some(8));
+    }
+
+    #[test]
+    fn the_body_goes_to_the_spool_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut incoming = Incoming::new(Some(dir.path()));
+        for piece in [&b"Subject: x\r"[..], b"\n\r", b"\nline one\r\n", b"line two\r\n"] {
+            incoming.buffer().extend_from_slice(piece);
+            incoming.settle();
+        }
+        let received = incoming.finish();
+        assert_eq!(received.head, b"Subject: x\r\n\r\n");
+        assert_eq!(received.len, 14 + 20);
+        assert!(received.problem.is_none());
+        assert_eq!(received.spool.unwrap().len(), 20);
+    }
+
+    #[test]
+    fn an_endless_header_section_is_a_problem_not_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut incoming = Incoming::new(Some(dir.path()));
+        let line = b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        for _ in 0..(2 * MAX_HEADER_SECTION / line.len()) {
+            incoming.buffer().extend_from_slice(line);
+            incoming.settle();
+            assert!(incoming.head.len() <= MAX_HEADER_SECTION + line.len());
+        }
+        assert!(matches!(incoming.finish().problem, Some(Problem::HeaderTooLong)));
+    }
+}
