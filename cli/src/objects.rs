@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, Domain, NodeName, ProtocolLoggingLevel,
-    ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, Domain, MailboxDelivery, NodeName,
+    ProtocolLoggingLevel, ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 use postern_proto::admin as pb;
 use postern_proto::admin::config_client::ConfigClient;
@@ -240,6 +240,23 @@ pub enum AcceptedDomainCommand {
         /// authoritative (default), internal-relay or external-relay.
         #[arg(long = "type", default_value = "authoritative")]
         kind: String,
+        /// Where its mailboxes get their mail: maildir (each mailbox's
+        /// home hub, the default) or lmtp://HOST:PORT (a mailbox server).
+        #[arg(long, default_value = "maildir")]
+        delivery: String,
+    },
+    /// Change an accepted domain (Set-AcceptedDomain); only the flags given
+    /// change.
+    Set {
+        /// The domain.
+        name: String,
+        /// authoritative, internal-relay or external-relay.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// maildir or lmtp://HOST:PORT. Mail already queued for the domain
+        /// follows the new setting at its next attempt.
+        #[arg(long)]
+        delivery: Option<String>,
     },
     /// List accepted domains.
     List {
@@ -254,25 +271,55 @@ pub enum AcceptedDomainCommand {
     },
 }
 
+fn parse_delivery(text: &str) -> anyhow::Result<MailboxDelivery> {
+    text.parse().with_context(|| format!("bad --delivery {text:?}"))
+}
+
 /// Runs an `accepted-domain` verb.
 pub async fn accepted_domain(node: &Path, cmd: AcceptedDomainCommand) -> anyhow::Result<()> {
     let mut c = client(node).await?;
     match cmd {
-        AcceptedDomainCommand::New { name, kind } => {
+        AcceptedDomainCommand::New { name, kind, delivery } => {
             let kind: AcceptedDomainKind = kind.parse().map_err(|e: String| anyhow!(e))?;
             let d = AcceptedDomain {
                 name: Domain::parse(&name).with_context(|| format!("bad domain {name:?}"))?,
                 kind,
+                delivery: parse_delivery(&delivery)?,
             };
             put(&mut c, &ReplicatedObject::AcceptedDomain(d), true, false).await
         }
+        AcceptedDomainCommand::Set { name, kind, delivery } => {
+            let ReplicatedObject::AcceptedDomain(mut d) = get(&mut c, "accepted-domain", &name).await? else {
+                return Err(anyhow!("the hub answered with another kind of object for {name:?}"));
+            };
+            if let Some(kind) = kind {
+                d.kind = kind.parse().map_err(|e: String| anyhow!(e))?;
+            }
+            if let Some(delivery) = delivery {
+                d.delivery = parse_delivery(&delivery)?;
+            }
+            put(&mut c, &ReplicatedObject::AcceptedDomain(d), false, true).await
+        }
         AcceptedDomainCommand::List { json } => {
             let items = list(&mut c, "accepted-domain").await?;
-            let records: Vec<Record> = items
-                .iter()
-                .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
-                .map(|v| record_from(&v, &[("Name", "name"), ("DomainType", "kind")]))
-                .collect();
+            let mut records = Vec::with_capacity(items.len());
+            for item in items {
+                let ReplicatedObject::AcceptedDomain(d) = ReplicatedObject::from_kind_json(&item.kind, &item.json)
+                    .map_err(|e| anyhow!("the hub sent an accepted domain this CLI cannot read: {e}"))?
+                else {
+                    continue;
+                };
+                let value = serde_json::to_value(&d)?;
+                let delivery = d.delivery.to_string();
+                records.push(
+                    record_from(&value, &[("Name", "name"), ("DomainType", "kind")]).keyed(
+                        "Delivery",
+                        "delivery",
+                        &delivery,
+                        Value::String(delivery.clone()),
+                    ),
+                );
+            }
             print_records(&records, json, true)
         }
         AcceptedDomainCommand::Remove { name } => remove(&mut c, "accepted-domain", &name).await,

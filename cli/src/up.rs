@@ -123,6 +123,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         let accepted = AcceptedDomain {
             name: domain.clone(),
             kind: AcceptedDomainKind::Authoritative,
+            delivery: Default::default(),
         };
         admin
             .config

@@ -246,6 +246,7 @@ mod tests {
         ReplicatedObject::AcceptedDomain(AcceptedDomain {
             name: Domain::parse(name).unwrap(),
             kind: AcceptedDomainKind::Authoritative,
+            delivery: Default::default(),
         })
     }
 

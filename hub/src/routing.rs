@@ -1,11 +1,15 @@
 //! The hub's routing, read from the authoritative configuration on every
-//! decision: mailboxes of accepted domains are delivered locally (unknown
-//! ones refused), everything else goes out through the subscribed edges
+//! decision: mailboxes of accepted domains are delivered locally — or to
+//! the domain's mailbox server over LMTP when the domain says so (key
+//! `lmtp:DOMAIN`) — (unknown ones refused), everything else goes out through the subscribed edges
 //! over mutual TLS with direct trust — or, in an organisation without
 //! edges, from the hub through its send connector without source edges —
 //! for sessions allowed to relay (organisation nodes, client submission).
 
-use postern_model::{AcceptedDomainKind, Domain, ReplicatedObject, SendConnector, TransportConfig};
+use postern_model::{
+    AcceptedDomain, AcceptedDomainKind, Domain, MailboxDelivery, ProtocolLoggingLevel, ReplicatedObject,
+    SendConnector, TransportConfig,
+};
 use postern_transport::connectors::{
     best_connector, connector_hop, connector_key, is_domain_secured, parse_connector_key, parse_host,
 };
@@ -19,6 +23,11 @@ use crate::config::HubConfig;
 /// The next-hop key of mail for the organisation's edges.
 pub const EDGES_HOP: &str = "edges";
 
+/// The prefix of the next-hop key of a domain whose mailboxes are on a
+/// mailbox server (`lmtp:DOMAIN`): one key per domain, so the key keeps
+/// routing to wherever the domain's delivery points now.
+pub const LMTP_HOP_PREFIX: &str = "lmtp:";
+
 /// Routing of a hub.
 pub struct HubRouter {
     config: HubConfig,
@@ -31,11 +40,47 @@ impl HubRouter {
         Self { config, fqdn }
     }
 
-    fn accepted(&self, domain: &Domain) -> Option<AcceptedDomainKind> {
+    fn accepted_domain(&self, domain: &Domain) -> Option<AcceptedDomain> {
         match self.config.get("accepted-domain", domain.as_str()) {
-            Ok(ReplicatedObject::AcceptedDomain(d)) => Some(d.kind),
+            Ok(ReplicatedObject::AcceptedDomain(d)) => Some(d),
             _ => None,
         }
+    }
+
+    fn accepted(&self, domain: &Domain) -> Option<AcceptedDomainKind> {
+        self.accepted_domain(domain).map(|d| d.kind)
+    }
+
+    /// The key of a mailbox of ours: this hub's Maildir, or the mailbox
+    /// server of its domain.
+    fn mailbox_hop(&self, rcpt: &Mailbox) -> String {
+        match self.accepted_domain(rcpt.domain()).map(|d| d.delivery) {
+            Some(MailboxDelivery::Lmtp(_)) => format!("{LMTP_HOP_PREFIX}{}", rcpt.domain()),
+            _ => LOCAL_HOP.to_owned(),
+        }
+    }
+
+    /// The LMTP hop of `key` (`lmtp:DOMAIN`) while that domain's mailboxes
+    /// are on a mailbox server: STARTTLS when the server offers it
+    /// (encryption only: a mailbox server's certificate is usually its
+    /// own), every session in the send protocol log.
+    fn lmtp_hop(&self, key: &str) -> Option<SmtpHop> {
+        let domain = Domain::parse(key.strip_prefix(LMTP_HOP_PREFIX)?).ok()?;
+        let MailboxDelivery::Lmtp(server) = self.accepted_domain(&domain)?.delivery else {
+            return None;
+        };
+        Some(SmtpHop {
+            key: key.to_owned(),
+            hosts: vec![HostPort {
+                host: server.host,
+                port: server.port,
+            }],
+            tls: OutboundTls::Opportunistic,
+            tls_name: None,
+            helo: self.fqdn.clone(),
+            protocol_logging_level: ProtocolLoggingLevel::Verbose,
+            mx_domain: None,
+        })
     }
 
     fn has_mailbox(&self, rcpt: &Mailbox) -> bool {
@@ -134,11 +179,11 @@ impl HubRouter {
 impl Router for HubRouter {
     fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
         match self.accepted(rcpt.domain()) {
-            Some(AcceptedDomainKind::Authoritative) if self.has_mailbox(rcpt) => Ok(LOCAL_HOP.to_owned()),
+            Some(AcceptedDomainKind::Authoritative) if self.has_mailbox(rcpt) => Ok(self.mailbox_hop(rcpt)),
             Some(AcceptedDomainKind::Authoritative) => {
                 Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")))
             }
-            Some(AcceptedDomainKind::InternalRelay) if self.has_mailbox(rcpt) => Ok(LOCAL_HOP.to_owned()),
+            Some(AcceptedDomainKind::InternalRelay) if self.has_mailbox(rcpt) => Ok(self.mailbox_hop(rcpt)),
             Some(_) => Ok(EDGES_HOP.to_owned()),
             None => Ok(self.outbound(rcpt.domain())),
         }
@@ -161,6 +206,7 @@ impl Router for HubRouter {
         match key {
             LOCAL_HOP => Some(Destination::Local),
             EDGES_HOP => self.edges_hop().map(Destination::Smtp),
+            _ if key.starts_with(LMTP_HOP_PREFIX) => self.lmtp_hop(key).map(Destination::Lmtp),
             _ => {
                 let (connector, domain) = self.connector_of(key)?;
                 let hop = connector_hop(&connector, &domain, &self.transport_config(), &self.fqdn);

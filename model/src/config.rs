@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Domain, NodeName, ProtocolLoggingLevel, Thumbprint};
+use crate::{Domain, MailboxDelivery, NodeName, ProtocolLoggingLevel, Thumbprint};
 
 /// Organisation-wide transport settings (Set-TransportConfig).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +139,10 @@ pub struct AcceptedDomain {
     pub name: Domain,
     /// How it is treated.
     pub kind: AcceptedDomainKind,
+    /// Where its mailboxes get their mail: their home hub's Maildir (the
+    /// default, not written out) or a mailbox server over LMTP.
+    #[serde(default, skip_serializing_if = "MailboxDelivery::is_maildir")]
+    pub delivery: MailboxDelivery,
 }
 
 /// The SHA-256 of a lower-cased recipient address, hex: what edges hold

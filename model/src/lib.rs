@@ -7,6 +7,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod delivery;
 pub mod dkim;
 pub mod domain;
 pub mod node;
@@ -23,6 +24,7 @@ pub use config::{
     SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 pub use config::{MtaStsPublication, MtaStsPublishMode};
+pub use delivery::{LmtpServer, MailboxDelivery, MailboxDeliveryError};
 pub use dkim::{DkimKeyType, DmarcEnforcement, Selector};
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};

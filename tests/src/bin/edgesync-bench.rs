@@ -159,6 +159,7 @@ fn start_hub(root: &Path, extra: Vec<ChangeOp>) -> anyhow::Result<Hub> {
             ChangeOp::Put(ReplicatedObject::AcceptedDomain(AcceptedDomain {
                 name: Domain::parse("adatum.com")?,
                 kind: AcceptedDomainKind::Authoritative,
+                delivery: Default::default(),
             })),
         ],
         vec![],
@@ -304,6 +305,7 @@ fn change(i: u64) -> anyhow::Result<ChangeOp> {
             } else {
                 AcceptedDomainKind::Authoritative
             },
+            delivery: Default::default(),
         }))
     })
 }

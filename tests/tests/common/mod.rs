@@ -6,6 +6,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod dnsmasq;
+pub mod dovecot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,7 @@
 //! Dialogue tests of the SMTP client over real loopback sockets: against a
 //! scripted server ([`server`]) for TLS policy, reply mapping and failure
-//! injection, and against Postfix's `smtp-sink` ([`sink`]) as a foreign peer.
+//! injection (and, in [`lmtp`], as an LMTP server), and against Postfix's
+//! `smtp-sink` ([`sink`]) as a foreign peer.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,6 +10,7 @@ mod observe;
 mod pool;
 mod server;
 mod sink;
+mod lmtp;
 mod tls;
 mod transaction;
 
