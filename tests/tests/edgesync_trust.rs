@@ -81,6 +81,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         node: opts(&tmp.path().join("hub"), NodeRole::Hub, "van-ex1.adatum.com"),
         metrics_bind: None,
         dns_servers: Vec::new(),
+        store: Default::default(),
         console_bind: None,
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
@@ -107,12 +108,14 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
     admin
         .subscriptions
         .import(&file, None, &admin.config, &admin.trust, &admin.sync)
+        .await
         .unwrap();
     assert!(handshake(&hub, &edge).await, "a subscribed edge was refused");
 
     admin
         .subscriptions
         .remove("edge1", &admin.config, &admin.trust, &admin.sync)
+        .await
         .unwrap();
     assert!(!handshake(&hub, &edge).await, "a removed edge was still trusted");
 }
