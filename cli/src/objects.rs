@@ -24,6 +24,16 @@ async fn client(node: &Path) -> anyhow::Result<ConfigClient<Channel>> {
 }
 
 async fn get(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::Result<ReplicatedObject> {
+    Ok(get_read(c, kind, name).await?.0)
+}
+
+/// An object and the configuration version its read stands on (a later
+/// write passes it back, so a concurrent change is refused, not lost).
+async fn get_read(
+    c: &mut ConfigClient<Channel>,
+    kind: &str,
+    name: &str,
+) -> anyhow::Result<(ReplicatedObject, u64)> {
     let o = c
         .get_object(pb::ObjectRef {
             kind: kind.into(),
@@ -32,7 +42,8 @@ async fn get(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::R
         .await
         .map_err(status)?
         .into_inner();
-    ReplicatedObject::from_kind_json(&o.kind, &o.json).map_err(|e| anyhow!(e))
+    let object = ReplicatedObject::from_kind_json(&o.kind, &o.json).map_err(|e| anyhow!(e))?;
+    Ok((object, o.version))
 }
 
 async fn list(c: &mut ConfigClient<Channel>, kind: &str) -> anyhow::Result<Vec<pb::ObjectJson>> {
@@ -49,11 +60,23 @@ async fn put(
     create: bool,
     replace: bool,
 ) -> anyhow::Result<()> {
+    put_read(c, object, create, replace, 0).await
+}
+
+/// `put`, refused if the object changed after the read at `read_version`.
+async fn put_read(
+    c: &mut ConfigClient<Channel>,
+    object: &ReplicatedObject,
+    create: bool,
+    replace: bool,
+    read_version: u64,
+) -> anyhow::Result<()> {
     c.put_object(pb::PutObjectRequest {
         kind: object.kind().into(),
         json: object.inner_json(),
         create_only: create,
         replace_only: replace,
+        read_version,
     })
     .await
     .map_err(status)?;
@@ -165,9 +188,9 @@ pub async fn transport_config(node: &Path, cmd: TransportConfigCommand) -> anyho
 /// Runs a `transport-config` verb (also Get-/Set-TransportConfig in `postern ems`).
 pub async fn transport_config_exec(node: &Path, cmd: TransportConfigCommand) -> anyhow::Result<Reply> {
     let mut c = client(node).await?;
-    let current = match get(&mut c, "transport-config", "").await? {
-        ReplicatedObject::TransportConfig(t) => t,
-        _ => TransportConfig::default(),
+    let (current, read) = match get_read(&mut c, "transport-config", "").await? {
+        (ReplicatedObject::TransportConfig(t), read) => (t, read),
+        (_, read) => (TransportConfig::default(), read),
     };
     match cmd {
         TransportConfigCommand::Get { json } => {
@@ -222,7 +245,7 @@ pub async fn transport_config_exec(node: &Path, cmd: TransportConfigCommand) -> 
                 }
                 t.mta_sts = Some(p);
             }
-            put(&mut c, &ReplicatedObject::TransportConfig(t), false, false).await?;
+            put_read(&mut c, &ReplicatedObject::TransportConfig(t), false, false, read).await?;
             Ok(Reply::Done)
         }
     }
@@ -357,6 +380,7 @@ pub async fn mailbox(node: &Path, cmd: MailboxCommand) -> anyhow::Result<()> {
                 json: json!({ "address": address }).to_string(),
                 create_only: true,
                 replace_only: false,
+                read_version: 0,
             })
             .await
             .map_err(status)?;
@@ -413,6 +437,11 @@ pub enum SendConnectorCommand {
 pub struct SendConnectorArgs {
     /// The connector's name.
     name: String,
+    /// With `set`: refuse the change when the connector changed after
+    /// configuration version N (the HubVersion your read saw); default:
+    /// the version this command reads.
+    #[arg(long)]
+    read_version: Option<u64>,
     /// Address spaces `domain;cost` (`*` for all), comma-separated.
     #[arg(long, value_delimiter = ',')]
     address_spaces: Option<Vec<String>>,
@@ -567,12 +596,19 @@ pub async fn send_connector_exec(node: &Path, cmd: SendConnectorCommand) -> anyh
             Ok(Reply::Done)
         }
         SendConnectorCommand::Set(a) => {
-            let mut connector = match get(&mut c, "send-connector", &a.name).await? {
-                ReplicatedObject::SendConnector(s) => s,
+            let (mut connector, read) = match get_read(&mut c, "send-connector", &a.name).await? {
+                (ReplicatedObject::SendConnector(s), read) => (s, a.read_version.unwrap_or(read)),
                 _ => return Err(anyhow!("{} is not a send connector", a.name)),
             };
             apply_send_args(&mut connector, a)?;
-            put(&mut c, &ReplicatedObject::SendConnector(connector), false, true).await?;
+            put_read(
+                &mut c,
+                &ReplicatedObject::SendConnector(connector),
+                false,
+                true,
+                read,
+            )
+            .await?;
             Ok(Reply::Done)
         }
         SendConnectorCommand::Get { name, json } => {
@@ -815,6 +851,7 @@ async fn put_receive(
         json: serde_json::to_string(connector)?,
         create_only: create,
         replace_only: replace,
+        read_version: 0,
     })
     .await
     .map_err(status)?;

@@ -40,6 +40,7 @@ fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     pb::ObjectJson {
         kind: o.kind().to_owned(),
         json: o.inner_json(),
+        version: 0,
     }
 }
 
@@ -281,6 +282,8 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
                 deltas_sent: 0,
                 store_id: applied.store_id,
                 snapshots_applied: applied.snapshots,
+                lease_holder: String::new(),
+                lease_revision: self.replica.fence().token,
                 trust: trust.0.into(),
                 trust_detail: trust.1,
                 edge_certificate: presented.map(|t| t.to_string()).unwrap_or_default(),

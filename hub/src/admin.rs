@@ -33,6 +33,8 @@ fn config_status(e: ConfigError) -> Status {
         ConfigError::NotFound { .. } => Status::not_found(e.to_string()),
         ConfigError::Exists { .. } => Status::already_exists(e.to_string()),
         ConfigError::Invalid(_) | ConfigError::ReadOnly(_) => Status::invalid_argument(e.to_string()),
+        ConfigError::Conflict(_) => Status::aborted(e.to_string()),
+        ConfigError::Unavailable(_) => Status::unavailable(e.to_string()),
         ConfigError::Store(_) => Status::internal(e.to_string()),
     }
 }
@@ -46,7 +48,8 @@ fn subscription_status(e: SubscriptionError) -> Status {
         }
         SubscriptionError::File(_) => Status::invalid_argument(e.to_string()),
         SubscriptionError::Config(c) => config_status(c),
-        SubscriptionError::Store(_) | SubscriptionError::Corrupt(_) => Status::internal(e.to_string()),
+        SubscriptionError::Store(s) => config_status(ConfigError::from(s)),
+        SubscriptionError::Corrupt(_) => Status::internal(e.to_string()),
     }
 }
 
@@ -54,6 +57,7 @@ fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     pb::ObjectJson {
         kind: o.kind().to_owned(),
         json: o.inner_json(),
+        version: 0,
     }
 }
 
@@ -77,8 +81,12 @@ impl pb::config_server::Config for HubAdmin {
             }
             return Ok(Response::new(mailbox_json(&address)));
         }
+        let read = self.config.read_version();
         let object = self.config.get(&r.kind, &r.name).map_err(config_status)?;
-        Ok(Response::new(to_json(&object)))
+        Ok(Response::new(pb::ObjectJson {
+            version: read.0,
+            ..to_json(&object)
+        }))
     }
 
     async fn list_objects(
@@ -120,11 +128,19 @@ impl pb::config_server::Config for HubAdmin {
         }
         let version = self
             .config
-            .put_json(&r.kind, &r.json, r.create_only, r.replace_only)
+            .put_json(
+                &r.kind,
+                &r.json,
+                r.create_only,
+                r.replace_only,
+                Some(postern_model::ConfigVersion(r.read_version)).filter(|v| v.0 > 0),
+            )
+            .await
             .map_err(config_status)?;
         if r.kind == "accepted-domain" {
             self.subscriptions
                 .refresh_sites(&self.config)
+                .await
                 .map_err(subscription_status)?;
         }
         if r.kind == "trusted-root" {
@@ -144,10 +160,15 @@ impl pb::config_server::Config for HubAdmin {
             return postern_transport::admin::receive_connectors::remove(&self.receive_connectors, &r.name)
                 .map(Response::new);
         }
-        let version = self.config.remove(&r.kind, &r.name).map_err(config_status)?;
+        let version = self
+            .config
+            .remove(&r.kind, &r.name)
+            .await
+            .map_err(config_status)?;
         if r.kind == "accepted-domain" {
             self.subscriptions
                 .refresh_sites(&self.config)
+                .await
                 .map_err(subscription_status)?;
         }
         if r.kind == "trusted-root" {
@@ -165,6 +186,7 @@ fn mailbox_json(address: &str) -> pb::ObjectJson {
     pb::ObjectJson {
         kind: "mailbox".into(),
         json,
+        version: 0,
     }
 }
 
@@ -201,6 +223,7 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
         let sub = self
             .subscriptions
             .import(&r.text, site, &self.config, &self.trust, &self.sync)
+            .await
             .map_err(subscription_status)?;
         Ok(Response::new(info(&sub)))
     }
@@ -222,6 +245,7 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
         let name = req.into_inner().edge_name;
         self.subscriptions
             .remove(&name, &self.config, &self.trust, &self.sync)
+            .await
             .map_err(subscription_status)?;
         Ok(Response::new(pb::RemoveSubscriptionReply {}))
     }
@@ -260,6 +284,8 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
                 deltas_sent: s.deltas_sent,
                 store_id: String::new(),
                 snapshots_applied: 0,
+                lease_holder: s.lease_holder.clone(),
+                lease_revision: s.lease_revision,
                 trust: if s.trust_detail.is_some() {
                     "trust-mismatch"
                 } else {

@@ -438,6 +438,7 @@ pub mod receive_connectors {
         pb::ObjectJson {
             kind: KIND.into(),
             json: serde_json::to_string(c).unwrap_or_default(),
+            version: 0,
         }
     }
 
