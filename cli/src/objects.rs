@@ -313,7 +313,9 @@ pub async fn accepted_domain(node: &Path, cmd: AcceptedDomainCommand) -> anyhow:
         }
         AcceptedDomainCommand::Set { name, kind, delivery } => {
             let ReplicatedObject::AcceptedDomain(mut d) = get(&mut c, "accepted-domain", &name).await? else {
-                return Err(anyhow!("the hub answered with another kind of object for {name:?}"));
+                return Err(anyhow!(
+                    "the hub answered with another kind of object for {name:?}"
+                ));
             };
             if let Some(kind) = kind {
                 d.kind = kind.parse().map_err(|e: String| anyhow!(e))?;
@@ -327,8 +329,9 @@ pub async fn accepted_domain(node: &Path, cmd: AcceptedDomainCommand) -> anyhow:
             let items = list(&mut c, "accepted-domain").await?;
             let mut records = Vec::with_capacity(items.len());
             for item in items {
-                let ReplicatedObject::AcceptedDomain(d) = ReplicatedObject::from_kind_json(&item.kind, &item.json)
-                    .map_err(|e| anyhow!("the hub sent an accepted domain this CLI cannot read: {e}"))?
+                let ReplicatedObject::AcceptedDomain(d) =
+                    ReplicatedObject::from_kind_json(&item.kind, &item.json)
+                        .map_err(|e| anyhow!("the hub sent an accepted domain this CLI cannot read: {e}"))?
                 else {
                     continue;
                 };
@@ -356,8 +359,29 @@ pub enum MailboxCommand {
     New {
         /// The address.
         address: String,
+        /// Its home hub (name or FQDN), whose Maildir holds it; default:
+        /// the hub this command talks to.
+        #[arg(long)]
+        hub: Option<String>,
     },
-    /// List mailboxes (addresses on a hub, hashes on an edge).
+    /// Show a mailbox and its home.
+    Get {
+        /// The address.
+        address: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a mailbox's home to another hub: new mail goes there; mail
+    /// already delivered stays in the old hub's Maildir.
+    Set {
+        /// The address.
+        address: String,
+        /// The new home hub (name or FQDN).
+        #[arg(long)]
+        hub: String,
+    },
+    /// List mailboxes (addresses and homes on a hub, hashes on an edge).
     List {
         /// Print JSON.
         #[arg(long)]
@@ -370,31 +394,64 @@ pub enum MailboxCommand {
     },
 }
 
+/// The fields of a mailbox record, as a hub or an edge shows it.
+fn mailbox_record(value: Value) -> Record {
+    match value {
+        Value::String(hash) => record_from(&json!({ "hash": hash }), &[("Hash", "hash")]),
+        v => record_from(
+            &v,
+            &[
+                ("Address", "address"),
+                ("Home", "home"),
+                ("Hub", "hub"),
+                ("Hash", "hash"),
+            ],
+        ),
+    }
+}
+
+async fn put_mailbox(c: &mut ConfigClient<Channel>, body: Value, create: bool) -> anyhow::Result<()> {
+    c.put_object(pb::PutObjectRequest {
+        kind: "mailbox".into(),
+        json: body.to_string(),
+        create_only: create,
+        replace_only: !create,
+        read_version: 0,
+    })
+    .await
+    .map_err(status)?;
+    Ok(())
+}
+
 /// Runs a `mailbox` verb.
 pub async fn mailbox(node: &Path, cmd: MailboxCommand) -> anyhow::Result<()> {
     let mut c = client(node).await?;
     match cmd {
-        MailboxCommand::New { address } => {
-            c.put_object(pb::PutObjectRequest {
-                kind: "mailbox".into(),
-                json: json!({ "address": address }).to_string(),
-                create_only: true,
-                replace_only: false,
-                read_version: 0,
-            })
-            .await
-            .map_err(status)?;
-            Ok(())
+        MailboxCommand::New { address, hub } => {
+            put_mailbox(&mut c, json!({ "address": address, "hub": hub }), true).await
+        }
+        MailboxCommand::Set { address, hub } => {
+            put_mailbox(&mut c, json!({ "address": address, "hub": hub }), false).await
+        }
+        MailboxCommand::Get { address, json } => {
+            let o = c
+                .get_object(pb::ObjectRef {
+                    kind: "mailbox".into(),
+                    name: address,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let value: Value =
+                serde_json::from_str(&o.json).context("the node sent a mailbox that is not JSON")?;
+            print_records(&[mailbox_record(value)], json, false)
         }
         MailboxCommand::List { json } => {
             let items = list(&mut c, "mailbox").await?;
             let records: Vec<Record> = items
                 .iter()
                 .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
-                .map(|v| match v {
-                    Value::String(hash) => record_from(&json!({ "hash": hash }), &[("Hash", "hash")]),
-                    v => record_from(&v, &[("Address", "address"), ("Hash", "hash")]),
-                })
+                .map(mailbox_record)
                 .collect();
             print_records(&records, json, true)
         }

@@ -110,7 +110,7 @@ impl pb::config_server::Config for EdgeAdmin {
             let v: serde_json::Value =
                 serde_json::from_str(&r.json).map_err(|e| Status::invalid_argument(e.to_string()))?;
             let address = v["address"].as_str().unwrap_or_default();
-            ReplicatedObject::Mailbox(postern_model::MailboxHash::of(address))
+            ReplicatedObject::Mailbox(postern_model::MailboxEntry::new(address, None))
         } else {
             ReplicatedObject::from_kind_json(&r.kind, &r.json).map_err(Status::invalid_argument)?
         };

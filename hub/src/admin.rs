@@ -79,7 +79,7 @@ impl pb::config_server::Config for HubAdmin {
             if !known {
                 return Err(Status::not_found(format!("no mailbox named {:?}", r.name)));
             }
-            return Ok(Response::new(mailbox_json(&address)));
+            return Ok(Response::new(self.mailbox_json(&address)));
         }
         let read = self.config.read_version();
         let object = self.config.get(&r.kind, &r.name).map_err(config_status)?;
@@ -105,7 +105,7 @@ impl pb::config_server::Config for HubAdmin {
         if kind == "mailbox" {
             let addresses = self.config.mailbox_addresses().map_err(config_status)?;
             return Ok(Response::new(pb::ObjectList {
-                objects: addresses.iter().map(|a| mailbox_json(a)).collect(),
+                objects: addresses.iter().map(|a| self.mailbox_json(a)).collect(),
             }));
         }
         if !postern_model::config::KINDS.contains(&kind.as_str()) {
@@ -180,13 +180,39 @@ impl pb::config_server::Config for HubAdmin {
     }
 }
 
-fn mailbox_json(address: &str) -> pb::ObjectJson {
-    let hash = postern_model::MailboxHash::of(address);
-    let json = serde_json::json!({ "address": address, "hash": hash.0 }).to_string();
-    pb::ObjectJson {
-        kind: "mailbox".into(),
-        json,
-        version: 0,
+impl HubAdmin {
+    /// A mailbox as the admin API shows it: address, hash, home hub
+    /// (`hub`, null for a mailbox from before homes: whichever hub
+    /// receives its mail) and where its mail goes (`home`: the hub, or
+    /// the domain's mailbox server).
+    fn mailbox_json(&self, address: &str) -> pb::ObjectJson {
+        let hash = postern_model::MailboxHash::of(address);
+        let hub = match self.config.mailbox_entry(address) {
+            Ok(entry) => entry.and_then(|e| e.home).map(|h| h.as_str().to_owned()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a mailbox's home");
+                None
+            }
+        };
+        let lmtp = address.rsplit_once('@').and_then(|(_, domain)| {
+            match self.config.get("accepted-domain", domain) {
+                Ok(ReplicatedObject::AcceptedDomain(d)) => match d.delivery {
+                    postern_model::MailboxDelivery::Lmtp(server) => Some(server.to_string()),
+                    postern_model::MailboxDelivery::Maildir => None,
+                },
+                _ => None,
+            }
+        });
+        let home = lmtp
+            .or_else(|| hub.clone())
+            .unwrap_or_else(|| "any hub".to_owned());
+        let json =
+            serde_json::json!({ "address": address, "hash": hash.0, "hub": hub, "home": home }).to_string();
+        pb::ObjectJson {
+            kind: "mailbox".into(),
+            json,
+            version: 0,
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use postern_edgesync::{ChangeLogStore, ConfigSource, ConfigStore, SideWrite, SourceError, Write};
 use postern_model::{
-    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxHash, ObjectKey, ReplicatedObject, TransportConfig,
+    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxEntry, MailboxHash, NodeName, ObjectKey,
+    ReplicatedObject, TransportConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -67,10 +68,23 @@ pub struct MailboxRecord {
     pub address: String,
 }
 
+/// A mailbox as the admin API writes it: `hub` names its home (a hub's
+/// name or FQDN); `None` on `new` homes it on the hub that creates it,
+/// and on `set` keeps its home.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MailboxRequest {
+    /// The address.
+    pub address: String,
+    /// The home hub.
+    #[serde(default)]
+    pub hub: Option<String>,
+}
+
 /// The hub's configuration store.
 #[derive(Clone)]
 pub struct HubConfig {
     store: Arc<dyn ConfigStore>,
+    hub: NodeName,
 }
 
 impl HubConfig {
@@ -82,10 +96,11 @@ impl HubConfig {
         )?))
     }
 
-    /// Uses `store`, creating the default transport config (once, when
-    /// several hubs start together).
-    pub async fn new(store: Arc<dyn ConfigStore>) -> Result<Self, ConfigError> {
-        let config = Self { store };
+    /// Uses `store` for the hub named `hub` (new mailboxes are homed on
+    /// it), creating the default transport config (once, when several
+    /// hubs start together).
+    pub async fn new(store: Arc<dyn ConfigStore>, hub: NodeName) -> Result<Self, ConfigError> {
+        let config = Self { store, hub };
         let read = config.store.read_version();
         if config
             .store
@@ -138,9 +153,9 @@ impl HubConfig {
         read: Option<ConfigVersion>,
     ) -> Result<ConfigVersion, ConfigError> {
         if kind == "mailbox" {
-            let record: MailboxRecord =
+            let request: MailboxRequest =
                 serde_json::from_str(json).map_err(|e| ConfigError::Invalid(format!("bad mailbox: {e}")))?;
-            return self.put_mailbox(&record.address, create_only, read).await;
+            return self.put_mailbox(&request, create_only, replace_only, read).await;
         }
         if matches!(kind, "hub" | "edge") {
             return Err(ConfigError::ReadOnly(kind.to_owned()));
@@ -194,14 +209,47 @@ impl HubConfig {
         Ok(self.store.apply(Write { ops, side, read }).await?)
     }
 
+    /// The hub of the organisation named `name` (its name or FQDN).
+    fn hub_named(&self, name: &str) -> Result<NodeName, ConfigError> {
+        let hubs: Vec<postern_model::HubInfo> = self
+            .list("hub")?
+            .into_iter()
+            .filter_map(|o| match o {
+                ReplicatedObject::Hub(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        hubs.iter()
+            .find(|h| {
+                h.name.as_str().eq_ignore_ascii_case(name) || h.fqdn.as_str().eq_ignore_ascii_case(name)
+            })
+            .map(|h| h.name.clone())
+            .ok_or_else(|| {
+                let known: Vec<&str> = hubs.iter().map(|h| h.name.as_str()).collect();
+                ConfigError::Invalid(format!(
+                    "no hub named {name:?} in the organisation; hubs are: {}",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// The replicated entry of the mailbox `address` (its home), if any.
+    pub fn mailbox_entry(&self, address: &str) -> Result<Option<MailboxEntry>, ConfigError> {
+        Ok(match self.store.get(&ObjectKey::of("mailbox", address))? {
+            Some(ReplicatedObject::Mailbox(entry)) => Some(entry),
+            _ => None,
+        })
+    }
+
     async fn put_mailbox(
         &self,
-        address: &str,
+        request: &MailboxRequest,
         create_only: bool,
+        replace_only: bool,
         read: Option<ConfigVersion>,
     ) -> Result<ConfigVersion, ConfigError> {
         let read = read.unwrap_or_else(|| self.store.read_version());
-        let address = address.trim().to_ascii_lowercase();
+        let address = request.address.trim().to_ascii_lowercase();
         let Some((local, domain)) = address.rsplit_once('@') else {
             return Err(ConfigError::Invalid(format!(
                 "{address:?} is not an e-mail address"
@@ -220,12 +268,24 @@ impl HubConfig {
             )));
         }
         let hash = MailboxHash::of(&address);
-        if create_only && self.store.side_get(MAILBOXES, hash.0.as_bytes())?.is_some() {
+        let exists = self.store.side_get(MAILBOXES, hash.0.as_bytes())?.is_some();
+        if create_only && exists {
             return Err(ConfigError::Exists {
                 kind: "mailbox".into(),
                 name: address,
             });
         }
+        if replace_only && !exists {
+            return Err(ConfigError::NotFound {
+                kind: "mailbox".into(),
+                name: address,
+            });
+        }
+        let home = match &request.hub {
+            Some(name) => Some(self.hub_named(name)?),
+            None if exists => self.mailbox_entry(&address)?.and_then(|e| e.home),
+            None => Some(self.hub.clone()),
+        };
         let record = serde_json::to_vec(&MailboxRecord {
             address: address.clone(),
         })
@@ -236,7 +296,10 @@ impl HubConfig {
             value: Some(record),
         };
         self.write(
-            vec![ChangeOp::Put(ReplicatedObject::Mailbox(hash))],
+            vec![ChangeOp::Put(ReplicatedObject::Mailbox(MailboxEntry {
+                hash,
+                home,
+            }))],
             vec![side],
             Some(read),
         )

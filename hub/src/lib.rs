@@ -156,7 +156,7 @@ impl Hub {
                 (store.clone(), Some(store))
             }
         };
-        let config = HubConfig::new(store.clone()).await?;
+        let config = HubConfig::new(store.clone(), node.identity.name.clone()).await?;
         let subscriptions = Subscriptions::new(store);
         let trust = TrustStore::new(subscriptions.trusted()?, &[]);
         refresh_trust(&config, &subscriptions, &trust);
@@ -194,7 +194,11 @@ impl Hub {
             sync.clone(),
         );
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
-        let router = Arc::new(HubRouter::new(config.clone(), node.identity.fqdn.clone()));
+        let router = Arc::new(HubRouter::new(
+            config.clone(),
+            node.identity.name.clone(),
+            node.identity.fqdn.clone(),
+        ));
         let compiler = compiler_for(&node, &config, &receive_connectors)?;
         let metrics_bind = match &opts.metrics_bind {
             Some(b) => Some(

@@ -168,8 +168,14 @@ mod tests {
             ("lmtp://mailstore", Ok(lmtp("mailstore", DEFAULT_LMTP_PORT))),
             ("lmtp://[::1]:2424", Ok(lmtp("::1", 2424))),
             ("lmtp://[::1]", Ok(lmtp("::1", DEFAULT_LMTP_PORT))),
-            ("smtp://x:25", Err(MailboxDeliveryError::Unknown("smtp://x:25".into()))),
-            ("lmtp://:24", Err(MailboxDeliveryError::NoHost("lmtp://:24".into()))),
+            (
+                "smtp://x:25",
+                Err(MailboxDeliveryError::Unknown("smtp://x:25".into())),
+            ),
+            (
+                "lmtp://:24",
+                Err(MailboxDeliveryError::NoHost("lmtp://:24".into())),
+            ),
             ("lmtp://x:0", Err(MailboxDeliveryError::BadPort("0".into()))),
             ("lmtp://x:25", Err(MailboxDeliveryError::SmtpPort)),
             ("lmtp://a b:24", Err(MailboxDeliveryError::BadHost("a b".into()))),

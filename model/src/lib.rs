@@ -20,8 +20,8 @@ pub mod version;
 pub use cert::{CertStatus, KeySpec, KeySpecError, Service, ServiceError};
 pub use config::{
     AcceptedDomain, AcceptedDomainKind, AddressSpace, AuthMechanism, Change, ChangeOp, DomainPattern,
-    EdgeInfo, HubInfo, MailboxHash, ObjectKey, PermissionGroup, ReceiveConnector, ReplicatedObject,
-    SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
+    EdgeInfo, HubInfo, MailboxEntry, MailboxHash, ObjectKey, PermissionGroup, ReceiveConnector,
+    ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 pub use config::{MtaStsPublication, MtaStsPublishMode};
 pub use delivery::{LmtpServer, MailboxDelivery, MailboxDeliveryError};

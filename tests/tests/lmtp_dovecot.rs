@@ -12,42 +12,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::dovecot::Dovecot;
-use common::{mailbox, swaks, wait_or};
+use common::{client_submission, mailbox, read_tree, submit, wait_or};
 use postern_tests::lab::free_port;
 use postern_tests::{NodeProcess, Role};
-
-fn read_tree(dir: &Path) -> String {
-    let mut text = String::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            text.push_str(&read_tree(&path));
-        } else {
-            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
-        }
-    }
-    text
-}
-
-fn submit(port: &str, from: &str, to: &str, subject: &str) {
-    let out = swaks(&[
-        "--server",
-        port,
-        "--from",
-        from,
-        "--to",
-        to,
-        "--helo",
-        "client.adatum.com",
-        "--header",
-        &format!("Subject: {subject}"),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-}
 
 #[test]
 fn delivery_to_dovecot_over_lmtp() {
@@ -75,7 +45,13 @@ fn delivery_to_dovecot_over_lmtp() {
     ]);
     assert!(refused.contains("port 25"), "{refused}");
     hub.ok(&["accepted-domain", "new", "contoso.com"]);
-    hub.ok(&["accepted-domain", "set", "contoso.com", "--delivery", &dovecot.url()]);
+    hub.ok(&[
+        "accepted-domain",
+        "set",
+        "contoso.com",
+        "--delivery",
+        &dovecot.url(),
+    ]);
     hub.ok(&["mailbox", "new", "alice@contoso.com"]);
     // Known to Postern, unknown to the mailbox server.
     hub.ok(&["mailbox", "new", "bob@contoso.com"]);
@@ -89,24 +65,14 @@ fn delivery_to_dovecot_over_lmtp() {
         .unwrap();
     assert_eq!(contoso["delivery"], dovecot.url(), "{domains}");
 
-    let submission = free_port().to_string();
-    hub.ok(&[
-        "receive-connector",
-        "new",
-        "Client Hub",
-        "--bindings",
-        &submission,
-        "--permission-groups",
-        "clients",
-        "--remote-ip-ranges",
-        "127.0.0.0/8",
-    ]);
+    let submission = client_submission(&hub);
     let context = || format!("--- hub:\n{}\n--- dovecot:\n{}", hub.log_text(), dovecot.log());
 
     // One message, two recipients: Dovecot saves alice's copy and refuses
     // bob at RCPT (550 5.1.1 User doesn't exist).
     submit(
         &submission,
+        "client.adatum.com",
         "kim@adatum.com",
         "alice@contoso.com,bob@contoso.com",
         "for the mailbox server",
@@ -125,7 +91,11 @@ fn delivery_to_dovecot_over_lmtp() {
     );
     let alice = dovecot.mailbox("alice@contoso.com");
     assert_eq!(alice.len(), 1, "delivered once: {alice:?}");
-    assert!(alice[0].contains("Subject: for the mailbox server"), "{}", alice[0]);
+    assert!(
+        alice[0].contains("Subject: for the mailbox server"),
+        "{}",
+        alice[0]
+    );
     // Dovecot's trace names the hub by its LHLO.
     assert!(alice[0].contains("from hub1.adatum.com"), "{}", alice[0]);
     let bounces = mailbox(&hub_dir, "adatum.com", "kim");
@@ -133,11 +103,20 @@ fn delivery_to_dovecot_over_lmtp() {
     let dsn = &bounces[0];
     assert!(dsn.contains("Final-Recipient: rfc822; bob@contoso.com"), "{dsn}");
     assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
-    assert!(!dsn.contains("rfc822; alice@contoso.com"), "only bob bounces: {dsn}");
+    assert!(
+        !dsn.contains("rfc822; alice@contoso.com"),
+        "only bob bounces: {dsn}"
+    );
     assert!(dovecot.mailbox("bob@contoso.com").is_empty());
 
     // The next message reuses the connection (Dovecot logs each one).
-    submit(&submission, "kim@adatum.com", "alice@contoso.com", "second");
+    submit(
+        &submission,
+        "client.adatum.com",
+        "kim@adatum.com",
+        "alice@contoso.com",
+        "second",
+    );
     wait_or(
         "the second message in Dovecot's Maildir",
         Duration::from_secs(30),
@@ -145,7 +124,12 @@ fn delivery_to_dovecot_over_lmtp() {
         context,
     );
     let connects = dovecot.log().matches("Connect from 127.0.0.1").count();
-    assert_eq!(connects, 1, "one LMTP connection for both messages:\n{}", dovecot.log());
+    assert_eq!(
+        connects,
+        1,
+        "one LMTP connection for both messages:\n{}",
+        dovecot.log()
+    );
 
     // The session, over STARTTLS, in the hub's send protocol log (no
     // message content), and in its counters by hop.
@@ -154,7 +138,10 @@ fn delivery_to_dovecot_over_lmtp() {
     assert!(log.contains("LHLO hub1.adatum.com"), "{log}");
     assert!(log.contains("STARTTLS"), "{log}");
     assert!(log.contains("RCPT TO:<bob@contoso.com>"), "{log}");
-    assert!(!log.contains("for the mailbox server"), "no content in the log: {log}");
+    assert!(
+        !log.contains("for the mailbox server"),
+        "no content in the log: {log}"
+    );
     let counters = hub.json(&["counters"]);
     let sessions: u64 = counters
         .as_array()
@@ -164,7 +151,11 @@ fn delivery_to_dovecot_over_lmtp() {
             c["metric"] == "postern_smtp_sessions_total"
                 && c["labels"].to_string().contains("lmtp:contoso.com")
         })
-        .filter_map(|c| c["value"].as_u64().or_else(|| c["value"].as_f64().map(|v| v as u64)))
+        .filter_map(|c| {
+            c["value"]
+                .as_u64()
+                .or_else(|| c["value"].as_f64().map(|v| v as u64))
+        })
         .sum();
     assert_eq!(sessions, 1, "{counters}");
 

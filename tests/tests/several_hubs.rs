@@ -14,31 +14,13 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{mailbox, swaks, wait_or};
+use common::{etcd_hub, mailbox, swaks, wait_or};
 use postern_tests::etcd::EtcdCluster;
 use postern_tests::lab::free_port;
 use postern_tests::{NodeProcess, Role, require_tool, sh};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(40);
-
-fn hub(dir: &Path, n: usize, endpoints: &str) -> NodeProcess {
-    let smtp = free_port().to_string();
-    NodeProcess::start_with(
-        Role::Hub,
-        &dir.join(format!("hub{n}")),
-        &format!("hub{n}.adatum.com"),
-        &[
-            "--store",
-            "etcd",
-            "--etcd-endpoints",
-            endpoints,
-            "--smtp-bind",
-            &smtp,
-        ],
-    )
-    .unwrap()
-}
 
 fn edge(dir: &Path, name: &str) -> NodeProcess {
     let bind = free_port().to_string();
@@ -97,7 +79,7 @@ fn two_hubs_on_etcd_share_configuration_and_hand_edges_over() {
     let dir = tmp.path();
     let mut etcd = EtcdCluster::start(dir, 3).unwrap();
     let endpoints = etcd.endpoints();
-    let mut hubs = [hub(dir, 1, &endpoints), hub(dir, 2, &endpoints)];
+    let mut hubs = [etcd_hub(dir, 1, &endpoints), etcd_hub(dir, 2, &endpoints)];
     let logs = |hubs: &[NodeProcess; 2], etcd: &EtcdCluster| {
         format!(
             "--- hub1:\n{}\n--- hub2:\n{}\n{}",

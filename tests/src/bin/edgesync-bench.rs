@@ -42,7 +42,7 @@ use postern_edgesync::lease::EdgeLeases;
 use postern_edgesync::store::DEFAULT_LOG_LIMIT;
 use postern_edgesync::{ChangeLogStore, ConfigStore, EtcdStore, Replica, Write};
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, ChangeOp, Domain, HubInfo, KeySpec, MailboxHash,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, ChangeOp, Domain, HubInfo, KeySpec, MailboxEntry,
     NodeName, ReplicatedObject, SendConnector, Service, SubjectName, Thumbprint, TransportConfig,
 };
 use postern_proto::edgesync as pb;
@@ -472,9 +472,10 @@ async fn snapshot(args: &Args, root: &Path, k: usize, threads: usize) -> anyhow:
     let timeout = Duration::from_secs(args.timeout);
     let mailboxes: Vec<ChangeOp> = (0..k)
         .map(|i| {
-            ChangeOp::Put(ReplicatedObject::Mailbox(MailboxHash::of(&format!(
-                "user{i}@adatum.com"
-            ))))
+            ChangeOp::Put(ReplicatedObject::Mailbox(MailboxEntry::new(
+                &format!("user{i}@adatum.com"),
+                None,
+            )))
         })
         .collect();
     let loading = Instant::now();

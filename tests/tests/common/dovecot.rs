@@ -69,7 +69,14 @@ impl Dovecot {
             (uid.to_string(), user_name())
         };
         let out = Command::new(require_tool("openssl"))
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
             .args(["-nodes", "-days", "2", "-subj", "/CN=mailstore.test"])
             .arg("-keyout")
             .arg(dir.join("key.pem"))

@@ -17,8 +17,14 @@ const THREE: [&str; 3] = ["ok@mx.test", "later@mx.test", "never@mx.test"];
 fn lmtp_script() -> Script {
     Script {
         lmtp: Some(HashMap::from([
-            ("later@mx.test".to_owned(), "452 4.2.2 Mailbox over quota".to_owned()),
-            ("never@mx.test".to_owned(), "552 5.2.2 Mailbox full for good".to_owned()),
+            (
+                "later@mx.test".to_owned(),
+                "452 4.2.2 Mailbox over quota".to_owned(),
+            ),
+            (
+                "never@mx.test".to_owned(),
+                "552 5.2.2 Mailbox full for good".to_owned(),
+            ),
         ])),
         ..Script::default()
     }
@@ -66,7 +72,9 @@ async fn each_recipient_has_its_own_reply_after_the_message() {
     assert_eq!(srv.sessions().len(), 1, "the connection was reused");
     assert_eq!(
         srv.verbs(),
-        ["LHLO", "MAIL", "RCPT", "RCPT", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA", "QUIT"]
+        [
+            "LHLO", "MAIL", "RCPT", "RCPT", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA", "QUIT"
+        ]
     );
     assert_eq!(srv.sessions()[0].messages, [BODY, BODY]);
 }
@@ -75,7 +83,10 @@ async fn each_recipient_has_its_own_reply_after_the_message() {
 async fn recipients_refused_at_rcpt_expect_no_reply_after_the_message() {
     let client = node(HELO);
     let srv = TestServer::start(Script {
-        rcpt: HashMap::from([("never@mx.test".to_owned(), "550 5.1.1 User doesn't exist".to_owned())]),
+        rcpt: HashMap::from([(
+            "never@mx.test".to_owned(),
+            "550 5.1.1 User doesn't exist".to_owned(),
+        )]),
         ..lmtp_script()
     })
     .await;
@@ -166,6 +177,10 @@ async fn an_smtp_server_is_not_an_lmtp_server() {
         .await
         .unwrap();
     assert_eq!(pool.idle_count("relay"), 1);
-    assert!(pool.deliver_lmtp(&relay, None, &rcpts(&["ok@mx.test"]), BODY).await.is_err());
+    assert!(
+        pool.deliver_lmtp(&relay, None, &rcpts(&["ok@mx.test"]), BODY)
+            .await
+            .is_err()
+    );
     assert_eq!(srv.verbs().iter().filter(|v| *v == "LHLO").count(), 2);
 }

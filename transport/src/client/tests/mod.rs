@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod lmtp;
 mod mx;
 mod observe;
 mod pool;
 mod server;
 mod sink;
-mod lmtp;
 mod tls;
 mod transaction;
 
