@@ -18,6 +18,13 @@ if ! docker info >/dev/null 2>&1; then
     exit 2
 fi
 
+# etcd-client's build script compiles etcd's protos with protoc and the
+# well-known types (Debian: protobuf-compiler, libprotobuf-dev).
+if ! command -v protoc >/dev/null || [ ! -f /usr/include/google/protobuf/descriptor.proto ]; then
+    echo "build-images.sh: needs protoc and its well-known types: apt-get install protobuf-compiler libprotobuf-dev" >&2
+    exit 2
+fi
+
 # Static glibc binary (DEPENDENCIES.md, "Static binary for FROM scratch").
 # --target is named explicitly so that build scripts are not built static.
 echo "==> cargo build --release --target $triple -p postern-cli (static)" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Postern's test command: installs the real peers the tests talk to
 # (openssl, swaks with its TLS modules, Postfix and its smtp-sink, dnsmasq,
-# Chromium and curl for the console)
+# etcd, Dovecot's LMTP server, Chromium and curl for the console) and the
+# build's protoc
 # when they are missing, then runs every test of the workspace. Usage: scripts/test.sh [extra nextest/cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,14 @@ command -v opendkim-testmsg >/dev/null 2>&1 || need+=(opendkim-tools)
 # DANE tests: Knot DNS serves a zone signed with BIND's dnssec-signzone.
 [ -x /usr/sbin/knotd ] && command -v kdig >/dev/null 2>&1 || need+=(knot knot-dnsutils)
 command -v dnssec-signzone >/dev/null 2>&1 || need+=(bind9-utils)
+# LMTP delivery to a mailbox server (issue 16): Dovecot's master and lmtp.
+[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-core dovecot-lmtpd)
+# etcd-client's build script runs protoc with the well-known types.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
+# Several hubs: a real etcd cluster (etcd) and etcdctl.
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 # The console tests drive a headless browser and make their POSTs with curl.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v curl >/dev/null 2>&1 || need+=(curl)

@@ -185,6 +185,12 @@ pub async fn edgesync_exec(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<
                             &s.snapshots_applied.to_string(),
                             json!(s.snapshots_applied),
                         )
+                        .field("LeaseHolder", &s.lease_holder, json!(s.lease_holder))
+                        .field(
+                            "LeaseRevision",
+                            &s.lease_revision.to_string(),
+                            json!(s.lease_revision),
+                        )
                         .field("Trust", &s.trust, json!(s.trust))
                         .field("TrustDetail", &s.trust_detail, json!(s.trust_detail))
                         .field("EdgeCertificate", &s.edge_certificate, json!(s.edge_certificate))

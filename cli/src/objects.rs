@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, CountLimit, Domain, NodeName, ProtocolLoggingLevel,
-    ReplicatedObject, SendConnector, TimeSpan, TlsAuthLevel, TransportConfig, TrustedRoot,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, CountLimit, Domain, MailboxDelivery, NodeName,
+    ProtocolLoggingLevel, ReplicatedObject, SendConnector, TimeSpan, TlsAuthLevel, TransportConfig,
+    TrustedRoot,
 };
 use postern_proto::admin as pb;
 use postern_proto::admin::config_client::ConfigClient;
@@ -24,6 +25,16 @@ async fn client(node: &Path) -> anyhow::Result<ConfigClient<Channel>> {
 }
 
 async fn get(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::Result<ReplicatedObject> {
+    Ok(get_read(c, kind, name).await?.0)
+}
+
+/// An object and the configuration version its read stands on (a later
+/// write passes it back, so a concurrent change is refused, not lost).
+async fn get_read(
+    c: &mut ConfigClient<Channel>,
+    kind: &str,
+    name: &str,
+) -> anyhow::Result<(ReplicatedObject, u64)> {
     let o = c
         .get_object(pb::ObjectRef {
             kind: kind.into(),
@@ -32,7 +43,8 @@ async fn get(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::R
         .await
         .map_err(status)?
         .into_inner();
-    ReplicatedObject::from_kind_json(&o.kind, &o.json).map_err(|e| anyhow!(e))
+    let object = ReplicatedObject::from_kind_json(&o.kind, &o.json).map_err(|e| anyhow!(e))?;
+    Ok((object, o.version))
 }
 
 async fn list(c: &mut ConfigClient<Channel>, kind: &str) -> anyhow::Result<Vec<pb::ObjectJson>> {
@@ -49,11 +61,23 @@ async fn put(
     create: bool,
     replace: bool,
 ) -> anyhow::Result<()> {
+    put_read(c, object, create, replace, 0).await
+}
+
+/// `put`, refused if the object changed after the read at `read_version`.
+async fn put_read(
+    c: &mut ConfigClient<Channel>,
+    object: &ReplicatedObject,
+    create: bool,
+    replace: bool,
+    read_version: u64,
+) -> anyhow::Result<()> {
     c.put_object(pb::PutObjectRequest {
         kind: object.kind().into(),
         json: object.inner_json(),
         create_only: create,
         replace_only: replace,
+        read_version,
     })
     .await
     .map_err(status)?;
@@ -165,9 +189,9 @@ pub async fn transport_config(node: &Path, cmd: TransportConfigCommand) -> anyho
 /// Runs a `transport-config` verb (also Get-/Set-TransportConfig in `postern ems`).
 pub async fn transport_config_exec(node: &Path, cmd: TransportConfigCommand) -> anyhow::Result<Reply> {
     let mut c = client(node).await?;
-    let current = match get(&mut c, "transport-config", "").await? {
-        ReplicatedObject::TransportConfig(t) => t,
-        _ => TransportConfig::default(),
+    let (current, read) = match get_read(&mut c, "transport-config", "").await? {
+        (ReplicatedObject::TransportConfig(t), read) => (t, read),
+        (_, read) => (TransportConfig::default(), read),
     };
     match cmd {
         TransportConfigCommand::Get { json } => {
@@ -222,7 +246,7 @@ pub async fn transport_config_exec(node: &Path, cmd: TransportConfigCommand) -> 
                 }
                 t.mta_sts = Some(p);
             }
-            put(&mut c, &ReplicatedObject::TransportConfig(t), false, false).await?;
+            put_read(&mut c, &ReplicatedObject::TransportConfig(t), false, false, read).await?;
             Ok(Reply::Done)
         }
     }
@@ -240,6 +264,23 @@ pub enum AcceptedDomainCommand {
         /// authoritative (default), internal-relay or external-relay.
         #[arg(long = "type", default_value = "authoritative")]
         kind: String,
+        /// Where its mailboxes get their mail: maildir (each mailbox's
+        /// home hub, the default) or lmtp://HOST:PORT (a mailbox server).
+        #[arg(long, default_value = "maildir")]
+        delivery: String,
+    },
+    /// Change an accepted domain (Set-AcceptedDomain); only the flags given
+    /// change.
+    Set {
+        /// The domain.
+        name: String,
+        /// authoritative, internal-relay or external-relay.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// maildir or lmtp://HOST:PORT. Mail already queued for the domain
+        /// follows the new setting at its next attempt.
+        #[arg(long)]
+        delivery: Option<String>,
     },
     /// List accepted domains.
     List {
@@ -254,25 +295,58 @@ pub enum AcceptedDomainCommand {
     },
 }
 
+fn parse_delivery(text: &str) -> anyhow::Result<MailboxDelivery> {
+    text.parse().with_context(|| format!("bad --delivery {text:?}"))
+}
+
 /// Runs an `accepted-domain` verb.
 pub async fn accepted_domain(node: &Path, cmd: AcceptedDomainCommand) -> anyhow::Result<()> {
     let mut c = client(node).await?;
     match cmd {
-        AcceptedDomainCommand::New { name, kind } => {
+        AcceptedDomainCommand::New { name, kind, delivery } => {
             let kind: AcceptedDomainKind = kind.parse().map_err(|e: String| anyhow!(e))?;
             let d = AcceptedDomain {
                 name: Domain::parse(&name).with_context(|| format!("bad domain {name:?}"))?,
                 kind,
+                delivery: parse_delivery(&delivery)?,
             };
             put(&mut c, &ReplicatedObject::AcceptedDomain(d), true, false).await
         }
+        AcceptedDomainCommand::Set { name, kind, delivery } => {
+            let ReplicatedObject::AcceptedDomain(mut d) = get(&mut c, "accepted-domain", &name).await? else {
+                return Err(anyhow!(
+                    "the hub answered with another kind of object for {name:?}"
+                ));
+            };
+            if let Some(kind) = kind {
+                d.kind = kind.parse().map_err(|e: String| anyhow!(e))?;
+            }
+            if let Some(delivery) = delivery {
+                d.delivery = parse_delivery(&delivery)?;
+            }
+            put(&mut c, &ReplicatedObject::AcceptedDomain(d), false, true).await
+        }
         AcceptedDomainCommand::List { json } => {
             let items = list(&mut c, "accepted-domain").await?;
-            let records: Vec<Record> = items
-                .iter()
-                .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
-                .map(|v| record_from(&v, &[("Name", "name"), ("DomainType", "kind")]))
-                .collect();
+            let mut records = Vec::with_capacity(items.len());
+            for item in items {
+                let ReplicatedObject::AcceptedDomain(d) =
+                    ReplicatedObject::from_kind_json(&item.kind, &item.json)
+                        .map_err(|e| anyhow!("the hub sent an accepted domain this CLI cannot read: {e}"))?
+                else {
+                    continue;
+                };
+                let value = serde_json::to_value(&d)?;
+                let delivery = d.delivery.to_string();
+                records.push(
+                    record_from(&value, &[("Name", "name"), ("DomainType", "kind")]).keyed(
+                        "Delivery",
+                        "delivery",
+                        &delivery,
+                        Value::String(delivery.clone()),
+                    ),
+                );
+            }
             print_records(&records, json, true)
         }
         AcceptedDomainCommand::Remove { name } => remove(&mut c, "accepted-domain", &name).await,
@@ -286,8 +360,29 @@ pub enum MailboxCommand {
     New {
         /// The address.
         address: String,
+        /// Its home hub (name or FQDN), whose Maildir holds it; default:
+        /// the hub this command talks to.
+        #[arg(long)]
+        hub: Option<String>,
     },
-    /// List mailboxes (addresses on a hub, hashes on an edge).
+    /// Show a mailbox and its home.
+    Get {
+        /// The address.
+        address: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a mailbox's home to another hub: new mail goes there; mail
+    /// already delivered stays in the old hub's Maildir.
+    Set {
+        /// The address.
+        address: String,
+        /// The new home hub (name or FQDN).
+        #[arg(long)]
+        hub: String,
+    },
+    /// List mailboxes (addresses and homes on a hub, hashes on an edge).
     List {
         /// Print JSON.
         #[arg(long)]
@@ -300,30 +395,64 @@ pub enum MailboxCommand {
     },
 }
 
+/// The fields of a mailbox record, as a hub or an edge shows it.
+fn mailbox_record(value: Value) -> Record {
+    match value {
+        Value::String(hash) => record_from(&json!({ "hash": hash }), &[("Hash", "hash")]),
+        v => record_from(
+            &v,
+            &[
+                ("Address", "address"),
+                ("Home", "home"),
+                ("Hub", "hub"),
+                ("Hash", "hash"),
+            ],
+        ),
+    }
+}
+
+async fn put_mailbox(c: &mut ConfigClient<Channel>, body: Value, create: bool) -> anyhow::Result<()> {
+    c.put_object(pb::PutObjectRequest {
+        kind: "mailbox".into(),
+        json: body.to_string(),
+        create_only: create,
+        replace_only: !create,
+        read_version: 0,
+    })
+    .await
+    .map_err(status)?;
+    Ok(())
+}
+
 /// Runs a `mailbox` verb.
 pub async fn mailbox(node: &Path, cmd: MailboxCommand) -> anyhow::Result<()> {
     let mut c = client(node).await?;
     match cmd {
-        MailboxCommand::New { address } => {
-            c.put_object(pb::PutObjectRequest {
-                kind: "mailbox".into(),
-                json: json!({ "address": address }).to_string(),
-                create_only: true,
-                replace_only: false,
-            })
-            .await
-            .map_err(status)?;
-            Ok(())
+        MailboxCommand::New { address, hub } => {
+            put_mailbox(&mut c, json!({ "address": address, "hub": hub }), true).await
+        }
+        MailboxCommand::Set { address, hub } => {
+            put_mailbox(&mut c, json!({ "address": address, "hub": hub }), false).await
+        }
+        MailboxCommand::Get { address, json } => {
+            let o = c
+                .get_object(pb::ObjectRef {
+                    kind: "mailbox".into(),
+                    name: address,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let value: Value =
+                serde_json::from_str(&o.json).context("the node sent a mailbox that is not JSON")?;
+            print_records(&[mailbox_record(value)], json, false)
         }
         MailboxCommand::List { json } => {
             let items = list(&mut c, "mailbox").await?;
             let records: Vec<Record> = items
                 .iter()
                 .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
-                .map(|v| match v {
-                    Value::String(hash) => record_from(&json!({ "hash": hash }), &[("Hash", "hash")]),
-                    v => record_from(&v, &[("Address", "address"), ("Hash", "hash")]),
-                })
+                .map(mailbox_record)
                 .collect();
             print_records(&records, json, true)
         }
@@ -366,6 +495,11 @@ pub enum SendConnectorCommand {
 pub struct SendConnectorArgs {
     /// The connector's name.
     name: String,
+    /// With `set`: refuse the change when the connector changed after
+    /// configuration version N (the HubVersion your read saw); default:
+    /// the version this command reads.
+    #[arg(long)]
+    read_version: Option<u64>,
     /// Address spaces `domain;cost` (`*` for all), comma-separated.
     #[arg(long, value_delimiter = ',')]
     address_spaces: Option<Vec<String>>,
@@ -520,12 +654,19 @@ pub async fn send_connector_exec(node: &Path, cmd: SendConnectorCommand) -> anyh
             Ok(Reply::Done)
         }
         SendConnectorCommand::Set(a) => {
-            let mut connector = match get(&mut c, "send-connector", &a.name).await? {
-                ReplicatedObject::SendConnector(s) => s,
+            let (mut connector, read) = match get_read(&mut c, "send-connector", &a.name).await? {
+                (ReplicatedObject::SendConnector(s), read) => (s, a.read_version.unwrap_or(read)),
                 _ => return Err(anyhow!("{} is not a send connector", a.name)),
             };
             apply_send_args(&mut connector, a)?;
-            put(&mut c, &ReplicatedObject::SendConnector(connector), false, true).await?;
+            put_read(
+                &mut c,
+                &ReplicatedObject::SendConnector(connector),
+                false,
+                true,
+                read,
+            )
+            .await?;
             Ok(Reply::Done)
         }
         SendConnectorCommand::Get { name, json } => {
@@ -817,6 +958,7 @@ async fn put_receive(
         json: serde_json::to_string(connector)?,
         create_only: create,
         replace_only: replace,
+        read_version: 0,
     })
     .await
     .map_err(status)?;

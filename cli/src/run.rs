@@ -43,6 +43,16 @@ pub struct RunArgs {
     /// DNS servers for MX lookups (ip:port, comma-separated; default: /etc/resolv.conf).
     #[arg(long = "dns-server", env = "POSTERN_DNS_SERVER", value_delimiter = ',')]
     dns_servers: Vec<std::net::SocketAddr>,
+    /// Hub configuration store: `sled` (one hub, the default) or `etcd`
+    /// (several hubs of one organisation).
+    #[arg(long, env = "POSTERN_STORE", value_enum, default_value_t = StoreKind::Sled)]
+    store: StoreKind,
+    /// etcd client endpoints (URL or host:port, comma-separated), with `--store etcd`.
+    #[arg(long, env = "POSTERN_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// The organisation's etcd key prefix (default: /postern/<the domain of --fqdn>/).
+    #[arg(long, env = "POSTERN_ETCD_PREFIX")]
+    etcd_prefix: Option<String>,
     /// Hub: seconds a replaced certificate (an edge's or the hub's) stays
     /// trusted after a rotation (default one day).
     #[arg(long, env = "POSTERN_CERTIFICATE_GRACE", default_value_t = 86400)]
@@ -67,11 +77,44 @@ pub struct RunArgs {
     log_format: crate::logging::LogFormat,
 }
 
+/// Where a hub keeps its configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// sled in the data directory.
+    Sled,
+    /// An etcd v3 cluster shared by the organisation's hubs.
+    Etcd,
+}
+
 /// Runs the node until a shutdown signal.
 pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
     let RoleCommand::Run(args) = command;
     crate::logging::init(&args.log, args.log_format)?;
     let internet = internet_tls(&args);
+    let store = match args.store {
+        StoreKind::Sled => postern_hub::StoreChoice::Sled,
+        StoreKind::Etcd => {
+            anyhow::ensure!(
+                !args.etcd_endpoints.is_empty(),
+                "--store etcd needs --etcd-endpoints (or POSTERN_ETCD_ENDPOINTS)"
+            );
+            let prefix = match &args.etcd_prefix {
+                Some(p) => p.clone(),
+                None => {
+                    let org = args
+                        .fqdn
+                        .as_deref()
+                        .and_then(|f| f.split_once('.'))
+                        .map_or("default", |(_, d)| d);
+                    format!("/postern/{}/", org.to_ascii_lowercase())
+                }
+            };
+            postern_hub::StoreChoice::Etcd {
+                endpoints: args.etcd_endpoints.clone(),
+                prefix,
+            }
+        }
+    };
     let node = NodeOptions {
         data_dir: args.data_dir,
         role,
@@ -91,6 +134,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
                 metrics_bind: args.metrics_bind,
                 dns_servers: args.dns_servers.clone(),
                 internet_tls: internet.clone(),
+                store,
                 console_bind: args.console_bind,
                 certificate_grace: std::time::Duration::from_secs(args.certificate_grace),
             };

@@ -88,6 +88,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         metrics_bind: Some(hub_metrics.clone()),
         dns_servers: Vec::new(),
         internet_tls: Default::default(),
+        store: Default::default(),
         console_bind: Some(console.clone()),
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
@@ -119,21 +120,28 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             .text;
         admin
             .subscriptions
-            .import(&file, None, &admin.config, &admin.trust, &admin.sync)?;
+            .import(&file, None, &admin.config, &admin.trust, &admin.sync)
+            .await?;
         let accepted = AcceptedDomain {
             name: domain.clone(),
             kind: AcceptedDomainKind::Authoritative,
+            delivery: Default::default(),
         };
         admin
             .config
-            .put(ReplicatedObject::AcceptedDomain(accepted), false, false)?;
-        admin.subscriptions.refresh_sites(&admin.config)?;
-        admin.config.put_json(
-            "mailbox",
-            &serde_json::json!({ "address": mailbox }).to_string(),
-            false,
-            false,
-        )?;
+            .put(ReplicatedObject::AcceptedDomain(accepted), false, false, None)
+            .await?;
+        admin.subscriptions.refresh_sites(&admin.config).await?;
+        admin
+            .config
+            .put_json(
+                "mailbox",
+                &serde_json::json!({ "address": mailbox }).to_string(),
+                false,
+                false,
+                None,
+            )
+            .await?;
         admin.receive_connectors.put(
             ReceiveConnector {
                 name: "Client hub1".into(),

@@ -39,6 +39,7 @@ fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     pb::ObjectJson {
         kind: o.kind().to_owned(),
         json: o.inner_json(),
+        version: 0,
     }
 }
 
@@ -108,7 +109,7 @@ impl pb::config_server::Config for EdgeAdmin {
             let v: serde_json::Value =
                 serde_json::from_str(&r.json).map_err(|e| Status::invalid_argument(e.to_string()))?;
             let address = v["address"].as_str().unwrap_or_default();
-            ReplicatedObject::Mailbox(postern_model::MailboxHash::of(address))
+            ReplicatedObject::Mailbox(postern_model::MailboxEntry::new(address, None))
         } else {
             ReplicatedObject::from_kind_json(&r.kind, &r.json).map_err(Status::invalid_argument)?
         };
@@ -284,6 +285,8 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
                 deltas_sent: 0,
                 store_id: applied.store_id,
                 snapshots_applied: applied.snapshots,
+                lease_holder: String::new(),
+                lease_revision: self.replica.fence().token,
                 trust: trust.0.into(),
                 trust_detail: trust.1,
                 edge_certificate: presented.map(|t| t.to_string()).unwrap_or_default(),

@@ -4,13 +4,18 @@
 //! mailboxes), other mail from the organisation goes out through the send
 //! connector that serves the domain; domain security applies to senders on
 //! the receive list and to recipients on the send list.
+//!
+//! A mailbox with a home hub (issue 16) is routed to that hub first (key
+//! `hubs:NAME`), so its mail reaches the home directly; the other hubs
+//! follow in the host list, so mail still leaves the edge while the home
+//! is down (the hub that takes it queues it for the home).
 
 use std::sync::{Arc, Mutex};
 
 use postern_edgesync::{Applied, Replica};
 use postern_model::{
-    AcceptedDomainKind, Domain, MailboxHash, NodeName, ObjectKey, ReplicatedObject, SendConnector,
-    TransportConfig,
+    AcceptedDomainKind, Domain, MailboxDelivery, MailboxHash, NodeName, ObjectKey, ReplicatedObject,
+    SendConnector, TransportConfig,
 };
 use postern_transport::connectors::{best_connector, connector_hop, parse_connector_key};
 use postern_transport::routing::{
@@ -22,6 +27,10 @@ use tokio::sync::watch;
 
 /// The next-hop key of mail for the organisation's hubs.
 pub const HUBS_HOP: &str = "hubs";
+
+/// The prefix of the next-hop key of mail for mailboxes homed on a hub
+/// (`hubs:NAME`): that hub first, then the others.
+pub const HOME_HUB_PREFIX: &str = "hubs:";
 
 /// Routing of an edge.
 pub struct EdgeRouter {
@@ -139,6 +148,24 @@ impl EdgeRouter {
         matches!(self.replica.get(&key), Ok(Some(_)))
     }
 
+    /// The key for a mailbox of the organisation: its home hub first when
+    /// it has one and its domain is not delivered over LMTP (any hub
+    /// speaks to the mailbox server), else any hub.
+    fn mailbox_hop(&self, rcpt: &Mailbox) -> String {
+        let lmtp = matches!(
+            self.replica.get(&ObjectKey::of("accepted-domain", rcpt.domain().as_str())),
+            Ok(Some(ReplicatedObject::AcceptedDomain(d))) if matches!(d.delivery, MailboxDelivery::Lmtp(_))
+        );
+        let key = ObjectKey(format!("mailbox/{}", MailboxHash::of(&rcpt.to_string()).0));
+        match self.replica.get(&key) {
+            Ok(Some(ReplicatedObject::Mailbox(entry))) if !lmtp => match entry.home {
+                Some(home) => format!("{HOME_HUB_PREFIX}{}", home.as_str().to_ascii_lowercase()),
+                None => HUBS_HOP.to_owned(),
+            },
+            _ => HUBS_HOP.to_owned(),
+        }
+    }
+
     fn connectors(&self) -> Vec<SendConnector> {
         self.view().connectors.clone()
     }
@@ -162,28 +189,39 @@ impl EdgeRouter {
         }
     }
 
-    fn hubs_hop(&self) -> Option<SmtpHop> {
-        let mut hosts: Vec<HostPort> = self
+    /// The hop to the hubs under `key`: every hub, in a rotating order to
+    /// spread the load, except that the hub named by a `hubs:NAME` key
+    /// comes first (its mailboxes' home).
+    fn hubs_hop(&self, key: &str) -> Option<SmtpHop> {
+        let home = key.strip_prefix(HOME_HUB_PREFIX);
+        let (mut first, mut hosts): (Vec<HostPort>, Vec<HostPort>) = (Vec::new(), Vec::new());
+        let hubs = self
             .replica
             .list("hub")
             .inspect_err(|e| tracing::error!(error = %e, "cannot read the hubs from the replica; no route to them"))
-            .ok()?
-            .into_iter()
-            .filter_map(|o| match o {
-                ReplicatedObject::Hub(h) => {
-                    Some(postern_transport::connectors::parse_host(&h.smtp_endpoint, 25))
+            .ok()?;
+        for object in hubs {
+            if let ReplicatedObject::Hub(h) = object {
+                let host = postern_transport::connectors::parse_host(&h.smtp_endpoint, 25);
+                if home.is_some_and(|name| h.name.as_str().eq_ignore_ascii_case(name)) {
+                    first.push(host);
+                } else {
+                    hosts.push(host);
                 }
-                _ => None,
-            })
-            .collect();
-        if hosts.is_empty() {
+            }
+        }
+        if hosts.is_empty() && first.is_empty() {
             return None;
         }
         // Spread the load; a dead hub is skipped by the client.
-        let start = rand::random::<u32>() as usize % hosts.len();
-        hosts.rotate_left(start);
+        if !hosts.is_empty() {
+            let start = rand::random::<u32>() as usize % hosts.len();
+            hosts.rotate_left(start);
+        }
+        first.extend(hosts);
+        let hosts = first;
         Some(SmtpHop {
-            key: HUBS_HOP.to_owned(),
+            key: key.to_owned(),
             hosts,
             tls: OutboundTls::ORGANISATION,
             tls_name: None,
@@ -262,12 +300,12 @@ impl Router for EdgeRouter {
         match self.accepted(rcpt.domain()) {
             Some(AcceptedDomainKind::Authoritative) => {
                 if self.has_mailbox(rcpt) {
-                    Ok(HUBS_HOP.to_owned())
+                    Ok(self.mailbox_hop(rcpt))
                 } else {
                     Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")))
                 }
             }
-            Some(AcceptedDomainKind::InternalRelay) => Ok(HUBS_HOP.to_owned()),
+            Some(AcceptedDomainKind::InternalRelay) => Ok(self.mailbox_hop(rcpt)),
             Some(AcceptedDomainKind::ExternalRelay) => self.outbound(rcpt.domain()),
             None if origin.relay_allowed => self.outbound(rcpt.domain()),
             None => Err(RouteRefusal(Reply::relay_denied())),
@@ -275,8 +313,8 @@ impl Router for EdgeRouter {
     }
 
     fn destination(&self, key: &str) -> Option<Destination> {
-        if key == HUBS_HOP {
-            return self.hubs_hop().map(Destination::Smtp);
+        if key == HUBS_HOP || key.starts_with(HOME_HUB_PREFIX) {
+            return self.hubs_hop(key).map(Destination::Smtp);
         }
         let (name, domain) = parse_connector_key(key)?;
         let connector = self

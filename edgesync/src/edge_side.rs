@@ -242,7 +242,15 @@ impl EdgeSync for EdgeSyncService {
         } else {
             true
         };
-        tracing::info!(%hub, %peer, bootstrapping, "EdgeSync stream opened");
+        if let Err(e) = self.replica.admit_fence(&hello.store_id, hello.lease_revision) {
+            // The status names only what the edge knows; the hub's words go
+            // to the log escaped.
+            let reason = format!("a hub was refused by edge {}: {e}", self.edge_name);
+            tracing::warn!(%hub, "{reason}");
+            return Err(Status::permission_denied(reason));
+        }
+        let fence = (hello.store_id.clone(), hello.lease_revision);
+        tracing::info!(%hub, %peer, bootstrapping, lease_revision = hello.lease_revision, "EdgeSync stream opened");
         let applied = self.replica.applied();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let first = message(pb::edge_message::Body::Hello(pb::EdgeHello {
@@ -263,6 +271,13 @@ impl EdgeSync for EdgeSyncService {
                 tokio::select! {
                     item = inbound.next() => {
                         let Some(Ok(msg)) = item else { break };
+                        if let Err(e) = this.replica.fence_current(&fence.0, fence.1) {
+                            tracing::warn!(error = %e, "EdgeSync push of a stale hub refused");
+                            if tx.send(Err(Status::permission_denied(e.to_string()))).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
                         if let Some(pb::hub_message::Body::CertOfferReply(reply)) = &msg.body {
                             match (in_flight.take(), &this.certs) {
                                 (Some((old, _)), Some((certs, _))) => crate::rotation::apply_reply(certs, &old, reply),
@@ -406,10 +421,12 @@ impl EdgeSyncService {
                     Ok(c) => c,
                     Err(e) => return nack(d.to_version, format!("change does not parse: {e}")),
                 };
-                match self
-                    .replica
-                    .apply_delta(&d.store_id, ConfigVersion(d.from_version), &changes)
-                {
+                match self.replica.apply_delta(
+                    &d.store_id,
+                    ConfigVersion(d.from_version),
+                    ConfigVersion(d.to_version),
+                    &changes,
+                ) {
                     Ok(()) => {
                         tracing::debug!(version = d.to_version, "EdgeSync delta applied");
                         message(pb::edge_message::Body::Ack(pb::Ack {

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::StreamExt;
 
 use crate::channel::connect_edge;
+use crate::lease::{EdgeLeases, Held};
 use crate::report::EdgeReport;
 use crate::trust_status::TrustMismatch;
 use crate::source::ConfigSource;
@@ -55,6 +56,8 @@ pub enum SyncState {
     InSync,
     /// The last attempt failed; see `last_error`.
     Failed,
+    /// Another hub holds the edge's lease; this one takes over if it dies.
+    Standby,
     /// A side presents a certificate the other does not trust; see
     /// `trust_detail` for the thumbprints and the fix.
     TrustMismatch,
@@ -75,6 +78,10 @@ pub struct SyncStatus {
     pub last_success: Option<String>,
     /// The last error, with its time.
     pub last_error: Option<String>,
+    /// The hub holding the edge's EdgeSync lease (several hubs), or empty.
+    pub lease_holder: String,
+    /// The fencing token of this hub's lease on the edge (0: none).
+    pub lease_revision: u64,
     /// Full snapshots sent since this hub started.
     pub snapshots_sent: u64,
     /// Deltas sent since this hub started.
@@ -101,6 +108,8 @@ impl SyncStatus {
             edge_version: 0,
             last_success: None,
             last_error: None,
+            lease_holder: String::new(),
+            lease_revision: 0,
             snapshots_sent: 0,
             deltas_sent: 0,
             trust_detail: None,
@@ -139,6 +148,7 @@ struct Inner {
     hub_name: String,
     hub_fqdn: String,
     on_bootstrapped: BootstrappedHook,
+    leases: Option<Arc<dyn EdgeLeases>>,
     rotation: Mutex<Option<crate::rotation::SharedRotationHook>>,
     tasks: Mutex<HashMap<String, Task>>,
     statuses: Mutex<HashMap<String, SyncStatus>>,
@@ -154,6 +164,19 @@ impl SyncManager {
         hub_fqdn: &str,
         on_bootstrapped: BootstrappedHook,
     ) -> Self {
+        Self::with_leases(source, certs, hub_name, hub_fqdn, on_bootstrapped, None)
+    }
+
+    /// Like `new`, for one of several hubs: each edge is synced only while
+    /// this hub holds its lease in `leases`.
+    pub fn with_leases(
+        source: Arc<dyn ConfigSource>,
+        certs: CertStore,
+        hub_name: &str,
+        hub_fqdn: &str,
+        on_bootstrapped: BootstrappedHook,
+        leases: Option<Arc<dyn EdgeLeases>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 source,
@@ -161,6 +184,7 @@ impl SyncManager {
                 hub_name: hub_name.to_owned(),
                 hub_fqdn: hub_fqdn.to_owned(),
                 on_bootstrapped,
+                leases,
                 rotation: Mutex::new(None),
                 tasks: Mutex::new(HashMap::new()),
                 statuses: Mutex::new(HashMap::new()),
@@ -193,10 +217,26 @@ impl SyncManager {
         tokio::spawn(run_task(inner, target, stop_rx, full, wake));
     }
 
-    /// Stops syncing the edge called `name`.
+    /// Starts syncing `target` unless it is synced already.
+    pub fn ensure(&self, target: EdgeTarget) {
+        if !lock(&self.inner.tasks).contains_key(&target.name) {
+            self.start(target);
+        }
+    }
+
+    /// The edges being synced.
+    pub fn edges(&self) -> Vec<String> {
+        lock(&self.inner.tasks).keys().cloned().collect()
+    }
+
+    /// Stops syncing the edge called `name` (and gives its lease up).
     pub fn stop(&self, name: &str) {
         if let Some(task) = lock(&self.inner.tasks).remove(name) {
             let _ = task.stop.send(true);
+            if let Some(leases) = self.inner.leases.clone() {
+                let (edge, hub) = (name.to_owned(), self.inner.hub_name.clone());
+                tokio::spawn(async move { leases.release(&edge, &hub).await });
+            }
         }
         lock(&self.inner.statuses).remove(name);
     }
@@ -217,6 +257,9 @@ impl SyncManager {
             .cloned()
             .map(|mut s| {
                 s.hub_version = version;
+                if let Some(leases) = &self.inner.leases {
+                    s.lease_holder = leases.holder(&s.edge).unwrap_or_default();
+                }
                 s
             })
             .collect();
@@ -248,6 +291,39 @@ async fn run_task(
     full: Arc<AtomicBool>,
     wake: Arc<Notify>,
 ) {
+    loop {
+        let mut held = match &inner.leases {
+            None => Held::unfenced(),
+            Some(leases) => {
+                inner.update(&target.name, |s| s.state = SyncState::Standby);
+                tokio::select! {
+                    held = leases.acquire(&target.name, &inner.hub_name) => held,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        inner.update(&target.name, |s| s.lease_revision = held.fence);
+        if sessions(&inner, &mut target, &mut stop, &full, &wake, &mut held).await {
+            return;
+        }
+        tracing::warn!(edge = %target.name, "EdgeSync lease lost; another hub may take the edge over");
+        inner.update(&target.name, |s| {
+            s.state = SyncState::Standby;
+            s.lease_revision = 0;
+        });
+    }
+}
+
+/// Streams to the edge while `held` lasts, redialing with back-off;
+/// `true` when stopped, `false` when the lease was lost.
+async fn sessions(
+    inner: &Inner,
+    target: &mut EdgeTarget,
+    stop: &mut watch::Receiver<bool>,
+    full: &AtomicBool,
+    wake: &Notify,
+    held: &mut Held,
+) -> bool {
     let mut backoff = Duration::from_millis(500);
     loop {
         inner.update(&target.name, |s| s.state = SyncState::Connecting);
@@ -255,7 +331,7 @@ async fn run_task(
             .get(&target.name)
             .and_then(|s| s.last_success.clone());
         let slot = crate::channel::SessionSlot::default();
-        let result = session(&inner, &mut target, &slot, &mut stop, &full, &wake).await;
+        let result = session(inner, target, &slot, stop, full, wake, held).await;
         let success_after = lock(&inner.statuses)
             .get(&target.name)
             .and_then(|s| s.last_success.clone());
@@ -264,7 +340,7 @@ async fn run_task(
             backoff = Duration::from_millis(500);
         }
         match result {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) => {
                 tracing::warn!(edge = %target.name, error = %postern_model::peer_text(&e.to_string()), "EdgeSync stream failed; will redial");
                 let mismatch = slot
@@ -284,11 +360,15 @@ async fn run_task(
                 });
             }
         }
+        if *held.lost.borrow() {
+            return false;
+        }
         let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
         tokio::select! {
             _ = tokio::time::sleep(backoff + jitter) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => return true,
             _ = wake.notified() => {}
+            _ = held.lost.changed() => return false,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -302,6 +382,7 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     full: &AtomicBool,
     wake: &Notify,
+    held: &mut Held,
 ) -> Result<(), String> {
     let hook = lock(&inner.rotation).clone();
     // The certificates the edge may present: after a rotation, the hook's
@@ -337,6 +418,7 @@ async fn session(
         store_id: source.store_id(),
         version: source.version().0,
         bootstrap_secret: target.bootstrap_secret.clone().unwrap_or_default(),
+        lease_revision: held.fence,
     };
     send(&tx, pb::hub_message::Body::Hello(hello)).await?;
     let mut inbound = client
@@ -372,7 +454,10 @@ async fn session(
         let delta = if full.swap(false, Ordering::SeqCst) || !same_store {
             None
         } else {
-            source.changes_since(edge_version).map_err(|e| e.to_string())?
+            source
+                .changes_since(edge_version)
+                .await
+                .map_err(|e| e.to_string())?
         };
         match delta {
             None => {
@@ -396,9 +481,9 @@ async fn session(
                     (inner.on_bootstrapped)(&target.name);
                 }
             }
-            Some(changes) if !changes.is_empty() => {
+            Some(changes) if !changes.is_empty() || current > edge_version => {
                 inner.update(&target.name, |s| s.state = SyncState::Syncing);
-                let to = changes.last().map(|c| c.version).unwrap_or(current);
+                let to = changes.last().map_or(current, |c| c.version.max(current));
                 let encoded = changes
                     .iter()
                     .map(serde_json::to_vec)
@@ -459,6 +544,7 @@ async fn session(
                 }
             }
             _ = stop.changed() => return Ok(()),
+            _ = held.lost.changed() => return Err("this hub lost the edge's EdgeSync lease".into()),
         }
     }
 }

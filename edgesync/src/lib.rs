@@ -2,7 +2,9 @@
 //! certificates to edges (DESIGN §7).
 //!
 //! * `store` — the hub's versioned object store with a bounded change log;
-//! * `source` — the trait the hub side reads configuration through;
+//! * `source` — the traits the hub reads and writes configuration through;
+//! * `etcd` — the store of several hubs on etcd, and `lease` — which hub
+//!   syncs which edge;
 //! * `replica` — the edge's read-only copy, applied in transactions;
 //! * `subscription` — signed subscription files and bootstrap secrets;
 //! * `rotation` — certificate rotation offers over the stream;
@@ -11,8 +13,10 @@
 
 pub mod channel;
 pub mod edge_side;
+pub mod etcd;
 pub mod gate;
 pub mod hub_side;
+pub mod lease;
 pub mod replica;
 pub mod report;
 pub mod rotation;
@@ -21,6 +25,7 @@ pub mod store;
 pub mod subscription;
 pub mod trust_status;
 
+pub use etcd::EtcdStore;
 pub use replica::{Applied, ApplyError, LocalChangeError, Replica};
-pub use source::{ConfigSource, SourceError};
-pub use store::{ChangeLogStore, SideWrite};
+pub use source::{ConfigSource, ConfigStore, SideWrite, SourceError, Write};
+pub use store::ChangeLogStore;

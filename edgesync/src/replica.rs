@@ -15,6 +15,7 @@ use crate::store::{decode, encode};
 const VERSION_KEY: &[u8] = b"version";
 const STORE_ID_KEY: &[u8] = b"store-id";
 const SNAPSHOTS_KEY: &[u8] = b"snapshots";
+const FENCE_KEY: &[u8] = b"fence";
 
 /// Where the replica stands: which hub store and version it applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,6 +50,24 @@ pub enum ApplyError {
     Store(#[from] SourceError),
 }
 
+/// Why a hub's stream or update was refused by the fencing check.
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    /// A newer lease was seen: this hub lost the edge.
+    #[error(
+        "the hub's EdgeSync lease (revision {token}) is older than one this edge has seen (revision {newest}): another hub took this edge over"
+    )]
+    Stale {
+        /// The stream's token.
+        token: u64,
+        /// The newest token seen.
+        newest: u64,
+    },
+    /// The token could not be recorded.
+    #[error(transparent)]
+    Store(#[from] SourceError),
+}
+
 /// The edge replica.
 #[derive(Clone)]
 pub struct Replica {
@@ -56,6 +75,16 @@ pub struct Replica {
     objects: sled::Tree,
     meta: sled::Tree,
     tx: Arc<tokio::sync::watch::Sender<Applied>>,
+    fence: Arc<std::sync::Mutex<Fence>>,
+}
+
+/// The newest EdgeSync lease seen: its store and fencing token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fence {
+    /// The store whose hubs hand the token out.
+    pub store_id: String,
+    /// The token (the lease key's create revision).
+    pub token: u64,
 }
 
 impl Replica {
@@ -64,12 +93,17 @@ impl Replica {
         let objects = db.open_tree("replica/objects")?;
         let meta = db.open_tree("replica/meta")?;
         let applied = read_applied(&meta)?;
+        let fence = match meta.get(FENCE_KEY)? {
+            Some(v) => decode(&v)?,
+            None => Fence::default(),
+        };
         let (tx, _) = tokio::sync::watch::channel(applied);
         Ok(Self {
             db: db.clone(),
             objects,
             meta,
             tx: Arc::new(tx),
+            fence: Arc::new(std::sync::Mutex::new(fence)),
         })
     }
 
@@ -122,13 +156,16 @@ impl Replica {
         })
     }
 
-    /// Applies changes that follow the replica's version of the same store.
-    /// Changes at or below the applied version are skipped (a replay from
-    /// another hub is harmless).
+    /// Applies changes that follow the replica's version of the same store,
+    /// bringing it to `to` (versions may be sparse: a store whose versions
+    /// are etcd revisions skips the revisions of other keys). Changes at or
+    /// below the applied version are skipped (a replay from another hub is
+    /// harmless).
     pub fn apply_delta(
         &self,
         store_id: &str,
         from: ConfigVersion,
+        to: ConfigVersion,
         changes: &[Change],
     ) -> Result<(), ApplyError> {
         let have = self.applied();
@@ -141,9 +178,10 @@ impl Replica {
             });
         }
         let fresh: Vec<&Change> = changes.iter().filter(|c| c.version > have.version).collect();
-        let Some(last) = fresh.last().map(|c| c.version) else {
+        let last = fresh.last().map_or(to, |c| c.version.max(to));
+        if last <= have.version {
             return Ok(());
-        };
+        }
         let encoded: Vec<(ObjectKey, Option<Vec<u8>>)> = fresh
             .iter()
             .map(|c| match &c.op {
@@ -168,6 +206,49 @@ impl Replica {
             version: last,
             snapshots: have.snapshots,
         })
+    }
+
+    /// Admits a stream from a hub of `store_id` holding lease token
+    /// `token`: refused (with the newest token seen) when a newer lease of
+    /// the same store was seen; otherwise recorded, durably, as the newest.
+    pub fn admit_fence(&self, store_id: &str, token: u64) -> Result<(), FenceError> {
+        let mut fence = self.fence.lock().unwrap_or_else(|p| p.into_inner());
+        if fence.store_id == store_id && token < fence.token {
+            return Err(FenceError::Stale {
+                token,
+                newest: fence.token,
+            });
+        }
+        if fence.store_id != store_id || token > fence.token {
+            let next = Fence {
+                store_id: store_id.to_owned(),
+                token,
+            };
+            self.meta
+                .insert(FENCE_KEY, encode(&next)?)
+                .map_err(SourceError::from)?;
+            self.db.flush().map_err(SourceError::from)?;
+            *fence = next;
+        }
+        Ok(())
+    }
+
+    /// Whether `token` of `store_id` is still the newest lease (checked
+    /// before every update a stream carries).
+    pub fn fence_current(&self, store_id: &str, token: u64) -> Result<(), FenceError> {
+        let fence = self.fence.lock().unwrap_or_else(|p| p.into_inner());
+        if fence.store_id == store_id && token < fence.token {
+            return Err(FenceError::Stale {
+                token,
+                newest: fence.token,
+            });
+        }
+        Ok(())
+    }
+
+    /// The newest lease seen.
+    pub fn fence(&self) -> Fence {
+        self.fence.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The object under `key`.

@@ -13,24 +13,13 @@ use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ReplicatedObject
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::source::{ConfigSource, SourceError};
+use crate::source::{ConfigSource, ConfigStore, SideWrite, SourceError, Write, kind_prefix};
 
 const VERSION_KEY: &[u8] = b"version";
 const STORE_ID_KEY: &[u8] = b"store-id";
 
 /// Changes kept in the log; edges further behind get a snapshot.
 pub const DEFAULT_LOG_LIMIT: u64 = 10_000;
-
-/// A write to a tree outside the replicated set, made in the same
-/// transaction (e.g. the hub's readable mailbox list).
-pub struct SideWrite {
-    /// The tree.
-    pub tree: sled::Tree,
-    /// The key.
-    pub key: Vec<u8>,
-    /// The value, or `None` to remove.
-    pub value: Option<Vec<u8>>,
-}
 
 /// The versioned store.
 #[derive(Clone)]
@@ -88,7 +77,10 @@ impl ChangeLogStore {
                 Ok((key, value, op))
             })
             .collect::<Result<_, SourceError>>()?;
-        let side_trees: Vec<sled::Tree> = side.iter().map(|s| s.tree.clone()).collect();
+        let side_trees: Vec<sled::Tree> = side
+            .iter()
+            .map(|s| self.db.open_tree(&s.space))
+            .collect::<Result<_, _>>()?;
         let mut trees = vec![self.objects.clone(), self.log.clone(), self.meta.clone()];
         trees.extend(side_trees);
         let result: Result<ConfigVersion, TransactionError<SourceError>> =
@@ -143,11 +135,7 @@ impl ChangeLogStore {
 
     /// Every object whose key starts with `kind/`.
     pub fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, SourceError> {
-        let prefix = if kind.contains('/') || kind == "transport-config" {
-            kind.to_owned()
-        } else {
-            format!("{kind}/")
-        };
+        let prefix = kind_prefix(kind);
         self.objects
             .scan_prefix(prefix.as_bytes())
             .values()
@@ -161,6 +149,37 @@ impl ChangeLogStore {
     }
 }
 
+#[tonic::async_trait]
+impl ConfigStore for ChangeLogStore {
+    fn get(&self, key: &ObjectKey) -> Result<Option<ReplicatedObject>, SourceError> {
+        ChangeLogStore::get(self, key)
+    }
+
+    fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, SourceError> {
+        ChangeLogStore::list(self, kind)
+    }
+
+    fn side_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, SourceError> {
+        Ok(self.db.open_tree(space)?.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn side_list(&self, space: &str) -> Result<Vec<Vec<u8>>, SourceError> {
+        self.db
+            .open_tree(space)?
+            .iter()
+            .values()
+            .map(|v| Ok(v?.to_vec()))
+            .collect()
+    }
+
+    /// One hub writes here, in one process: the read guard has nothing to
+    /// race with, so it is not checked.
+    async fn apply(&self, write: Write) -> Result<ConfigVersion, SourceError> {
+        ChangeLogStore::apply(self, write.ops, write.side)
+    }
+}
+
+#[tonic::async_trait]
 impl ConfigSource for ChangeLogStore {
     fn store_id(&self) -> String {
         self.store_id.clone()
@@ -186,7 +205,7 @@ impl ConfigSource for ChangeLogStore {
         }
     }
 
-    fn changes_since(&self, since: ConfigVersion) -> Result<Option<Vec<Change>>, SourceError> {
+    async fn changes_since(&self, since: ConfigVersion) -> Result<Option<Vec<Change>>, SourceError> {
         let current = read_version(&self.meta)?;
         if since >= current {
             return Ok(Some(Vec::new()));
@@ -222,7 +241,7 @@ fn decode_version(v: &[u8]) -> Result<ConfigVersion, SourceError> {
     Ok(ConfigVersion(u64::from_be_bytes(bytes)))
 }
 
-fn new_store_id() -> String {
+pub(crate) fn new_store_id() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -246,6 +265,7 @@ mod tests {
         ReplicatedObject::AcceptedDomain(AcceptedDomain {
             name: Domain::parse(name).unwrap(),
             kind: AcceptedDomainKind::Authoritative,
+            delivery: Default::default(),
         })
     }
 
@@ -268,7 +288,7 @@ mod tests {
         assert_eq!(v, ConfigVersion(2));
         watch.changed().await.unwrap();
         assert_eq!(*watch.borrow(), ConfigVersion(2));
-        let changes = store.changes_since(ConfigVersion(1)).unwrap().unwrap();
+        let changes = store.changes_since(ConfigVersion(1)).await.unwrap().unwrap();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].version, ConfigVersion(2));
         store
@@ -278,8 +298,16 @@ mod tests {
             .apply(vec![ChangeOp::Put(domain("contoso.com"))], vec![])
             .unwrap();
         // The log keeps 3 changes: versions 2..=4; version 0 needs a snapshot.
-        assert!(store.changes_since(ConfigVersion(0)).unwrap().is_none());
-        assert_eq!(store.changes_since(ConfigVersion(1)).unwrap().unwrap().len(), 3);
+        assert!(store.changes_since(ConfigVersion(0)).await.unwrap().is_none());
+        assert_eq!(
+            store
+                .changes_since(ConfigVersion(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            3
+        );
         let (version, objects) = store.snapshot().unwrap();
         assert_eq!(version, ConfigVersion(4));
         assert_eq!(objects.len(), 2);

@@ -33,6 +33,8 @@ fn config_status(e: ConfigError) -> Status {
         ConfigError::NotFound { .. } => Status::not_found(e.to_string()),
         ConfigError::Exists { .. } => Status::already_exists(e.to_string()),
         ConfigError::Invalid(_) | ConfigError::ReadOnly(_) => Status::invalid_argument(e.to_string()),
+        ConfigError::Conflict(_) => Status::aborted(e.to_string()),
+        ConfigError::Unavailable(_) => Status::unavailable(e.to_string()),
         ConfigError::Store(_) => Status::internal(e.to_string()),
     }
 }
@@ -46,7 +48,8 @@ fn subscription_status(e: SubscriptionError) -> Status {
         }
         SubscriptionError::File(_) => Status::invalid_argument(e.to_string()),
         SubscriptionError::Config(c) => config_status(c),
-        SubscriptionError::Store(_) | SubscriptionError::Corrupt(_) => Status::internal(e.to_string()),
+        SubscriptionError::Store(s) => config_status(ConfigError::from(s)),
+        SubscriptionError::Corrupt(_) => Status::internal(e.to_string()),
     }
 }
 
@@ -54,6 +57,7 @@ fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     pb::ObjectJson {
         kind: o.kind().to_owned(),
         json: o.inner_json(),
+        version: 0,
     }
 }
 
@@ -75,10 +79,14 @@ impl pb::config_server::Config for HubAdmin {
             if !known {
                 return Err(Status::not_found(format!("no mailbox named {:?}", r.name)));
             }
-            return Ok(Response::new(mailbox_json(&address)));
+            return Ok(Response::new(self.mailbox_json(&address)));
         }
+        let read = self.config.read_version();
         let object = self.config.get(&r.kind, &r.name).map_err(config_status)?;
-        Ok(Response::new(to_json(&object)))
+        Ok(Response::new(pb::ObjectJson {
+            version: read.0,
+            ..to_json(&object)
+        }))
     }
 
     async fn list_objects(
@@ -97,7 +105,7 @@ impl pb::config_server::Config for HubAdmin {
         if kind == "mailbox" {
             let addresses = self.config.mailbox_addresses().map_err(config_status)?;
             return Ok(Response::new(pb::ObjectList {
-                objects: addresses.iter().map(|a| mailbox_json(a)).collect(),
+                objects: addresses.iter().map(|a| self.mailbox_json(a)).collect(),
             }));
         }
         if !postern_model::config::KINDS.contains(&kind.as_str()) {
@@ -120,11 +128,19 @@ impl pb::config_server::Config for HubAdmin {
         }
         let version = self
             .config
-            .put_json(&r.kind, &r.json, r.create_only, r.replace_only)
+            .put_json(
+                &r.kind,
+                &r.json,
+                r.create_only,
+                r.replace_only,
+                Some(postern_model::ConfigVersion(r.read_version)).filter(|v| v.0 > 0),
+            )
+            .await
             .map_err(config_status)?;
         if r.kind == "accepted-domain" {
             self.subscriptions
                 .refresh_sites(&self.config)
+                .await
                 .map_err(subscription_status)?;
         }
         if r.kind == "trusted-root" {
@@ -144,10 +160,15 @@ impl pb::config_server::Config for HubAdmin {
             return postern_transport::admin::receive_connectors::remove(&self.receive_connectors, &r.name)
                 .map(Response::new);
         }
-        let version = self.config.remove(&r.kind, &r.name).map_err(config_status)?;
+        let version = self
+            .config
+            .remove(&r.kind, &r.name)
+            .await
+            .map_err(config_status)?;
         if r.kind == "accepted-domain" {
             self.subscriptions
                 .refresh_sites(&self.config)
+                .await
                 .map_err(subscription_status)?;
         }
         if r.kind == "trusted-root" {
@@ -159,12 +180,39 @@ impl pb::config_server::Config for HubAdmin {
     }
 }
 
-fn mailbox_json(address: &str) -> pb::ObjectJson {
-    let hash = postern_model::MailboxHash::of(address);
-    let json = serde_json::json!({ "address": address, "hash": hash.0 }).to_string();
-    pb::ObjectJson {
-        kind: "mailbox".into(),
-        json,
+impl HubAdmin {
+    /// A mailbox as the admin API shows it: address, hash, home hub
+    /// (`hub`, null for a mailbox from before homes: whichever hub
+    /// receives its mail) and where its mail goes (`home`: the hub, or
+    /// the domain's mailbox server).
+    fn mailbox_json(&self, address: &str) -> pb::ObjectJson {
+        let hash = postern_model::MailboxHash::of(address);
+        let hub = match self.config.mailbox_entry(address) {
+            Ok(entry) => entry.and_then(|e| e.home).map(|h| h.as_str().to_owned()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a mailbox's home");
+                None
+            }
+        };
+        let lmtp = address.rsplit_once('@').and_then(|(_, domain)| {
+            match self.config.get("accepted-domain", domain) {
+                Ok(ReplicatedObject::AcceptedDomain(d)) => match d.delivery {
+                    postern_model::MailboxDelivery::Lmtp(server) => Some(server.to_string()),
+                    postern_model::MailboxDelivery::Maildir => None,
+                },
+                _ => None,
+            }
+        });
+        let home = lmtp
+            .or_else(|| hub.clone())
+            .unwrap_or_else(|| "any hub".to_owned());
+        let json =
+            serde_json::json!({ "address": address, "hash": hash.0, "hub": hub, "home": home }).to_string();
+        pb::ObjectJson {
+            kind: "mailbox".into(),
+            json,
+            version: 0,
+        }
     }
 }
 
@@ -201,6 +249,7 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
         let sub = self
             .subscriptions
             .import(&r.text, site, &self.config, &self.trust, &self.sync)
+            .await
             .map_err(subscription_status)?;
         Ok(Response::new(info(&sub)))
     }
@@ -222,6 +271,7 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
         let name = req.into_inner().edge_name;
         self.subscriptions
             .remove(&name, &self.config, &self.trust, &self.sync)
+            .await
             .map_err(subscription_status)?;
         Ok(Response::new(pb::RemoveSubscriptionReply {}))
     }
@@ -260,6 +310,8 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
                 deltas_sent: s.deltas_sent,
                 store_id: String::new(),
                 snapshots_applied: 0,
+                lease_holder: s.lease_holder.clone(),
+                lease_revision: s.lease_revision,
                 trust: if s.trust_detail.is_some() {
                     postern_edgesync::trust_status::TRUST_MISMATCH
                 } else {

@@ -1,12 +1,14 @@
-//! The hub's authoritative configuration: the EdgeSync change-log store
-//! plus what only the hub keeps (readable mailbox addresses). Every write
-//! validates the object and bumps the version; EdgeSync pushes it.
+//! The hub's authoritative configuration: the store (sled for one hub,
+//! etcd for several) plus what only the hub keeps (readable mailbox
+//! addresses). Every write validates the object, is guarded by the
+//! version its checks read, and bumps the version; EdgeSync pushes it.
 
 use std::sync::Arc;
 
-use postern_edgesync::{ChangeLogStore, ConfigSource, SideWrite, SourceError};
+use postern_edgesync::{ChangeLogStore, ConfigSource, ConfigStore, SideWrite, SourceError, Write};
 use postern_model::{
-    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxHash, ObjectKey, ReplicatedObject, TransportConfig,
+    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxEntry, MailboxHash, NodeName, ObjectKey,
+    ReplicatedObject, TransportConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,10 +37,29 @@ pub enum ConfigError {
     /// Only EdgeSync may change this kind.
     #[error("{0} objects are maintained by the hub itself")]
     ReadOnly(String),
+    /// Another write changed what this one read (nothing was changed).
+    #[error("{0}")]
+    Conflict(SourceError),
+    /// The store (etcd) is unreachable (nothing was changed).
+    #[error("{0}")]
+    Unavailable(SourceError),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] SourceError),
+    Store(SourceError),
 }
+
+impl From<SourceError> for ConfigError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Conflict => Self::Conflict(e),
+            SourceError::Unavailable(_) => Self::Unavailable(e),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// The side space of readable mailbox addresses.
+const MAILBOXES: &str = "hub/mailboxes";
 
 /// A mailbox as the hub keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,39 +68,67 @@ pub struct MailboxRecord {
     pub address: String,
 }
 
+/// A mailbox as the admin API writes it: `hub` names its home (a hub's
+/// name or FQDN); `None` on `new` homes it on the hub that creates it,
+/// and on `set` keeps its home.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MailboxRequest {
+    /// The address.
+    pub address: String,
+    /// The home hub.
+    #[serde(default)]
+    pub hub: Option<String>,
+}
+
 /// The hub's configuration store.
 #[derive(Clone)]
 pub struct HubConfig {
-    store: Arc<ChangeLogStore>,
-    mailboxes: sled::Tree,
+    store: Arc<dyn ConfigStore>,
+    hub: NodeName,
 }
 
 impl HubConfig {
-    /// Opens the store in `db`, creating the default transport config.
-    pub fn open(db: &sled::Db) -> Result<Self, ConfigError> {
-        let store = Arc::new(ChangeLogStore::open(
+    /// Opens the single-hub sled store in `db`.
+    pub fn open_sled(db: &sled::Db) -> Result<Arc<ChangeLogStore>, ConfigError> {
+        Ok(Arc::new(ChangeLogStore::open(
             db,
             postern_edgesync::store::DEFAULT_LOG_LIMIT,
-        )?);
-        let mailboxes = db.open_tree("hub/mailboxes").map_err(SourceError::from)?;
-        let config = Self { store, mailboxes };
+        )?))
+    }
+
+    /// Uses `store` for the hub named `hub` (new mailboxes are homed on
+    /// it), creating the default transport config (once, when several
+    /// hubs start together).
+    pub async fn new(store: Arc<dyn ConfigStore>, hub: NodeName) -> Result<Self, ConfigError> {
+        let config = Self { store, hub };
+        let read = config.store.read_version();
         if config
             .store
             .get(&ObjectKey::of("transport-config", ""))?
             .is_none()
         {
-            config.store.apply(
-                vec![ChangeOp::Put(ReplicatedObject::TransportConfig(
+            let write = Write {
+                ops: vec![ChangeOp::Put(ReplicatedObject::TransportConfig(
                     TransportConfig::default(),
                 ))],
-                vec![],
-            )?;
+                side: vec![],
+                read: Some(read),
+            };
+            match config.store.apply(write).await {
+                Ok(_) | Err(SourceError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(config)
     }
 
+    /// The store.
+    pub fn store(&self) -> Arc<dyn ConfigStore> {
+        self.store.clone()
+    }
+
     /// The store, as EdgeSync reads it.
-    pub fn source(&self) -> Arc<ChangeLogStore> {
+    pub fn source(&self) -> Arc<dyn ConfigSource> {
         self.store.clone()
     }
 
@@ -88,34 +137,44 @@ impl HubConfig {
         self.store.version()
     }
 
+    /// The version a guarded write's checks stand on, now.
+    pub fn read_version(&self) -> ConfigVersion {
+        self.store.read_version()
+    }
+
     /// Creates or replaces an object given as the admin API's JSON.
-    pub fn put_json(
+    /// `read` is the version the administrator's read saw (`None`: now).
+    pub async fn put_json(
         &self,
         kind: &str,
         json: &str,
         create_only: bool,
         replace_only: bool,
+        read: Option<ConfigVersion>,
     ) -> Result<ConfigVersion, ConfigError> {
         if kind == "mailbox" {
-            let record: MailboxRecord =
+            let request: MailboxRequest =
                 serde_json::from_str(json).map_err(|e| ConfigError::Invalid(format!("bad mailbox: {e}")))?;
-            return self.put_mailbox(&record.address, create_only);
+            return self.put_mailbox(&request, create_only, replace_only, read).await;
         }
         if matches!(kind, "hub" | "edge") {
             return Err(ConfigError::ReadOnly(kind.to_owned()));
         }
         let object = ReplicatedObject::from_kind_json(kind, json).map_err(ConfigError::Invalid)?;
-        self.put(object, create_only, replace_only)
+        self.put(object, create_only, replace_only, read).await
     }
 
-    /// Creates or replaces a validated object.
-    pub fn put(
+    /// Creates or replaces a validated object; refused when it changed
+    /// after `read` (default: the version its checks see now).
+    pub async fn put(
         &self,
         object: ReplicatedObject,
         create_only: bool,
         replace_only: bool,
+        read: Option<ConfigVersion>,
     ) -> Result<ConfigVersion, ConfigError> {
         validate(&object)?;
+        let read = read.unwrap_or_else(|| self.store.read_version());
         let key = object.key();
         let exists = self.store.get(&key)?.is_some();
         let name = display_name(&object);
@@ -131,16 +190,66 @@ impl HubConfig {
                 name,
             });
         }
-        Ok(self.store.apply(vec![ChangeOp::Put(object)], vec![])?)
+        self.write(vec![ChangeOp::Put(object)], vec![], Some(read)).await
     }
 
-    /// Applies several changes as one version range (hub-internal use).
-    pub fn apply(&self, ops: Vec<ChangeOp>) -> Result<ConfigVersion, ConfigError> {
-        Ok(self.store.apply(ops, vec![])?)
+    /// Applies several changes as one version range (hub-internal use),
+    /// unguarded.
+    pub async fn apply(&self, ops: Vec<ChangeOp>) -> Result<ConfigVersion, ConfigError> {
+        self.write(ops, vec![], None).await
     }
 
-    fn put_mailbox(&self, address: &str, create_only: bool) -> Result<ConfigVersion, ConfigError> {
-        let address = address.trim().to_ascii_lowercase();
+    /// One atomic write of changes and side records, guarded by `read`.
+    pub async fn write(
+        &self,
+        ops: Vec<ChangeOp>,
+        side: Vec<SideWrite>,
+        read: Option<ConfigVersion>,
+    ) -> Result<ConfigVersion, ConfigError> {
+        Ok(self.store.apply(Write { ops, side, read }).await?)
+    }
+
+    /// The hub of the organisation named `name` (its name or FQDN).
+    fn hub_named(&self, name: &str) -> Result<NodeName, ConfigError> {
+        let hubs: Vec<postern_model::HubInfo> = self
+            .list("hub")?
+            .into_iter()
+            .filter_map(|o| match o {
+                ReplicatedObject::Hub(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        hubs.iter()
+            .find(|h| {
+                h.name.as_str().eq_ignore_ascii_case(name) || h.fqdn.as_str().eq_ignore_ascii_case(name)
+            })
+            .map(|h| h.name.clone())
+            .ok_or_else(|| {
+                let known: Vec<&str> = hubs.iter().map(|h| h.name.as_str()).collect();
+                ConfigError::Invalid(format!(
+                    "no hub named {name:?} in the organisation; hubs are: {}",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// The replicated entry of the mailbox `address` (its home), if any.
+    pub fn mailbox_entry(&self, address: &str) -> Result<Option<MailboxEntry>, ConfigError> {
+        Ok(match self.store.get(&ObjectKey::of("mailbox", address))? {
+            Some(ReplicatedObject::Mailbox(entry)) => Some(entry),
+            _ => None,
+        })
+    }
+
+    async fn put_mailbox(
+        &self,
+        request: &MailboxRequest,
+        create_only: bool,
+        replace_only: bool,
+        read: Option<ConfigVersion>,
+    ) -> Result<ConfigVersion, ConfigError> {
+        let read = read.unwrap_or_else(|| self.store.read_version());
+        let address = request.address.trim().to_ascii_lowercase();
         let Some((local, domain)) = address.rsplit_once('@') else {
             return Err(ConfigError::Invalid(format!(
                 "{address:?} is not an e-mail address"
@@ -159,33 +268,47 @@ impl HubConfig {
             )));
         }
         let hash = MailboxHash::of(&address);
-        if create_only
-            && self
-                .mailboxes
-                .contains_key(hash.0.as_bytes())
-                .map_err(SourceError::from)?
-        {
+        let exists = self.store.side_get(MAILBOXES, hash.0.as_bytes())?.is_some();
+        if create_only && exists {
             return Err(ConfigError::Exists {
                 kind: "mailbox".into(),
                 name: address,
             });
         }
+        if replace_only && !exists {
+            return Err(ConfigError::NotFound {
+                kind: "mailbox".into(),
+                name: address,
+            });
+        }
+        let home = match &request.hub {
+            Some(name) => Some(self.hub_named(name)?),
+            None if exists => self.mailbox_entry(&address)?.and_then(|e| e.home),
+            None => Some(self.hub.clone()),
+        };
         let record = serde_json::to_vec(&MailboxRecord {
             address: address.clone(),
         })
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let side = SideWrite {
-            tree: self.mailboxes.clone(),
+            space: MAILBOXES.to_owned(),
             key: hash.0.as_bytes().to_vec(),
             value: Some(record),
         };
-        Ok(self
-            .store
-            .apply(vec![ChangeOp::Put(ReplicatedObject::Mailbox(hash))], vec![side])?)
+        self.write(
+            vec![ChangeOp::Put(ReplicatedObject::Mailbox(MailboxEntry {
+                hash,
+                home,
+            }))],
+            vec![side],
+            Some(read),
+        )
+        .await
     }
 
     /// Removes the object of `kind` named `name`.
-    pub fn remove(&self, kind: &str, name: &str) -> Result<ConfigVersion, ConfigError> {
+    pub async fn remove(&self, kind: &str, name: &str) -> Result<ConfigVersion, ConfigError> {
+        let read = self.store.read_version();
         if matches!(kind, "hub" | "edge" | "transport-config") {
             return Err(ConfigError::ReadOnly(kind.to_owned()));
         }
@@ -199,14 +322,14 @@ impl HubConfig {
         let side = if kind == "mailbox" {
             let hash = MailboxHash::of(name);
             vec![SideWrite {
-                tree: self.mailboxes.clone(),
+                space: MAILBOXES.to_owned(),
                 key: hash.0.as_bytes().to_vec(),
                 value: None,
             }]
         } else {
             Vec::new()
         };
-        Ok(self.store.apply(vec![ChangeOp::Delete(key)], side)?)
+        self.write(vec![ChangeOp::Delete(key)], side, Some(read)).await
     }
 
     /// The object of `kind` named `name`.
@@ -227,9 +350,9 @@ impl HubConfig {
     /// Readable mailbox addresses (hub only).
     pub fn mailbox_addresses(&self) -> Result<Vec<String>, ConfigError> {
         let mut out = Vec::new();
-        for item in self.mailboxes.iter().values() {
-            let record: MailboxRecord = serde_json::from_slice(&item.map_err(SourceError::from)?)
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for item in self.store.side_list(MAILBOXES)? {
+            let record: MailboxRecord =
+                serde_json::from_slice(&item).map_err(|e| ConfigError::Invalid(e.to_string()))?;
             out.push(record.address);
         }
         out.sort();

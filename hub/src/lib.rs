@@ -14,6 +14,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use postern_edgesync::hub_side::{SyncManager, SyncState};
+use postern_edgesync::lease::EdgeLeases;
+use postern_edgesync::{ConfigStore, EtcdStore};
 use postern_model::{ChangeOp, HubInfo, ReplicatedObject, Service};
 use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::console_server::ConsoleServer;
@@ -48,12 +50,32 @@ pub struct HubOptions {
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// DANE and MTA-STS for mail routed by MX.
     pub internet_tls: postern_transport::internet_tls::NodeTlsOptions,
+    /// Where the organisation's configuration lives.
+    pub store: StoreChoice,
     /// The web console's binding (`ip:port`); no console when `None`.
     pub console_bind: Option<String>,
     /// How long a replaced certificate (an edge's or the hub's) stays
     /// trusted after a rotation ([`rotation::DEFAULT_GRACE`] by default).
     pub certificate_grace: std::time::Duration,
 }
+
+/// The configuration store backend.
+#[derive(Clone, Debug, Default)]
+pub enum StoreChoice {
+    /// sled in the data directory: one hub (the default).
+    #[default]
+    Sled,
+    /// etcd v3: several hubs of one organisation.
+    Etcd {
+        /// The cluster's client endpoints.
+        endpoints: Vec<String>,
+        /// The organisation's key prefix.
+        prefix: String,
+    },
+}
+
+/// How long a starting hub waits for etcd.
+const ETCD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a hub node stopped.
 #[derive(Debug, thiserror::Error)]
@@ -125,21 +147,35 @@ impl Hub {
                 tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node opened")
             }
         }
-        let config = HubConfig::open(&node.db)?;
-        let subscriptions = Subscriptions::open(&node.db)?;
+        let (store, leases): (Arc<dyn ConfigStore>, Option<Arc<dyn EdgeLeases>>) = match &opts.store {
+            StoreChoice::Sled => (HubConfig::open_sled(&node.db)?, None),
+            StoreChoice::Etcd { endpoints, prefix } => {
+                let store = EtcdStore::connect(endpoints, prefix, ETCD_PATIENCE)
+                    .await
+                    .map_err(ConfigError::from)?;
+                (store.clone(), Some(store))
+            }
+        };
+        let config = HubConfig::new(store.clone(), node.identity.name.clone()).await?;
+        let subscriptions = Subscriptions::new(store);
         let trust = TrustStore::new(subscriptions.trusted()?, &[]);
+        refresh_trust(&config, &subscriptions, &trust);
         if !subscriptions.list()?.is_empty() {
             node.certs
                 .hold_new_smtp_certificates(Some(rotation::HUB_HOLD_NOTE.to_owned()));
         }
         refresh_roots(&config, &trust);
         let bootstrapped = subscriptions.clone();
-        let sync = SyncManager::new(
+        let sync = SyncManager::with_leases(
             config.source(),
             node.certs.clone(),
             node.identity.name.as_str(),
             node.identity.fqdn.as_str(),
-            Arc::new(move |edge: &str| bootstrapped.mark_bootstrapped(edge)),
+            Arc::new(move |edge: &str| {
+                let (subs, edge) = (bootstrapped.clone(), edge.to_owned());
+                tokio::spawn(async move { subs.mark_bootstrapped(&edge).await });
+            }),
+            leases,
         );
         let hub_rotation = rotation::HubRotation {
             subscriptions: subscriptions.clone(),
@@ -158,7 +194,11 @@ impl Hub {
             sync.clone(),
         );
         let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
-        let router = Arc::new(HubRouter::new(config.clone(), node.identity.fqdn.clone()));
+        let router = Arc::new(HubRouter::new(
+            config.clone(),
+            node.identity.name.clone(),
+            node.identity.fqdn.clone(),
+        ));
         let compiler = compiler_for(&node, &config, &receive_connectors)?;
         let metrics_bind = match &opts.metrics_bind {
             Some(b) => Some(
@@ -195,8 +235,9 @@ impl Hub {
             bound.as_deref().unwrap_or(&node.identity.smtp_bind),
             node.identity.fqdn.as_str(),
         );
-        publish_self(&node, &config, &endpoint)?;
-        watch_certificates(node.clone(), config.clone(), endpoint);
+        publish_self(&node, &config, &subscriptions, &endpoint).await?;
+        watch_certificates(node.clone(), config.clone(), subscriptions.clone(), endpoint);
+        follow_organisation(config.clone(), subscriptions.clone(), trust.clone(), sync.clone());
         let console = match &opts.console_bind {
             Some(bind) => {
                 let (console, listener) = console::Console::bind(bind, &node, mail.metrics().clone()).await?;
@@ -325,7 +366,7 @@ fn follow_edgesync(sync: SyncManager, config: HubConfig, metrics: Arc<Metrics>) 
 
 /// Republishes `HubInfo` whenever the certificate store changes, so edges
 /// learn a newly enabled hub certificate (and forget a removed one).
-fn watch_certificates(node: Node, config: HubConfig, endpoint: String) {
+fn watch_certificates(node: Node, config: HubConfig, subscriptions: Subscriptions, endpoint: String) {
     tokio::spawn(async move {
         let mut seen = node.certs.generation();
         loop {
@@ -333,7 +374,7 @@ fn watch_certificates(node: Node, config: HubConfig, endpoint: String) {
             let now = node.certs.generation();
             if now != seen {
                 seen = now;
-                if let Err(e) = publish_self(&node, &config, &endpoint) {
+                if let Err(e) = publish_self(&node, &config, &subscriptions, &endpoint).await {
                     tracing::error!(error = %e, "cannot publish the hub's certificates");
                 }
             }
@@ -342,8 +383,14 @@ fn watch_certificates(node: Node, config: HubConfig, endpoint: String) {
 }
 
 /// Writes this hub's `HubInfo` (SMTP endpoint and the public parts of its
-/// SMTP certificates) into the configuration when it changed.
-fn publish_self(node: &Node, config: &HubConfig, smtp_endpoint: &str) -> Result<(), HubError> {
+/// SMTP certificates; never a private key) into the configuration when it
+/// changed, and the sites' inbound connectors that list every hub.
+async fn publish_self(
+    node: &Node,
+    config: &HubConfig,
+    subscriptions: &Subscriptions,
+    smtp_endpoint: &str,
+) -> Result<(), HubError> {
     let certificates: Vec<Vec<u8>> = node
         .certs
         .list()
@@ -367,9 +414,70 @@ fn publish_self(node: &Node, config: &HubConfig, smtp_endpoint: &str) -> Result<
     };
     let current = config.get("hub", node.identity.name.as_str()).ok();
     if current != Some(ReplicatedObject::Hub(info.clone())) {
-        config.apply(vec![ChangeOp::Put(ReplicatedObject::Hub(info))])?;
+        config
+            .apply(vec![ChangeOp::Put(ReplicatedObject::Hub(info))])
+            .await?;
+        subscriptions.refresh_sites(config).await?;
     }
     Ok(())
+}
+
+/// Follows the organisation's configuration as other hubs change it: syncs
+/// (or stands by for) every subscribed edge, stops for removed ones, and
+/// trusts every subscribed edge and every hub of the organisation (hubs
+/// accept each other by direct trust of their published certificates).
+fn follow_organisation(
+    config: HubConfig,
+    subscriptions: Subscriptions,
+    trust: TrustStore,
+    sync: SyncManager,
+) {
+    let mut versions = config.source().watch();
+    tokio::spawn(async move {
+        loop {
+            match subscriptions.list() {
+                Ok(subs) => {
+                    for sub in &subs {
+                        sync.ensure(sub.target());
+                    }
+                    for edge in sync.edges() {
+                        if !subs.iter().any(|s| s.edge_name == edge) {
+                            sync.stop(&edge);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the subscriptions"),
+            }
+            refresh_trust(&config, &subscriptions, &trust);
+            refresh_roots(&config, &trust);
+            // Side records (subscriptions) do not bump the version: look
+            // again every two seconds as well.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), versions.changed()).await;
+        }
+    });
+}
+
+/// Direct trust of the hub: every subscribed edge and every hub's certificates.
+pub fn refresh_trust(config: &HubConfig, subscriptions: &Subscriptions, trust: &TrustStore) {
+    let edges = match subscriptions.trusted() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the subscriptions to refresh trust");
+            return;
+        }
+    }
+    .into_iter();
+    let hubs = config
+        .list("hub")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| match o {
+            ReplicatedObject::Hub(h) => Some(h.certificates),
+            _ => None,
+        })
+        .flatten()
+        .map(|der| postern_model::Thumbprint::of_der(&der));
+    trust.set_direct(edges.chain(hubs).collect::<Vec<_>>());
 }
 
 /// Loads the administrator's trusted roots into the trust store.

@@ -55,10 +55,8 @@ impl HubRotation {
     }
 
     fn refresh_trust(&self) {
-        match self.subscriptions.trusted() {
-            Ok(t) => self.trust.set_direct(t),
-            Err(e) => tracing::error!(error = %e, "cannot read the subscriptions to refresh trust"),
-        }
+        // Every hub's certificates stay trusted too (several hubs).
+        crate::refresh_trust(&self.config, &self.subscriptions, &self.trust);
     }
 }
 
@@ -72,17 +70,15 @@ impl RotationHook for HubRotation {
             ));
         }
         let until = self.until();
-        self.subscriptions
-            .rotate(edge, offer.old, offer.new, &until)
-            .map_err(|e| e.to_string())?;
+        block_on(self.subscriptions.rotate(edge, offer.old, offer.new, &until)).map_err(|e| e.to_string())?;
         self.trust.trust_direct(offer.new);
         // Other edges and hubs learn the edge's new certificate.
         if let Ok(ReplicatedObject::Edge(mut info)) = self.config.get("edge", edge) {
             info.thumbprint = offer.new;
-            if let Err(e) = self
-                .config
-                .apply(vec![ChangeOp::Put(ReplicatedObject::Edge(info))])
-            {
+            if let Err(e) = block_on(
+                self.config
+                    .apply(vec![ChangeOp::Put(ReplicatedObject::Edge(info))]),
+            ) {
                 tracing::error!(edge, error = %e, "cannot replicate the edge's new certificate");
             }
         }
@@ -99,6 +95,34 @@ impl RotationHook for HubRotation {
     }
 }
 
+/// Runs a store write from the (synchronous) rotation hook, which EdgeSync
+/// calls inside the runtime: on a multi-threaded runtime the worker is
+/// handed over while it waits; otherwise it runs on a thread of its own.
+fn block_on<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(fut))
+        }
+        _ => std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| rt.block_on(fut))
+            });
+            match worker.join() {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => panic!("cannot start a runtime for a rotation write: {e}"),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }),
+    }
+}
+
 /// Runs the timed steps of both rotations once a second: retires edge
 /// certificates past their grace, presents the hub's offered certificate
 /// once every edge has it, retires the hub's replaced one.
@@ -110,7 +134,7 @@ pub fn spawn(rotation: HubRotation, certs: CertStore, fqdn: String, sync: SyncMa
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let now = OffsetDateTime::now_utc();
-            match rotation.subscriptions.retire_due(now) {
+            match rotation.subscriptions.retire_due(now).await {
                 Ok(retired) if !retired.is_empty() => {
                     for (edge, tp) in &retired {
                         tracing::info!(edge, thumbprint = %tp, "edge certificate retired after its grace period; it is refused from now on");

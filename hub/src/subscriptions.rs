@@ -3,8 +3,11 @@
 //! connectors of its site, and starts syncing; removing one undoes it all,
 //! so the edge is refused at its next handshake.
 
+use std::sync::Arc;
+
 use postern_edgesync::hub_side::{EdgeTarget, SyncManager};
 use postern_edgesync::subscription::SubscriptionFile;
+use postern_edgesync::{ConfigStore, SideWrite, Write};
 use postern_model::{
     AcceptedDomainKind, AddressSpace, ChangeOp, DomainPattern, EdgeInfo, NodeName, ObjectKey,
     ReplicatedObject, SendConnector, Thumbprint,
@@ -91,41 +94,48 @@ pub enum SubscriptionError {
     Config(#[from] ConfigError),
     /// The store failed.
     #[error("subscription store: {0}")]
-    Store(#[from] sled::Error),
+    Store(#[from] postern_edgesync::SourceError),
     /// A record did not parse.
     #[error("subscription record is corrupt: {0}")]
     Corrupt(String),
 }
 
-/// The subscriptions of this hub.
+/// The subscriptions of the organisation (every hub of it sees them).
 #[derive(Clone)]
 pub struct Subscriptions {
-    tree: sled::Tree,
-    /// Bootstrap secret hash → when its file was imported.
-    used: sled::Tree,
-    db: sled::Db,
+    store: Arc<dyn ConfigStore>,
 }
 
 /// The default site name (Exchange's "Default-First-Site-Name").
 pub const DEFAULT_SITE: &str = "Default-First-Site-Name";
 
+/// The side space of subscription records.
+const SPACE: &str = "hub/subscriptions";
+
+/// The side space of spent bootstrap secrets: secret hash → when its file
+/// was imported.
+const USED: &str = "hub/used-subscription-files";
+
 impl Subscriptions {
-    /// Opens the tree in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, SubscriptionError> {
-        Ok(Self {
-            tree: db.open_tree("hub/subscriptions")?,
-            used: db.open_tree("hub/used-subscription-files")?,
-            db: db.clone(),
-        })
+    /// Keeps subscriptions in `store`.
+    pub fn new(store: Arc<dyn ConfigStore>) -> Self {
+        Self { store }
     }
 
     /// Every subscription.
     pub fn list(&self) -> Result<Vec<Subscription>, SubscriptionError> {
-        self.tree
+        self.store
+            .side_list(SPACE)?
             .iter()
-            .values()
-            .map(|v| serde_json::from_slice(&v?).map_err(|e| SubscriptionError::Corrupt(e.to_string())))
+            .map(|v| serde_json::from_slice(v).map_err(|e| SubscriptionError::Corrupt(e.to_string())))
             .collect()
+    }
+
+    fn find(&self, name: &str) -> Result<Option<Subscription>, SubscriptionError> {
+        self.store
+            .side_get(SPACE, name.to_ascii_lowercase().as_bytes())?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| SubscriptionError::Corrupt(e.to_string())))
+            .transpose()
     }
 
     /// Every edge certificate this hub trusts directly: each edge's
@@ -140,16 +150,13 @@ impl Subscriptions {
 
     /// The subscription of edge `name`.
     pub fn get(&self, name: &str) -> Result<Subscription, SubscriptionError> {
-        let raw = self
-            .tree
-            .get(name.to_ascii_lowercase().as_bytes())?
-            .ok_or_else(|| SubscriptionError::NotFound(name.to_owned()))?;
-        serde_json::from_slice(&raw).map_err(|e| SubscriptionError::Corrupt(e.to_string()))
+        self.find(name)?
+            .ok_or_else(|| SubscriptionError::NotFound(name.to_owned()))
     }
 
     /// Records a rotation: `new` is the edge's certificate from now on,
     /// `old` stays trusted until `until`.
-    pub fn rotate(
+    pub async fn rotate(
         &self,
         name: &str,
         old: Thumbprint,
@@ -162,13 +169,16 @@ impl Subscriptions {
             thumbprint: old,
             until: until.to_owned(),
         });
-        self.save(&sub)?;
+        self.save(&sub).await?;
         Ok(sub)
     }
 
     /// Forgets previous certificates whose grace period ended before
     /// `now`; returns the edges and certificates retired.
-    pub fn retire_due(&self, now: OffsetDateTime) -> Result<Vec<(String, Thumbprint)>, SubscriptionError> {
+    pub async fn retire_due(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, Thumbprint)>, SubscriptionError> {
         let mut retired = Vec::new();
         for mut sub in self.list()? {
             let due = sub
@@ -176,39 +186,56 @@ impl Subscriptions {
                 .as_ref()
                 .is_some_and(|p| OffsetDateTime::parse(&p.until, &Rfc3339).map_or(true, |u| now >= u));
             if due && let Some(p) = sub.previous.take() {
-                self.save(&sub)?;
+                self.save(&sub).await?;
                 retired.push((sub.edge_name.clone(), p.thumbprint));
             }
         }
         Ok(retired)
     }
 
-    fn save(&self, sub: &Subscription) -> Result<(), SubscriptionError> {
-        let value = serde_json::to_vec(sub).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
-        self.tree
-            .insert(sub.edge_name.to_ascii_lowercase().as_bytes(), value)?;
-        self.db.flush()?;
+    /// Writes `sub`'s record (a side record: the edges' version does not move).
+    async fn save(&self, sub: &Subscription) -> Result<(), SubscriptionError> {
+        let write = Write {
+            side: vec![Self::record(sub)?],
+            ..Write::default()
+        };
+        self.store.apply(write).await?;
         Ok(())
     }
 
+    fn record(sub: &Subscription) -> Result<SideWrite, SubscriptionError> {
+        let value = serde_json::to_vec(sub).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
+        Ok(SideWrite {
+            space: SPACE.to_owned(),
+            key: sub.edge_name.to_ascii_lowercase().into_bytes(),
+            value: Some(value),
+        })
+    }
+
     /// Forgets the bootstrap secret once the edge has its first snapshot.
-    pub fn mark_bootstrapped(&self, edge: &str) {
-        let key = edge.to_ascii_lowercase();
-        let Ok(Some(raw)) = self.tree.get(key.as_bytes()) else {
+    pub async fn mark_bootstrapped(&self, edge: &str) {
+        let Ok(Some(mut sub)) = self.find(edge) else {
             return;
         };
-        let Ok(mut sub) = serde_json::from_slice::<Subscription>(&raw) else {
+        if sub.bootstrap_secret.take().is_none() {
             return;
+        }
+        let write = Self::record(&sub).map(|side| Write {
+            side: vec![side],
+            ..Write::default()
+        });
+        let result = match write {
+            Ok(w) => self.store.apply(w).await.map_err(SubscriptionError::from),
+            Err(e) => Err(e),
         };
-        sub.bootstrap_secret = None;
-        if let Err(e) = self.save(&sub) {
+        if let Err(e) = result {
             tracing::error!(edge, error = %e, "cannot record the edge as bootstrapped");
         }
     }
 
     /// Imports a subscription file: verifies it, trusts the edge, updates
     /// the configuration and starts syncing.
-    pub fn import(
+    pub async fn import(
         &self,
         text: &str,
         site: Option<&str>,
@@ -218,8 +245,9 @@ impl Subscriptions {
     ) -> Result<Subscription, SubscriptionError> {
         let (file, _der) = SubscriptionFile::verify(text, OffsetDateTime::now_utc())?;
         let body = &file.body;
+        let read = config.read_version();
         let secret = postern_edgesync::subscription::secret_hash(&body.bootstrap_secret);
-        if let Some(when) = self.used.get(secret.as_bytes())? {
+        if let Some(when) = self.store.side_get(USED, secret.as_bytes())? {
             return Err(SubscriptionError::AlreadyUsed(
                 body.edge_name.to_string(),
                 String::from_utf8_lossy(&when).into_owned(),
@@ -232,8 +260,7 @@ impl Subscriptions {
                 body.subscribed_store.clone(),
             ));
         }
-        let key = body.edge_name.as_str().to_ascii_lowercase();
-        if self.tree.contains_key(key.as_bytes())? {
+        if self.find(body.edge_name.as_str())?.is_some() {
             return Err(SubscriptionError::Exists(body.edge_name.to_string()));
         }
         let site = site
@@ -259,9 +286,14 @@ impl Subscriptions {
             thumbprint: sub.thumbprint,
         }))];
         ops.extend(site_connectors(config, &site, Some(&body.edge_name), None)?);
-        self.used.insert(secret.as_bytes(), sub.created.as_bytes())?;
-        self.save(&sub)?;
-        config.apply(ops)?;
+        let used = SideWrite {
+            space: USED.to_owned(),
+            key: secret.into_bytes(),
+            value: Some(sub.created.clone().into_bytes()),
+        };
+        config
+            .write(ops, vec![Self::record(&sub)?, used], Some(read))
+            .await?;
         trust.trust_direct(sub.thumbprint);
         sync.start(sub.target());
         tracing::info!(edge = %sub.edge_name, site = %sub.site, thumbprint = %sub.thumbprint, "edge subscribed");
@@ -270,29 +302,27 @@ impl Subscriptions {
 
     /// Removes a subscription: stops syncing, distrusts the certificate, and
     /// takes the edge out of its site's connectors.
-    pub fn remove(
+    pub async fn remove(
         &self,
         name: &str,
         config: &HubConfig,
         trust: &TrustStore,
         sync: &SyncManager,
     ) -> Result<(), SubscriptionError> {
-        let key = name.to_ascii_lowercase();
-        let raw = self
-            .tree
-            .get(key.as_bytes())?
-            .ok_or_else(|| SubscriptionError::NotFound(name.to_owned()))?;
-        let sub: Subscription =
-            serde_json::from_slice(&raw).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
-        sync.stop(&sub.edge_name);
-        self.tree.remove(key.as_bytes())?;
-        self.db.flush()?;
-        trust.set_direct(self.trusted()?);
+        let read = config.read_version();
+        let sub = self.get(name)?;
         let edge_name =
             NodeName::parse(&sub.edge_name).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
         let mut ops = vec![ChangeOp::Delete(ObjectKey::of("edge", &sub.edge_name))];
         ops.extend(site_connectors(config, &sub.site, None, Some(&edge_name))?);
-        config.apply(ops)?;
+        let forget = SideWrite {
+            space: SPACE.to_owned(),
+            key: sub.edge_name.to_ascii_lowercase().into_bytes(),
+            value: None,
+        };
+        config.write(ops, vec![forget], Some(read)).await?;
+        sync.stop(&sub.edge_name);
+        crate::refresh_trust(config, self, trust);
         tracing::info!(edge = %sub.edge_name, "edge subscription removed");
         Ok(())
     }
@@ -301,7 +331,7 @@ impl Subscriptions {
 impl Subscriptions {
     /// Rewrites every site's EdgeSync connectors (after accepted domains
     /// or hubs changed).
-    pub fn refresh_sites(&self, config: &HubConfig) -> Result<(), SubscriptionError> {
+    pub async fn refresh_sites(&self, config: &HubConfig) -> Result<(), SubscriptionError> {
         let mut sites: Vec<String> = self.list()?.into_iter().map(|s| s.site).collect();
         sites.sort();
         sites.dedup();
@@ -310,7 +340,7 @@ impl Subscriptions {
             ops.extend(site_connectors(config, &site, None, None)?);
         }
         if !ops.is_empty() {
-            config.apply(ops)?;
+            config.apply(ops).await?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Domain, NodeName, ProtocolLoggingLevel, Thumbprint};
+use crate::{Domain, MailboxDelivery, NodeName, ProtocolLoggingLevel, Thumbprint};
 
 /// Organisation-wide transport settings (Set-TransportConfig).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +139,10 @@ pub struct AcceptedDomain {
     pub name: Domain,
     /// How it is treated.
     pub kind: AcceptedDomainKind,
+    /// Where its mailboxes get their mail: their home hub's Maildir (the
+    /// default, not written out) or a mailbox server over LMTP.
+    #[serde(default, skip_serializing_if = "MailboxDelivery::is_maildir")]
+    pub delivery: MailboxDelivery,
 }
 
 /// The SHA-256 of a lower-cased recipient address, hex: what edges hold
@@ -151,6 +155,65 @@ impl MailboxHash {
     pub fn of(address: &str) -> Self {
         let digest = Sha256::digest(address.trim().to_ascii_lowercase().as_bytes());
         Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// A mailbox as replicated: the hash of its address and its home hub,
+/// whose Maildir holds it (issue 16). Every hub and edge routes mail for
+/// it to that hub; a domain delivered over LMTP ignores homes.
+///
+/// Written as the bare hash when it has no home (mailboxes made before
+/// homes existed: the hub that receives the mail delivers it), so stores
+/// and replicas written before read the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MailboxWire", into = "MailboxWire")]
+pub struct MailboxEntry {
+    /// The hash of the address.
+    pub hash: MailboxHash,
+    /// The hub whose Maildir holds the mailbox; `None`: whichever hub
+    /// receives the mail.
+    pub home: Option<NodeName>,
+}
+
+impl MailboxEntry {
+    /// The entry of `address` homed on `home`.
+    pub fn new(address: &str, home: Option<NodeName>) -> Self {
+        Self {
+            hash: MailboxHash::of(address),
+            home,
+        }
+    }
+}
+
+/// The JSON forms of [`MailboxEntry`].
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum MailboxWire {
+    Hash(MailboxHash),
+    Homed { hash: MailboxHash, home: NodeName },
+}
+
+impl From<MailboxWire> for MailboxEntry {
+    fn from(wire: MailboxWire) -> Self {
+        match wire {
+            MailboxWire::Hash(hash) => Self { hash, home: None },
+            MailboxWire::Homed { hash, home } => Self {
+                hash,
+                home: Some(home),
+            },
+        }
+    }
+}
+
+impl From<MailboxEntry> for MailboxWire {
+    fn from(entry: MailboxEntry) -> Self {
+        match entry.home {
+            None => MailboxWire::Hash(entry.hash),
+            Some(home) => MailboxWire::Homed {
+                hash: entry.hash,
+                home,
+            },
+        }
     }
 }
 
@@ -381,8 +444,8 @@ pub enum ReplicatedObject {
     TransportConfig(TransportConfig),
     /// An accepted domain.
     AcceptedDomain(AcceptedDomain),
-    /// A mailbox, hashed.
-    Mailbox(MailboxHash),
+    /// A mailbox, hashed, with its home hub.
+    Mailbox(MailboxEntry),
     /// A send connector.
     SendConnector(SendConnector),
     /// A hub and its public certificates.
@@ -399,7 +462,7 @@ impl ReplicatedObject {
         match self {
             Self::TransportConfig(_) => ObjectKey("transport-config".into()),
             Self::AcceptedDomain(d) => ObjectKey(format!("accepted-domain/{}", d.name)),
-            Self::Mailbox(h) => ObjectKey(format!("mailbox/{}", h.0)),
+            Self::Mailbox(m) => ObjectKey(format!("mailbox/{}", m.hash.0)),
             Self::SendConnector(c) => ObjectKey::send_connector(&c.name),
             Self::Hub(h) => ObjectKey(format!("hub/{}", h.name.as_str().to_ascii_lowercase())),
             Self::Edge(e) => ObjectKey(format!("edge/{}", e.name.as_str().to_ascii_lowercase())),
@@ -694,9 +757,22 @@ mod tests {
         assert_eq!(back, obj);
         assert_eq!(back.key().0, "send-connector/internet");
         assert_eq!(back.key().kind(), "send-connector");
-        let mailbox = ReplicatedObject::Mailbox(MailboxHash::of("kim@adatum.com"));
+        let mailbox = ReplicatedObject::Mailbox(MailboxEntry::new("kim@adatum.com", None));
         let json = serde_json::to_string(&mailbox).unwrap();
         assert_eq!(serde_json::from_str::<ReplicatedObject>(&json).unwrap(), mailbox);
         assert!(!json.contains("kim"), "{json}");
+        // Without a home, the bare hash, as before homes existed.
+        assert_eq!(
+            mailbox.inner_json(),
+            format!("\"{}\"", MailboxHash::of("kim@adatum.com").0)
+        );
+        let homed = ReplicatedObject::Mailbox(MailboxEntry::new(
+            "kim@adatum.com",
+            Some(NodeName::parse("hub2").unwrap()),
+        ));
+        let json = serde_json::to_string(&homed).unwrap();
+        assert!(json.contains("\"home\":\"hub2\""), "{json}");
+        assert_eq!(serde_json::from_str::<ReplicatedObject>(&json).unwrap(), homed);
+        assert_eq!(homed.key(), mailbox.key());
     }
 }

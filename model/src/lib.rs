@@ -7,6 +7,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod delivery;
 pub mod dkim;
 pub mod domain;
 pub mod node;
@@ -21,10 +22,11 @@ pub mod version;
 pub use cert::{CertStatus, KeySpec, KeySpecError, Service, ServiceError};
 pub use config::{
     AcceptedDomain, AcceptedDomainKind, AddressSpace, AuthMechanism, Change, ChangeOp, DomainPattern,
-    EdgeInfo, HubInfo, MailboxHash, ObjectKey, PermissionGroup, ReceiveConnector, ReplicatedObject,
-    SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
+    EdgeInfo, HubInfo, MailboxEntry, MailboxHash, ObjectKey, PermissionGroup, ReceiveConnector,
+    ReplicatedObject, SendConnector, TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 pub use config::{MtaStsPublication, MtaStsPublishMode};
+pub use delivery::{LmtpServer, MailboxDelivery, MailboxDeliveryError};
 pub use dkim::{DkimKeyType, DmarcEnforcement, Selector};
 pub use domain::{Domain, DomainError};
 pub use node::{NodeIdentity, NodeName, NodeNameError, NodeRole};

@@ -4,8 +4,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the authoritative configuration; every change bumps it by one.
-/// Zero means "nothing applied yet".
+/// Version of the authoritative configuration, monotonic within its store
+/// (whose id travels beside it): the sled store bumps it by one per change;
+/// the etcd store of several hubs uses the etcd revision of the last
+/// change, so every hub reports the same version for the same state and
+/// versions may skip. Zero means "nothing applied yet".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConfigVersion(pub u64);
 

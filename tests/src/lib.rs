@@ -2,6 +2,8 @@
 //! processes on their own data directories, and real foreign tools
 //! (openssl, swaks, Postfix) that the test script installs.
 
+pub mod etcd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -193,6 +195,11 @@ impl NodeProcess {
             }
         }
         Ok(())
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, no goodbye.

@@ -82,6 +82,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
         metrics_bind: None,
         dns_servers: Vec::new(),
         internet_tls: Default::default(),
+        store: Default::default(),
         console_bind: None,
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
@@ -109,12 +110,14 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
     admin
         .subscriptions
         .import(&file, None, &admin.config, &admin.trust, &admin.sync)
+        .await
         .unwrap();
     assert!(handshake(&hub, &edge).await, "a subscribed edge was refused");
 
     admin
         .subscriptions
         .remove("edge1", &admin.config, &admin.trust, &admin.sync)
+        .await
         .unwrap();
     assert!(!handshake(&hub, &edge).await, "a removed edge was still trusted");
 }

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{Postfix, make_pki, wait_or};
+use common::{Postfix, make_pki, read_tree, wait_or};
 use postern_model::{Domain, KeySpec, Service, SubjectName};
 use postern_tests::lab::free_port;
 use postern_tests::{require_tool, sh};
@@ -830,20 +830,6 @@ async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) 
         || postfix.log(),
     );
     mta.shutdown().await;
-}
-
-/// Every file under `dir`, concatenated.
-fn read_tree(dir: &Path) -> String {
-    let mut text = String::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            text.push_str(&read_tree(&path));
-        } else {
-            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
-        }
-    }
-    text
 }
 
 /// TLS-RPT: the day's mixed outcomes above, reported through the admin

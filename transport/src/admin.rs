@@ -462,6 +462,7 @@ pub mod receive_connectors {
             kind: KIND.into(),
             json: serde_json::to_string(c)
                 .map_err(|e| Status::internal(format!("cannot encode receive connector {:?}: {e}", c.name)))?,
+            version: 0,
         })
     }
 

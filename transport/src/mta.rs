@@ -222,6 +222,20 @@ impl Relay for Pool {
                 .map_err(|e| e.to_string())
         })
     }
+
+    fn lmtp<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        sender: Option<&'a str>,
+        recipients: &'a [String],
+        body: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.deliver_lmtp(hop, sender, recipients, body)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// Removes spooled bodies whose message has left the queue, now and

@@ -140,6 +140,10 @@ pub enum Destination {
     Local,
     /// Relay over SMTP.
     Smtp(SmtpHop),
+    /// Hand to a mailbox server over LMTP (RFC 2033): the hop's hosts are
+    /// the server's listener; the server answers for each recipient after
+    /// the message, and each recipient's reply is its outcome.
+    Lmtp(SmtpHop),
 }
 
 /// Why a recipient cannot be routed: the reply the server gives at RCPT.

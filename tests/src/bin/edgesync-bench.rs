@@ -4,7 +4,12 @@
 //! ```text
 //! edgesync-bench --edges 10 --changes 1000      # commit on the hub → applied on every edge
 //! edgesync-bench --snapshot-mailboxes 10000     # one fresh edge pulls a full snapshot
+//! edgesync-bench --edges 10 --etcd-members 3    # the same with the hub store on etcd
 //! ```
+//!
+//! With `--etcd-members N` the hub store is an `EtcdStore` on a real
+//! N-member etcd cluster (Debian's etcd) started on loopback for the run,
+//! and the hub syncs each edge under an EdgeSync lease, as several hubs do.
 //!
 //! The hub is a `ChangeLogStore` plus a `SyncManager`, exactly as in
 //! `edgesync/tests/sync.rs`. Each edge is an in-process tonic server with its
@@ -33,13 +38,15 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use postern_edgesync::edge_side::{BootstrapStore, EdgeSyncService, follow_hub_trust};
 use postern_edgesync::hub_side::{EdgeTarget, SyncManager};
+use postern_edgesync::lease::EdgeLeases;
 use postern_edgesync::store::DEFAULT_LOG_LIMIT;
-use postern_edgesync::{ChangeLogStore, ConfigSource, Replica};
+use postern_edgesync::{ChangeLogStore, ConfigStore, EtcdStore, Replica, Write};
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, ChangeOp, Domain, HubInfo, KeySpec, MailboxHash,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, ChangeOp, Domain, HubInfo, KeySpec, MailboxEntry,
     NodeName, ReplicatedObject, SendConnector, Service, SubjectName, Thumbprint, TransportConfig,
 };
 use postern_proto::edgesync as pb;
+use postern_tests::etcd::EtcdCluster;
 use postern_transport::certs::{CertStore, NewCertificate};
 use postern_transport::tls::TrustStore;
 use prost::Message as _;
@@ -69,6 +76,10 @@ struct Args {
     /// Tokio worker threads (default: the number of CPUs).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Keep the hub store on a real etcd cluster of this many members
+    /// (started on loopback for the run) instead of sled.
+    #[arg(long)]
+    etcd_members: Option<usize>,
     /// Give up on one change (or one snapshot) after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -131,19 +142,41 @@ fn cert_store(db: &sled::Db, fqdn: &str) -> anyhow::Result<(CertStore, Vec<u8>)>
 }
 
 struct Hub {
-    store: Arc<ChangeLogStore>,
+    store: Arc<dyn ConfigStore>,
     manager: SyncManager,
+    _etcd: Option<EtcdCluster>,
+}
+
+fn write(ops: Vec<ChangeOp>) -> Write {
+    Write {
+        ops,
+        side: vec![],
+        read: None,
+    }
 }
 
 const HUB_FQDN: &str = "hub1.bench.test";
 
-fn start_hub(root: &Path, extra: Vec<ChangeOp>) -> anyhow::Result<Hub> {
+async fn start_hub(root: &Path, extra: Vec<ChangeOp>, etcd_members: Option<usize>) -> anyhow::Result<Hub> {
     let dir = root.join("hub");
     let db = sled::open(&dir).with_context(|| format!("sled {}", dir.display()))?;
     let (certs, der) = cert_store(&db, HUB_FQDN)?;
-    let store = Arc::new(ChangeLogStore::open(&db, DEFAULT_LOG_LIMIT)?);
-    store.apply(
-        vec![
+    let (store, leases, etcd): (Arc<dyn ConfigStore>, Option<Arc<dyn EdgeLeases>>, _) = match etcd_members {
+        None => (
+            Arc::new(ChangeLogStore::open(&db, DEFAULT_LOG_LIMIT)?),
+            None,
+            None,
+        ),
+        Some(members) => {
+            let cluster = EtcdCluster::start(root, members)?;
+            let endpoints: Vec<String> = cluster.endpoints().split(',').map(str::to_owned).collect();
+            let store =
+                EtcdStore::connect(&endpoints, "/postern/bench.test/", Duration::from_secs(30)).await?;
+            (store.clone(), Some(store), Some(cluster))
+        }
+    };
+    store
+        .apply(write(vec![
             ChangeOp::Put(ReplicatedObject::Hub(HubInfo {
                 name: NodeName::parse("hub1")?,
                 fqdn: Domain::parse(HUB_FQDN)?,
@@ -158,18 +191,30 @@ fn start_hub(root: &Path, extra: Vec<ChangeOp>) -> anyhow::Result<Hub> {
             ChangeOp::Put(ReplicatedObject::AcceptedDomain(AcceptedDomain {
                 name: Domain::parse("adatum.com")?,
                 kind: AcceptedDomainKind::Authoritative,
+                delivery: Default::default(),
             })),
-        ],
-        vec![],
-    )?;
-    // Big initial contents go in batches: one sled transaction per batch.
+        ]))
+        .await?;
+    // Big initial contents go in batches: one transaction per batch (etcd
+    // takes at most 128 operations in one).
     let mut ops = extra.into_iter().peekable();
     while ops.peek().is_some() {
-        let batch: Vec<ChangeOp> = ops.by_ref().take(1000).collect();
-        store.apply(batch, vec![])?;
+        let batch: Vec<ChangeOp> = ops.by_ref().take(100).collect();
+        store.apply(write(batch)).await?;
     }
-    let manager = SyncManager::new(store.clone(), certs, "hub1", HUB_FQDN, Arc::new(|_: &str| {}));
-    Ok(Hub { store, manager })
+    let manager = SyncManager::with_leases(
+        store.clone(),
+        certs,
+        "hub1",
+        HUB_FQDN,
+        Arc::new(|_: &str| {}),
+        leases,
+    );
+    Ok(Hub {
+        store,
+        manager,
+        _etcd: etcd,
+    })
 }
 
 struct Edge {
@@ -303,6 +348,7 @@ fn change(i: u64) -> anyhow::Result<ChangeOp> {
             } else {
                 AcceptedDomainKind::Authoritative
             },
+            delivery: Default::default(),
         }))
     })
 }
@@ -311,7 +357,7 @@ async fn propagation(args: &Args, root: &Path, n: usize, threads: usize) -> anyh
     let root = root.join(format!("propagation-{n}"));
     std::fs::create_dir_all(&root)?;
     let timeout = Duration::from_secs(args.timeout);
-    let hub = start_hub(&root, vec![])?;
+    let hub = start_hub(&root, vec![], args.etcd_members).await?;
     let setup = Instant::now();
     let mut edges = Vec::with_capacity(n);
     for i in 0..n {
@@ -348,7 +394,7 @@ async fn propagation(args: &Args, root: &Path, n: usize, threads: usize) -> anyh
         }
         let op = change(i)?;
         let t0 = Instant::now();
-        let version = hub.store.apply(vec![op], vec![])?.0;
+        let version = hub.store.apply(write(vec![op])).await?.0;
         let committed = Instant::now();
         let done = wait_all(&mut rx, &mut have, version, timeout)
             .await
@@ -390,6 +436,7 @@ async fn propagation(args: &Args, root: &Path, n: usize, threads: usize) -> anyh
         "{}",
         serde_json::json!({
             "run": "propagation",
+            "store": if args.etcd_members.is_some() { "etcd" } else { "sled" },
             "edges": n,
             "changes": args.changes,
             "warmup": args.warmup,
@@ -424,13 +471,14 @@ async fn snapshot(args: &Args, root: &Path, k: usize, threads: usize) -> anyhow:
     let timeout = Duration::from_secs(args.timeout);
     let mailboxes: Vec<ChangeOp> = (0..k)
         .map(|i| {
-            ChangeOp::Put(ReplicatedObject::Mailbox(MailboxHash::of(&format!(
-                "user{i}@adatum.com"
-            ))))
+            ChangeOp::Put(ReplicatedObject::Mailbox(MailboxEntry::new(
+                &format!("user{i}@adatum.com"),
+                None,
+            )))
         })
         .collect();
     let loading = Instant::now();
-    let hub = start_hub(&root, mailboxes)?;
+    let hub = start_hub(&root, mailboxes, args.etcd_members).await?;
     let load_secs = loading.elapsed().as_secs_f64();
     let version = hub.store.version();
 

@@ -6,6 +6,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod dnsmasq;
+pub mod dovecot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -159,18 +160,7 @@ pub fn start_org_with(
         edge_smtps.push(smtp);
     }
     // Client submission on the hub, for loopback clients.
-    let hub_submission = free_port().to_string();
-    hub.ok(&[
-        "receive-connector",
-        "new",
-        "Client Hub",
-        "--bindings",
-        &hub_submission,
-        "--permission-groups",
-        "clients",
-        "--remote-ip-ranges",
-        "127.0.0.0/8",
-    ]);
+    let hub_submission = client_submission(&hub);
     Org {
         domain,
         hub,
@@ -209,19 +199,13 @@ impl Org {
 
     /// Submits a message at the hub's client connector.
     pub fn submit(&self, from: &str, to: &str, subject: &str) {
-        let out = swaks(&[
-            "--server",
+        submit(
             &self.hub_submission,
-            "--from",
-            from,
-            "--to",
-            to,
-            "--helo",
             &format!("client.{}", self.domain),
-            "--header",
-            &format!("Subject: {subject}"),
-        ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+            from,
+            to,
+            subject,
+        );
     }
 
     /// A counter of the edge by its Exchange name (or metric name when it
@@ -271,9 +255,78 @@ pub fn maildir(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Every file under `dir`, concatenated (protocol logs).
+pub fn read_tree(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            text.push_str(&read_tree(&path));
+        } else {
+            text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    text
+}
+
+/// A hub of a several-hub organisation on etcd at `endpoints`:
+/// `hub{n}.adatum.com` in `dir/hub{n}`.
+pub fn etcd_hub(dir: &Path, n: usize, endpoints: &str) -> NodeProcess {
+    let smtp = free_port().to_string();
+    NodeProcess::start_with(
+        Role::Hub,
+        &dir.join(format!("hub{n}")),
+        &format!("hub{n}.adatum.com"),
+        &[
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            endpoints,
+            "--smtp-bind",
+            &smtp,
+        ],
+    )
+    .unwrap()
+}
+
+/// Client submission on `hub` for loopback clients; returns its port.
+pub fn client_submission(hub: &NodeProcess) -> String {
+    let port = free_port().to_string();
+    hub.ok(&[
+        "receive-connector",
+        "new",
+        "Client Hub",
+        "--bindings",
+        &port,
+        "--permission-groups",
+        "clients",
+        "--remote-ip-ranges",
+        "127.0.0.0/8",
+    ]);
+    port
+}
+
 /// The messages delivered to a hub mailbox.
 pub fn mailbox(hub_dir: &Path, domain: &str, user: &str) -> Vec<String> {
     maildir(&hub_dir.join("mailboxes").join(domain).join(user).join("Maildir"))
+}
+
+/// Submits a message with swaks at `server` (`ip:port`), saying `helo`;
+/// `to` may list several recipients, comma-separated.
+pub fn submit(server: &str, helo: &str, from: &str, to: &str, subject: &str) {
+    let out = swaks(&[
+        "--server",
+        server,
+        "--from",
+        from,
+        "--to",
+        to,
+        "--helo",
+        helo,
+        "--header",
+        &format!("Subject: {subject}"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 pub fn swaks(args: &[&str]) -> std::process::Output {

@@ -2,6 +2,9 @@
 //! deadline, the greeting, EHLO (HELO when EHLO is refused with 5xx), then
 //! the TLS step [`tls_plan`] chooses, and EHLO again over TLS.
 //!
+//! To an LMTP server ([`Dialect::Lmtp`]) the client says LHLO, with no
+//! HELO fallback; the rest is the same.
+//!
 //! An opportunistic handshake that fails is not retried on the broken
 //! connection: the client reconnects to the same host and carries on in
 //! plain text, like Postfix's `may` level. Required TLS never falls back.
@@ -24,7 +27,7 @@ use crate::client::plan::{PlainReason, TlsPlan, tls_plan};
 use crate::client::secure;
 use crate::client::transaction::is_success;
 use crate::client::wire::Wire;
-use crate::client::{ClientError, ClientSettings, SendOptions};
+use crate::client::{ClientError, ClientSettings, Dialect, SendOptions};
 use crate::dns::MxResolver;
 use crate::internet_tls::dane::dane_client_config;
 use crate::internet_tls::{HostPolicy, InternetTls};
@@ -155,10 +158,29 @@ impl Connector {
         hop: &SmtpHop,
         options: SendOptions,
     ) -> Result<ClientConnection, ClientError> {
+        self.connect_dialect(hop, options, Dialect::Smtp).await
+    }
+
+    /// Connects to the LMTP server of `hop` (a mailbox server): LHLO,
+    /// then STARTTLS as the hop's TLS policy says. Internet TLS policies
+    /// (DANE, MTA-STS) do not apply: the hop is not routed by MX.
+    pub async fn connect_lmtp(&self, hop: &SmtpHop) -> Result<ClientConnection, ClientError> {
+        self.connect_dialect(hop, SendOptions::default(), Dialect::Lmtp)
+            .await
+    }
+
+    async fn connect_dialect(
+        &self,
+        hop: &SmtpHop,
+        options: SendOptions,
+        dialect: Dialect,
+    ) -> Result<ClientConnection, ClientError> {
         let mut last = ClientError::NoHosts(hop.key.clone());
         let ignore_recipient_policies = options.tls_optional && !options.require_tls;
         let dest = match &self.internet {
-            Some(internet) if !ignore_recipient_policies => internet.destination(hop).await,
+            Some(internet) if !ignore_recipient_policies && dialect == Dialect::Smtp => {
+                internet.destination(hop).await
+            }
             _ => None,
         };
         for host in &hop.hosts {
@@ -189,7 +211,7 @@ impl Connector {
                 };
                 continue;
             }
-            match self.connect_host(hop, host, &applied).await {
+            match self.connect_host(hop, host, &applied, dialect).await {
                 Ok(conn) if options.require_tls && !conn.capabilities().requiretls() => {
                     conn.quit().await;
                     last = ClientError::RequireTls {
@@ -228,8 +250,9 @@ impl Connector {
         hop: &SmtpHop,
         host: &HostPort,
         policy: &HostPolicy,
+        dialect: Dialect,
     ) -> Result<ClientConnection, ClientError> {
-        match self.open(hop, host, policy, false).await {
+        match self.open(hop, host, policy, dialect, false).await {
             Ok(conn) => Ok(conn),
             Err(OpenError::Failed(e)) => Err(e),
             Err(OpenError::OpportunisticTls(e)) => {
@@ -237,7 +260,7 @@ impl Connector {
                     hop = %hop.key, %host, error = %e,
                     "opportunistic TLS failed; reconnecting to send in plain text"
                 );
-                match self.open(hop, host, policy, true).await {
+                match self.open(hop, host, policy, dialect, true).await {
                     Ok(conn) => Ok(conn),
                     Err(OpenError::Failed(e) | OpenError::OpportunisticTls(e)) => Err(e),
                 }
@@ -252,6 +275,7 @@ impl Connector {
         hop: &SmtpHop,
         host: &HostPort,
         policy: &HostPolicy,
+        dialect: Dialect,
         handshake_failed: bool,
     ) -> Result<ClientConnection, OpenError> {
         let limit = self.settings.command_timeout;
@@ -266,7 +290,7 @@ impl Connector {
             quit_quietly(&mut wire).await;
             return Err(refused(&wire, "the session", &greeting).into());
         }
-        let mut caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
+        let mut caps = introduce(&mut wire, dialect, hop.helo.as_str(), limit).await?;
         let (tls, plain) = match tls_plan(policy.tls, caps.starttls, handshake_failed) {
             TlsPlan::Abort => {
                 quit_quietly(&mut wire).await;
@@ -316,7 +340,7 @@ impl Connector {
                             let trust = self.trust.classify_server(&info.peer_chain, verification);
                             wire.log().tls_established(&info, &trust);
                             wire.log().info(format_args!("TLS policy: {}", policy.source));
-                            caps = ehlo(&mut wire, hop.helo.as_str(), limit).await?;
+                            caps = introduce(&mut wire, dialect, hop.helo.as_str(), limit).await?;
                             (Some(info), None)
                         }
                         Err(e) => {
@@ -340,6 +364,7 @@ impl Connector {
         };
         Ok(ClientConnection::new(
             wire,
+            dialect,
             host.clone(),
             caps,
             tls,
@@ -389,6 +414,28 @@ impl Connector {
             }
         }
         Err(failed(last))
+    }
+}
+
+/// LHLO to an LMTP server (which has no fallback); EHLO to an SMTP server.
+async fn introduce(
+    wire: &mut Wire,
+    dialect: Dialect,
+    helo: &str,
+    limit: Duration,
+) -> Result<EhloCapabilities, ClientError> {
+    match dialect {
+        Dialect::Smtp => ehlo(wire, helo, limit).await,
+        Dialect::Lmtp => {
+            let reply = wire
+                .command(&format!("LHLO {helo}\r\n"), "reply to LHLO", limit)
+                .await?;
+            if is_success(&reply) {
+                Ok(EhloCapabilities::from_reply(&reply))
+            } else {
+                Err(refused(wire, "LHLO", &reply))
+            }
+        }
     }
 }
 

@@ -2,6 +2,12 @@
 //! that runs mail transactions: pipelined when the server offers
 //! PIPELINING (RFC 2920), one command at a time otherwise. Each message
 //! counts in the node's [`Metrics`] by its outcome.
+//!
+//! Over LMTP (RFC 2033) the server answers once per accepted recipient
+//! after the message. Those replies are read one by one; when the
+//! connection fails among them, the recipients already answered keep
+//! their outcome (a delivered one is not sent again) and only the rest
+//! are tried again.
 
 use std::sync::Arc;
 
@@ -9,11 +15,11 @@ use crate::client::connect::quit_quietly;
 use crate::client::error::reply_text;
 use crate::client::plan::PlainReason;
 use crate::client::transaction::{
-    dot_stuff, every, is_safe_path, is_success, mail_command, outcomes, rcpt_command, size_limit,
-    too_big_outcomes,
+    dot_stuff, every, is_safe_path, is_success, lmtp_outcomes, mail_command, outcomes, rcpt_command,
+    size_limit, too_big_outcomes,
 };
 use crate::client::wire::Wire;
-use crate::client::{ClientError, ClientSettings};
+use crate::client::{ClientError, ClientSettings, Dialect};
 use crate::metrics::{MessageOutcome, Metrics};
 use crate::protocol_log::Direction;
 use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
@@ -35,6 +41,7 @@ enum LinkState {
 /// A connection to one host of a next hop.
 pub struct ClientConnection {
     wire: Wire,
+    dialect: Dialect,
     peer: HostPort,
     caps: EhloCapabilities,
     tls: Option<TlsInfo>,
@@ -50,6 +57,7 @@ pub struct ClientConnection {
 impl std::fmt::Debug for ClientConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConnection")
+            .field("dialect", &self.dialect)
             .field("peer", &self.peer)
             .field("tls", &self.tls.as_ref().map(|t| &t.version))
             .field("plain", &self.plain)
@@ -60,8 +68,10 @@ impl std::fmt::Debug for ClientConnection {
 }
 
 impl ClientConnection {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         wire: Wire,
+        dialect: Dialect,
         peer: HostPort,
         caps: EhloCapabilities,
         tls: Option<TlsInfo>,
@@ -71,6 +81,7 @@ impl ClientConnection {
     ) -> Self {
         Self {
             wire,
+            dialect,
             peer,
             caps,
             tls,
@@ -99,6 +110,11 @@ impl ClientConnection {
     /// the connector's settings were consulted (no Internet TLS lookup).
     pub fn policy(&self) -> Option<crate::internet_tls::PolicySource> {
         self.policy
+    }
+
+    /// The protocol this connection speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// The host this connection reached.
@@ -269,6 +285,13 @@ impl ClientConnection {
             }
             let data = self.read("reply to DATA").await?;
             if !accepted_any(&mail, &rcpts) {
+                if data.code() == 354 && self.dialect == Dialect::Lmtp {
+                    // An LMTP server must refuse DATA without recipients
+                    // (RFC 2033 §4.2); one that did not would answer the
+                    // end of an empty message zero times. Don't use it.
+                    self.state = LinkState::Broken;
+                    return Ok(outcomes(recipients, &mail, &rcpts, None));
+                }
                 if data.code() == 354 {
                     // RFC 2920 §3.1: DATA was accepted though no recipient
                     // was; an empty message ends it (the server refuses it).
@@ -301,9 +324,46 @@ impl ClientConnection {
         self.wire
             .write_message(&dot_stuff(body), "writing the message", limit)
             .await?;
+        if self.dialect == Dialect::Lmtp {
+            return Ok(self.lmtp_replies(recipients, &mail, &rcpts).await);
+        }
         let end = self.wire.read_reply("reply to end of data", limit).await?;
         self.note(&end);
         Ok(outcomes(recipients, &mail, &rcpts, Some(&end)))
+    }
+
+    /// The LMTP replies after the message, one per recipient accepted at
+    /// RCPT, mapped to outcomes. A failure among them breaks the
+    /// connection; the recipients not answered yet are tried again.
+    async fn lmtp_replies(
+        &mut self,
+        recipients: &[String],
+        mail: &Reply,
+        rcpts: &[Reply],
+    ) -> Vec<RecipientOutcome> {
+        let expected = rcpts.iter().filter(|r| is_success(r)).count();
+        let mut ends = Vec::with_capacity(expected);
+        while ends.len() < expected {
+            match self
+                .wire
+                .read_reply("LMTP reply after the message", self.settings.data_timeout)
+                .await
+            {
+                Ok(reply) => {
+                    self.note(&reply);
+                    ends.push(reply);
+                }
+                Err(e) => {
+                    tracing::info!(
+                        host = %self.peer, error = %e, answered = ends.len(), expected,
+                        "LMTP connection failed among the per-recipient replies; the unanswered recipients are retried"
+                    );
+                    self.state = LinkState::Broken;
+                    break;
+                }
+            }
+        }
+        lmtp_outcomes(recipients, mail, rcpts, &ends)
     }
 
     /// RSET after a transaction that sent no message; the outcomes are

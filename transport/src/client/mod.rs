@@ -11,6 +11,12 @@
 //! * [`Pool`] keeps idle connections per next-hop key for reuse, like
 //!   Postfix's connection cache.
 //!
+//! The same client speaks LMTP (RFC 2033) to mailbox servers
+//! ([`Dialect::Lmtp`]): LHLO instead of EHLO, and one reply per accepted
+//! recipient after the message instead of one for all; everything else
+//! (STARTTLS, pipelining, the pool, the protocol log, the counters) is
+//! shared.
+//!
 //! The pure pieces (the TLS decision, the command lines, dot-stuffing, the
 //! reply-to-outcome mapping) live in [`plan`] and [`transaction`] with table
 //! tests; the I/O pieces only sequence them.
@@ -35,6 +41,18 @@ pub use plan::{PlainReason, TlsPlan};
 pub use pool::{Pool, ReaperHandle};
 
 use std::time::Duration;
+
+/// The protocol a connection speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// SMTP (RFC 5321): EHLO (HELO as a fallback), one reply after the
+    /// message for all recipients.
+    #[default]
+    Smtp,
+    /// LMTP (RFC 2033): LHLO, and after the message one reply per
+    /// recipient accepted at RCPT, in RCPT order.
+    Lmtp,
+}
 
 /// What a message asks of the TLS that carries it (RFC 8689).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

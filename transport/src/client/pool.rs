@@ -20,8 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::client::SendOptions;
-use crate::client::{ClientConnection, ClientError, Connector};
+use crate::client::{ClientConnection, ClientError, Connector, Dialect, SendOptions};
 use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
 use crate::routing::{OutboundTls, SmtpHop};
 
@@ -145,7 +144,7 @@ impl Pool {
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
         let origin = origin.filter(|_| hop.tls == OutboundTls::ORGANISATION);
         let cached = if options == SendOptions::default() {
-            self.reuse(hop).await
+            self.reuse(hop, Dialect::Smtp).await
         } else {
             None
         };
@@ -189,6 +188,30 @@ impl Pool {
         Ok(outcomes)
     }
 
+    /// Hands one message to the LMTP server of `hop` (a mailbox server),
+    /// on a cached connection when one is alive, else on a new one. Each
+    /// recipient's outcome is the server's reply for it after the
+    /// message. `Err`: no connection could be opened, or it failed before
+    /// the message was sent (every recipient is deferred).
+    pub async fn deliver_lmtp(
+        &self,
+        hop: &SmtpHop,
+        sender: Option<&str>,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        let (mut conn, epoch) = match self.reuse(hop, Dialect::Lmtp).await {
+            Some(reused) => reused,
+            None => {
+                let epoch = self.inner.connector.identity_epoch();
+                (self.inner.connector.connect_lmtp(hop).await?, epoch)
+            }
+        };
+        let outcomes = conn.send(sender, recipients, body).await?;
+        self.release(hop, conn, epoch);
+        Ok(outcomes)
+    }
+
     /// Idle connections cached for the hop key `key`.
     pub fn idle_count(&self, key: &str) -> usize {
         self.inner.lock().get(key).map_or(0, Vec::len)
@@ -228,13 +251,18 @@ impl Pool {
         ReaperHandle(task)
     }
 
-    /// A cached connection for `hop` that answers RSET, if any.
-    async fn reuse(&self, hop: &SmtpHop) -> Option<(ClientConnection, (u64, u64))> {
+    /// A cached connection for `hop` speaking `dialect` that answers
+    /// RSET, if any.
+    async fn reuse(&self, hop: &SmtpHop, dialect: Dialect) -> Option<(ClientConnection, (u64, u64))> {
         let keep = self.inner.connector.settings.idle_keep;
         loop {
             let idle = self.inner.lock().get_mut(&hop.key)?.pop()?;
             let epoch = self.inner.connector.identity_epoch();
-            if idle.since.elapsed() >= keep || !idle.hop.shares_connections_with(hop) || idle.epoch != epoch {
+            if idle.since.elapsed() >= keep
+                || !idle.hop.shares_connections_with(hop)
+                || idle.epoch != epoch
+                || idle.conn.dialect() != dialect
+            {
                 tokio::spawn(idle.conn.quit());
                 continue;
             }

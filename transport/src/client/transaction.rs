@@ -143,6 +143,42 @@ pub fn outcomes(
         .collect()
 }
 
+/// Maps an LMTP transaction's replies to one outcome per recipient
+/// (RFC 2033 §4.2): `mail` and `rcpts` as for [`outcomes`], and `ends` the
+/// replies after the message, one per recipient accepted at RCPT, in RCPT
+/// order. An accepted recipient without its reply (the connection failed
+/// first) is tried again; each of the others has its own verdict, so a
+/// 4xx defers and a 5xx bounces only that recipient.
+pub fn lmtp_outcomes(
+    recipients: &[String],
+    mail: &Reply,
+    rcpts: &[Reply],
+    ends: &[Reply],
+) -> Vec<RecipientOutcome> {
+    if !is_success(mail) {
+        return every(recipients, refusal(mail));
+    }
+    let mut ends = ends.iter();
+    recipients
+        .iter()
+        .enumerate()
+        .map(|(i, address)| {
+            let outcome = match rcpts.get(i) {
+                None => DeliveryOutcome::TransientFailure("no reply to RCPT TO".to_owned()),
+                Some(rcpt) if !is_success(rcpt) => refusal(rcpt),
+                Some(_) => match ends.next() {
+                    Some(end) if is_success(end) => DeliveryOutcome::Delivered(reply_text(end)),
+                    Some(end) => refusal(end),
+                    None => DeliveryOutcome::TransientFailure(
+                        "no LMTP reply for this recipient after the message".to_owned(),
+                    ),
+                },
+            };
+            RecipientOutcome::new(address.clone(), outcome)
+        })
+        .collect()
+}
+
 /// A 2xx reply.
 pub fn is_success(reply: &Reply) -> bool {
     (200..300).contains(&reply.code())
@@ -281,6 +317,65 @@ mod tests {
         assert_eq!(got[2].address, "r2@x.test");
         let got = outcomes(&three, &reply(421, "closing"), &[], None);
         assert!(got.iter().all(|o| o.outcome == transient("421 4.0.0 closing")));
+    }
+
+    #[test]
+    fn lmtp_reply_per_recipient() {
+        let ok = reply(250, "ok");
+        let saved = reply(250, "saved");
+        let never = reply(550, "no such user");
+        let over_quota = reply(452, "over quota");
+        let rejected = reply(554, "virus");
+        let four = rcpts(4);
+        let delivered = DeliveryOutcome::Delivered("250 2.0.0 saved".into());
+        let transient = |t: &str| DeliveryOutcome::TransientFailure(t.into());
+        let permanent = |t: &str| DeliveryOutcome::PermanentFailure(t.into());
+        let no_reply = transient("no LMTP reply for this recipient after the message");
+        // RCPT replies, replies after the message (one per accepted
+        // recipient), expected outcomes.
+        let table: Vec<(Vec<Reply>, Vec<Reply>, Vec<DeliveryOutcome>)> = vec![
+            (
+                vec![ok.clone(), never.clone(), ok.clone(), ok.clone()],
+                vec![saved.clone(), over_quota.clone(), rejected.clone()],
+                vec![
+                    delivered.clone(),
+                    permanent("550 5.0.0 no such user"),
+                    transient("452 4.0.0 over quota"),
+                    permanent("554 5.0.0 virus"),
+                ],
+            ),
+            // The connection failed after the first reply: the delivered
+            // one stays delivered, the unanswered ones are retried.
+            (
+                vec![ok.clone(), ok.clone(), never.clone(), ok.clone()],
+                vec![saved.clone()],
+                vec![
+                    delivered.clone(),
+                    no_reply.clone(),
+                    permanent("550 5.0.0 no such user"),
+                    no_reply.clone(),
+                ],
+            ),
+            (
+                vec![ok.clone(), ok.clone()],
+                vec![saved.clone(), saved.clone()],
+                vec![
+                    delivered.clone(),
+                    delivered.clone(),
+                    transient("no reply to RCPT TO"),
+                    transient("no reply to RCPT TO"),
+                ],
+            ),
+        ];
+        for (rcpt_replies, ends, expected) in table {
+            let got: Vec<DeliveryOutcome> = lmtp_outcomes(&four, &ok, &rcpt_replies, &ends)
+                .into_iter()
+                .map(|o| o.outcome)
+                .collect();
+            assert_eq!(got, expected, "{rcpt_replies:?} {ends:?}");
+        }
+        let got = lmtp_outcomes(&four, &reply(451, "try later"), &[], &[]);
+        assert!(got.iter().all(|o| o.outcome == transient("451 4.0.0 try later")));
     }
 
     #[test]

@@ -23,6 +23,17 @@ impl Relay for Unreachable {
     {
         Box::pin(async move { Err(format!("421 4.4.1 cannot connect to {}", hop.key)) })
     }
+
+    fn lmtp<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        _sender: Option<&'a str>,
+        _recipients: &'a [String],
+        _body: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>
+    {
+        Box::pin(async move { Err(format!("421 4.4.1 cannot connect to {}", hop.key)) })
+    }
 }
 
 fn router() -> Arc<StaticRouter> {

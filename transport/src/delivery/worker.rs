@@ -3,7 +3,7 @@
 //! next-hop key, delivers locally or relays, and records the outcomes.
 //!
 //! Messages are delivered concurrently up to a limit; recipients of one
-//! message that share a next hop travel in one SMTP transaction.
+//! message that share a next hop travel in one SMTP (or LMTP) transaction.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,6 +32,17 @@ pub trait Relay: Send + Sync + 'static {
         recipients: &'a [String],
         body: &'a [u8],
         origin: &'a RelayOrigin,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>;
+
+    /// Hands `body` to the mailbox server of `hop` over LMTP; each
+    /// recipient's outcome is the server's reply for it. An `Err` means
+    /// nothing was delivered and every recipient is retried.
+    fn lmtp<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        sender: Option<&'a str>,
+        recipients: &'a [String],
+        body: &'a [u8],
     ) -> Pin<Box<dyn Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>;
 
     /// [`Relay::relay`] for a message with TLS demands (RFC 8689); relays
@@ -227,6 +238,14 @@ fn security_refusal(outcomes: &[RecipientOutcome]) -> Option<&str> {
     })
 }
 
+/// Every one of `recipients` to be tried again, for `reason`.
+fn deferred(recipients: Vec<String>, reason: &str) -> impl Iterator<Item = RecipientOutcome> + '_ {
+    recipients.into_iter().map(move |address| RecipientOutcome {
+        address,
+        outcome: DeliveryOutcome::TransientFailure(reason.to_owned()),
+    })
+}
+
 /// Delivers one due message and records the outcome.
 pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
     let id = message.id;
@@ -322,10 +341,20 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                         }
                         // The reason may quote the remote server's reply.
                         tracing::info!(%id, hop = %hop.key, reason = %postern_model::peer_text(&reason.to_string()), "relay attempt failed; will retry");
-                        outcomes.extend(recipients.into_iter().map(|address| RecipientOutcome {
-                            address,
-                            outcome: DeliveryOutcome::TransientFailure(reason.clone()),
-                        }));
+                        outcomes.extend(deferred(recipients, &reason));
+                    }
+                }
+            }
+            Some(Destination::Lmtp(hop)) => {
+                match ctx
+                    .relay
+                    .lmtp(&hop, message.sender.as_deref(), &recipients, &body)
+                    .await
+                {
+                    Ok(done) => outcomes.extend(done),
+                    Err(reason) => {
+                        tracing::info!(%id, hop = %hop.key, reason = %postern_model::peer_text(&reason.to_string()), "LMTP attempt failed; will retry");
+                        outcomes.extend(deferred(recipients, &reason));
                     }
                 }
             }

@@ -1,9 +1,11 @@
 //! Dialogue tests of the SMTP client over real loopback sockets: against a
 //! scripted server ([`server`]) for TLS policy, reply mapping and failure
-//! injection, and against Postfix's `smtp-sink` ([`sink`]) as a foreign peer.
+//! injection (and, in [`lmtp`], as an LMTP server), and against Postfix's
+//! `smtp-sink` ([`sink`]) as a foreign peer.
 
 #![allow(clippy::unwrap_used)]
 
+mod lmtp;
 mod mx;
 mod observe;
 mod pool;

@@ -36,6 +36,13 @@ pub struct Script {
     pub close_in_data: bool,
     /// Drop the connection after the reply to the final dot.
     pub hang_up_after_message: bool,
+    /// Speak LMTP: LHLO instead of EHLO, and after the message one reply
+    /// per accepted recipient, taken from this map by address (others
+    /// get `250 2.0.0 Saved`).
+    pub lmtp: Option<HashMap<String, String>>,
+    /// Over LMTP, drop the connection after this many per-recipient
+    /// replies.
+    pub lmtp_hang_up_after: Option<usize>,
 }
 
 impl Default for Script {
@@ -55,6 +62,8 @@ impl Default for Script {
             end_reply: "250 2.0.0 Queued as T1".into(),
             close_in_data: false,
             hang_up_after_message: false,
+            lmtp: None,
+            lmtp_hang_up_after: None,
         }
     }
 }
@@ -182,6 +191,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     tls: bool,
 ) -> End {
     let mut buf = Vec::new();
+    let mut accepted: Vec<String> = Vec::new();
     loop {
         buf.clear();
         match io.read_until(b'\n', &mut buf).await {
@@ -197,8 +207,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             .next()
             .unwrap_or_default()
             .to_ascii_uppercase();
+        let hello = if script.lmtp.is_some() { "LHLO" } else { "EHLO" };
         let reply = match verb.as_str() {
-            "EHLO" => match (&script.ehlo_reply, tls) {
+            v if v == hello => match (&script.ehlo_reply, tls) {
                 (Some(reply), false) => reply.clone(),
                 _ => {
                     let mut keywords = script.keywords.clone();
@@ -223,18 +234,25 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 return End::StartTls;
             }
             "STARTTLS" => "502 5.5.1 Not available".into(),
-            "MAIL" => script.mail_reply.clone(),
+            "MAIL" => {
+                accepted.clear();
+                script.mail_reply.clone()
+            }
             "RCPT" => {
                 let address = line
                     .split_once('<')
                     .and_then(|(_, rest)| rest.split_once('>'))
                     .map(|(a, _)| a)
                     .unwrap_or_default();
-                script
+                let reply = script
                     .rcpt
                     .get(address)
                     .cloned()
-                    .unwrap_or_else(|| "250 2.1.5 Recipient OK".into())
+                    .unwrap_or_else(|| "250 2.1.5 Recipient OK".into());
+                if reply.starts_with('2') {
+                    accepted.push(address.to_owned());
+                }
+                reply
             }
             "DATA" => {
                 let data = format!("{}\r\n", script.data_reply);
@@ -248,13 +266,31 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     return End::Closed;
                 };
                 log.lock().unwrap()[index].messages.push(message);
+                if let Some(replies) = &script.lmtp {
+                    for (n, address) in accepted.iter().enumerate() {
+                        if script.lmtp_hang_up_after == Some(n) {
+                            return End::Closed;
+                        }
+                        let reply = replies
+                            .get(address)
+                            .cloned()
+                            .unwrap_or_else(|| "250 2.0.0 Saved".into());
+                        if io.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+                            return End::Closed;
+                        }
+                    }
+                    continue;
+                }
                 if script.hang_up_after_message {
                     let _ = io.write_all(format!("{}\r\n", script.end_reply).as_bytes()).await;
                     return End::Closed;
                 }
                 script.end_reply.clone()
             }
-            "RSET" | "NOOP" => "250 2.0.0 OK".into(),
+            "RSET" | "NOOP" => {
+                accepted.clear();
+                "250 2.0.0 OK".into()
+            }
             "QUIT" => {
                 let _ = io.write_all(b"221 2.0.0 Bye\r\n").await;
                 return End::Closed;

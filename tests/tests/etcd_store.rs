@@ -1,0 +1,79 @@
+//! The etcd store in process against a real one-member etcd: two stores on
+//! one prefix (two hubs) see one version space; guarded writes conflict;
+//! the change feed answers from a version, and with `None` once etcd
+//! compacted past it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use postern_edgesync::{ConfigSource, ConfigStore, EtcdStore, SourceError, Write};
+use postern_model::{AcceptedDomain, AcceptedDomainKind, ChangeOp, ConfigVersion, Domain, ReplicatedObject};
+use postern_tests::etcd::EtcdCluster;
+use postern_tests::require_tool;
+
+fn domain(name: &str) -> ReplicatedObject {
+    ReplicatedObject::AcceptedDomain(AcceptedDomain {
+        name: Domain::parse(name).unwrap(),
+        kind: AcceptedDomainKind::Authoritative,
+        delivery: Default::default(),
+    })
+}
+
+fn put(object: ReplicatedObject, read: Option<ConfigVersion>) -> Write {
+    Write {
+        ops: vec![ChangeOp::Put(object)],
+        side: vec![],
+        read,
+    }
+}
+
+async fn wait_version(store: &EtcdStore, v: ConfigVersion) {
+    let mut watch = store.watch();
+    tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|x| *x >= v))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_one_version_space_guarded_writes_and_compaction() {
+    require_tool("etcd");
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(tmp.path(), 1).unwrap();
+    let endpoints: Vec<String> = etcd.endpoints().split(',').map(str::to_owned).collect();
+    let a = EtcdStore::connect(&endpoints, "/postern/adatum.com/", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let b = EtcdStore::connect(&endpoints, "/postern/adatum.com", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(a.store_id(), b.store_id());
+
+    let v1 = a.apply(put(domain("adatum.com"), None)).await.unwrap();
+    wait_version(&b, v1).await;
+    assert_eq!(b.version(), v1);
+    assert_eq!(b.list("accepted-domain").unwrap(), vec![domain("adatum.com")]);
+
+    // Two writers from the same read: one wins, the other changes nothing.
+    let read = b.read_version();
+    let first = a.apply(put(domain("contoso.com"), Some(read))).await.unwrap();
+    let second = b.apply(put(domain("contoso.com"), Some(read))).await;
+    assert!(matches!(second, Err(SourceError::Conflict)), "{second:?}");
+    wait_version(&b, first).await;
+    assert_eq!(b.version(), first);
+
+    // The change feed from v1 has the one change; from zero after a
+    // compaction there is none (the edge gets a snapshot).
+    let changes = b.changes_since(v1).await.unwrap().unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].version, first);
+    let last = a.apply(put(domain("fabrikam.com"), None)).await.unwrap();
+    etcd.compact().unwrap();
+    wait_version(&b, last).await;
+    assert!(b.changes_since(v1).await.unwrap().is_none());
+    assert_eq!(b.changes_since(last).await.unwrap().unwrap(), vec![]);
+    let (version, objects) = b.snapshot().unwrap();
+    assert_eq!(version, last);
+    assert_eq!(objects.len(), 3);
+}
