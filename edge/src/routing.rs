@@ -37,6 +37,9 @@ pub struct EdgeRouter {
 struct View {
     config: TransportConfig,
     connectors: Vec<SendConnector>,
+    /// Where the hubs take mail. Decoded here rather than per message: a
+    /// hub object carries its certificates, which are costly to decode.
+    hubs: Vec<HostPort>,
 }
 
 impl View {
@@ -54,7 +57,22 @@ impl View {
                 _ => None,
             })
             .collect();
-        Self { config, connectors }
+        let hubs = replica
+            .list("hub")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| match o {
+                ReplicatedObject::Hub(h) => {
+                    Some(postern_transport::connectors::parse_host(&h.smtp_endpoint, 25))
+                }
+                _ => None,
+            })
+            .collect();
+        Self {
+            config,
+            connectors,
+            hubs,
+        }
     }
 }
 
@@ -123,18 +141,7 @@ impl EdgeRouter {
     }
 
     fn hubs_hop(&self) -> Option<SmtpHop> {
-        let mut hosts: Vec<HostPort> = self
-            .replica
-            .list("hub")
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|o| match o {
-                ReplicatedObject::Hub(h) => {
-                    Some(postern_transport::connectors::parse_host(&h.smtp_endpoint, 25))
-                }
-                _ => None,
-            })
-            .collect();
+        let mut hosts = self.view().hubs.clone();
         if hosts.is_empty() {
             return None;
         }
