@@ -48,6 +48,10 @@ struct View {
     connectors: Vec<SendConnector>,
     /// The FQDNs of the organisation's hubs and edges (its authserv-ids).
     node_names: Vec<Domain>,
+    /// Each hub's name and where it takes mail. Decoded here rather than
+    /// per message: a hub object carries its certificates, which are
+    /// costly to decode.
+    hubs: Vec<(NodeName, HostPort)>,
 }
 
 impl View {
@@ -71,20 +75,27 @@ impl View {
             })
             .collect();
         let mut node_names = Vec::new();
+        let mut hubs = Vec::new();
         for kind in ["hub", "edge"] {
             let objects = replica
                 .list(kind)
                 .map_err(|e| format!("cannot read the organisation's {kind} records: {e}"))?;
-            node_names.extend(objects.into_iter().filter_map(|o| match o {
-                ReplicatedObject::Hub(h) => Some(h.fqdn),
-                ReplicatedObject::Edge(e) => Some(e.fqdn),
-                _ => None,
-            }));
+            for object in objects {
+                match object {
+                    ReplicatedObject::Hub(h) => {
+                        hubs.push((h.name, postern_transport::connectors::parse_host(&h.smtp_endpoint, 25)));
+                        node_names.push(h.fqdn);
+                    }
+                    ReplicatedObject::Edge(e) => node_names.push(e.fqdn),
+                    _ => {}
+                }
+            }
         }
         Ok(Self {
             config,
             connectors,
             node_names,
+            hubs,
         })
     }
 
@@ -100,6 +111,7 @@ impl View {
                         config: TransportConfig::default(),
                         connectors: Vec::new(),
                         node_names: Vec::new(),
+                        hubs: Vec::new(),
                     })
                 })
             }
@@ -195,19 +207,11 @@ impl EdgeRouter {
     fn hubs_hop(&self, key: &str) -> Option<SmtpHop> {
         let home = key.strip_prefix(HOME_HUB_PREFIX);
         let (mut first, mut hosts): (Vec<HostPort>, Vec<HostPort>) = (Vec::new(), Vec::new());
-        let hubs = self
-            .replica
-            .list("hub")
-            .inspect_err(|e| tracing::error!(error = %e, "cannot read the hubs from the replica; no route to them"))
-            .ok()?;
-        for object in hubs {
-            if let ReplicatedObject::Hub(h) = object {
-                let host = postern_transport::connectors::parse_host(&h.smtp_endpoint, 25);
-                if home.is_some_and(|name| h.name.as_str().eq_ignore_ascii_case(name)) {
-                    first.push(host);
-                } else {
-                    hosts.push(host);
-                }
+        for (name, host) in &self.view().hubs {
+            if home.is_some_and(|home| name.as_str().eq_ignore_ascii_case(home)) {
+                first.push(host.clone());
+            } else {
+                hosts.push(host.clone());
             }
         }
         if hosts.is_empty() && first.is_empty() {

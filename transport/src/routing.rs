@@ -117,19 +117,23 @@ impl SmtpHop {
     }
 
     /// Whether a connection opened for `self` may carry mail for `hop`: the
-    /// same hop, or the same MX-routed hop whatever order its MX hosts came
-    /// in this time (any MX host of the domain is as good).
+    /// same hop with its hosts in any order (a hop that spreads its load,
+    /// such as an edge's hubs, rotates them per message, and any of them is
+    /// as good), or the same MX-routed hop whatever MX hosts came this time.
     pub fn shares_connections_with(&self, hop: &SmtpHop) -> bool {
-        if self.mx_domain.is_some() && self.mx_domain == hop.mx_domain {
-            self.key == hop.key
-                && self.tls == hop.tls
-                && self.tls_name == hop.tls_name
-                && self.helo == hop.helo
-                && self.protocol_logging_level == hop.protocol_logging_level
-                && self.mx_port() == hop.mx_port()
-        } else {
-            self == hop
+        let same_settings = self.key == hop.key
+            && self.tls == hop.tls
+            && self.tls_name == hop.tls_name
+            && self.helo == hop.helo
+            && self.protocol_logging_level == hop.protocol_logging_level
+            && self.mx_domain == hop.mx_domain;
+        if !same_settings {
+            return false;
         }
+        if self.mx_domain.is_some() {
+            return self.mx_port() == hop.mx_port();
+        }
+        self.hosts.len() == hop.hosts.len() && self.hosts.iter().all(|h| hop.hosts.contains(h))
     }
 }
 

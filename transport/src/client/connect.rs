@@ -17,6 +17,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
@@ -35,7 +36,10 @@ use crate::metrics::{Metrics, TlsHandshakeOutcome};
 use crate::protocol_log::{Direction, Endpoints, ProtocolLog, SessionId, SessionLogger};
 use crate::routing::{HostPort, SmtpHop};
 use crate::smtp::EhloCapabilities;
-use crate::tls::{ClientCertResolver, TrustStore, client_config, is_certificate_refusal};
+use crate::tls::{
+    ClientCertResolver, IdentityEpoch, ServerVerification, SessionCache, TrustStore, client_config,
+    identity_epoch, is_certificate_refusal,
+};
 
 /// The longest we wait for the answer to a QUIT sent while giving up.
 const QUIT_WAIT: Duration = Duration::from_secs(10);
@@ -62,6 +66,10 @@ pub struct Connector {
     /// DANE, MTA-STS and TLS-RPT for hops routed by MX; `None`: every hop
     /// keeps its connector's TLS settings.
     pub internet: Option<Arc<InternetTls>>,
+    /// Sessions with the organisation's servers, so that a new connection
+    /// to a node resumes instead of signing again; forgotten when our
+    /// certificates or trust change.
+    pub sessions: SessionCache,
 }
 
 /// How one try at one host failed.
@@ -85,8 +93,8 @@ impl Connector {
     /// The identity connections are opened under now: the generations of
     /// the certificate store and the trust store. A pooled connection made
     /// under another epoch is not reused.
-    pub fn identity_epoch(&self) -> (u64, u64) {
-        (self.certs.generation(), self.trust.generation())
+    pub fn identity_epoch(&self) -> IdentityEpoch {
+        identity_epoch(&self.certs, &self.trust)
     }
 
     pub fn new(certs: CertStore, trust: TrustStore, settings: ClientSettings) -> Self {
@@ -98,6 +106,7 @@ impl Connector {
             metrics: None,
             resolver: None,
             internet: None,
+            sessions: SessionCache::new(),
         }
     }
 
@@ -142,6 +151,32 @@ impl Connector {
         if let Some(metrics) = &self.metrics {
             metrics.tls_handshake(Direction::Send, outcome);
         }
+    }
+
+    /// The client config for one handshake: between nodes of the
+    /// organisation (direct trust, no DANE) the one kept in
+    /// [`Connector::sessions`], which resumes earlier sessions; elsewhere a
+    /// fresh one, so every handshake is full.
+    fn tls_config(
+        &self,
+        hop: &SmtpHop,
+        policy: &HostPolicy,
+        verification: ServerVerification,
+        client_certificate: bool,
+    ) -> Arc<ClientConfig> {
+        let resolver = || {
+            client_certificate.then(|| ClientCertResolver::new(self.certs.clone(), hop.helo.as_str()))
+        };
+        if let Some(tlsa) = &policy.dane {
+            return dane_client_config(Arc::clone(tlsa), resolver());
+        }
+        if verification != ServerVerification::DirectTrust {
+            return client_config(verification, &self.trust, resolver());
+        }
+        let name = client_certificate.then_some(hop.helo.as_str());
+        self.sessions.config(self.identity_epoch(), name, || {
+            client_config(verification, &self.trust, resolver())
+        })
     }
 
     /// Connects to the first host of `hop` that greets, introduces us and
@@ -327,16 +362,14 @@ impl Connector {
                     ));
                     (None, Some(PlainReason::StartTlsRefused))
                 } else {
-                    let resolver = client_certificate
-                        .then(|| ClientCertResolver::new(self.certs.clone(), hop.helo.as_str()));
-                    let config = match &policy.dane {
-                        Some(tlsa) => dane_client_config(Arc::clone(tlsa), resolver),
-                        None => client_config(verification, &self.trust, resolver),
-                    };
+                    let config = self.tls_config(hop, policy, verification, client_certificate);
                     match wire.start_tls(config, name, limit).await {
                         Ok((upgraded, info)) => {
                             wire = upgraded;
                             self.count_handshake(TlsHandshakeOutcome::Ok);
+                            if let (true, Some(metrics)) = (info.resumed, &self.metrics) {
+                                metrics.tls_resumed(Direction::Send);
+                            }
                             let trust = self.trust.classify_server(&info.peer_chain, verification);
                             wire.log().tls_established(&info, &trust);
                             wire.log().info(format_args!("TLS policy: {}", policy.source));

@@ -38,7 +38,7 @@ pub use connect::Connector;
 pub use connection::ClientConnection;
 pub use error::ClientError;
 pub use plan::{PlainReason, TlsPlan};
-pub use pool::{Pool, ReaperHandle};
+pub use pool::{DEFAULT_CONNECTIONS_PER_HOP, DEFAULT_MAX_IDLE_PER_HOP, Pool, ReaperHandle};
 
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
-            max_messages_per_connection: 100,
+            max_messages_per_connection: 1000,
             idle_keep: Duration::from_secs(30),
         }
     }

@@ -4,7 +4,14 @@
 //!
 //! A connection is taken out of the cache for one transaction at a time,
 //! so concurrent deliveries to one hop use different connections; the lock
-//! guards only the idle lists and is never held across an await. A cached
+//! guards only the idle lists and is never held across an await.
+//!
+//! Deliveries to one hop run at most `connections_per_hop` at a time
+//! (Postfix's `default_destination_concurrency_limit`, 20); the others
+//! wait for a turn. A delivery opens a new connection only when no idle
+//! one is cached, so a hop never has more connections than that limit, and
+//! under a steady load the same few connections carry message after
+//! message instead of being closed for want of room in the cache. A cached
 //! connection is proved alive with RSET before reuse; when that fails the
 //! next one is tried, then a new connection. Idle connections expire after
 //! `idle_keep` (checked when taken, and by [`Pool::reap`], which
@@ -20,12 +27,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::client::{ClientConnection, ClientError, Connector, Dialect, SendOptions};
 use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
 use crate::routing::{OutboundTls, SmtpHop};
 
-/// Idle connections kept per next hop unless configured otherwise.
-pub const DEFAULT_MAX_IDLE_PER_HOP: usize = 10;
+/// Deliveries (and so connections) at once per next hop unless configured
+/// otherwise: Postfix's `default_destination_concurrency_limit`.
+pub const DEFAULT_CONNECTIONS_PER_HOP: usize = 20;
+
+/// Idle connections kept per next hop unless configured otherwise: as many
+/// as may be busy, so none is closed for want of room.
+pub const DEFAULT_MAX_IDLE_PER_HOP: usize = DEFAULT_CONNECTIONS_PER_HOP;
 
 /// A cached connection and what it was opened for.
 struct Idle {
@@ -42,12 +56,43 @@ struct Idle {
 struct Inner {
     connector: Connector,
     max_idle_per_hop: usize,
+    connections_per_hop: usize,
     idle: Mutex<HashMap<String, Vec<Idle>>>,
+    /// Turns per hop key: a delivery holds one from before it takes or
+    /// opens a connection until it has given the connection back.
+    turns: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Idle>>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_turns(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
+        self.turns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a turn to deliver to the hop `key`.
+    async fn turn(&self, key: &str) -> Option<OwnedSemaphorePermit> {
+        let turns = {
+            let mut all = self.lock_turns();
+            match all.get(key) {
+                Some(turns) => Arc::clone(turns),
+                None => {
+                    let turns = Arc::new(Semaphore::new(self.connections_per_hop.max(1)));
+                    all.insert(key.to_owned(), Arc::clone(&turns));
+                    turns
+                }
+            }
+        };
+        turns.acquire_owned().await.ok()
+    }
+
+    /// Forgets the turn counters of hops nobody delivers to or waits for.
+    /// Counters are only cloned under the lock, so one held by the map
+    /// alone has no permit out and no waiter.
+    fn forget_quiet_hops(&self) {
+        self.lock_turns().retain(|_, turns| Arc::strong_count(turns) > 1);
     }
 
     /// Takes every idle connection older than `idle_keep` out of the cache.
@@ -75,19 +120,29 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool opening connections with `connector`, keeping at most
-    /// [`DEFAULT_MAX_IDLE_PER_HOP`] idle connections per hop.
+    /// A pool opening connections with `connector`, delivering to each hop
+    /// over at most [`DEFAULT_CONNECTIONS_PER_HOP`] connections at once and
+    /// keeping as many idle.
     pub fn new(connector: Connector) -> Self {
-        Self::with_max_idle_per_hop(connector, DEFAULT_MAX_IDLE_PER_HOP)
+        Self::with_limits(connector, DEFAULT_CONNECTIONS_PER_HOP, DEFAULT_MAX_IDLE_PER_HOP)
     }
 
     /// A pool keeping at most `max_idle_per_hop` idle connections per hop.
     pub fn with_max_idle_per_hop(connector: Connector, max_idle_per_hop: usize) -> Self {
+        Self::with_limits(connector, DEFAULT_CONNECTIONS_PER_HOP, max_idle_per_hop)
+    }
+
+    /// A pool delivering to each hop over at most `connections_per_hop`
+    /// connections at once (at least one) and keeping at most
+    /// `max_idle_per_hop` of them idle.
+    pub fn with_limits(connector: Connector, connections_per_hop: usize, max_idle_per_hop: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 connector,
                 max_idle_per_hop,
+                connections_per_hop,
                 idle: Mutex::new(HashMap::new()),
+                turns: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -143,6 +198,8 @@ impl Pool {
         options: SendOptions,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
         let origin = origin.filter(|_| hop.tls == OutboundTls::ORGANISATION);
+        // Held until the connection is back in the cache (or closed).
+        let _turn = self.inner.turn(&hop.key).await;
         let cached = if options == SendOptions::default() {
             self.reuse(hop, Dialect::Smtp).await
         } else {
@@ -200,6 +257,8 @@ impl Pool {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        // The mailbox server's concurrency is bounded like a relay hop's.
+        let _turn = self.inner.turn(&hop.key).await;
         let (mut conn, epoch) = match self.reuse(hop, Dialect::Lmtp).await {
             Some(reused) => reused,
             None => {
@@ -220,6 +279,7 @@ impl Pool {
     /// Closes (QUIT) the idle connections older than `idle_keep` or made
     /// under an identity or trust that has changed since; returns how many.
     pub async fn reap(&self) -> usize {
+        self.inner.forget_quiet_hops();
         let expired = self.inner.take_expired();
         let n = expired.len();
         for conn in expired {

@@ -145,6 +145,12 @@ const TLS_HANDSHAKES: Desc = Desc {
     kind: MetricKind::Counter,
     exchange_name: None,
 };
+const TLS_RESUMED: Desc = Desc {
+    name: "postern_tls_resumed_total",
+    help: "TLS handshakes that resumed an earlier session (no certificate signatures), by direction.",
+    kind: MetricKind::Counter,
+    exchange_name: None,
+};
 const QUEUE_LENGTH: Desc = Desc {
     name: "postern_queue_length",
     help: "Messages in the queue.",
@@ -264,6 +270,7 @@ pub struct Metrics {
     messages: [[AtomicU64; 3]; 2],
     bytes: [AtomicU64; 2],
     tls_handshakes: [[AtomicU64; 3]; 2],
+    tls_resumed: [AtomicU64; 2],
     queue_length: AtomicU64,
     ds_received: AtomicU64,
     ds_sent: AtomicU64,
@@ -344,6 +351,13 @@ impl Metrics {
     /// A TLS handshake ended (`postern_tls_handshakes_total`).
     pub fn tls_handshake(&self, direction: Direction, outcome: TlsHandshakeOutcome) {
         self.tls_handshakes[dir_index(direction)][tls_index(outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A successful TLS handshake resumed an earlier session
+    /// (`postern_tls_resumed_total`); it is counted in
+    /// `postern_tls_handshakes_total` too.
+    pub fn tls_resumed(&self, direction: Direction) {
+        self.tls_resumed[dir_index(direction)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The queue now holds `n` messages (`postern_queue_length`).
@@ -451,6 +465,7 @@ impl Metrics {
         let mut messages = Vec::new();
         let mut bytes = Vec::new();
         let mut tls = Vec::new();
+        let mut resumed = Vec::new();
         for d in Direction::ALL {
             let i = dir_index(d);
             let map = self.sessions[i].lock().unwrap_or_else(|p| p.into_inner());
@@ -478,6 +493,7 @@ impl Metrics {
                 ];
                 tls.push((labels, load(&self.tls_handshakes[i][tls_index(o)])));
             }
+            resumed.push((vec![("direction", d.as_str().to_owned())], load(&self.tls_resumed[i])));
         }
         vec![
             Family {
@@ -495,6 +511,10 @@ impl Metrics {
             Family {
                 desc: TLS_HANDSHAKES,
                 series: tls,
+            },
+            Family {
+                desc: TLS_RESUMED,
+                series: resumed,
             },
             plain(QUEUE_LENGTH, &self.queue_length),
             plain(DS_RECEIVED, &self.ds_received),

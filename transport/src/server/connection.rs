@@ -500,6 +500,9 @@ impl Connection {
             _ => TlsHandshakeOutcome::Ok,
         };
         self.metrics().tls_handshake(Direction::Receive, outcome);
+        if tls_info.resumed {
+            self.metrics().tls_resumed(Direction::Receive);
+        }
         self.log.tls_established(&tls_info, &self.info.peer_trust);
         tracing::debug!(
             session = %self.info.session_id,

@@ -113,6 +113,7 @@ mod tests {
             version: "TLSv1.3".into(),
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
             peer_chain: Vec::new(),
+            resumed: false,
         };
         let mut s = stamp(&helo, &by, Some(&tls));
         s.extended = false;

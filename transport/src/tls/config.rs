@@ -7,7 +7,7 @@ use rustls::{ClientConfig, ServerConfig};
 
 use super::{
     AcceptAnyClientCert, ClientCertResolver, DirectTrustClientVerifier, DirectTrustServerVerifier,
-    PartnerServerVerifier, ServerCertResolver, TrustStore, provider,
+    IdentityTickets, PartnerServerVerifier, ServerCertResolver, TrustStore, provider,
 };
 
 /// What a server asks of clients.
@@ -35,6 +35,11 @@ pub enum ServerVerification {
 }
 
 /// A TLS server config presenting certificates from `resolver`.
+///
+/// Sessions resume with stateless tickets whose key changes with the
+/// node's identity (see [`IdentityTickets`]): no session outlives a change
+/// of certificates or trust. There is no server-side session cache, which
+/// would not be bound to it.
 pub fn server_config(
     resolver: ServerCertResolver,
     trust: &TrustStore,
@@ -50,7 +55,11 @@ pub fn server_config(
             builder.with_client_cert_verifier(Arc::new(DirectTrustClientVerifier::new(trust.clone())))
         }
     };
-    Arc::new(builder.with_cert_resolver(Arc::new(resolver)))
+    let tickets = IdentityTickets::new(resolver.store().clone(), trust.clone());
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.ticketer = Arc::new(tickets);
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Arc::new(config)
 }
 
 /// A TLS client config checking the server as `verification` says and

@@ -9,12 +9,14 @@
 mod config;
 mod partner;
 mod resolve;
+mod resume;
 mod trust;
 mod verify;
 
 pub use config::{ClientAuth, ServerVerification, client_config, server_config};
 pub use partner::{PartnerServerVerifier, names_domain};
 pub use resolve::{ClientCertResolver, ServerCertResolver};
+pub use resume::{IdentityEpoch, IdentityTickets, SessionCache, identity_epoch};
 pub use trust::{PeerTrust, TrustStore};
 pub use verify::{
     AcceptAnyClientCert, DirectTrustClientVerifier, DirectTrustServerVerifier, DirectTrustUnlessOpen, Pins,
@@ -63,6 +65,9 @@ pub struct TlsInfo {
     pub cipher: String,
     /// The peer's certificate chain, leaf first (empty when none was sent).
     pub peer_chain: Vec<CertificateDer<'static>>,
+    /// Whether the handshake resumed an earlier session (no certificate
+    /// signatures; the peer's chain is the one the first handshake checked).
+    pub resumed: bool,
 }
 
 impl TlsInfo {
@@ -83,6 +88,7 @@ impl TlsInfo {
             version,
             cipher,
             peer_chain,
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         }
     }
 

@@ -80,6 +80,11 @@ impl ServerCertResolver {
     pub fn for_connector(&self) -> Option<Arc<CertifiedKey>> {
         self.cache.for_host(&self.fqdn)
     }
+
+    /// The certificate store it reads.
+    pub(crate) fn store(&self) -> &CertStore {
+        &self.cache.store
+    }
 }
 
 impl fmt::Debug for ServerCertResolver {

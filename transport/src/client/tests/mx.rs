@@ -173,7 +173,7 @@ async fn a_refusing_mx_host_is_passed_over_for_the_next_preference() {
 }
 
 #[test]
-fn mx_hops_share_connections_whatever_the_order_of_their_hosts() {
+fn hops_share_connections_whatever_the_order_of_their_hosts() {
     let resolved = |hosts: &[&str]| SmtpHop {
         connector: None,
         hosts: hosts
@@ -197,9 +197,13 @@ fn mx_hops_share_connections_whatever_the_order_of_their_hosts() {
     };
     assert!(!a.shares_connections_with(&strict));
     assert!(!a.shares_connections_with(&mx_hop("mail.test", 25)));
-    // Hops with fixed hosts share only when equal.
+    // Hops with fixed hosts share when they list the same hosts, in any
+    // order (an edge rotates its hubs per message), never other hosts.
     let fixed = hop(a.hosts.clone(), OutboundTls::Opportunistic);
     let reordered = hop(b.hosts.clone(), OutboundTls::Opportunistic);
     assert!(fixed.shares_connections_with(&fixed.clone()));
-    assert!(!fixed.shares_connections_with(&reordered));
+    assert!(fixed.shares_connections_with(&reordered));
+    let fewer = hop(a.hosts[..1].to_vec(), OutboundTls::Opportunistic);
+    assert!(!fixed.shares_connections_with(&fewer));
+    assert!(!fewer.shares_connections_with(&fixed));
 }

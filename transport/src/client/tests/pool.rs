@@ -201,3 +201,38 @@ async fn identity_or_trust_changes_close_cached_connections() {
     assert_eq!(srv.sessions().len(), 3);
     pool.close_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_to_one_hop_share_at_most_the_limit_of_connections() {
+    const LIMIT: usize = 5;
+    const MESSAGES: usize = 100;
+    let client = node(HELO);
+    let srv = TestServer::start(Script::default()).await;
+    let pool = Pool::with_limits(
+        Connector::new(client.certs.clone(), TrustStore::new([], &[]), settings()),
+        LIMIT,
+        LIMIT,
+    );
+    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let deliveries: Vec<_> = (0..MESSAGES)
+        .map(|i| {
+            let (pool, relay) = (pool.clone(), relay.clone());
+            tokio::spawn(async move {
+                let to = rcpts(&[&format!("r{i}@mx.test")]);
+                pool.deliver(&relay, None, &to, BODY).await.unwrap()
+            })
+        })
+        .collect();
+    for d in deliveries {
+        assert_eq!(kinds(&d.await.unwrap())[0].1, "delivered");
+    }
+    let sessions = srv.sessions();
+    assert!(
+        sessions.len() <= LIMIT,
+        "{} connections for {MESSAGES} concurrent messages (limit {LIMIT})",
+        sessions.len()
+    );
+    let carried: usize = sessions.iter().map(|s| s.messages.len()).sum();
+    assert_eq!(carried, MESSAGES);
+    assert_eq!(pool.idle_count("relay"), sessions.len(), "every connection was kept");
+}

@@ -171,3 +171,78 @@ async fn ignore_starttls_never_sends_starttls() {
     conn.quit().await;
     assert_eq!(srv.verbs(), ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]);
 }
+
+/// Opens an organisation connection, sends one message and quits;
+/// whether its handshake resumed an earlier session.
+async fn organisation_session(connector: &Connector, srv: &TestServer) -> bool {
+    let organisation = hop(vec![srv.host()], OutboundTls::ORGANISATION);
+    let mut conn = connector.connect(&organisation).await.unwrap();
+    let resumed = conn.tls_info().unwrap().resumed;
+    let outcomes = conn.send(None, &rcpts(&["b@mx.test"]), BODY).await.unwrap();
+    assert_eq!(kinds(&outcomes), [("b@mx.test", "delivered")]);
+    conn.quit().await;
+    resumed
+}
+
+#[tokio::test]
+async fn a_second_organisation_connection_resumes_the_session() {
+    let (client, server) = (node(HELO), node(SERVER));
+    let config = tls_server(&server, &[client.thumbprint], ClientAuth::DirectTrust);
+    let srv = TestServer::start(with_tls(config)).await;
+    let connector = connector(&client, &[server.thumbprint]);
+    assert!(!organisation_session(&connector, &srv).await, "the first handshake is a full one");
+    assert!(organisation_session(&connector, &srv).await, "the second did not resume");
+    // The resumed session still names the client the first one proved.
+    let sessions = srv.sessions();
+    assert_eq!(sessions.len(), 2);
+    assert!(sessions.iter().all(|s| s.client_cert == Some(client.thumbprint)));
+}
+
+#[tokio::test]
+async fn a_trust_change_on_either_side_ends_resumption() {
+    let (client, server, other) = (node(HELO), node(SERVER), node("other.test"));
+    let server_trust = TrustStore::new([client.thumbprint], &[]);
+    let config = server_config(
+        ServerCertResolver::new(server.certs.clone(), SERVER),
+        &server_trust,
+        ClientAuth::DirectTrust,
+    );
+    let srv = TestServer::start(with_tls(config)).await;
+    let connector = connector(&client, &[server.thumbprint]);
+    assert!(!organisation_session(&connector, &srv).await);
+    assert!(organisation_session(&connector, &srv).await);
+
+    // Our trust changes: the client forgets its sessions.
+    connector.trust.trust_direct(other.thumbprint);
+    assert!(!organisation_session(&connector, &srv).await, "resumed across a client trust change");
+    assert!(organisation_session(&connector, &srv).await);
+
+    // The server's trust changes: its old tickets no longer open.
+    server_trust.trust_direct(other.thumbprint);
+    assert!(!organisation_session(&connector, &srv).await, "resumed across a server trust change");
+
+    // A client the server stops trusting cannot resume its way in.
+    assert!(organisation_session(&connector, &srv).await);
+    server_trust.set_direct([other.thumbprint]);
+    let organisation = hop(vec![srv.host()], OutboundTls::ORGANISATION);
+    let refused = match connector.connect(&organisation).await {
+        Err(_) => true,
+        // TLS 1.3: a refused client certificate shows at the first read.
+        Ok(mut conn) => conn.send(None, &rcpts(&["b@mx.test"]), BODY).await.is_err(),
+    };
+    assert!(refused, "a client no longer trusted resumed its session");
+}
+
+#[tokio::test]
+async fn hops_outside_the_organisation_do_not_resume() {
+    let (client, server) = (node(HELO), node(SERVER));
+    let srv = TestServer::start(with_tls(tls_server(&server, &[], ClientAuth::None))).await;
+    let connector = connector(&client, &[]);
+    for _ in 0..2 {
+        let opportunistic = hop(vec![srv.host()], OutboundTls::Opportunistic);
+        let conn = connector.connect(&opportunistic).await.unwrap();
+        assert!(!conn.tls_info().unwrap().resumed);
+        conn.quit().await;
+    }
+}
+
