@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use postern_model::{AcceptedDomain, AcceptedDomainKind, Domain, MailboxHash};
+use postern_model::{AcceptedDomain, AcceptedDomainKind, Domain, MailboxEntry};
 use prost::Message;
 use proptest::prelude::*;
 
@@ -32,9 +32,10 @@ fn object() -> impl Strategy<Value = ReplicatedObject> {
                     AcceptedDomainKind::InternalRelay,
                     AcceptedDomainKind::ExternalRelay,
                 ][kind],
+                delivery: Default::default(),
             })
         }),
-        "\\PC{0,30}".prop_map(|address| ReplicatedObject::Mailbox(MailboxHash::of(&address))),
+        "\\PC{0,30}".prop_map(|address| ReplicatedObject::Mailbox(MailboxEntry::new(&address, None))),
     ]
 }
 

@@ -17,7 +17,6 @@ use postern_model::{
     ChangeOp, Domain, HubInfo, KeySpec, NodeName, ReplicatedObject, Service, SubjectName, Thumbprint,
     TransportConfig,
 };
-use postern_proto::edgesync::edge_sync_server::EdgeSyncServer;
 use postern_transport::certs::{CertStore, NewCertificate};
 use postern_transport::tls::TrustStore;
 
@@ -111,11 +110,11 @@ async fn a_hub_that_lost_the_lease_cannot_push() {
     follow_hub_trust(replica.clone(), trust.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
-    let incoming = postern_edgesync::channel::tls_incoming(listener, edge_certs, "edge1.adatum.com", &trust);
+    let incoming = postern_edgesync::channel::tls_incoming(listener, edge_certs, "edge1.adatum.com", &trust, &bootstrap);
     let service = EdgeSyncService::new("edge1", replica.clone(), bootstrap);
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(EdgeSyncServer::new(service))
+            .add_service(postern_edgesync::gate::edge_sync_server(service))
             .serve_with_incoming(incoming),
     );
     let target = |secret: Option<&str>| EdgeTarget {

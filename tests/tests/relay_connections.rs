@@ -117,6 +117,7 @@ async fn many_messages_to_a_hub_share_a_bounded_set_of_connections() {
         internet_tls: Default::default(),
         console_bind: None,
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
+        store: Default::default(),
     })
     .await
     .unwrap();
@@ -140,19 +141,23 @@ async fn many_messages_to_a_hub_share_a_bounded_set_of_connections() {
     admin
         .subscriptions
         .import(&file, None, &admin.config, &admin.trust, &admin.sync)
+        .await
         .unwrap();
     let accepted = AcceptedDomain {
         name: Domain::parse("sink.test").unwrap(),
         kind: AcceptedDomainKind::Authoritative,
+        delivery: Default::default(),
     };
     admin
         .config
-        .put(ReplicatedObject::AcceptedDomain(accepted), false, false)
+        .put(ReplicatedObject::AcceptedDomain(accepted), false, false, None)
+        .await
         .unwrap();
-    admin.subscriptions.refresh_sites(&admin.config).unwrap();
+    admin.subscriptions.refresh_sites(&admin.config).await.unwrap();
     admin
         .config
-        .put_json("mailbox", r#"{"address":"b@sink.test"}"#, false, false)
+        .put_json("mailbox", r#"{"address":"b@sink.test"}"#, false, false, None)
+        .await
         .unwrap();
 
     let edge_addr = edge.mail.receive_addrs().await[0].1;

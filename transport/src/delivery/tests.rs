@@ -115,6 +115,17 @@ async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
 struct RefusesForSecurity;
 
 impl Relay for RefusesForSecurity {
+    fn lmtp<'a>(
+        &'a self,
+        hop: &'a SmtpHop,
+        _sender: Option<&'a str>,
+        _recipients: &'a [String],
+        _body: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecipientOutcome>, String>> + Send + 'a>>
+    {
+        Box::pin(async move { Err(format!("no LMTP server behind {}", hop.key)) })
+    }
+
     fn relay<'a>(
         &'a self,
         _hop: &'a SmtpHop,
