@@ -165,7 +165,13 @@ fn hub_certificates(
 ) {
     postern_edgesync::rotation::retire_due(certs, now);
     let Ok(records) = certs.rotations() else { return };
-    let carried = hub_info_certificates(&rotation.config);
+    let carried = match rotation.config.hub_certificates() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the published hub certificates");
+            return;
+        }
+    };
     for (new, record) in records {
         if !record.is_offered() {
             continue;
@@ -213,20 +219,6 @@ fn hub_certificates(
             Err(e) => tracing::error!(%new, error = %e, "cannot switch to the hub's new certificate"),
         }
     }
-}
-
-fn hub_info_certificates(config: &HubConfig) -> Vec<Thumbprint> {
-    config
-        .list("hub")
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|o| match o {
-            ReplicatedObject::Hub(h) => Some(h.certificates),
-            _ => None,
-        })
-        .flatten()
-        .map(|der| Thumbprint::of_der(&der))
-        .collect()
 }
 
 /// Shares the hook with the sync manager.
