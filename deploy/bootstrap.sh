@@ -6,6 +6,8 @@
 #
 #   deploy/bootstrap.sh                 # both organisations
 #   deploy/bootstrap.sh adatum-edge3    # subscribe one more adatum edge
+#   deploy/bootstrap.sh adatum-hub2     # a second adatum hub (etcd): its
+#                                       # certificate and client connector
 #
 # The image has no shell, so everything is driven from this host: openssl
 # makes the certificates, `docker exec -i … /postern … --path /dev/stdin`
@@ -165,6 +167,16 @@ configure_hub() {
     pn "$hub" send-connector set Partner --domain-secure-enabled --protocol-logging-level verbose >/dev/null
 }
 
+# A further hub of an organisation (adatum-hub2): the organisation's
+# settings are shared on etcd already; what is per node is its client
+# submission connector.
+configure_extra_hub() {
+    local hub=$1
+    log "$hub: client submission connector (the organisation's settings come from etcd)"
+    pn_new "$hub" receive-connector new "Client $hub" --bindings 0.0.0.0:587 --permission-groups clients \
+        --remote-ip-ranges 172.16.0.0/12,10.0.0.0/8,127.0.0.0/8,192.168.0.0/16
+}
+
 # The edges of an organisation, comma-separated (with "all": adatum-edge3 too).
 org_edges() {
     case "$1" in
@@ -197,10 +209,13 @@ main() {
         import_cert "$n"
     done
     for n in "${nodes[@]}"; do
-        case "$n" in *-hub) ;; *) subscribe "$n"; configure_edge "$n" ;; esac
+        case "$n" in *-hub | *-hub[0-9]*) ;; *) subscribe "$n"; configure_edge "$n" ;; esac
     done
     for n in "${nodes[@]}"; do
-        case "$n" in *-hub) configure_hub "$(org_of "$n")" ;; esac
+        case "$n" in
+            *-hub) configure_hub "$(org_of "$n")" ;;
+            *-hub[0-9]*) configure_extra_hub "$n" ;;
+        esac
     done
     log "bootstrap done: ${nodes[*]}"
 }

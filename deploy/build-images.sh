@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Builds the static `postern` binary and the image postern:latest (FROM
-# scratch). Idempotent: cargo and docker reuse what has not changed.
-# Prints the image id on the last line of standard output.
+# scratch), and the etcd image postern-etcd:latest (FROM scratch: Debian's
+# etcd and the libraries it links). Idempotent: cargo and docker reuse
+# what has not changed. Prints the postern image id on the last line of
+# standard output.
 #
-#   deploy/build-images.sh            # postern:latest
-#   IMAGE=postern:dev deploy/build-images.sh
+#   deploy/build-images.sh            # postern:latest, postern-etcd:latest
+#   IMAGE=postern:dev ETCD_IMAGE=postern-etcd:dev deploy/build-images.sh
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 image="${IMAGE:-postern:latest}"
+etcd_image="${ETCD_IMAGE:-postern-etcd:latest}"
 triple=x86_64-unknown-linux-gnu
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
@@ -24,6 +27,40 @@ if ! command -v protoc >/dev/null || [ ! -f /usr/include/google/protobuf/descrip
     echo "build-images.sh: needs protoc and its well-known types: apt-get install protobuf-compiler libprotobuf-dev" >&2
     exit 2
 fi
+
+# The libraries of etcd and etcdctl, one absolute path a line.
+etcd_libs() {
+    ldd /usr/bin/etcd /usr/bin/etcdctl | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $2 != "=>" && $1 !~ /:$/ {print $1}' | sort -u
+}
+
+# The etcd image: Debian's binaries (etcd-server, etcd-client) and every
+# library `ldd` lists for them, at the paths they name.
+build_etcd_image() {
+    local ctx lib bin
+    for bin in /usr/bin/etcd /usr/bin/etcdctl; do
+        if [ ! -x "$bin" ]; then
+            echo "build-images.sh: $bin is missing: apt-get install etcd-server etcd-client" >&2
+            exit 2
+        fi
+    done
+    ctx="$(mktemp -d)"
+    mkdir -p "$ctx/rootfs/usr/bin" "$ctx/rootfs/tmp" "$ctx/rootfs/var/lib/etcd"
+    chmod 1777 "$ctx/rootfs/tmp"
+    chmod 0700 "$ctx/rootfs/var/lib/etcd"
+    cp /usr/bin/etcd /usr/bin/etcdctl "$ctx/rootfs/usr/bin/"
+    # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (…)" and
+    # "/lib64/ld-linux-x86-64.so.2 (…)": the absolute path of each.
+    for lib in $(etcd_libs); do
+        mkdir -p "$ctx/rootfs$(dirname "$lib")"
+        cp -L "$lib" "$ctx/rootfs$lib"
+    done
+    tar -cf "$ctx/rootfs.tar" --numeric-owner --mtime=@0 --sort=name --owner=0 --group=0 -C "$ctx/rootfs" .
+    cp "$here/etcd/Dockerfile" "$ctx/Dockerfile"
+    echo "==> docker build -t $etcd_image (etcd, etcdctl, $(etcd_libs | tr '\n' ' '))" >&2
+    DOCKER_BUILDKIT=0 docker build -q -t "$etcd_image" "$ctx" >/dev/null
+    rm -rf "$ctx"
+}
+build_etcd_image
 
 # Static glibc binary (DEPENDENCIES.md, "Static binary for FROM scratch").
 # --target is named explicitly so that build scripts are not built static.

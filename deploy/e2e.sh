@@ -10,16 +10,28 @@
 #   M3. mail keeps flowing while adatum-edge3 subscribes, edge3 carries some, none lost
 #   M4. adatum-edge1 killed mid-stream: every acked message is delivered
 #   M5. the cut-off edge queues mail from the internet; the queue drains after reconnection
+# and adatum's several hubs on its three-member etcd cluster (issue 15):
+#   H0. adatum-hub2 joins: same configuration version, stands by for every edge
+#   H1. a change made on adatum-hub2 reaches every adatum edge (ms)
+#   H2. one etcd member (the leader) killed: nothing changes (no lease moves,
+#       changes still arrive, mail flows)
+#   H3. docker kill of the hub holding adatum-edge1's lease: the other hub takes every
+#       edge over (ms), a later change arrives, mail submitted at it keeps flowing, 0 lost
 # Tears everything down at the end, also on failure (KEEP=1 keeps it up).
 # Skips loudly, exit 0, when no Docker engine answers.
 #
 #   deploy/e2e.sh
 #   KEEP=1 deploy/e2e.sh        # leave the deployment running afterwards
-#   SKIP_BUILD=1 deploy/e2e.sh  # use the postern:latest already built
+#   SKIP_BUILD=1 deploy/e2e.sh  # use the images already built
+#   POSTERN_IMAGE=postern:h15 ETCD_IMAGE=postern-etcd:h15 deploy/e2e.sh
+#                               # other image tags (another build on this engine)
+# Container and network names are fixed: one run per Docker engine at a time.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-postern}"
+export POSTERN_IMAGE="${POSTERN_IMAGE:-postern:latest}" ETCD_IMAGE="${ETCD_IMAGE:-postern-etcd:latest}"
+ETCD_MEMBERS=(adatum-etcd1 adatum-etcd2 adatum-etcd3)
 ROUNDS="${ROUNDS:-5}"
 
 skip_loudly() {
@@ -47,7 +59,7 @@ teardown() {
     done
     if [ "$rc" -ne 0 ]; then
         echo "e2e.sh: FAILED (exit $rc); last log lines of each node:" >&2
-        for c in adatum-hub adatum-edge1 adatum-edge2 adatum-edge3 northwind-hub northwind-edge; do
+        for c in adatum-hub adatum-hub2 adatum-edge1 adatum-edge2 adatum-edge3 northwind-hub northwind-edge "${ETCD_MEMBERS[@]}"; do
             docker logs --tail 15 "$c" 2>&1 | sed "s/^/[$c] /" >&2 || true
         done
     fi
@@ -55,7 +67,7 @@ teardown() {
         echo "e2e.sh: KEEP=1, leaving the deployment up (PKI in $tmp/pki)" >&2
     else
         echo "==> tearing down" >&2
-        compose --profile edge3 down -v --remove-orphans >/dev/null 2>&1 || true
+        compose --profile edge3 --profile hub2 down -v --remove-orphans >/dev/null 2>&1 || true
         rm -rf "$tmp"
     fi
     exit "$rc"
@@ -111,18 +123,19 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 
 # ------------------------------------------------------------------ setup
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    log "building the image"
-    image_id="$("$here/build-images.sh" | tail -1)"
-    figure "image" "postern:latest $image_id, $(docker image inspect -f '{{.Size}}' postern:latest | awk '{printf "%.1f MB", $1/1e6}')"
+    log "building the images"
+    image_id="$(IMAGE="$POSTERN_IMAGE" "$here/build-images.sh" | tail -1)"
+    figure "image" "$POSTERN_IMAGE $image_id, $(docker image inspect -f '{{.Size}}' "$POSTERN_IMAGE" | awk '{printf "%.1f MB", $1/1e6}')"
+    figure "etcd image" "$ETCD_IMAGE, $(docker image inspect -f '{{.Size}}' "$ETCD_IMAGE" | awk '{printf "%.1f MB", $1/1e6}')"
 fi
 log "removing what a previous run left"
-compose --profile edge3 down -v --remove-orphans >/dev/null 2>&1 || true
+compose --profile edge3 --profile hub2 down -v --remove-orphans >/dev/null 2>&1 || true
 
 log "docker-compose up -d"
 t0=$(now_ms)
 compose up -d
-wait_healthy adatum-hub adatum-edge1 adatum-edge2 northwind-hub northwind-edge
-figure "compose up to five healthy nodes" "$(( $(now_ms) - t0 )) ms"
+wait_healthy "${ETCD_MEMBERS[@]}" adatum-hub adatum-edge1 adatum-edge2 northwind-hub northwind-edge
+figure "compose up to three etcd members and five healthy nodes" "$(( $(now_ms) - t0 )) ms"
 
 t0=$(now_ms)
 "$here/bootstrap.sh"
@@ -327,7 +340,7 @@ scenario_edge_cut_off() {
 # host has an address on every bridge, internal ones included; nothing is
 # published). Delivered mail is read out of a hub's data dir with docker cp.
 ip_on() { docker inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" "$1"; }
-hub_net() { case "$1" in adatum-hub) echo adatum-internal ;; *) echo northwind-internal ;; esac; }
+hub_net() { case "$1" in adatum-*) echo adatum-internal ;; *) echo northwind-internal ;; esac; }
 
 # submit HUB FROM TO SUBJECT: client submission on the hub's port 587; 0 when accepted (250).
 submit() {
@@ -518,6 +531,182 @@ scenario_edge_certificate_replaced() {
     figure "C1. edge certificate replaced mid-stream" "$acked acked, $d delivered, $((acked - d < 0 ? 0 : acked - d)) lost, $refused refused at submission, no re-subscription"
 }
 
+# ------------------------------------- several hubs on etcd (issue 15)
+# adatum's hubs share the configuration on the etcd cluster; each edge is
+# streamed to by the hub holding its EdgeSync lease, the other stands by.
+ADATUM_HUBS=(adatum-hub)
+ADATUM_EDGES=(adatum-edge1 adatum-edge2 adatum-edge3)
+# org_status: each adatum edge once, as the hub streaming to it reports it
+# (a hub standing by says "standby"; the holder's entry wins).
+org_status() {
+    local h
+    for h in "${ADATUM_HUBS[@]}"; do hub_status "$h"; done \
+        | jq -s 'add | group_by(.edge) | map((map(select(.status != "standby")) + .)[0])'
+}
+# org_in_sync MIN EDGE…: like all_in_sync, over the hubs up.
+org_in_sync() {
+    local min=$1; shift
+    org_status | jq -e --argjson min "$min" --args '
+        . as $all | $ARGS.positional | all(. as $e |
+            ($all | map(select(.edge == $e)) | .[0]) as $s
+            | $s != null and $s.status == "in-sync" and $s.lag == 0
+              and $s.edge_version == $s.hub_version and $s.hub_version >= $min)' \
+        "$@" >/dev/null
+}
+# "edge holder revision" per edge, sorted: who streams to which edge.
+lease_table() { org_status | jq -r '.[] | "\(.edge) \(.lease_holder) \(.lease_revision)"' | sort; }
+# hub_holds HUB EDGE…: HUB streams to every EDGE in sync under its own lease.
+hub_holds() {
+    local hub=$1; shift
+    hub_status "$hub" | jq -e --arg h "$hub" --args '. as $all | $ARGS.positional | all(. as $e |
+        ($all | map(select(.edge == $e)) | .[0]) as $s
+        | $s != null and $s.status == "in-sync" and $s.lease_holder == $h and $s.lease_revision > 0)' "$@" >/dev/null
+}
+# delivered_adatum USER PREFIX: distinct subjects in USER's Maildirs on both adatum hubs.
+delivered_adatum() {
+    local h d
+    for h in adatum-hub adatum-hub2; do
+        d=$(maildir "$h" adatum.com "$1")
+        grep -rh "^Subject: $2" "$d" 2>/dev/null || true
+    done | tr -d '\r' | sort -u | wc -l
+}
+
+adatum_at_least() { [ "$(delivered_adatum "$1" "$2")" -ge "$3" ]; }
+
+scenario_second_hub_joins() {
+    log "scenario H0: adatum-hub2 joins adatum's configuration on etcd"
+    local v1 v2 ms
+    t0=$(now_ms)
+    compose --profile hub2 up -d adatum-hub2 2>&1 | sed 's/^/    /'
+    wait_healthy adatum-hub2
+    "$here/bootstrap.sh" adatum-hub2
+    ADATUM_HUBS=(adatum-hub adatum-hub2)
+    # adatum-hub holds every edge; adatum-hub2 stands by for each of them.
+    wait_until "adatum-hub2 standing by for the three edges" 60 sh -c \
+        "docker exec adatum-hub2 /postern edgesync test --json | jq -e 'length == 3 and all(.[]; .status == \"standby\" and .lease_holder == \"adatum-hub\")' >/dev/null"
+    ms=$(( $(now_ms) - t0 ))
+    wait_until "both hubs on one version" 30 sh -c \
+        "[ \"\$(docker exec adatum-hub /postern edgesync test --json | jq '[.[].hub_version] | max')\" = \"\$(docker exec adatum-hub2 /postern edgesync test --json | jq '[.[].hub_version] | max')\" ]"
+    v1=$(hub_version adatum-hub); v2=$(hub_version adatum-hub2)
+    pn adatum-hub2 accepted-domain list --json | jq -e 'map(.name) | index("adatum.com") and index("contoso.com")' >/dev/null \
+        || fail "adatum-hub2 does not read the organisation's accepted domains"
+    [ "$(pn adatum-hub2 edge-subscription list --json | jq length)" = 3 ] || fail "adatum-hub2 does not see the three subscriptions"
+    echo "    both hubs at version $v1/$v2; leases (edge holder token): $(lease_table | tr '\n' ';')"
+    figure "H0. docker-compose up adatum-hub2 to standing by for all three edges, same version as adatum-hub" "$ms ms"
+}
+
+scenario_change_on_hub2() {
+    log "scenario H1: a change made on adatum-hub2 reaches every adatum edge"
+    local i v ms acked t_acked ack samples=() ack_samples=() e stores
+    for i in $(seq 1 "${HUB2_ROUNDS:-3}"); do
+        v=$(hub_version adatum-hub2)
+        t0=$(now_ms)
+        pn adatum-hub2 transport-config set --max-recipients $((300 + i)) >/dev/null
+        wait_until "round $i on every edge" 30 org_in_sync $((v + 1)) "${ADATUM_EDGES[@]}"
+        ms=$(( $(now_ms) - t0 ))
+        acked=$(org_status | jq -r '[.[].last_success] | max')
+        t_acked=$(date -d "$acked" +%s%3N)
+        ack=$(( t_acked - t0 ))
+        samples+=("$ms"); ack_samples+=("$ack")
+        echo "    round $i: written on adatum-hub2, streamed by adatum-hub; all three acks ${ack} ms after the set started; seen by polling after $ms ms"
+    done
+    for e in "${ADATUM_EDGES[@]}"; do
+        [ "$(pn "$e" transport-config get --json | jq .max_recipients)" = $((300 + ${HUB2_ROUNDS:-3})) ] \
+            || fail "$e does not hold adatum-hub2's last change"
+    done
+    [ "$(hub_version adatum-hub)" = "$(hub_version adatum-hub2)" ] || fail "the hubs report different versions"
+    stores=$(for e in "${ADATUM_EDGES[@]}"; do pn "$e" edgesync test --json | jq -r '.[0].store_id'; done | sort -u | wc -l)
+    [ "$stores" = 1 ] || fail "the adatum edges hold $stores different store ids"
+    figure "H1. transport-config set on adatum-hub2 to all three edges' acks (median of ${HUB2_ROUNDS:-3})" \
+        "$(printf '%s\n' "${ack_samples[@]}" | median) ms (samples: ${ack_samples[*]})"
+    figure "H1. same, seen by polling both hubs from the host (median of ${HUB2_ROUNDS:-3})" \
+        "$(printf '%s\n' "${samples[@]}" | median) ms (samples: ${samples[*]})"
+}
+
+# The hub that will survive H3 (not holding adatum-edge1) carries a mail
+# stream through H2 and H3.
+SURVIVOR=""
+scenario_etcd_member_killed() {
+    local before after leader v ms
+    SURVIVOR=$(org_status | jq -r '.[] | select(.edge == "adatum-edge1") | .lease_holder')
+    case "$SURVIVOR" in adatum-hub) SURVIVOR=adatum-hub2 ;; adatum-hub2) SURVIVOR=adatum-hub ;; *) fail "no hub holds adatum-edge1: $(lease_table)" ;; esac
+    stream_start hubs "$SURVIVOR" kim@adatum.com david@northwindtraders.com 0.2
+    # The Raft leader: the harder member to lose.
+    leader=$(docker exec adatum-etcd1 /usr/bin/etcdctl --endpoints=http://adatum-etcd1:2379,http://adatum-etcd2:2379,http://adatum-etcd3:2379 \
+        endpoint status -w json | jq -r '.[] | select(.Status.leader == .Status.header.member_id) | .Endpoint' | sed 's#http://##; s#:2379##')
+    [ -n "$leader" ] || fail "no etcd leader found"
+    log "scenario H2: $leader (the etcd leader) killed; nothing changes"
+    before=$(lease_table)
+    docker kill "$leader" >/dev/null
+    v=$(hub_version adatum-hub)
+    t0=$(now_ms)
+    pn adatum-hub2 accepted-domain new etcd-member-down.example >/dev/null || fail "a write failed with one etcd member down"
+    wait_until "the change with $leader down on every edge" 60 org_in_sync $((v + 1)) "${ADATUM_EDGES[@]}"
+    ms=$(( $(now_ms) - t0 ))
+    sleep 6   # longer than the EdgeSync lease TTL (5 s): a lease that lapsed would show
+    after=$(lease_table)
+    [ "$after" = "$before" ] || fail "the leases moved with one etcd member down: before [$before] after [$after]"
+    org_status | jq -e 'all(.[]; .status == "in-sync")' >/dev/null || fail "an edge is out of sync with one etcd member down: $(org_status | jq -c 'map({edge, status})')"
+    [ "$(stream_acked hubs)" -gt 0 ] && [ ! -s "$tmp/stream-hubs.refused" ] || fail "mail submission at $SURVIVOR failed with one etcd member down"
+    echo "    leases unchanged (edge holder token): $(tr '\n' ';' <<<"$after"); $(stream_acked hubs) messages acked at $SURVIVOR so far"
+    figure "H2. one etcd member ($leader, the leader) killed: write on adatum-hub2 to every edge's ack" "$ms ms; no lease moved, no edge out of sync"
+    docker start "$leader" >/dev/null
+    wait_healthy "$leader"
+}
+
+scenario_lease_holder_killed() {
+    local holder=adatum-hub rev t_kill held_ms sync_ms v ms acked refused d c e tok lost n_in=3 i din
+    [ "$SURVIVOR" = adatum-hub ] && holder=adatum-hub2
+    rev=$(org_status | jq -r '.[] | select(.edge == "adatum-edge1") | .lease_revision')
+    log "scenario H3: docker kill $holder (holding adatum-edge1, token $rev); $SURVIVOR takes over"
+    docker kill "$holder" >/dev/null
+    t_kill=$(now_ms)
+    ADATUM_HUBS=("$SURVIVOR")
+    wait_until "$SURVIVOR holds adatum-edge1" 60 sh -c \
+        "docker exec $SURVIVOR /postern edgesync test --json | jq -e --argjson r $rev '.[] | select(.edge == \"adatum-edge1\") | .lease_holder == \"$SURVIVOR\" and .lease_revision > \$r' >/dev/null"
+    held_ms=$(( $(now_ms) - t_kill ))
+    wait_until "$SURVIVOR streams to every edge in sync" 90 hub_holds "$SURVIVOR" "${ADATUM_EDGES[@]}"
+    sync_ms=$(( $(now_ms) - t_kill ))
+    for e in "${ADATUM_EDGES[@]}"; do
+        tok=$(hub_status "$SURVIVOR" | jq -r --arg e "$e" '.[] | select(.edge == $e) | .lease_revision')
+        [ "$(pn "$e" edgesync test --json | jq '.[0].lease_revision')" = "$tok" ] \
+            || fail "$e holds fencing token $(pn "$e" edgesync test --json | jq '.[0].lease_revision'), $SURVIVOR streams under $tok"
+    done
+    echo "    leases now (edge holder token): $(lease_table | tr '\n' ';')"
+    v=$(hub_version "$SURVIVOR")
+    t0=$(now_ms)
+    pn "$SURVIVOR" transport-config set --max-recipients 400 >/dev/null
+    wait_until "a change after the take-over on every edge" 30 org_in_sync $((v + 1)) "${ADATUM_EDGES[@]}"
+    ms=$(( $(now_ms) - t0 ))
+    # Mail from northwind to kim: the adatum edges must hand it to the
+    # hub that is left.
+    for i in $(seq 1 $n_in); do
+        submit northwind-hub david@northwindtraders.com kim@adatum.com "e2e-hubs-in-$$-$i" \
+            || fail "submission at northwind-hub refused: $(tail -5 "$tmp/swaks.last")"
+    done
+    local deadline=$((SECONDS + 30)) before_kill
+    before_kill=$(stream_acked hubs)
+    until [ "$(stream_acked hubs)" -ge $((before_kill + 5)) ]; do
+        [ $SECONDS -lt $deadline ] || break
+        sleep 1
+    done
+    stream_stop hubs
+    read -r acked refused <"$tmp/stream-hubs.result"
+    [ "$refused" = 0 ] || fail "H3: $refused submissions refused at $SURVIVOR"
+    wait_until "$acked streamed messages in david's Maildir" 300 at_least northwind-hub northwindtraders.com david "e2e-hubs-" "$acked"
+    d=$(delivered northwind-hub northwindtraders.com david "e2e-hubs-")
+    c=$(copies northwind-hub northwindtraders.com david "e2e-hubs-")
+    lost=$(( acked > d ? acked - d : 0 ))
+    [ "$lost" = 0 ] || fail "H3: $acked acked, $d delivered"
+    wait_until "$n_in messages from northwind in kim's Maildirs" 180 adatum_at_least kim "e2e-hubs-in-$$-" "$n_in"
+    din=$(delivered_adatum kim "e2e-hubs-in-$$-")
+    echo "    mail submitted at $SURVIVOR across H2 and H3: $acked acked, $d delivered, $((c - d)) duplicates, $lost lost; northwind -> kim after the kill: $din of $n_in delivered"
+    figure "H3. docker kill $holder to $SURVIVOR holding adatum-edge1's lease (TTL 5 s)" "$held_ms ms"
+    figure "H3. docker kill $holder to $SURVIVOR streaming to all three edges in sync" "$sync_ms ms"
+    figure "H3. change on $SURVIVOR after the take-over to every edge's ack (by polling)" "$ms ms"
+    figure "H3. mail submitted at $SURVIVOR across an etcd member kill and the hub kill" "$acked acked, $d delivered, $((c - d)) duplicates, $lost lost, $refused refused; northwind -> kim after the kill: $din of $n_in delivered"
+}
+
 scenario_propagation
 scenario_domain_secured_mail
 scenario_edge_certificate_replaced
@@ -526,6 +715,10 @@ scenario_third_edge
 scenario_edge_cut_off short
 scenario_edge_cut_off long
 scenario_edge_killed_mid_stream
+scenario_second_hub_joins
+scenario_change_on_hub2
+scenario_etcd_member_killed
+scenario_lease_holder_killed
 
 printf '\n== figures (%s) ==\n' "$(date -u +%Y-%m-%dT%H:%MZ)"
 printf '  %s\n' "${FIGURES[@]}"

@@ -60,7 +60,10 @@ impl Members {
         for endpoint in endpoints {
             let options = ConnectOptions::new()
                 .with_connect_timeout(Duration::from_secs(2))
-                .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+                // A member that vanished without a word (its address now
+                // drops packets) is noticed within 7 s; etcd refuses pings
+                // more often than every 5 s.
+                .with_keep_alive(Duration::from_secs(5), Duration::from_secs(2))
                 .with_keep_alive_while_idle(true);
             clients.push(
                 Client::connect([endpoint], Some(options))
@@ -91,34 +94,98 @@ impl Members {
     }
 
     /// Runs `f` against the member in use, moving on to the next member
-    /// while the call could not reach one (it was not executed then).
+    /// while the call could not reach one (it was not executed then) or
+    /// got no answer within [`REQUEST_TIMEOUT`] (a member that vanished
+    /// without a word, or a proposal lost with its leader: it may have
+    /// been executed, so `f` must be safe to repeat).
     pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T, SourceError>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
+        self.call_within(REQUEST_TIMEOUT, f).await.map(|a| a.value)
+    }
+
+    /// Like `call`, with `attempt` as the time one member has to answer;
+    /// says whether the call was repeated after a member did not answer.
+    pub(crate) async fn call_within<T, F, Fut>(&self, attempt: Duration, f: F) -> Result<Answer<T>, SourceError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
         let mut last = None;
+        let mut timed_out = 0;
         for _ in 0..self.clients.len() {
             let i = self.current.load(Ordering::Relaxed) % self.clients.len();
-            match tokio::time::timeout(REQUEST_TIMEOUT, f(self.clients[i].clone())).await {
-                Ok(Ok(t)) => return Ok(t),
+            match tokio::time::timeout(attempt, f(self.clients[i].clone())).await {
+                Ok(Ok(value)) => {
+                    return Ok(Answer {
+                        value,
+                        repeated_after_timeout: timed_out > 0,
+                    });
+                }
                 Ok(Err(e)) if unreached(&e) => {
                     self.rotate(i);
                     last = Some(unavailable(e));
                 }
                 Ok(Err(e)) => return Err(unavailable(e)),
                 Err(_) => {
-                    // It may have been executed: do not repeat it.
                     self.rotate(i);
-                    return Err(SourceError::Unavailable(format!(
-                        "no answer within {}s",
-                        REQUEST_TIMEOUT.as_secs()
-                    )));
+                    timed_out += 1;
                 }
             }
         }
+        if timed_out > 0 {
+            return Err(SourceError::Uncertain(format!(
+                "{timed_out} of {} members gave no answer within {}s",
+                self.clients.len(),
+                attempt.as_secs_f32()
+            )));
+        }
         Err(last.unwrap_or_else(|| SourceError::Unavailable("no etcd member".into())))
     }
+}
+
+/// A member's answer, and whether the call was repeated on another member
+/// after one gave none in time (an earlier attempt may have been executed).
+pub(crate) struct Answer<T> {
+    pub(crate) value: T,
+    pub(crate) repeated_after_timeout: bool,
+}
+
+/// After a write was repeated and its guards failed: the revision of the
+/// keys when every one of them holds what the write wanted (the attempt
+/// that got no answer was applied), else `None` (another write won).
+fn applied_already(resp: &etcd_client::TxnResponse, write: &Write, keys: &[String]) -> Option<i64> {
+    let wanted: Vec<Option<Vec<u8>>> = write
+        .ops
+        .iter()
+        .map(|op| match op {
+            ChangeOp::Put(object) => encode(object).ok(),
+            ChangeOp::Delete(_) => None,
+        })
+        .chain(write.side.iter().map(|s| s.value.clone()))
+        .collect();
+    let current: Vec<Option<(Vec<u8>, i64)>> = resp
+        .op_responses()
+        .into_iter()
+        .map(|op| match op {
+            etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+            _ => None,
+        })
+        .collect();
+    if current.len() != keys.len() || wanted.len() != keys.len() {
+        return None;
+    }
+    let mut revision = 0;
+    for (now, want) in current.iter().zip(&wanted) {
+        match (now, want) {
+            (Some((value, modified)), Some(v)) if value == v => revision = revision.max(*modified),
+            (None, None) => {}
+            _ => return None,
+        }
+    }
+    Some(revision)
 }
 
 /// Whether a failed call never reached a member able to execute it.
@@ -574,18 +641,27 @@ impl ConfigStore for EtcdStore {
                 .collect(),
             None => Vec::new(),
         };
-        let txn = Txn::new().when(guards).and_then(puts);
-        let resp = self
+        // When the guards fail, the touched keys as they are: after a
+        // repeat, they tell whether the first attempt was applied.
+        let reads: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
+        let txn = Txn::new().when(guards).and_then(puts).or_else(reads);
+        let answer = self
             .members
-            .call(|mut c| {
+            .call_within(REQUEST_TIMEOUT, |mut c| {
                 let txn = txn.clone();
                 async move { c.txn(txn).await }
             })
             .await?;
-        if !resp.succeeded() {
+        let resp = answer.value;
+        let revision = if resp.succeeded() {
+            resp.header().map(|h| h.revision()).unwrap_or(0)
+        } else if answer.repeated_after_timeout
+            && let Some(revision) = applied_already(&resp, &write, &keys)
+        {
+            revision
+        } else {
             return Err(SourceError::Conflict);
-        }
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        };
         self.caught_up(revision).await;
         Ok(if write.ops.is_empty() {
             self.version()

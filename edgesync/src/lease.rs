@@ -12,11 +12,14 @@ use std::time::Duration;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::{Mutex, watch};
 
-use crate::etcd::{EtcdStore, Members, REQUEST_TIMEOUT};
+use crate::etcd::{EtcdStore, Members};
 use crate::source::SourceError;
 
 /// The hub's etcd lease lifetime: a dead hub's edges are free after it.
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
+/// How long one renewal (or opening the renewal stream on one member) may
+/// take before the hub renews through the next member.
+const RENEW_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How often a hub that does not hold an edge looks again.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -102,17 +105,19 @@ async fn keep_alive(members: Members, id: i64, lost: watch::Sender<bool>) {
             break;
         }
         if stream.is_none() {
+            // A member that vanished must not cost the lease: short attempts.
             stream = members
-                .call(|mut c| async move { c.lease_keep_alive(id).await })
+                .call_within(RENEW_TIMEOUT, |mut c| async move { c.lease_keep_alive(id).await })
                 .await
-                .ok();
+                .ok()
+                .map(|a| a.value);
         }
         if let Some((keeper, responses)) = stream.as_mut() {
             let renewed = async {
                 keeper.keep_alive().await?;
                 responses.message().await
             };
-            match tokio::time::timeout(REQUEST_TIMEOUT.min(LEASE_TTL / 2), renewed).await {
+            match tokio::time::timeout(RENEW_TIMEOUT, renewed).await {
                 Ok(Ok(Some(r))) if r.ttl() > 0 => last_ok = tokio::time::Instant::now(),
                 Ok(Ok(Some(_))) => {
                     tracing::warn!(lease = id, "EdgeSync lease expired; giving up its edges");

@@ -26,6 +26,9 @@ pub enum SourceError {
     /// A guarded write lost against a concurrent one (nothing was changed).
     #[error("{CONFLICT}")]
     Conflict,
+    /// No etcd member answered a write in time: it may have been applied.
+    #[error("configuration store etcd did not answer ({0}); the change may or may not have been applied: read again before repeating it")]
+    Uncertain(String),
 }
 
 /// The hub's configuration as EdgeSync reads it.

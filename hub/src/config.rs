@@ -40,7 +40,8 @@ pub enum ConfigError {
     /// Another write changed what this one read (nothing was changed).
     #[error("{0}")]
     Conflict(SourceError),
-    /// The store (etcd) is unreachable (nothing was changed).
+    /// The store (etcd) is unreachable (nothing was changed), or did not
+    /// answer a write in time (the reason says so).
     #[error("{0}")]
     Unavailable(SourceError),
     /// The store failed.
@@ -52,7 +53,7 @@ impl From<SourceError> for ConfigError {
     fn from(e: SourceError) -> Self {
         match e {
             SourceError::Conflict => Self::Conflict(e),
-            SourceError::Unavailable(_) => Self::Unavailable(e),
+            SourceError::Unavailable(_) | SourceError::Uncertain(_) => Self::Unavailable(e),
             other => Self::Store(other),
         }
     }
@@ -345,6 +346,21 @@ impl HubConfig {
     /// Every object of `kind`.
     pub fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, ConfigError> {
         Ok(self.store.list(kind)?)
+    }
+
+    /// Thumbprints of every hub's published SMTP certificates (`HubInfo`):
+    /// the hubs of the organisation, which edges and hubs trust directly.
+    pub fn hub_certificates(&self) -> Result<Vec<postern_model::Thumbprint>, ConfigError> {
+        Ok(self
+            .list("hub")?
+            .into_iter()
+            .filter_map(|o| match o {
+                ReplicatedObject::Hub(h) => Some(h.certificates),
+                _ => None,
+            })
+            .flatten()
+            .map(|der| postern_model::Thumbprint::of_der(&der))
+            .collect())
     }
 
     /// Readable mailbox addresses (hub only).

@@ -467,16 +467,14 @@ pub fn refresh_trust(config: &HubConfig, subscriptions: &Subscriptions, trust: &
         }
     }
     .into_iter();
-    let hubs = config
-        .list("hub")
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|o| match o {
-            ReplicatedObject::Hub(h) => Some(h.certificates),
-            _ => None,
-        })
-        .flatten()
-        .map(|der| postern_model::Thumbprint::of_der(&der));
+    // A failed read keeps the trust as it is rather than dropping the hubs.
+    let hubs = match config.hub_certificates() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the hubs' certificates to refresh trust");
+            return;
+        }
+    };
     trust.set_direct(edges.chain(hubs).collect::<Vec<_>>());
 }
 

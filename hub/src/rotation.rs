@@ -171,8 +171,8 @@ fn hub_certificates(
             return;
         }
     };
-    let carried = match hub_info_certificates(&rotation.config) {
-        Ok(carried) => carried,
+    let carried = match rotation.config.hub_certificates() {
+        Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the hubs' published certificates; trying again at the next check");
             return;
@@ -225,19 +225,6 @@ fn hub_certificates(
             Err(e) => tracing::error!(%new, error = %e, "cannot switch to the hub's new certificate"),
         }
     }
-}
-
-fn hub_info_certificates(config: &HubConfig) -> Result<Vec<Thumbprint>, crate::config::ConfigError> {
-    Ok(config
-        .list("hub")?
-        .into_iter()
-        .filter_map(|o| match o {
-            ReplicatedObject::Hub(h) => Some(h.certificates),
-            _ => None,
-        })
-        .flatten()
-        .map(|der| Thumbprint::of_der(&der))
-        .collect())
 }
 
 /// Shares the hook with the sync manager.

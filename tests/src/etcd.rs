@@ -161,6 +161,30 @@ impl EtcdCluster {
         }
     }
 
+    /// Stops member `i` with SIGSTOP: its sockets stay open and answer
+    /// nothing, like a member whose machine vanished.
+    pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-STOP")
+    }
+
+    /// Lets a paused member `i` run again (SIGCONT).
+    pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-CONT")
+    }
+
+    fn signal(&mut self, i: usize, signal: &str) -> anyhow::Result<()> {
+        let Some(child) = self.members[i].child.as_ref() else {
+            bail!("etcd member {i} is not running");
+        };
+        let status = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill {signal} of etcd member {i} failed");
+        }
+        Ok(())
+    }
+
     /// Starts member `i` again on its data directory.
     pub fn start_member(&mut self, i: usize) -> anyhow::Result<()> {
         if self.members[i].child.is_none() {
@@ -187,6 +211,7 @@ impl EtcdCluster {
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
+            let _ = self.resume(i);
             self.kill(i);
         }
     }

@@ -1,7 +1,9 @@
 //! The etcd store in process against a real one-member etcd: two stores on
 //! one prefix (two hubs) see one version space; guarded writes conflict;
 //! the change feed answers from a version, and with `None` once etcd
-//! compacted past it.
+//! compacted past it. Against three members: a member that stops
+//! answering (SIGSTOP, as when its machine vanishes) costs a guarded write
+//! time, not success.
 
 #![allow(clippy::unwrap_used)]
 
@@ -76,4 +78,46 @@ async fn two_stores_one_version_space_guarded_writes_and_compaction() {
     let (version, objects) = b.snapshot().unwrap();
     assert_eq!(version, last);
     assert_eq!(objects.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_answering_does_not_fail_writes() {
+    require_tool("etcd");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdCluster::start(tmp.path(), 3).unwrap();
+    let endpoints: Vec<String> = etcd.endpoints().split(',').map(str::to_owned).collect();
+    let a = EtcdStore::connect(&endpoints, "/postern/adatum.com/", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let v1 = a.apply(put(domain("adatum.com"), None)).await.unwrap();
+
+    // The store starts on the first member: it stops answering, without
+    // closing a connection.
+    etcd.pause(0).unwrap();
+    let read = a.read_version();
+    let started = std::time::Instant::now();
+    let v2 = a
+        .apply(put(domain("contoso.com"), Some(read)))
+        .await
+        .unwrap_or_else(|e| panic!("a guarded write with one member silent: {e}\n{}", etcd.logs()));
+    assert!(v2 > v1, "{v2:?} after {v1:?}");
+    eprintln!("guarded write with member 0 silent took {:?}", started.elapsed());
+    // It is in etcd, as written: read back through the other members.
+    let b = EtcdStore::connect(&endpoints[1..], "/postern/adatum.com/", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = b
+        .list("accepted-domain")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key().0)
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().any(|n| n.contains("contoso.com")), "{names:?}");
+    // And later writes keep working with the member still silent.
+    let v3 = a.apply(put(domain("fabrikam.com"), None)).await.unwrap();
+    assert!(v3 > v2);
+    wait_version(&b, v3).await;
+    etcd.resume(0).unwrap();
 }
