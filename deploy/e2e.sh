@@ -15,6 +15,8 @@
 #   H1. a change made on adatum-hub2 reaches every adatum edge (ms)
 #   H2. one etcd member (the leader) killed: nothing changes (no lease moves,
 #       changes still arrive, mail flows)
+#   H4. (run before H2) a mailbox homed on adatum-hub2: mail for it lands in that hub's
+#       Maildir only (ms)
 #   H3. docker kill of the hub holding adatum-edge1's lease: the other hub takes every
 #       edge over (ms), a later change arrives, mail submitted at it keeps flowing, 0 lost
 # Tears everything down at the end, also on failure (KEEP=1 keeps it up).
@@ -623,6 +625,29 @@ scenario_change_on_hub2() {
         "$(printf '%s\n' "${samples[@]}" | median) ms (samples: ${samples[*]})"
 }
 
+# A mailbox homed on adatum-hub2 (issue 16): mail for it reaches that hub's
+# Maildir, whichever hub the edges hand it to, and never adatum-hub's.
+scenario_mailbox_home_on_hub2() {
+    log "scenario H4: lee@adatum.com homed on adatum-hub2"
+    local v i n=3 ms on_hub1
+    v=$(hub_version adatum-hub)
+    pn adatum-hub mailbox new lee@adatum.com --hub adatum-hub2 >/dev/null || fail "mailbox new --hub adatum-hub2 refused"
+    pn adatum-hub2 mailbox get lee@adatum.com | grep -q adatum-hub2 \
+        || fail "adatum-hub2 does not show lee's home: $(pn adatum-hub2 mailbox get lee@adatum.com)"
+    wait_until "lee's mailbox on every edge" 30 org_in_sync $((v + 1)) "${ADATUM_EDGES[@]}"
+    t0=$(now_ms)
+    for i in $(seq 1 $n); do
+        submit northwind-hub david@northwindtraders.com lee@adatum.com "e2e-home-$$-$i" \
+            || fail "submission at northwind-hub refused: $(tail -5 "$tmp/swaks.last")"
+    done
+    wait_until "$n messages in lee's Maildir on adatum-hub2" 120 at_least adatum-hub2 adatum.com lee "e2e-home-$$-" "$n"
+    ms=$(( $(now_ms) - t0 ))
+    on_hub1=$(delivered adatum-hub adatum.com lee "e2e-home-$$-")
+    [ "$on_hub1" = 0 ] || fail "H4: $on_hub1 of lee's messages were delivered on adatum-hub, not lee's home"
+    [ "$(copies adatum-hub2 adatum.com lee "e2e-home-$$-")" = "$n" ] || fail "H4: duplicates in lee's Maildir"
+    figure "H4. northwind -> lee@adatum.com (homed on adatum-hub2), $n messages, submit to all in adatum-hub2's Maildir" "$ms ms; 0 on adatum-hub, 0 duplicates"
+}
+
 # The hub that will survive H3 (not holding adatum-edge1) carries a mail
 # stream through H2 and H3.
 SURVIVOR=""
@@ -678,10 +703,14 @@ scenario_lease_holder_killed() {
     pn "$SURVIVOR" transport-config set --max-recipients 400 >/dev/null
     wait_until "a change after the take-over on every edge" 30 org_in_sync $((v + 1)) "${ADATUM_EDGES[@]}"
     ms=$(( $(now_ms) - t0 ))
-    # Mail from northwind to kim: the adatum edges must hand it to the
-    # hub that is left.
+    # Mail from northwind to the mailbox homed on the hub that is left (kim
+    # on adatum-hub, lee on adatum-hub2, H4): the adatum edges must hand it
+    # to that hub. (Mail for the killed hub's mailboxes waits in a queue
+    # until it returns, issue 16; tests/tests/mailbox_homes.rs.)
+    local home_user=kim
+    [ "$SURVIVOR" = adatum-hub2 ] && home_user=lee
     for i in $(seq 1 $n_in); do
-        submit northwind-hub david@northwindtraders.com kim@adatum.com "e2e-hubs-in-$$-$i" \
+        submit northwind-hub david@northwindtraders.com "$home_user@adatum.com" "e2e-hubs-in-$$-$i" \
             || fail "submission at northwind-hub refused: $(tail -5 "$tmp/swaks.last")"
     done
     local deadline=$((SECONDS + 30)) before_kill
@@ -698,13 +727,13 @@ scenario_lease_holder_killed() {
     c=$(copies northwind-hub northwindtraders.com david "e2e-hubs-")
     lost=$(( acked > d ? acked - d : 0 ))
     [ "$lost" = 0 ] || fail "H3: $acked acked, $d delivered"
-    wait_until "$n_in messages from northwind in kim's Maildirs" 180 adatum_at_least kim "e2e-hubs-in-$$-" "$n_in"
-    din=$(delivered_adatum kim "e2e-hubs-in-$$-")
-    echo "    mail submitted at $SURVIVOR across H2 and H3: $acked acked, $d delivered, $((c - d)) duplicates, $lost lost; northwind -> kim after the kill: $din of $n_in delivered"
+    wait_until "$n_in messages from northwind in $home_user's Maildir" 180 adatum_at_least "$home_user" "e2e-hubs-in-$$-" "$n_in"
+    din=$(delivered_adatum "$home_user" "e2e-hubs-in-$$-")
+    echo "    mail submitted at $SURVIVOR across H2 and H3: $acked acked, $d delivered, $((c - d)) duplicates, $lost lost; northwind -> $home_user after the kill: $din of $n_in delivered"
     figure "H3. docker kill $holder to $SURVIVOR holding adatum-edge1's lease (TTL 5 s)" "$held_ms ms"
     figure "H3. docker kill $holder to $SURVIVOR streaming to all three edges in sync" "$sync_ms ms"
     figure "H3. change on $SURVIVOR after the take-over to every edge's ack (by polling)" "$ms ms"
-    figure "H3. mail submitted at $SURVIVOR across an etcd member kill and the hub kill" "$acked acked, $d delivered, $((c - d)) duplicates, $lost lost, $refused refused; northwind -> kim after the kill: $din of $n_in delivered"
+    figure "H3. mail submitted at $SURVIVOR across an etcd member kill and the hub kill" "$acked acked, $d delivered, $((c - d)) duplicates, $lost lost, $refused refused; northwind -> $home_user (homed on $SURVIVOR) after the kill: $din of $n_in delivered"
 }
 
 scenario_propagation
@@ -717,6 +746,7 @@ scenario_edge_cut_off long
 scenario_edge_killed_mid_stream
 scenario_second_hub_joins
 scenario_change_on_hub2
+scenario_mailbox_home_on_hub2
 scenario_etcd_member_killed
 scenario_lease_holder_killed
 
