@@ -206,14 +206,19 @@ fn two_hubs_on_etcd_share_configuration_and_hand_edges_over() {
         );
         let h = holder(&hubs[0], name);
         assert_eq!(h, holder(&hubs[1], name));
-        let streaming: Vec<bool> = hubs
-            .iter()
-            .map(|hub| hub_status(hub, name).unwrap()["status"] != "standby")
-            .collect();
-        assert_eq!(
-            streaming.iter().filter(|s| **s).count(),
-            1,
-            "{name}: {streaming:?}"
+        // The other hub learns of the subscription through etcd and
+        // starts its task a moment later: until then its status is not
+        // yet "standby". Once settled, exactly one hub streams.
+        let streaming = || -> Vec<bool> {
+            hubs.iter()
+                .map(|hub| hub_status(hub, name).unwrap()["status"] != "standby")
+                .collect()
+        };
+        wait_or(
+            &format!("exactly one hub streaming to {name}"),
+            LONG,
+            || streaming().iter().filter(|s| **s).count() == 1,
+            || format!("{name}: {:?}\n{}", streaming(), logs(&hubs, &etcd)),
         );
         holders.push(h);
     }
