@@ -312,11 +312,25 @@ impl Pool {
     }
 
     /// A cached connection for `hop` speaking `dialect` that answers
-    /// RSET, if any.
+    /// RSET, if any. A hop with fixed hosts (not MX-routed) takes only a
+    /// connection to its first host: routing puts first the host it wants
+    /// this message on (the edges' hubs and the hub's edges rotate per
+    /// message to spread the load; a mailbox's home hub comes first), so a
+    /// host that joins gets its share instead of the connections already
+    /// open to the others carrying everything.
     async fn reuse(&self, hop: &SmtpHop, dialect: Dialect) -> Option<(ClientConnection, (u64, u64))> {
         let keep = self.inner.connector.settings.idle_keep;
+        let first = hop.hosts.first().filter(|_| hop.mx_domain.is_none() && hop.hosts.len() > 1);
         loop {
-            let idle = self.inner.lock().get_mut(&hop.key)?.pop()?;
+            let idle = {
+                let mut all = self.inner.lock();
+                let list = all.get_mut(&hop.key)?;
+                let at = match first {
+                    Some(first) => list.iter().rposition(|i| i.conn.peer() == first)?,
+                    None => list.len().checked_sub(1)?,
+                };
+                list.remove(at)
+            };
             let epoch = self.inner.connector.identity_epoch();
             if idle.since.elapsed() >= keep
                 || !idle.hop.shares_connections_with(hop)

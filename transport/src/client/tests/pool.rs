@@ -236,3 +236,27 @@ async fn concurrent_deliveries_to_one_hop_share_at_most_the_limit_of_connections
     assert_eq!(carried, MESSAGES);
     assert_eq!(pool.idle_count("relay"), sessions.len(), "every connection was kept");
 }
+
+/// A hop that rotates its hosts per message (an edge's hubs, a hub's
+/// edges) reaches each host it puts first: a cached connection to another
+/// host is not taken, so a host that joins gets its share.
+#[tokio::test]
+async fn a_rotating_hop_reaches_the_host_it_puts_first() {
+    let client = node(HELO);
+    let one = TestServer::start(Script::default()).await;
+    let two = TestServer::start(Script::default()).await;
+    let pool = pool_with(&client, settings());
+    let one_first = hop(vec![one.host(), two.host()], OutboundTls::Opportunistic);
+    let two_first = hop(vec![two.host(), one.host()], OutboundTls::Opportunistic);
+    for relay in [&one_first, &two_first, &one_first, &two_first] {
+        pool.deliver(relay, None, &rcpts(&["b@mx.test"]), BODY)
+            .await
+            .unwrap();
+    }
+    pool.close_all().await;
+    // Each host got its two messages over one connection of its own.
+    for srv in [&one, &two] {
+        let counts: Vec<usize> = srv.sessions().iter().map(|s| s.messages.len()).collect();
+        assert_eq!(counts, [2]);
+    }
+}
