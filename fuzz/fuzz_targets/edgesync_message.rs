@@ -39,7 +39,7 @@ fn on_the_edge(message: HubMessage) {
             let changes: Result<Vec<Change>, _> =
                 d.changes.iter().map(|c| serde_json::from_slice(c)).collect();
             if let Ok(changes) = changes {
-                let _ = replica().apply_delta(&d.store_id, ConfigVersion(d.from_version), &changes);
+                let _ = replica().apply_delta(&d.store_id, ConfigVersion(d.from_version), ConfigVersion(d.to_version), &changes);
             }
         }
         _ => {}
