@@ -7,20 +7,28 @@
 use libfuzzer_sys::fuzz_target;
 use postern_transport::auth::results::strip_ours;
 use postern_transport::server::{Firewall, strip_org_headers};
-use postern_transport::smtp::{DataReceiver, DataStatus};
+use postern_transport::smtp::{DataReceiver, DataStatus, DataViolation};
 
-/// Feeds `chunks` to a fresh reader: the body and where it ended.
-fn receive(chunks: &[&[u8]]) -> (Vec<u8>, Option<(u64, usize)>) {
+/// What a fresh reader made of `chunks`: the body (`None` once a
+/// violation made it incomplete, as the reader documents: such a body is
+/// discarded and the message refused), where it ended, and the violation.
+type Received = (Option<Vec<u8>>, Option<(u64, usize)>, Option<DataViolation>);
+
+/// Feeds `chunks` to a fresh reader.
+fn receive(chunks: &[&[u8]]) -> Received {
     let mut rx = DataReceiver::new(64 * 1024);
     let mut body = Vec::new();
     let mut offset = 0;
+    let mut end = None;
     for chunk in chunks {
-        if let DataStatus::End { consumed, end } = rx.feed(chunk, &mut body) {
-            return (body, Some((end.size, offset + consumed)));
+        if let DataStatus::End { consumed, end: e } = rx.feed(chunk, &mut body) {
+            end = Some((e.size, offset + consumed));
+            break;
         }
         offset += chunk.len();
     }
-    (body, None)
+    let violation = rx.violation();
+    (violation.is_none().then_some(body), end, violation)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -31,7 +39,9 @@ fuzz_target!(|data: &[u8]| {
     let whole = receive(&[stream]);
     let split = receive(&[&stream[..cut], &stream[cut..]]);
     assert_eq!(whole, split, "the DATA reader depends on how the input is split");
-    let body = whole.0;
+    let Some(body) = whole.0 else {
+        return;
+    };
     let ids = ["edge1.contoso.test".to_owned(), "hub1.contoso.test".to_owned()];
     let firewall = Firewall {
         allowed: false,

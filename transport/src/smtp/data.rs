@@ -104,6 +104,12 @@ impl DataReceiver {
         self.max_size
     }
 
+    /// The worst violation seen so far; once there is one, the body
+    /// collected is incomplete and must be discarded.
+    pub fn violation(&self) -> Option<DataViolation> {
+        self.violation
+    }
+
     /// Consumes `input`, appending body bytes to `body`. Once a violation
     /// is seen nothing more is appended; the body must then be discarded.
     pub fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> DataStatus {
