@@ -174,7 +174,10 @@ pub async fn queue_remove(node: &Path, id: String, without_ndr: bool) -> anyhow:
         reply.undelivered.len()
     ))?;
     if !reply.ndr_id.is_empty() {
-        crate::output::line(format_args!("non-delivery report {} queued for the sender", reply.ndr_id))?;
+        crate::output::line(format_args!(
+            "non-delivery report {} queued for the sender",
+            reply.ndr_id
+        ))?;
     }
     Ok(())
 }

@@ -2,7 +2,6 @@
 //! through the configuration verbs (writes refused once subscribed), the
 //! subscription file, and the edge's view of EdgeSync.
 
-
 use postern_edgesync::Replica;
 use postern_edgesync::edge_side::BootstrapStore;
 use postern_edgesync::subscription::{

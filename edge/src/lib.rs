@@ -259,9 +259,11 @@ fn published_records(replica: Replica, node: Node) -> postern_transport::interne
             })
             .collect();
         let certs =
-            postern_transport::internet_tls::publish::smtp_certificates(&node.certs).map_err(|e| RecordsError {
-                what: "the certificate store",
-                why: e.to_string(),
+            postern_transport::internet_tls::publish::smtp_certificates(&node.certs).map_err(|e| {
+                RecordsError {
+                    what: "the certificate store",
+                    why: e.to_string(),
+                }
             })?;
         Ok(postern_transport::internet_tls::publish::dns_records(
             &domains,

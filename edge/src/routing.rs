@@ -83,7 +83,10 @@ impl View {
             for object in objects {
                 match object {
                     ReplicatedObject::Hub(h) => {
-                        hubs.push((h.name, postern_transport::connectors::parse_host(&h.smtp_endpoint, 25)));
+                        hubs.push((
+                            h.name,
+                            postern_transport::connectors::parse_host(&h.smtp_endpoint, 25),
+                        ));
                         node_names.push(h.fqdn);
                     }
                     ReplicatedObject::Edge(e) => node_names.push(e.fqdn),

@@ -242,14 +242,15 @@ impl rustls::client::danger::ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: rustls_pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        let verdict = self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        let verdict =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
         if verdict.is_err() {
-            self.slot.lock().unwrap_or_else(|p| p.into_inner()).refused = Some(TrustMismatch::EdgeNotPinned {
-                presented: Thumbprint::of_der(end_entity.as_ref()),
-                expected: self.pins.get(),
-            });
+            self.slot.lock().unwrap_or_else(|p| p.into_inner()).refused =
+                Some(TrustMismatch::EdgeNotPinned {
+                    presented: Thumbprint::of_der(end_entity.as_ref()),
+                    expected: self.pins.get(),
+                });
         }
         verdict
     }

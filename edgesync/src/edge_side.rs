@@ -16,8 +16,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::replica::Replica;
-use crate::source::SourceError;
 use crate::report::Reporter;
+use crate::source::SourceError;
 use crate::subscription::secret_hash;
 
 /// The bootstrap secret the edge handed out, as it keeps it (hashed).
@@ -113,7 +113,9 @@ impl BootstrapStore {
     }
 
     fn mark_used(&self) -> Result<(), sled::Error> {
-        let current = self.current().map_err(|e| sled::Error::Io(std::io::Error::other(e)))?;
+        let current = self
+            .current()
+            .map_err(|e| sled::Error::Io(std::io::Error::other(e)))?;
         if let Some(mut b) = current {
             b.used = true;
             self.tree.insert(BOOTSTRAP_KEY, encode(&b)?)?;
@@ -218,7 +220,9 @@ impl EdgeSync for EdgeSyncService {
             _ => return Err(Status::invalid_argument("EdgeSync stream must start with Hello")),
         };
         let trusted = hub_thumbprints(&self.replica)
-            .map_err(|e| Status::unavailable(format!("edge {} cannot read its replica: {e}", self.edge_name)))?
+            .map_err(|e| {
+                Status::unavailable(format!("edge {} cannot read its replica: {e}", self.edge_name))
+            })?
             .contains(&peer);
         // Statuses name only what the edge knows (the certificate's
         // thumbprint, its own name); the hub's words go to the log escaped.
@@ -231,7 +235,9 @@ impl EdgeSync for EdgeSyncService {
                 self.edge_name
             );
             tracing::warn!(%hub, "{reason}");
-            return Err(crate::trust_status::TrustMismatch::hub_not_trusted_status(reason, &peer));
+            return Err(crate::trust_status::TrustMismatch::hub_not_trusted_status(
+                reason, &peer,
+            ));
         } else if let Err(why) = self
             .bootstrap
             .check(&hello.bootstrap_secret, OffsetDateTime::now_utc())

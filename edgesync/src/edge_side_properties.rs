@@ -9,8 +9,8 @@
 #![allow(clippy::unwrap_used)]
 
 use postern_model::{AcceptedDomain, AcceptedDomainKind, Domain, MailboxEntry};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 
 use super::*;
 

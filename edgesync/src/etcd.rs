@@ -108,7 +108,11 @@ impl Members {
 
     /// Like `call`, with `attempt` as the time one member has to answer;
     /// says whether the call was repeated after a member did not answer.
-    pub(crate) async fn call_within<T, F, Fut>(&self, attempt: Duration, f: F) -> Result<Answer<T>, SourceError>
+    pub(crate) async fn call_within<T, F, Fut>(
+        &self,
+        attempt: Duration,
+        f: F,
+    ) -> Result<Answer<T>, SourceError>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -170,7 +174,10 @@ fn applied_already(resp: &etcd_client::TxnResponse, write: &Write, keys: &[Strin
         .op_responses()
         .into_iter()
         .map(|op| match op {
-            etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+            etcd_client::TxnOpResponse::Get(get) => get
+                .kvs()
+                .first()
+                .map(|kv| (kv.value().to_vec(), kv.mod_revision())),
             _ => None,
         })
         .collect();

@@ -21,8 +21,8 @@ use tokio_stream::StreamExt;
 use crate::channel::connect_edge;
 use crate::lease::{EdgeLeases, Held};
 use crate::report::EdgeReport;
-use crate::trust_status::TrustMismatch;
 use crate::source::ConfigSource;
+use crate::trust_status::TrustMismatch;
 
 /// How long the edge may take to answer an update or heartbeat.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);

@@ -27,7 +27,9 @@ pub enum SourceError {
     #[error("{CONFLICT}")]
     Conflict,
     /// No etcd member answered a write in time: it may have been applied.
-    #[error("configuration store etcd did not answer ({0}); the change may or may not have been applied: read again before repeating it")]
+    #[error(
+        "configuration store etcd did not answer ({0}); the change may or may not have been applied: read again before repeating it"
+    )]
     Uncertain(String),
 }
 

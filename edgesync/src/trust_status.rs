@@ -89,7 +89,10 @@ impl TrustMismatch {
     pub fn hub_not_trusted_status(reason: String, presented: &Thumbprint) -> tonic::Status {
         let mut status = tonic::Status::permission_denied(reason);
         let md = status.metadata_mut();
-        md.insert(REFUSAL_KEY, tonic::metadata::MetadataValue::from_static(HUB_NOT_TRUSTED));
+        md.insert(
+            REFUSAL_KEY,
+            tonic::metadata::MetadataValue::from_static(HUB_NOT_TRUSTED),
+        );
         if let Ok(v) = presented.to_string().parse() {
             md.insert(PRESENTED_KEY, v);
         }
@@ -122,11 +125,19 @@ mod tests {
             expected: vec![thumb('b')],
         };
         let detail = hub_refuses.detail("edge1");
-        assert!(detail.contains(&format!("presents certificate {}", thumb('a'))), "{detail}");
+        assert!(
+            detail.contains(&format!("presents certificate {}", thumb('a'))),
+            "{detail}"
+        );
         assert!(detail.contains(&format!("trusts {}", thumb('b'))), "{detail}");
-        let edge_refuses = TrustMismatch::HubNotTrusted { presented: thumb('c') };
+        let edge_refuses = TrustMismatch::HubNotTrusted {
+            presented: thumb('c'),
+        };
         let detail = edge_refuses.detail("edge1");
-        assert!(detail.contains(&format!("certificate {}", thumb('c'))), "{detail}");
+        assert!(
+            detail.contains(&format!("certificate {}", thumb('c'))),
+            "{detail}"
+        );
     }
 
     #[test]
@@ -134,7 +145,9 @@ mod tests {
         let status = TrustMismatch::hub_not_trusted_status("no".into(), &thumb('d'));
         assert_eq!(
             TrustMismatch::from_status(&status),
-            Some(TrustMismatch::HubNotTrusted { presented: thumb('d') })
+            Some(TrustMismatch::HubNotTrusted {
+                presented: thumb('d')
+            })
         );
         // Any other refusal, even with the same words, is not a mismatch.
         let plain = tonic::Status::permission_denied("which edge edge1 does not trust");

@@ -110,7 +110,8 @@ async fn a_hub_that_lost_the_lease_cannot_push() {
     follow_hub_trust(replica.clone(), trust.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
-    let incoming = postern_edgesync::channel::tls_incoming(listener, edge_certs, "edge1.adatum.com", &trust, &bootstrap);
+    let incoming =
+        postern_edgesync::channel::tls_incoming(listener, edge_certs, "edge1.adatum.com", &trust, &bootstrap);
     let service = EdgeSyncService::new("edge1", replica.clone(), bootstrap);
     tokio::spawn(
         tonic::transport::Server::builder()

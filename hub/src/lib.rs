@@ -288,12 +288,13 @@ impl Hub {
 /// Internet): the TLSA records of its SMTP certificates only.
 fn hub_records(node: Node) -> postern_transport::internet_tls::admin::RecordSource {
     Arc::new(move || {
-        let certs = postern_transport::internet_tls::publish::smtp_certificates(&node.certs).map_err(|e| {
-            postern_transport::internet_tls::admin::RecordsError {
-                what: "the certificate store",
-                why: e.to_string(),
-            }
-        })?;
+        let certs =
+            postern_transport::internet_tls::publish::smtp_certificates(&node.certs).map_err(|e| {
+                postern_transport::internet_tls::admin::RecordsError {
+                    what: "the certificate store",
+                    why: e.to_string(),
+                }
+            })?;
         Ok(postern_transport::internet_tls::publish::dns_records(
             &[],
             None,

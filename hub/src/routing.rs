@@ -208,7 +208,9 @@ impl HubRouter {
         let mut hosts: Vec<HostPort> = self
             .config
             .list("edge")
-            .inspect_err(|e| tracing::error!(error = %e, "cannot read the edges from the store; no route to them"))
+            .inspect_err(
+                |e| tracing::error!(error = %e, "cannot read the edges from the store; no route to them"),
+            )
             .ok()?
             .into_iter()
             .filter_map(|o| match o {

@@ -191,8 +191,8 @@ impl fmt::Display for SubjectName {
                 }
                 escaped.push(c);
             }
-            let quoted = value.trim() != value
-                || (value.len() >= 2 && value.starts_with('"') && value.ends_with('"'));
+            let quoted =
+                value.trim() != value || (value.len() >= 2 && value.starts_with('"') && value.ends_with('"'));
             if quoted {
                 write!(f, "{}=\"{escaped}\"", attr.short_name())?;
             } else {

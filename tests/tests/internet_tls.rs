@@ -857,7 +857,8 @@ async fn tls_reports(dir: &Path, sender: &Sender, postfix: &Postfix) {
         },
     ));
     // The admin service `postern tls-report show|send` calls.
-    let admin = postern_transport::internet_tls::admin::TlsReportService::new(reporter, Arc::new(|| Ok(Vec::new())));
+    let admin =
+        postern_transport::internet_tls::admin::TlsReportService::new(reporter, Arc::new(|| Ok(Vec::new())));
     let shown = admin
         .show_tls_report(tonic::Request::new(pb::ShowTlsReportRequest {}))
         .await

@@ -86,7 +86,10 @@ fn queue_remove_drops_a_message_and_reports_to_its_sender() {
     assert!(refused.contains("queue list"), "{refused}");
 
     let out = hub.ok(&["queue", "remove", "--id", &id]);
-    assert!(out.contains(&format!("message {id} removed: 1 undelivered")), "{out}");
+    assert!(
+        out.contains(&format!("message {id} removed: 1 undelivered")),
+        "{out}"
+    );
     assert!(out.contains("non-delivery report"), "{out}");
     // The report reaches the sender's mailbox on this hub; the message is gone.
     let mut ndr = String::new();
@@ -104,7 +107,10 @@ fn queue_remove_drops_a_message_and_reports_to_its_sender() {
     );
     assert!(ndr.contains("lee@fabrikam.test"), "{ndr}");
     assert!(ndr.contains("5.3.0"), "{ndr}");
-    assert!(ndr.contains("removed from the queue by an administrator"), "{ndr}");
+    assert!(
+        ndr.contains("removed from the queue by an administrator"),
+        "{ndr}"
+    );
     let v = hub.json(&["queue", "list"]);
     assert!(
         v.as_array().unwrap().iter().all(|m| m["id"] != id.as_str()),

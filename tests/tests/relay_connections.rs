@@ -54,7 +54,10 @@ impl Submitter {
     async fn reply(&mut self) -> u16 {
         loop {
             let mut line = String::new();
-            assert!(self.stream.read_line(&mut line).await.unwrap() > 0, "the edge hung up");
+            assert!(
+                self.stream.read_line(&mut line).await.unwrap() > 0,
+                "the edge hung up"
+            );
             if line.as_bytes().get(3) != Some(&b'-') {
                 return line[..3].parse().unwrap();
             }
@@ -62,7 +65,11 @@ impl Submitter {
     }
 
     async fn command(&mut self, line: &str) -> u16 {
-        self.stream.get_mut().write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        self.stream
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
         self.reply().await
     }
 
@@ -93,7 +100,11 @@ fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
         .snapshot()
         .iter()
         .filter(|s| s.name == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v)))
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
         .map(|s| s.value)
         .sum()
 }
@@ -168,7 +179,11 @@ async fn many_messages_to_a_hub_share_a_bounded_set_of_connections() {
     }
 
     let hub_metrics = hub.mail.metrics();
-    let sessions_before = counter(hub_metrics, "postern_smtp_sessions_total", &[("direction", "receive")]);
+    let sessions_before = counter(
+        hub_metrics,
+        "postern_smtp_sessions_total",
+        &[("direction", "receive")],
+    );
     let submitters: Vec<_> = (0..SUBMITTERS)
         .map(|i| {
             tokio::spawn(async move {
@@ -194,14 +209,27 @@ async fn many_messages_to_a_hub_share_a_bounded_set_of_connections() {
     }
     assert_eq!(delivered(&hub), MESSAGES, "a message was delivered twice");
 
-    let sessions = counter(hub_metrics, "postern_smtp_sessions_total", &[("direction", "receive")]) - sessions_before;
+    let sessions = counter(
+        hub_metrics,
+        "postern_smtp_sessions_total",
+        &[("direction", "receive")],
+    ) - sessions_before;
     let handshakes = counter(
         hub_metrics,
         "postern_tls_handshakes_total",
         &[("direction", "receive"), ("outcome", "ok")],
     );
-    let full = handshakes - counter(hub_metrics, "postern_tls_resumed_total", &[("direction", "receive")]);
-    let edge_sent = counter(edge.mail.metrics(), "postern_smtp_sessions_total", &[("direction", "send")]);
+    let full = handshakes
+        - counter(
+            hub_metrics,
+            "postern_tls_resumed_total",
+            &[("direction", "receive")],
+        );
+    let edge_sent = counter(
+        edge.mail.metrics(),
+        "postern_smtp_sessions_total",
+        &[("direction", "send")],
+    );
     eprintln!(
         "{MESSAGES} messages: hub sessions {sessions}, handshakes {handshakes} ({full} full), edge sessions sent {edge_sent}"
     );
@@ -214,5 +242,8 @@ async fn many_messages_to_a_hub_share_a_bounded_set_of_connections() {
         handshakes as usize <= DEFAULT_CONNECTIONS_PER_HOP,
         "{handshakes} TLS handshakes for {MESSAGES} messages"
     );
-    assert_eq!(edge_sent, sessions, "every session the edge opened reached the hub");
+    assert_eq!(
+        edge_sent, sessions,
+        "every session the edge opened reached the hub"
+    );
 }

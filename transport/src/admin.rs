@@ -203,7 +203,10 @@ impl NodeApi for NodeService {
             return Err(Status::failed_precondition("this node has no mail queue"));
         };
         let id: postern_model::QueueId = req.id.trim().parse().map_err(|e| {
-            Status::invalid_argument(format!("{:?} is not a queue id (see `postern queue list`): {e}", req.id))
+            Status::invalid_argument(format!(
+                "{:?} is not a queue id (see `postern queue list`): {e}",
+                req.id
+            ))
         })?;
         let removed = queue.remove(id, !req.without_ndr).await.map_err(|e| match e {
             crate::queue::QueueError::NotFound(_) => Status::not_found(e.to_string()),
@@ -460,8 +463,9 @@ pub mod receive_connectors {
     fn json(c: &ReceiveConnector) -> Result<pb::ObjectJson, Status> {
         Ok(pb::ObjectJson {
             kind: KIND.into(),
-            json: serde_json::to_string(c)
-                .map_err(|e| Status::internal(format!("cannot encode receive connector {:?}: {e}", c.name)))?,
+            json: serde_json::to_string(c).map_err(|e| {
+                Status::internal(format!("cannot encode receive connector {:?}: {e}", c.name))
+            })?,
             version: 0,
         })
     }
@@ -474,7 +478,12 @@ pub mod receive_connectors {
     /// `ListObjects`.
     pub fn list(store: &ReceiveConnectorStore) -> Result<pb::ObjectList, Status> {
         Ok(pb::ObjectList {
-            objects: store.list().map_err(status)?.iter().map(json).collect::<Result<_, _>>()?,
+            objects: store
+                .list()
+                .map_err(status)?
+                .iter()
+                .map(json)
+                .collect::<Result<_, _>>()?,
         })
     }
 

@@ -54,10 +54,25 @@ mod tests {
 
     #[test]
     fn causes_follow_the_message_once_and_never_as_debug() {
-        let e = Outer(std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use\nsecond line"));
-        assert_eq!(chain(&e).to_string(), "transport error: address in use second line");
-        let e = Repeats(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused"));
-        assert_eq!(chain(&e).to_string(), "cannot connect to 127.0.0.1:1: Connection refused");
-        assert!(!format!("{:?}", chain(&e)).contains("Custom"), "Debug is the same line");
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "address in use\nsecond line",
+        ));
+        assert_eq!(
+            chain(&e).to_string(),
+            "transport error: address in use second line"
+        );
+        let e = Repeats(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused",
+        ));
+        assert_eq!(
+            chain(&e).to_string(),
+            "cannot connect to 127.0.0.1:1: Connection refused"
+        );
+        assert!(
+            !format!("{:?}", chain(&e)).contains("Custom"),
+            "Debug is the same line"
+        );
     }
 }

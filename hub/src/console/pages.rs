@@ -347,8 +347,13 @@ pub async fn certificates(admin: &AdminClient, hub: &str) -> Result<String, Admi
         // observed by the verifier or in the edge's refusal), not a guess
         // from the error's words.
         let status = statuses.iter().find(|st| st.edge == s.edge_name);
-        let trust = if let Some(st) = status.filter(|st| st.trust == postern_edgesync::trust_status::TRUST_MISMATCH) {
-            format!("<span class=\"bad\">trust mismatch: {}</span>", esc(&st.trust_detail))
+        let trust = if let Some(st) =
+            status.filter(|st| st.trust == postern_edgesync::trust_status::TRUST_MISMATCH)
+        {
+            format!(
+                "<span class=\"bad\">trust mismatch: {}</span>",
+                esc(&st.trust_detail)
+            )
         } else {
             "<span class=\"ok\">pinned</span>".to_owned()
         };

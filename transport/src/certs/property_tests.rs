@@ -76,7 +76,10 @@ fn the_files_import_as_made() {
     let f = files();
     assert_eq!(import(f.pem_with_key.as_bytes(), "").unwrap(), f.pem_tp);
     assert_eq!(import(&f.pkcs12, "pw").unwrap(), f.pkcs12_tp);
-    assert!(matches!(import(&f.pkcs12, "wrong"), Err(CertError::WrongPassword)));
+    assert!(matches!(
+        import(&f.pkcs12, "wrong"),
+        Err(CertError::WrongPassword)
+    ));
 }
 
 proptest! {

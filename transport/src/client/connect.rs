@@ -164,9 +164,8 @@ impl Connector {
         verification: ServerVerification,
         client_certificate: bool,
     ) -> Arc<ClientConfig> {
-        let resolver = || {
-            client_certificate.then(|| ClientCertResolver::new(self.certs.clone(), hop.helo.as_str()))
-        };
+        let resolver =
+            || client_certificate.then(|| ClientCertResolver::new(self.certs.clone(), hop.helo.as_str()));
         if let Some(tlsa) = &policy.dane {
             return dane_client_config(Arc::clone(tlsa), resolver());
         }

@@ -320,7 +320,10 @@ impl Pool {
     /// open to the others carrying everything.
     async fn reuse(&self, hop: &SmtpHop, dialect: Dialect) -> Option<(ClientConnection, (u64, u64))> {
         let keep = self.inner.connector.settings.idle_keep;
-        let first = hop.hosts.first().filter(|_| hop.mx_domain.is_none() && hop.hosts.len() > 1);
+        let first = hop
+            .hosts
+            .first()
+            .filter(|_| hop.mx_domain.is_none() && hop.hosts.len() > 1);
         loop {
             let idle = {
                 let mut all = self.inner.lock();

@@ -194,7 +194,11 @@ async fn a_partners_4_7_refusal_counts_as_a_domain_secured_outbound_failure() {
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while queue.get(id).unwrap().unwrap().envelope.recipients[0].status.attempts() == 0 {
+    while queue.get(id).unwrap().unwrap().envelope.recipients[0]
+        .status
+        .attempts()
+        == 0
+    {
         assert!(tokio::time::Instant::now() < deadline, "no attempt recorded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

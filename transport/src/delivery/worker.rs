@@ -383,7 +383,10 @@ mod tls_demands {
         let refused = outcome(DeliveryOutcome::TransientFailure(
             "451 4.7.1 domain security check failed".into(),
         ));
-        assert_eq!(security_refusal(&refused), Some("451 4.7.1 domain security check failed"));
+        assert_eq!(
+            security_refusal(&refused),
+            Some("451 4.7.1 domain security check failed")
+        );
         for other in [
             DeliveryOutcome::TransientFailure("451 4.4.1 try later".into()),
             DeliveryOutcome::TransientFailure("421 busy".into()),

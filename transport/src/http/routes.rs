@@ -56,7 +56,10 @@ pub fn node_routes(metrics: Arc<Metrics>, ready: Readiness) -> Router {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "/metrics");
-                            plain(StatusCode::INTERNAL_SERVER_ERROR, "Cannot write the metrics; see the node's log\n")
+                            plain(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "Cannot write the metrics; see the node's log\n",
+                            )
                         }
                     })
                 }

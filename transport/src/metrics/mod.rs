@@ -493,7 +493,10 @@ impl Metrics {
                 ];
                 tls.push((labels, load(&self.tls_handshakes[i][tls_index(o)])));
             }
-            resumed.push((vec![("direction", d.as_str().to_owned())], load(&self.tls_resumed[i])));
+            resumed.push((
+                vec![("direction", d.as_str().to_owned())],
+                load(&self.tls_resumed[i]),
+            ));
         }
         vec![
             Family {

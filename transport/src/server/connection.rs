@@ -602,7 +602,10 @@ impl Connection {
         let body = if org_node {
             body
         } else {
-            match self.authenticate(&envelope, body, spool.as_ref(), &mut headers).await {
+            match self
+                .authenticate(&envelope, body, spool.as_ref(), &mut headers)
+                .await
+            {
                 Ok(judged) => judged,
                 Err(reply) => {
                     let outcome = if reply.is_transient() {
@@ -742,7 +745,10 @@ impl Connection {
         )
         .await;
         match verdict {
-            Ok(Verdict::Accept { head: changed, fields }) => {
+            Ok(Verdict::Accept {
+                head: changed,
+                fields,
+            }) => {
                 headers.extend(fields);
                 Ok(changed.map_or(head, Cow::Owned))
             }

@@ -96,7 +96,10 @@ pub(crate) async fn judge(
         .judge(Inbound { message, ..inbound }, enforcement, limit, other_results)
         .await;
     Ok(match judged {
-        Judged::Accept { message: changed, fields } => Verdict::Accept {
+        Judged::Accept {
+            message: changed,
+            fields,
+        } => Verdict::Accept {
             head: new_head(&changed, message, rest_len)?,
             fields,
         },
@@ -111,7 +114,10 @@ fn new_head(changed: &[u8], original: &[u8], rest_len: usize) -> Result<Option<V
     if changed == original {
         return Ok(None);
     }
-    let cut = changed.len().checked_sub(rest_len).ok_or(JudgeError::BodyChanged)?;
+    let cut = changed
+        .len()
+        .checked_sub(rest_len)
+        .ok_or(JudgeError::BodyChanged)?;
     if changed[cut..] != original[original.len() - rest_len..] {
         return Err(JudgeError::BodyChanged);
     }
@@ -124,7 +130,10 @@ mod tests {
 
     #[test]
     fn an_unchanged_message_keeps_its_head() {
-        assert_eq!(new_head(b"A: 1\r\n\r\nbody", b"A: 1\r\n\r\nbody", 4).ok(), Some(None));
+        assert_eq!(
+            new_head(b"A: 1\r\n\r\nbody", b"A: 1\r\n\r\nbody", 4).ok(),
+            Some(None)
+        );
     }
 
     #[test]
@@ -137,7 +146,9 @@ mod tests {
 
     #[test]
     fn without_a_spool_the_head_is_the_whole_message() {
-        let head = new_head(b"B: 2\r\n\r\nx", b"A: 1\r\nB: 2\r\n\r\nx", 0).ok().flatten();
+        let head = new_head(b"B: 2\r\n\r\nx", b"A: 1\r\nB: 2\r\n\r\nx", 0)
+            .ok()
+            .flatten();
         assert_eq!(head.as_deref(), Some(&b"B: 2\r\n\r\nx"[..]));
     }
 

@@ -234,7 +234,11 @@ async fn concurrent_deliveries_to_one_hop_share_at_most_the_limit_of_connections
     );
     let carried: usize = sessions.iter().map(|s| s.messages.len()).sum();
     assert_eq!(carried, MESSAGES);
-    assert_eq!(pool.idle_count("relay"), sessions.len(), "every connection was kept");
+    assert_eq!(
+        pool.idle_count("relay"),
+        sessions.len(),
+        "every connection was kept"
+    );
 }
 
 /// A hop that rotates its hosts per message (an edge's hubs, a hub's

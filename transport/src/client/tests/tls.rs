@@ -190,8 +190,14 @@ async fn a_second_organisation_connection_resumes_the_session() {
     let config = tls_server(&server, &[client.thumbprint], ClientAuth::DirectTrust);
     let srv = TestServer::start(with_tls(config)).await;
     let connector = connector(&client, &[server.thumbprint]);
-    assert!(!organisation_session(&connector, &srv).await, "the first handshake is a full one");
-    assert!(organisation_session(&connector, &srv).await, "the second did not resume");
+    assert!(
+        !organisation_session(&connector, &srv).await,
+        "the first handshake is a full one"
+    );
+    assert!(
+        organisation_session(&connector, &srv).await,
+        "the second did not resume"
+    );
     // The resumed session still names the client the first one proved.
     let sessions = srv.sessions();
     assert_eq!(sessions.len(), 2);
@@ -214,12 +220,18 @@ async fn a_trust_change_on_either_side_ends_resumption() {
 
     // Our trust changes: the client forgets its sessions.
     connector.trust.trust_direct(other.thumbprint);
-    assert!(!organisation_session(&connector, &srv).await, "resumed across a client trust change");
+    assert!(
+        !organisation_session(&connector, &srv).await,
+        "resumed across a client trust change"
+    );
     assert!(organisation_session(&connector, &srv).await);
 
     // The server's trust changes: its old tickets no longer open.
     server_trust.trust_direct(other.thumbprint);
-    assert!(!organisation_session(&connector, &srv).await, "resumed across a server trust change");
+    assert!(
+        !organisation_session(&connector, &srv).await,
+        "resumed across a server trust change"
+    );
 
     // A client the server stops trusting cannot resume its way in.
     assert!(organisation_session(&connector, &srv).await);
@@ -245,4 +257,3 @@ async fn hops_outside_the_organisation_do_not_resume() {
         conn.quit().await;
     }
 }
-

@@ -22,7 +22,11 @@ async fn removing_with_a_report_tells_the_sender_about_the_waiting_recipients() 
     // One recipient delivered, one still waiting.
     assert_eq!(queue.due(now).unwrap().len(), 1);
     queue
-        .record_attempt(id, vec![delivered("a@fabrikam.com"), transient("b@contoso.com")], now)
+        .record_attempt(
+            id,
+            vec![delivered("a@fabrikam.com"), transient("b@contoso.com")],
+            now,
+        )
         .await
         .unwrap();
 
@@ -72,7 +76,11 @@ async fn a_message_being_delivered_is_not_removed() {
         .enqueue(envelope(Some("s@adatum.com"), &["a@fabrikam.com"]), BODY.to_vec())
         .await
         .unwrap();
-    assert_eq!(queue.due(SystemTime::now()).unwrap().len(), 1, "leased to a worker");
+    assert_eq!(
+        queue.due(SystemTime::now()).unwrap().len(),
+        1,
+        "leased to a worker"
+    );
     assert!(matches!(queue.remove(id, true).await, Err(QueueError::Busy(m)) if m == id));
     assert!(queue.get(id).unwrap().is_some(), "still queued");
     queue.release(id);
