@@ -248,7 +248,15 @@ impl Router for HubRouter {
     fn authserv_ids(&self) -> Vec<Domain> {
         let mut ids: Vec<Domain> = ["hub", "edge"]
             .iter()
-            .flat_map(|kind| self.config.list(kind).unwrap_or_default())
+            .flat_map(|kind| {
+                // A read error must not pass for "no other nodes" silently:
+                // forged results naming them would then go through unseen.
+                self.config
+                    .list(kind)
+                    .inspect_err(|e| tracing::error!(error = %e, kind, "cannot read the organisation's nodes; only this hub's name is screened"))
+                    .into_iter()
+                    .flatten()
+            })
             .filter_map(|o| match o {
                 ReplicatedObject::Hub(h) => Some(h.fqdn),
                 ReplicatedObject::Edge(e) => Some(e.fqdn),

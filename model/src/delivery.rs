@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn written_as_parsed() {
         for text in ["maildir", "lmtp://127.0.0.1:2424", "lmtp://[::1]:24"] {
-            let parsed: MailboxDelivery = text.parse().unwrap_or_default();
+            let parsed: MailboxDelivery = text.parse().unwrap();
             assert_eq!(parsed.to_string(), text);
         }
     }
