@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod auth;
-pub mod certs;
 pub mod client;
 pub mod connectors;
 pub mod delivery;
@@ -22,4 +21,8 @@ pub mod receive_connectors;
 pub mod routing;
 pub mod server;
 pub mod smtp;
-pub mod tls;
+
+// TLS and certificates live in the `postern-tls` crate. These names keep the
+// engine's own `crate::tls::…` / `crate::certs::…` paths short.
+pub use postern_tls as tls;
+pub use postern_tls::certs;

@@ -262,7 +262,7 @@ impl Mta {
         let queue = Queue::open(&node.db, config.queue)?;
         let metrics = Arc::new(Metrics::new());
         let ready = Readiness::new();
-        crate::certs::spawn_expiry_watch(node.certs.clone(), metrics.clone());
+        crate::metrics::spawn_expiry_watch(node.certs.clone(), metrics.clone());
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let receive_log = open_log(&node.data_dir, Direction::Receive);

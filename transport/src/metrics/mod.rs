@@ -16,12 +16,14 @@
 //!
 //! `crate::http` serves them at `GET /metrics`.
 
+mod cert_expiry;
 mod exposition;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use cert_expiry::{WARN_WITHIN_DAYS, spawn_expiry_watch};
 pub(crate) use exposition::CONTENT_TYPE;
 pub use exposition::RenderError;
 

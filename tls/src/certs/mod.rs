@@ -2,7 +2,6 @@
 //! ExchangeCertificate, over two sled trees (installed certificates and
 //! pending requests). Private keys are stored here and never leave the node.
 
-mod expiry;
 mod export;
 mod import;
 mod info;
@@ -14,7 +13,6 @@ mod property_tests;
 mod rotation;
 mod store;
 
-pub use expiry::{WARN_WITHIN_DAYS, spawn_expiry_watch};
 pub use rotation::Rotation;
 pub use store::{CertStore, CertificateView, NewCertificate};
 

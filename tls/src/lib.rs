@@ -1,11 +1,13 @@
 //! TLS for SMTP and EdgeSync: one crypto provider (ring), the live trust
 //! store, the verifiers of DESIGN §5 (direct trust, PKI, encryption-only),
-//! the server certificate resolver and the client/server config builders.
+//! the server certificate resolver and the client/server config builders;
+//! and the node's certificate store (`certs`), whose certificates they present.
 //!
 //! Every verifier reads the live trust store on each handshake, and the
 //! certificate resolver rereads the certificate store when it changes, so
 //! trust and certificate changes take effect without a restart.
 
+pub mod certs;
 mod config;
 mod partner;
 mod resolve;
@@ -49,7 +51,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Whether a failed handshake (as tokio-rustls reports it) failed on the
 /// peer's certificate, refused by our verifier, rather than on the
 /// handshake itself.
-pub(crate) fn is_certificate_refusal(error: &std::io::Error) -> bool {
+pub fn is_certificate_refusal(error: &std::io::Error) -> bool {
     error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())

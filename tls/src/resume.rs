@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rustls::ClientConfig;
 use rustls::server::ProducesTickets;
 
+use crate::TrustStore;
 use crate::certs::CertStore;
-use crate::tls::TrustStore;
 
 /// The generations of the certificate store and of the trust store.
 pub type IdentityEpoch = (u64, u64);
@@ -159,7 +159,7 @@ mod tests {
 
     fn make() -> Arc<ClientConfig> {
         let trust = TrustStore::new([], &[]);
-        crate::tls::client_config(crate::tls::ServerVerification::DirectTrust, &trust, None)
+        crate::client_config(crate::ServerVerification::DirectTrust, &trust, None)
     }
 
     #[test]

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern_model::Thumbprint;
+use postern_tls::certs::CertStore;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::CertStore;
 use crate::metrics::{CertificateExpirySample, Metrics};
 
 /// Warn when an enabled certificate has this little left.
