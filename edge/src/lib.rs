@@ -14,12 +14,12 @@ use postern_edgesync::{Replica, SourceError};
 use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
+use postern_tls::TrustStore;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::mta::NodeMail;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
 use postern_transport::node_config::{CompileError, NodeConfigCompiler, StoreSources};
 use postern_transport::receive_connectors::ReceiveConnectorStore;
-use postern_transport::tls::TrustStore;
 
 use crate::routing::EdgeRouter;
 
@@ -320,7 +320,7 @@ pub const EDGE_HOLD_NOTE: &str = "waiting for a hub to open EdgeSync so it can b
 /// enabled SMTP certificates for an offer over EdgeSync; moves retiring
 /// certificates to retired after their grace; warns, once a minute, about
 /// offers that are still not delivered.
-fn follow_subscription(replica: Replica, certs: postern_transport::certs::CertStore) {
+fn follow_subscription(replica: Replica, certs: postern_tls::certs::CertStore) {
     let mut applied = replica.watch();
     tokio::spawn(async move {
         let mut warned = std::time::Instant::now();

@@ -17,12 +17,12 @@ use postern_model::{
     AcceptedDomainKind, Domain, MailboxDelivery, MailboxHash, NodeName, ObjectKey, ReplicatedObject,
     SendConnector, TransportConfig,
 };
+use postern_tls::PeerTrust;
 use postern_transport::connectors::{best_connector, connector_hop, parse_connector_key};
 use postern_transport::routing::{
     Destination, HostPort, Origin, OutboundTls, RouteRefusal, Router, SmtpHop, Stamp,
 };
 use postern_transport::smtp::{Mailbox, Reply};
-use postern_transport::tls::PeerTrust;
 use tokio::sync::watch;
 
 /// The next-hop key of mail for the organisation's hubs.
@@ -267,7 +267,7 @@ impl EdgeRouter {
                 // The domain or a host under it (DESIGN §5).
                 if names
                     .iter()
-                    .any(|n| postern_transport::tls::names_domain(n, domain.as_str()))
+                    .any(|n| postern_tls::names_domain(n, domain.as_str()))
                 {
                     Ok(Some(domain.clone()))
                 } else {

@@ -4,7 +4,7 @@
 //! custom connector that pins the edge's certificate thumbprint(s).
 //!
 //! Both ends also export keying material from the TLS session
-//! ([`postern_transport::tls::rotation_binding`]) so a certificate rotation
+//! ([`postern_tls::rotation_binding`]) so a certificate rotation
 //! offer made on the stream is bound to this very session.
 
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use postern_model::{Thumbprint, peer_text};
-use postern_transport::certs::CertStore;
-use postern_transport::tls::{
+use postern_tls::certs::CertStore;
+use postern_tls::{
     ClientCertResolver, DirectTrustServerVerifier, DirectTrustUnlessOpen, Pins, ServerCertResolver,
     TrustStore, provider, rotation_binding,
 };

@@ -151,7 +151,7 @@ pub struct EdgeSyncService {
     replica: Replica,
     bootstrap: BootstrapStore,
     /// The edge's certificates and FQDN, for certificate rotation offers.
-    certs: Option<(postern_transport::certs::CertStore, String)>,
+    certs: Option<(postern_tls::certs::CertStore, String)>,
     reporter: Option<Reporter>,
 }
 
@@ -169,7 +169,7 @@ impl EdgeSyncService {
 
     /// Offers newly enabled SMTP certificates of `certs` (the one naming
     /// `fqdn` is the edge's identity towards the hubs) over open streams.
-    pub fn with_certificates(mut self, certs: postern_transport::certs::CertStore, fqdn: &str) -> Self {
+    pub fn with_certificates(mut self, certs: postern_tls::certs::CertStore, fqdn: &str) -> Self {
         self.certs = Some((certs, fqdn.to_owned()));
         self
     }
@@ -323,7 +323,7 @@ impl EdgeSyncService {
         hub: &str,
     ) -> Option<(Thumbprint, Thumbprint, pb::CertOffer)> {
         use crate::rotation::{make_offer, note_offer};
-        use postern_transport::certs::Rotation;
+        use postern_tls::certs::Rotation;
         let (certs, fqdn) = self.certs.as_ref()?;
         let (new, _) = certs
             .rotations()
@@ -466,8 +466,8 @@ fn snapshot_names_hub(objects: &[ReplicatedObject], peer: &Thumbprint) -> bool {
 /// organisation's trusted roots (PKI) of the replica, now and after every
 /// apply, so a new hub certificate is trusted at the next handshake and a
 /// removed one is refused.
-pub fn follow_hub_trust(replica: Replica, trust: postern_transport::tls::TrustStore) {
-    let apply = move |replica: &Replica, trust: &postern_transport::tls::TrustStore| {
+pub fn follow_hub_trust(replica: Replica, trust: postern_tls::TrustStore) {
+    let apply = move |replica: &Replica, trust: &postern_tls::TrustStore| {
         // A replica that cannot be read leaves the trust in force.
         let (hubs, listed) = match (hub_thumbprints(replica), replica.list("trusted-root")) {
             (Ok(hubs), Ok(listed)) => (hubs, listed),

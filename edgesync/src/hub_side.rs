@@ -11,7 +11,7 @@ use std::time::Duration;
 use postern_model::{ConfigVersion, Thumbprint};
 use postern_proto::edgesync as pb;
 use postern_proto::edgesync::edge_sync_client::EdgeSyncClient;
-use postern_transport::certs::CertStore;
+use postern_tls::certs::CertStore;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -392,7 +392,7 @@ async fn session(
         .map(|h| h.edge_certificates(&target.name))
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| vec![target.thumbprint]);
-    let pins = postern_transport::tls::Pins::new(pinned);
+    let pins = postern_tls::Pins::new(pinned);
     let channel = connect_edge(
         &target.endpoint,
         pins.clone(),
@@ -594,7 +594,7 @@ struct Offers {
     hook: Option<crate::rotation::SharedRotationHook>,
     edge: String,
     slot: crate::channel::SessionSlot,
-    pins: postern_transport::tls::Pins,
+    pins: postern_tls::Pins,
     tx: Option<mpsc::Sender<pb::HubMessage>>,
 }
 

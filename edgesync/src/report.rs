@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use postern_proto::edgesync as pb;
-use postern_transport::certs::CertStore;
+use postern_tls::certs::CertStore;
 use postern_transport::queue::{Queue, RecipientStatus};
 use serde::Serialize;
 use time::OffsetDateTime;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use postern_model::Thumbprint;
 use postern_proto::edgesync as pb;
-use postern_transport::certs::{CertStore, Rotation};
+use postern_tls::certs::{CertStore, Rotation};
 use ring::signature;
 use rustls::SignatureScheme;
 use time::OffsetDateTime;
@@ -43,7 +43,7 @@ pub fn proof_message(binding: &[u8; 32], old_der: &[u8], new_der: &[u8]) -> Vec<
 pub enum OfferError {
     /// The certificate store failed or lacks the certificate.
     #[error(transparent)]
-    Cert(#[from] postern_transport::certs::CertError),
+    Cert(#[from] postern_tls::certs::CertError),
     /// The key cannot sign the proof.
     #[error("the new certificate's key cannot sign the offer: {0}")]
     Signing(String),
@@ -289,7 +289,7 @@ mod tests {
 
     fn store_with_two() -> (tempfile::TempDir, CertStore, Thumbprint, Thumbprint) {
         use postern_model::{Domain, KeySpec, Service, SubjectName};
-        use postern_transport::certs::NewCertificate;
+        use postern_tls::certs::NewCertificate;
         let tmp = tempfile::tempdir().unwrap();
         let store = CertStore::open(&sled::open(tmp.path()).unwrap()).unwrap();
         let mut made = Vec::new();

@@ -187,7 +187,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use postern_model::{KeySpec, Service, SubjectName};
-    use postern_transport::certs::{CertStore, NewCertificate};
+    use postern_tls::certs::{CertStore, NewCertificate};
 
     use super::*;
 

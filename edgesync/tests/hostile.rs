@@ -20,8 +20,8 @@ use postern_model::{
 };
 use postern_proto::edgesync as pb;
 use postern_proto::edgesync::edge_sync_client::EdgeSyncClient;
-use postern_transport::certs::{CertStore, NewCertificate};
-use postern_transport::tls::{ClientCertResolver, ServerVerification, TrustStore, client_config};
+use postern_tls::certs::{CertStore, NewCertificate};
+use postern_tls::{ClientCertResolver, ServerVerification, TrustStore, client_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn cert_store(db: &sled::Db, fqdn: &str) -> (CertStore, Vec<u8>) {
@@ -87,7 +87,7 @@ fn stranger(fqdn: &str) -> (tempfile::TempDir, CertStore) {
 async fn say_hello(edge: &Edge, certs: CertStore, hello: pb::Hello) -> Result<(), tonic::Status> {
     let channel = connect_edge(
         &edge.endpoint,
-        postern_transport::tls::Pins::new([edge.thumbprint]),
+        postern_tls::Pins::new([edge.thumbprint]),
         certs,
         "rogue.example",
         postern_edgesync::channel::SessionSlot::default(),

@@ -14,8 +14,8 @@ use postern_model::{
     ChangeOp, ConfigVersion, Domain, HubInfo, KeySpec, NodeName, ReplicatedObject, Service, SubjectName,
     Thumbprint, TransportConfig,
 };
-use postern_transport::certs::{CertStore, NewCertificate};
-use postern_transport::tls::TrustStore;
+use postern_tls::TrustStore;
+use postern_tls::certs::{CertStore, NewCertificate};
 
 fn cert_store(db: &sled::Db, fqdn: &str) -> (CertStore, Vec<u8>) {
     let store = CertStore::open(db).unwrap();

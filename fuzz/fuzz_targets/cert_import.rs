@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use postern_transport::certs::CertStore;
+use postern_tls::certs::CertStore;
 
 fn store() -> &'static CertStore {
     static STORE: OnceLock<CertStore> = OnceLock::new();

@@ -4,8 +4,8 @@
 use postern_edgesync::hub_side::SyncManager;
 use postern_model::ReplicatedObject;
 use postern_proto::admin as pb;
+use postern_tls::TrustStore;
 use postern_transport::receive_connectors::ReceiveConnectorStore;
-use postern_transport::tls::TrustStore;
 use tonic::{Request, Response, Status};
 
 use crate::config::{ConfigError, HubConfig};

@@ -30,8 +30,8 @@ use postern_transport::node_config::{CompileError, NodeConfigCompiler, StoreSour
 use postern_transport::receive_connectors::ReceiveConnectorStore;
 
 use crate::routing::HubRouter;
+use postern_tls::TrustStore;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
-use postern_transport::tls::TrustStore;
 use rustls_pki_types::CertificateDer;
 
 use crate::admin::HubAdmin;
@@ -398,12 +398,7 @@ async fn publish_self(
         .map_err(NodeError::from)?
         .into_iter()
         .filter(|c| c.services.contains(&Service::Smtp) && c.has_private_key)
-        .filter(|c| {
-            !matches!(
-                c.rotation,
-                Some(postern_transport::certs::Rotation::Retired { .. })
-            )
-        })
+        .filter(|c| !matches!(c.rotation, Some(postern_tls::certs::Rotation::Retired { .. })))
         .filter_map(|c| node.certs.certified_key(&c.thumbprint).ok())
         .filter_map(|k| k.cert.first().map(|d| d.as_ref().to_vec()))
         .collect();

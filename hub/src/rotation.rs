@@ -19,8 +19,8 @@ use std::time::Duration;
 use postern_edgesync::hub_side::SyncManager;
 use postern_edgesync::rotation::{RotationHook, VerifiedOffer};
 use postern_model::{ChangeOp, ConfigVersion, ReplicatedObject, Thumbprint};
-use postern_transport::certs::{CertStore, Rotation};
-use postern_transport::tls::TrustStore;
+use postern_tls::TrustStore;
+use postern_tls::certs::{CertStore, Rotation};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

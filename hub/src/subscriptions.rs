@@ -12,7 +12,7 @@ use postern_model::{
     AcceptedDomainKind, AddressSpace, ChangeOp, DomainPattern, EdgeInfo, NodeName, ObjectKey,
     ReplicatedObject, SendConnector, Thumbprint,
 };
-use postern_transport::tls::TrustStore;
+use postern_tls::TrustStore;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use postern_model::{Domain, NodeRole, Thumbprint};
+use postern_tls::{ClientAuth, TrustStore};
 use postern_transport::mta::{Mta, MtaConfig};
 use postern_transport::node::{Node, NodeOptions};
 use postern_transport::routing::{HostPort, OutboundTls, SmtpHop, StaticRouter};
 use postern_transport::server::ReceiveConnectorConfig;
-use postern_transport::tls::{ClientAuth, TrustStore};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable carrying a lab node's JSON config to the child.
@@ -100,7 +100,7 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
                 .certs
                 .import(&data, "", None, &BTreeSet::from([postern_model::Service::Smtp]))
             {
-                Ok(_) | Err(postern_transport::certs::CertError::AlreadyInstalled(_)) => {}
+                Ok(_) | Err(postern_tls::certs::CertError::AlreadyInstalled(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }

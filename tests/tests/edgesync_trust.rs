@@ -12,10 +12,10 @@ use postern_hub::Hub;
 use postern_model::{Domain, NodeRole};
 use postern_proto::admin as pb;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptions;
-use postern_transport::node::NodeOptions;
-use postern_transport::tls::{
+use postern_tls::{
     ClientAuth, ClientCertResolver, ServerCertResolver, ServerVerification, client_config, server_config,
 };
+use postern_transport::node::NodeOptions;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use postern_model::Domain;
 use postern_tests::lab::{free_port, maildir_message_ids};
 use postern_tests::{NodeProcess, Role};
-use postern_transport::certs::CertStore;
+use postern_tls::TrustStore;
+use postern_tls::certs::CertStore;
 use postern_transport::client::{ClientSettings, Connector};
 use postern_transport::queue::DeliveryOutcome;
 use postern_transport::routing::{HostPort, OutboundTls, SmtpHop};
-use postern_transport::tls::TrustStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DOMAIN: &str = "adatum.com";

@@ -21,7 +21,8 @@ use common::{Postfix, make_pki, read_tree, wait_or};
 use postern_model::{Domain, KeySpec, Service, SubjectName};
 use postern_tests::lab::free_port;
 use postern_tests::{require_tool, sh};
-use postern_transport::certs::{CertStore, NewCertificate};
+use postern_tls::TrustStore;
+use postern_tls::certs::{CertStore, NewCertificate};
 use postern_transport::client::{ClientSettings, Connector, Pool, SendOptions};
 use postern_transport::delivery::{self, DeliveryContext, Maildir, WorkerConfig};
 use postern_transport::dns::{DnsConfig, MxResolver};
@@ -33,7 +34,6 @@ use postern_transport::queue::{
 };
 use postern_transport::routing::{Destination, HostPort, OutboundTls, RouteRefusal, Router, SmtpHop};
 use postern_transport::smtp::Mailbox;
-use postern_transport::tls::TrustStore;
 
 const HELO: &str = "client.example";
 const ZONE: &str = "dane.test";
@@ -371,7 +371,7 @@ impl PolicyServer {
         use rustls_pki_types::pem::PemObject;
         let chain = vec![pem_der(cert)];
         let key = PrivateKeyDer::from_pem_file(key).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(postern_transport::tls::provider())
+        let config = rustls::ServerConfig::builder_with_provider(postern_tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
@@ -654,11 +654,11 @@ async fn dane_and_mta_sts_against_knot_postfix_and_https() {
 /// 5.7.10 (no verified TLS) or 5.7.30 (Postfix does not offer REQUIRETLS);
 /// `TLS-Required: No` sets the recipient's DANE aside.
 async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) {
+    use postern_tls::ServerVerification;
     use postern_transport::mta::{Mta, MtaConfig};
     use postern_transport::node::{Node, NodeOptions};
     use postern_transport::routing::StaticRouter;
     use postern_transport::server::ReceiveConnectorConfig;
-    use postern_transport::tls::ServerVerification;
 
     let fqdn = Domain::parse(&format!("mail.{ZONE}")).unwrap();
     let bind = free_port();

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use postern_model::Domain;
 use postern_tests::lab::{LabConfig, LabProcess, lab_entry, maildir_message_ids, setup_only};
 use postern_tests::{require_tool, sh};
-use postern_transport::certs::CertStore;
+use postern_tls::TrustStore;
+use postern_tls::certs::CertStore;
 use postern_transport::client::{ClientSettings, Connector};
 use postern_transport::queue::DeliveryOutcome;
 use postern_transport::routing::{HostPort, OutboundTls, SmtpHop};
-use postern_transport::tls::TrustStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Entry point of lab node child processes (does nothing in a normal run).

@@ -24,5 +24,5 @@ pub mod smtp;
 
 // TLS and certificates live in the `postern-tls` crate. These names keep the
 // engine's own `crate::tls::…` / `crate::certs::…` paths short.
-pub use postern_tls as tls;
-pub use postern_tls::certs;
+use postern_tls as tls;
+use postern_tls::certs;

@@ -47,8 +47,8 @@ use postern_model::{
 };
 use postern_proto::edgesync as pb;
 use postern_tests::etcd::EtcdCluster;
-use postern_transport::certs::{CertStore, NewCertificate};
-use postern_transport::tls::TrustStore;
+use postern_tls::TrustStore;
+use postern_tls::certs::{CertStore, NewCertificate};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
