@@ -6,7 +6,8 @@ use std::path::Path;
 use clap::Subcommand;
 use postern_proto::admin as pb;
 
-use crate::client::{connect, status};
+use crate::client::connect;
+use crate::role_verb::RoleVerb;
 
 /// The console verbs.
 #[derive(Subcommand)]
@@ -24,11 +25,12 @@ pub async fn run(node: &Path, command: ConsoleCommand) -> anyhow::Result<()> {
     match command {
         ConsoleCommand::Token { read_only } => {
             let mut client = pb::console_client::ConsoleClient::new(connect(node).await?);
-            let token = client
-                .new_console_token(pb::NewConsoleTokenRequest { read_only })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let token = RoleVerb::hub("console token")
+                .call(
+                    node,
+                    client.new_console_token(pb::NewConsoleTokenRequest { read_only }),
+                )
+                .await?;
             crate::output::line(format_args!("{}", token.url))?;
             eprintln!("(one use, valid until {})", token.expires);
             Ok(())

@@ -8,8 +8,9 @@ use clap::{Args, Subcommand};
 use postern_proto::admin as pb;
 use serde_json::json;
 
-use crate::client::{connect, status};
+use crate::client::connect;
 use crate::output::{Record, print_records};
+use crate::role_verb::RoleVerb;
 
 /// DKIM verbs.
 #[derive(Subcommand)]
@@ -71,55 +72,59 @@ pub async fn run(node: &Path, command: DkimCommand) -> anyhow::Result<()> {
     let mut client = pb::dkim_client::DkimClient::new(connect(node).await?);
     match command {
         DkimCommand::New { key, key_type } => {
-            let made = client
-                .new_dkim_key(pb::NewDkimKeyRequest {
-                    domain: key.domain,
-                    selector: key.selector,
-                    key_type: key_type.unwrap_or_default(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let made = RoleVerb::hub("dkim new")
+                .call(
+                    node,
+                    client.new_dkim_key(pb::NewDkimKeyRequest {
+                        domain: key.domain,
+                        selector: key.selector,
+                        key_type: key_type.unwrap_or_default(),
+                    }),
+                )
+                .await?;
             print_txt(&made)?;
         }
         DkimCommand::Import { key, .. } => {
-            let made = client
-                .import_dkim_key(pb::ImportDkimKeyRequest {
-                    domain: key.domain,
-                    selector: key.selector,
-                    private_key_pem: pem.unwrap_or_default(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let made = RoleVerb::hub("dkim import")
+                .call(
+                    node,
+                    client.import_dkim_key(pb::ImportDkimKeyRequest {
+                        domain: key.domain,
+                        selector: key.selector,
+                        private_key_pem: pem.unwrap_or_default(),
+                    }),
+                )
+                .await?;
             print_txt(&made)?;
         }
         DkimCommand::Enable { key } => {
-            client
-                .enable_dkim_key(pb::DkimKeyRef {
-                    domain: key.domain,
-                    selector: key.selector,
-                })
-                .await
-                .map_err(status)?;
+            RoleVerb::hub("dkim enable")
+                .call(
+                    node,
+                    client.enable_dkim_key(pb::DkimKeyRef {
+                        domain: key.domain,
+                        selector: key.selector,
+                    }),
+                )
+                .await?;
         }
         DkimCommand::List { json } => {
-            let list = client
-                .list_dkim_keys(pb::ListDkimKeysRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
+            let list = RoleVerb::hub("dkim list")
+                .call(node, client.list_dkim_keys(pb::ListDkimKeysRequest {}))
+                .await?;
             let records: Vec<Record> = list.keys.iter().map(record).collect();
             print_records(&records, json, true)?;
         }
         DkimCommand::Remove { key } => {
-            client
-                .remove_dkim_key(pb::DkimKeyRef {
-                    domain: key.domain,
-                    selector: key.selector,
-                })
-                .await
-                .map_err(status)?;
+            RoleVerb::hub("dkim remove")
+                .call(
+                    node,
+                    client.remove_dkim_key(pb::DkimKeyRef {
+                        domain: key.domain,
+                        selector: key.selector,
+                    }),
+                )
+                .await?;
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::client::{connect, status};
 use crate::output::{Record, Reply, records};
+use crate::role_verb::RoleVerb;
 
 /// `edge-subscription` verbs.
 #[derive(Subcommand)]
@@ -73,21 +74,22 @@ pub async fn subscription_exec(node: &Path, cmd: SubscriptionCommand) -> anyhow:
         }
         _ => None,
     };
-    let mut c = pb::edge_subscriptions_client::EdgeSubscriptionsClient::new(connect(node).await?);
+    let channel = connect(node).await?;
+    let mut c = pb::edge_subscriptions_client::EdgeSubscriptionsClient::new(channel.clone());
     match cmd {
         SubscriptionCommand::New {
             file,
             edgesync_endpoint,
             smtp_endpoint,
         } => {
-            let reply = c
-                .new_subscription(pb::NewSubscriptionRequest {
-                    edgesync_endpoint: edgesync_endpoint.unwrap_or_default(),
-                    smtp_endpoint: smtp_endpoint.unwrap_or_default(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let mut c = pb::edge_subscription_file_client::EdgeSubscriptionFileClient::new(channel);
+            let request = pb::NewSubscriptionRequest {
+                edgesync_endpoint: edgesync_endpoint.unwrap_or_default(),
+                smtp_endpoint: smtp_endpoint.unwrap_or_default(),
+            };
+            let reply = RoleVerb::edge("edge-subscription new")
+                .call(node, c.new_subscription(request))
+                .await?;
             // It carries the bootstrap secret: 0600.
             postern_transport::private_files::write_private(&file, reply.text.as_bytes())
                 .with_context(|| format!("cannot write {}", file.display()))?;
@@ -95,22 +97,19 @@ pub async fn subscription_exec(node: &Path, cmd: SubscriptionCommand) -> anyhow:
             Ok(Reply::Done)
         }
         SubscriptionCommand::Import { site, .. } => {
-            let info = c
-                .import_subscription(pb::ImportSubscriptionRequest {
-                    text: text.unwrap_or_default(),
-                    site: site.unwrap_or_default(),
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let request = pb::ImportSubscriptionRequest {
+                text: text.unwrap_or_default(),
+                site: site.unwrap_or_default(),
+            };
+            let info = RoleVerb::hub("edge-subscription import")
+                .call(node, c.import_subscription(request))
+                .await?;
             Ok(records(vec![record(&info)], false, false))
         }
         SubscriptionCommand::List { json } => {
-            let list = c
-                .list_subscriptions(pb::ListSubscriptionsRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
+            let list = RoleVerb::hub("edge-subscription list")
+                .call(node, c.list_subscriptions(pb::ListSubscriptionsRequest {}))
+                .await?;
             Ok(records(
                 list.subscriptions.iter().map(record).collect(),
                 json,
@@ -118,9 +117,12 @@ pub async fn subscription_exec(node: &Path, cmd: SubscriptionCommand) -> anyhow:
             ))
         }
         SubscriptionCommand::Remove { name } => {
-            c.remove_subscription(pb::RemoveSubscriptionRequest { edge_name: name })
-                .await
-                .map_err(status)?;
+            RoleVerb::hub("edge-subscription remove")
+                .call(
+                    node,
+                    c.remove_subscription(pb::RemoveSubscriptionRequest { edge_name: name }),
+                )
+                .await?;
             Ok(Reply::Done)
         }
     }
@@ -149,13 +151,17 @@ pub async fn edgesync(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<()> {
 
 /// Runs an `edgesync` verb (also Start-/Test-EdgeSynchronization in `postern ems`).
 pub async fn edgesync_exec(node: &Path, cmd: EdgeSyncCommand) -> anyhow::Result<Reply> {
-    let mut c = pb::edge_sync_ops_client::EdgeSyncOpsClient::new(connect(node).await?);
+    let channel = connect(node).await?;
     match cmd {
         EdgeSyncCommand::Start => {
-            c.start_sync(pb::StartSyncRequest {}).await.map_err(status)?;
+            let mut c = pb::edge_sync_start_client::EdgeSyncStartClient::new(channel);
+            RoleVerb::hub("edgesync start")
+                .call(node, c.start_sync(pb::StartSyncRequest {}))
+                .await?;
             Ok(Reply::Done)
         }
         EdgeSyncCommand::Test { json } => {
+            let mut c = pb::edge_sync_status_client::EdgeSyncStatusClient::new(channel);
             let list = c
                 .test_sync(pb::TestSyncRequest {})
                 .await

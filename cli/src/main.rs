@@ -10,6 +10,7 @@ mod ems;
 mod logging;
 mod objects;
 mod output;
+mod role_verb;
 mod run;
 mod tlsrpt;
 mod up;

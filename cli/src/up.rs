@@ -14,7 +14,7 @@ use postern_model::{
     ProtocolLoggingLevel, ReceiveConnector, ReplicatedObject,
 };
 use postern_proto::admin as pb;
-use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptions;
+use postern_proto::admin::edge_subscription_file_server::EdgeSubscriptionFile;
 use postern_transport::admin as node_admin;
 use postern_transport::node::NodeOptions;
 

@@ -1,6 +1,8 @@
 //! The edge's admin services beyond the common ones: the replica read
 //! through the configuration verbs (writes refused once subscribed), the
-//! subscription file, and the edge's view of EdgeSync.
+//! subscription file, and the edge's view of EdgeSync. The hubs' verbs
+//! (subscription import/list/remove, `edgesync start`) are not registered
+//! here: an edge answers them Unimplemented.
 
 use postern_edgesync::Replica;
 use postern_edgesync::edge_side::BootstrapStore;
@@ -152,7 +154,7 @@ impl pb::config_server::Config for EdgeAdmin {
 }
 
 #[tonic::async_trait]
-impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
+impl pb::edge_subscription_file_server::EdgeSubscriptionFile for EdgeAdmin {
     async fn new_subscription(
         &self,
         req: Request<pb::NewSubscriptionRequest>,
@@ -204,42 +206,10 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for EdgeAdmin {
         );
         Ok(Response::new(pb::SubscriptionFileText { text }))
     }
-
-    async fn import_subscription(
-        &self,
-        _: Request<pb::ImportSubscriptionRequest>,
-    ) -> Result<Response<pb::SubscriptionInfo>, Status> {
-        Err(Status::failed_precondition(
-            "import a subscription file on a hub, not on the edge",
-        ))
-    }
-
-    async fn list_subscriptions(
-        &self,
-        _: Request<pb::ListSubscriptionsRequest>,
-    ) -> Result<Response<pb::SubscriptionList>, Status> {
-        Err(Status::failed_precondition("subscriptions are listed on a hub"))
-    }
-
-    async fn remove_subscription(
-        &self,
-        _: Request<pb::RemoveSubscriptionRequest>,
-    ) -> Result<Response<pb::RemoveSubscriptionReply>, Status> {
-        Err(Status::failed_precondition("remove the subscription on a hub"))
-    }
 }
 
 #[tonic::async_trait]
-impl pb::edge_sync_ops_server::EdgeSyncOps for EdgeAdmin {
-    async fn start_sync(
-        &self,
-        _: Request<pb::StartSyncRequest>,
-    ) -> Result<Response<pb::StartSyncReply>, Status> {
-        Err(Status::failed_precondition(
-            "hubs push to edges: run `postern edgesync start` on a hub",
-        ))
-    }
-
+impl pb::edge_sync_status_server::EdgeSyncStatus for EdgeAdmin {
     async fn test_sync(
         &self,
         _: Request<pb::TestSyncRequest>,

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use postern_edgesync::edge_side::{BootstrapStore, EdgeSyncService, follow_hub_trust};
 use postern_edgesync::{Replica, SourceError};
 use postern_proto::admin::config_server::ConfigServer;
-use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
-use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
+use postern_proto::admin::edge_subscription_file_server::EdgeSubscriptionFileServer;
+use postern_proto::admin::edge_sync_status_server::EdgeSyncStatusServer;
 use postern_tls::TrustStore;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::mta::NodeMail;
@@ -223,8 +223,8 @@ impl Edge {
     pub fn router(&self) -> tonic::transport::server::Router {
         node_admin::node_router(&self.node, &self.mail)
             .add_service(ConfigServer::new(self.admin.clone()))
-            .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
-            .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+            .add_service(EdgeSubscriptionFileServer::new(self.admin.clone()))
+            .add_service(EdgeSyncStatusServer::new(self.admin.clone()))
             .add_service(postern_transport::internet_tls::admin::service(
                 self.mail.tls_reporter().clone(),
                 published_records(self.admin.replica.clone(), self.node.clone()),

@@ -231,15 +231,6 @@ fn info(s: &Subscription) -> pb::SubscriptionInfo {
 
 #[tonic::async_trait]
 impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
-    async fn new_subscription(
-        &self,
-        _: Request<pb::NewSubscriptionRequest>,
-    ) -> Result<Response<pb::SubscriptionFileText>, Status> {
-        Err(Status::failed_precondition(
-            "edge-subscription new runs on the edge; import its file here with `postern edge-subscription import`",
-        ))
-    }
-
     async fn import_subscription(
         &self,
         req: Request<pb::ImportSubscriptionRequest>,
@@ -278,7 +269,7 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
 }
 
 #[tonic::async_trait]
-impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
+impl pb::edge_sync_start_server::EdgeSyncStart for HubAdmin {
     async fn start_sync(
         &self,
         _: Request<pb::StartSyncRequest>,
@@ -286,7 +277,10 @@ impl pb::edge_sync_ops_server::EdgeSyncOps for HubAdmin {
         self.sync.force_full();
         Ok(Response::new(pb::StartSyncReply {}))
     }
+}
 
+#[tonic::async_trait]
+impl pb::edge_sync_status_server::EdgeSyncStatus for HubAdmin {
     async fn test_sync(
         &self,
         _: Request<pb::TestSyncRequest>,

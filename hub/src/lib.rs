@@ -21,7 +21,8 @@ use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::console_server::ConsoleServer;
 use postern_proto::admin::dkim_server::DkimServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
-use postern_proto::admin::edge_sync_ops_server::EdgeSyncOpsServer;
+use postern_proto::admin::edge_sync_start_server::EdgeSyncStartServer;
+use postern_proto::admin::edge_sync_status_server::EdgeSyncStatusServer;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::auth::{DkimKeyStore, MessageAuth, Signer};
 use postern_transport::metrics::{EdgeSyncSample, Metrics};
@@ -269,7 +270,8 @@ impl Hub {
         node_admin::node_router(&self.node, &self.mail)
             .add_service(ConfigServer::new(self.admin.clone()))
             .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
-            .add_service(EdgeSyncOpsServer::new(self.admin.clone()))
+            .add_service(EdgeSyncStartServer::new(self.admin.clone()))
+            .add_service(EdgeSyncStatusServer::new(self.admin.clone()))
             .add_service(ConsoleServer::new(console::ConsoleService::new(
                 self.console.clone(),
             )))

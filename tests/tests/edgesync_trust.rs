@@ -11,7 +11,7 @@ use postern_edge::{Edge, EdgeOptions};
 use postern_hub::Hub;
 use postern_model::{Domain, NodeRole};
 use postern_proto::admin as pb;
-use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptions;
+use postern_proto::admin::edge_subscription_file_server::EdgeSubscriptionFile;
 use postern_tls::{
     ClientAuth, ClientCertResolver, ServerCertResolver, ServerVerification, client_config, server_config,
 };

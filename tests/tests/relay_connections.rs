@@ -15,7 +15,7 @@ use postern_edge::{Edge, EdgeOptions};
 use postern_hub::Hub;
 use postern_model::{AcceptedDomain, AcceptedDomainKind, Domain, NodeRole, ReplicatedObject};
 use postern_proto::admin as pb;
-use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptions;
+use postern_proto::admin::edge_subscription_file_server::EdgeSubscriptionFile;
 use postern_transport::client::DEFAULT_CONNECTIONS_PER_HOP;
 use postern_transport::metrics::Metrics;
 use postern_transport::node::NodeOptions;

@@ -65,7 +65,7 @@ impl AdminClient {
 
     /// `postern edgesync test`.
     pub async fn sync_status(&self) -> Result<Vec<pb::SyncStatus>, AdminCallError> {
-        let mut c = pb::edge_sync_ops_client::EdgeSyncOpsClient::new(self.channel().await?);
+        let mut c = pb::edge_sync_status_client::EdgeSyncStatusClient::new(self.channel().await?);
         Ok(c.test_sync(pb::TestSyncRequest {}).await?.into_inner().edges)
     }
 
