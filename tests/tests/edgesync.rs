@@ -1,7 +1,8 @@
 //! EdgeSync with real processes: a hub and two edges subscribed through the
 //! CLI, configuration changes pushed to both, read-only refusal on the edge,
 //! removal, a hub killed and restarted (no snapshot), an edge offline during
-//! three changes, and no hub private key in an edge's files.
+//! three changes, and no hub private key in an edge's files. Each role
+//! serves only its own verbs: the other role's fail in one line.
 
 #![allow(clippy::unwrap_used)]
 
@@ -295,6 +296,74 @@ fn hub_and_two_edges_subscribe_sync_and_survive_restarts() {
             "{name}'s files hold hub private-key bytes"
         );
     }
+}
+
+/// Runs a verb the node's role does not serve: exit status 1 and one line
+/// naming the role that serves it and what the node is.
+fn refused_by_role(node: &NodeProcess, args: &[&str], expected: &str) {
+    let out = node.cli(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "postern {args:?}: {stderr}");
+    assert_eq!(stderr, format!("error: {expected}\n"), "postern {args:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "postern {args:?} printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn each_role_refuses_the_other_roles_verbs_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hub = NodeProcess::start(Role::Hub, &dir.join("hub"), "van-ex1.adatum.com").unwrap();
+    let edge = edge(dir, "edge1");
+    let hub_name = hub.json(&["node-info"])["name"].as_str().unwrap().to_owned();
+    let edge_name = edge.json(&["node-info"])["name"].as_str().unwrap().to_owned();
+    let file = dir.join("edge1.sub");
+    let file = file.to_str().unwrap();
+
+    // The hubs' verbs on an edge.
+    std::fs::write(file, "{}").unwrap();
+    for (args, verb) in [
+        (
+            &["edge-subscription", "import", "--file", file][..],
+            "edge-subscription import",
+        ),
+        (&["edge-subscription", "list"][..], "edge-subscription list"),
+        (
+            &["edge-subscription", "remove", "edge1"][..],
+            "edge-subscription remove",
+        ),
+        (&["edgesync", "start"][..], "edgesync start"),
+        (&["dkim", "list"][..], "dkim list"),
+        (&["console", "token"][..], "console token"),
+    ] {
+        refused_by_role(
+            &edge,
+            args,
+            &format!("`postern {verb}` is served by hubs; {edge_name} is an edge"),
+        );
+    }
+
+    // The edge's verb on a hub; it writes no file.
+    std::fs::remove_file(file).unwrap();
+    refused_by_role(
+        &hub,
+        &["edge-subscription", "new", "--file", file],
+        &format!("`postern edge-subscription new` is served by edges; {hub_name} is a hub"),
+    );
+    assert!(!std::path::Path::new(file).exists());
+
+    // What both roles serve still answers on both, and each role's own
+    // verbs work: the edge writes its file, the hub imports and lists it.
+    assert_eq!(edge_status(&edge)["status"], "not-subscribed");
+    assert!(hub.json(&["edgesync", "test"]).as_array().unwrap().is_empty());
+    edge.ok(&["edge-subscription", "new", "--file", file]);
+    hub.ok(&["edge-subscription", "import", "--file", file]);
+    let subscribed = hub.json(&["edge-subscription", "list"]);
+    assert_eq!(subscribed[0]["name"], edge_name.as_str(), "{subscribed}");
+    hub.ok(&["edgesync", "start"]);
 }
 
 fn scrape(addr: std::net::SocketAddr) -> String {
