@@ -130,7 +130,10 @@ fn hub_and_two_edges_subscribe_sync_and_survive_restarts() {
     ]);
     assert!(err.contains("signature does not verify"), "{err}");
     let err = edge1.fails(&["edge-subscription", "import", "--file", file.to_str().unwrap()]);
-    assert!(err.contains("on a hub"), "{err}");
+    assert!(
+        err.contains("`postern edge-subscription import` is served by hubs; edge1 is an edge"),
+        "{err}"
+    );
     subscribe(&hub, &edge1, dir);
     subscribe(&hub, &edge2, dir);
     wait_for("both edges in sync", || {
