@@ -300,13 +300,13 @@ impl Subscriptions {
         Ok(sub)
     }
 
-    /// Removes a subscription: stops syncing, distrusts the certificate, and
-    /// takes the edge out of its site's connectors.
+    /// Removes a subscription: stops syncing and takes the edge out of its
+    /// site's connectors. The caller has the trust anchors compiled again
+    /// (the certificate is distrusted).
     pub async fn remove(
         &self,
         name: &str,
         config: &HubConfig,
-        trust: &TrustStore,
         sync: &SyncManager,
     ) -> Result<(), SubscriptionError> {
         let read = config.read_version();
@@ -322,7 +322,6 @@ impl Subscriptions {
         };
         config.write(ops, vec![forget], Some(read)).await?;
         sync.stop(&sub.edge_name);
-        crate::refresh_trust(config, self, trust);
         tracing::info!(edge = %sub.edge_name, "edge subscription removed");
         Ok(())
     }
