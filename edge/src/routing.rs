@@ -7,29 +7,22 @@
 //! connector that serves the domain; domain security applies to senders on
 //! the receive list and to recipients on the send list.
 //!
-//! A mailbox with a home hub (issue 16) is routed to that hub first (key
-//! `hubs:NAME`), so its mail reaches the home directly; the other hubs
+//! A mailbox with a home hub (issue 16) is routed to that hub first
+//! ([`NextHop::HomeHub`], `hubs:NAME`), so its mail reaches the home directly; the other hubs
 //! follow in the host list, so mail still leaves the edge while the home
 //! is down (the hub that takes it queues it for the home).
 
 use std::sync::Arc;
 
 use postern_model::{AcceptedDomainKind, Domain, MailboxDelivery, NodeName, TransportConfig};
-use postern_transport::connectors::{best_connector, connector_hop, parse_connector_key};
+use postern_transport::connectors::{best_connector, connector_hop, connector_next_hop};
 use postern_transport::node_config::NodeConfig;
 use postern_transport::routing::{
-    Destination, HostPort, Origin, OutboundTls, RouteRefusal, Router, SmtpHop, Stamp,
+    Destination, HostPort, NextHop, Origin, OutboundTls, RouteRefusal, Router, SmtpHop, Stamp,
 };
 use postern_transport::smtp::{Mailbox, Reply};
 use postern_transport::tls::PeerTrust;
 use tokio::sync::watch;
-
-/// The next-hop key of mail for the organisation's hubs.
-pub const HUBS_HOP: &str = "hubs";
-
-/// The prefix of the next-hop key of mail for mailboxes homed on a hub
-/// (`hubs:NAME`): that hub first, then the others.
-pub const HOME_HUB_PREFIX: &str = "hubs:";
 
 /// Routing of an edge.
 pub struct EdgeRouter {
@@ -61,21 +54,21 @@ impl EdgeRouter {
     /// The key for a mailbox of the organisation: its home hub first when
     /// it has one and its domain is not delivered over LMTP (any hub
     /// speaks to the mailbox server), else any hub.
-    fn mailbox_hop(&self, config: &NodeConfig, rcpt: &Mailbox) -> String {
+    fn mailbox_hop(&self, config: &NodeConfig, rcpt: &Mailbox) -> NextHop {
         let lmtp = config
             .organisation
             .accepted_domain(rcpt.domain())
             .is_some_and(|d| matches!(d.delivery, MailboxDelivery::Lmtp(_)));
         match config.mailboxes.find(&rcpt.to_string()) {
             Some(entry) if !lmtp => match &entry.home {
-                Some(home) => format!("{HOME_HUB_PREFIX}{}", home.as_str().to_ascii_lowercase()),
-                None => HUBS_HOP.to_owned(),
+                Some(home) => NextHop::HomeHub(home.clone()),
+                None => NextHop::Hubs,
             },
-            _ => HUBS_HOP.to_owned(),
+            _ => NextHop::Hubs,
         }
     }
 
-    fn outbound(&self, config: &NodeConfig, domain: &Domain) -> Result<String, RouteRefusal> {
+    fn outbound(&self, config: &NodeConfig, domain: &Domain) -> Result<NextHop, RouteRefusal> {
         // Inbound connectors serve the organisation's own domains (handled above).
         let outward: Vec<_> = config
             .organisation
@@ -87,7 +80,7 @@ impl EdgeRouter {
         let local = best_connector(&outward, domain, Some(&self.name));
         let standalone = best_connector(&outward, domain, None);
         match local.or(standalone) {
-            Some(c) => Ok(postern_transport::connectors::connector_key(c, domain)),
+            Some(c) => Ok(connector_next_hop(c, domain)),
             None => Err(RouteRefusal(Reply::simple(
                 550,
                 (5, 4, 4),
@@ -97,13 +90,12 @@ impl EdgeRouter {
     }
 
     /// The hop to the hubs under `key`: every hub, in a rotating order to
-    /// spread the load, except that the hub named by a `hubs:NAME` key
+    /// spread the load, except that the `home` hub (of a `hubs:NAME` key)
     /// comes first (its mailboxes' home).
-    fn hubs_hop(&self, config: &NodeConfig, key: &str) -> Option<SmtpHop> {
-        let home = key.strip_prefix(HOME_HUB_PREFIX);
+    fn hubs_hop(&self, config: &NodeConfig, key: &str, home: Option<&NodeName>) -> Option<SmtpHop> {
         let (mut first, mut hosts): (Vec<HostPort>, Vec<HostPort>) = (Vec::new(), Vec::new());
         for hub in &config.organisation.hubs {
-            if home.is_some_and(|home| hub.name.as_str().eq_ignore_ascii_case(home)) {
+            if home.is_some_and(|home| hub.name == *home) {
                 first.push(hub.smtp.clone());
             } else {
                 hosts.push(hub.smtp.clone());
@@ -184,10 +176,11 @@ impl Router for EdgeRouter {
     fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
         // Internal decisions (DSNs, reroutes): the organisation may relay.
         let config = self.config();
-        match config.organisation.accepted(rcpt.domain()) {
-            Some(AcceptedDomainKind::ExternalRelay) | None => self.outbound(&config, rcpt.domain()),
-            Some(_) => Ok(HUBS_HOP.to_owned()),
-        }
+        let hop = match config.organisation.accepted(rcpt.domain()) {
+            Some(AcceptedDomainKind::ExternalRelay) | None => self.outbound(&config, rcpt.domain())?,
+            Some(_) => NextHop::Hubs,
+        };
+        Ok(hop.to_string())
     }
 
     fn next_hop_from(
@@ -198,30 +191,40 @@ impl Router for EdgeRouter {
     ) -> Result<String, RouteRefusal> {
         self.domain_security(sender, origin).map_err(RouteRefusal)?;
         let config = self.config();
-        match config.organisation.accepted(rcpt.domain()) {
+        let hop = match config.organisation.accepted(rcpt.domain()) {
             Some(AcceptedDomainKind::Authoritative) => {
                 if config.mailboxes.find(&rcpt.to_string()).is_some() {
-                    Ok(self.mailbox_hop(&config, rcpt))
+                    self.mailbox_hop(&config, rcpt)
                 } else {
-                    Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")))
+                    return Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")));
                 }
             }
-            Some(AcceptedDomainKind::InternalRelay) => Ok(self.mailbox_hop(&config, rcpt)),
-            Some(AcceptedDomainKind::ExternalRelay) => self.outbound(&config, rcpt.domain()),
-            None if origin.relay_allowed => self.outbound(&config, rcpt.domain()),
-            None => Err(RouteRefusal(Reply::relay_denied())),
-        }
+            Some(AcceptedDomainKind::InternalRelay) => self.mailbox_hop(&config, rcpt),
+            Some(AcceptedDomainKind::ExternalRelay) => self.outbound(&config, rcpt.domain())?,
+            None if origin.relay_allowed => self.outbound(&config, rcpt.domain())?,
+            None => return Err(RouteRefusal(Reply::relay_denied())),
+        };
+        Ok(hop.to_string())
     }
 
     fn destination(&self, key: &str) -> Option<Destination> {
         let config = self.config();
-        if key == HUBS_HOP || key.starts_with(HOME_HUB_PREFIX) {
-            return self.hubs_hop(&config, key).map(Destination::Smtp);
-        }
-        let (name, domain) = parse_connector_key(key)?;
-        let connector = config.organisation.send_connector(name)?;
+        let (name, domain) = match parse_key(key)? {
+            NextHop::Hubs => return self.hubs_hop(&config, key, None).map(Destination::Smtp),
+            NextHop::HomeHub(home) => return self.hubs_hop(&config, key, Some(&home)).map(Destination::Smtp),
+            NextHop::Connector { name, domain } => (name, domain),
+            // A hub's hops, MX hops of hand-built routers, a DSN's domain:
+            // routed again by the worker.
+            NextHop::Local
+            | NextHop::Edges
+            | NextHop::Hub(_)
+            | NextHop::Lmtp(_)
+            | NextHop::Mx(_)
+            | NextHop::Domain(_) => return None,
+        };
+        let connector = config.organisation.send_connector(&name)?;
         let domain = match domain {
-            Some(d) => Domain::parse(d).ok()?,
+            Some(d) => d,
             None => connector
                 .smart_hosts
                 .first()
@@ -232,16 +235,17 @@ impl Router for EdgeRouter {
     }
 
     fn is_domain_secured(&self, key: &str) -> bool {
-        let Some((name, Some(domain))) = parse_connector_key(key) else {
-            return false;
-        };
-        let Ok(domain) = Domain::parse(domain) else {
+        let Some(NextHop::Connector {
+            name,
+            domain: Some(domain),
+        }) = parse_key(key)
+        else {
             return false;
         };
         let config = self.config();
         config
             .organisation
-            .send_connector(name)
+            .send_connector(&name)
             .is_some_and(|c| postern_transport::connectors::is_domain_secured(c, &domain, &config.transport))
     }
 
@@ -267,4 +271,11 @@ impl Router for EdgeRouter {
             _ => Stamp::default(),
         }
     }
+}
+
+/// The next hop a queued key names; `None` (logged) when it names none.
+fn parse_key(key: &str) -> Option<NextHop> {
+    key.parse()
+        .inspect_err(|e| tracing::warn!(error = %e, "a queued next hop is not understood; the recipient is routed again"))
+        .ok()
 }

@@ -272,10 +272,9 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
     ) -> Result<Response<pb::RemoveSubscriptionReply>, Status> {
         let name = req.into_inner().edge_name;
         self.subscriptions
-            .remove(&name, &self.config, &self.sync)
+            .remove(&name, &self.config, &self.refresh, &self.sync)
             .await
             .map_err(subscription_status)?;
-        self.refresh.pinned_peers_changed();
         Ok(Response::new(pb::RemoveSubscriptionReply {}))
     }
 }

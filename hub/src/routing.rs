@@ -1,10 +1,11 @@
 //! The hub's routing, read from the compiled configuration in force
-//! ([`NodeConfig`], one snapshot per decision; never the store): a mailbox of an accepted domain is delivered at its home —
-//! this hub's Maildir (`local`), another hub's (relayed to that hub over
-//! mutual TLS, key `hub:NAME`; while it is down the mail waits here), or
-//! the domain's mailbox server over LMTP when the domain says so (key
-//! `lmtp:DOMAIN`) — and unknown ones are refused; everything else goes out through the subscribed edges
-//! over mutual TLS with direct trust — or, in an organisation without
+//! ([`NodeConfig`], one snapshot per decision; never the store): a mailbox
+//! of an accepted domain is delivered at its home — this hub's Maildir
+//! ([`NextHop::Local`]), another hub's (relayed to that hub over mutual
+//! TLS, [`NextHop::Hub`]; while it is down the mail waits here), or the
+//! domain's mailbox server over LMTP when the domain says so
+//! ([`NextHop::Lmtp`]) — and unknown ones are refused; everything else goes
+//! out through the subscribed edges over mutual TLS with direct trust — or, in an organisation without
 //! edges, from the hub through its send connector without source edges —
 //! for sessions allowed to relay (organisation nodes, client submission).
 
@@ -14,27 +15,14 @@ use postern_model::{
     AcceptedDomainKind, Domain, MailboxDelivery, NodeName, ProtocolLoggingLevel, SendConnector,
 };
 use postern_transport::connectors::{
-    best_connector, connector_hop, connector_key, is_domain_secured, parse_connector_key, parse_host,
+    best_connector, connector_hop, connector_next_hop, is_domain_secured, parse_host,
 };
 use postern_transport::node_config::NodeConfig;
 use postern_transport::routing::{
-    Destination, HostPort, LOCAL_HOP, Origin, OutboundTls, RouteRefusal, Router, SmtpHop,
+    Destination, HostPort, NextHop, Origin, OutboundTls, RouteRefusal, Router, SmtpHop,
 };
 use postern_transport::smtp::{Mailbox, Reply};
 use tokio::sync::watch;
-
-/// The next-hop key of mail for the organisation's edges.
-pub const EDGES_HOP: &str = "edges";
-
-/// The prefix of the next-hop key of a domain whose mailboxes are on a
-/// mailbox server (`lmtp:DOMAIN`): one key per domain, so the key keeps
-/// routing to wherever the domain's delivery points now.
-pub const LMTP_HOP_PREFIX: &str = "lmtp:";
-
-/// The prefix of the next-hop key of mail for mailboxes homed on another
-/// hub (`hub:NAME`, the name lower-cased): that hub only, so the mail
-/// waits here while it is down and is delivered once, there.
-pub const HUB_HOP_PREFIX: &str = "hub:";
 
 /// Routing of a hub.
 pub struct HubRouter {
@@ -59,36 +47,38 @@ impl HubRouter {
         Arc::clone(&self.snapshots.borrow())
     }
 
-    /// The key of a mailbox of ours: the mailbox server of its domain, or
-    /// its home hub's Maildir (this hub's when it has no home).
-    fn mailbox_hop(&self, config: &NodeConfig, rcpt: &Mailbox) -> String {
+    /// The hop of a mailbox of ours: the mailbox server of its domain
+    /// (one hop per domain, so it keeps routing to wherever the domain's
+    /// delivery points now), or its home hub's Maildir (this hub's when it
+    /// has no home; another hub's only, so the mail waits here while that
+    /// hub is down and is delivered once, there).
+    fn mailbox_hop(&self, config: &NodeConfig, rcpt: &Mailbox) -> NextHop {
         if let Some(MailboxDelivery::Lmtp(_)) = config
             .organisation
             .accepted_domain(rcpt.domain())
             .map(|d| &d.delivery)
         {
-            return format!("{LMTP_HOP_PREFIX}{}", rcpt.domain());
+            return NextHop::Lmtp(rcpt.domain().clone());
         }
         let home = config
             .mailboxes
             .find(&rcpt.to_string())
             .and_then(|e| e.home.as_ref());
         match home {
-            Some(hub) if *hub != self.name => hub_key(hub),
-            _ => LOCAL_HOP.to_owned(),
+            Some(hub) if *hub != self.name => NextHop::Hub(hub.clone()),
+            _ => NextHop::Local,
         }
     }
 
-    /// The hop to the hub of `key` (`hub:NAME`): its organisation
+    /// The hop to the hub `name` (`hub:NAME`): its organisation
     /// connector, mutual TLS with direct trust, as edges reach hubs.
     /// This hub's own name means local delivery (a mailbox moved back
     /// here while mail for it was queued).
-    fn hub_destination(&self, config: &NodeConfig, key: &str) -> Option<Destination> {
-        let name = key.strip_prefix(HUB_HOP_PREFIX)?;
-        if self.name.as_str().eq_ignore_ascii_case(name) {
+    fn hub_destination(&self, config: &NodeConfig, key: &str, name: &NodeName) -> Option<Destination> {
+        if self.name == *name {
             return Some(Destination::Local);
         }
-        let hub = config.organisation.hub(name)?;
+        let hub = config.organisation.hub(name.as_str())?;
         Some(Destination::Smtp(
             self.organisation_hop(key, vec![hub.smtp.clone()]),
         ))
@@ -112,9 +102,8 @@ impl HubRouter {
     /// are on a mailbox server: STARTTLS when the server offers it
     /// (encryption only: a mailbox server's certificate is usually its
     /// own), every session in the send protocol log.
-    fn lmtp_hop(&self, config: &NodeConfig, key: &str) -> Option<SmtpHop> {
-        let domain = Domain::parse(key.strip_prefix(LMTP_HOP_PREFIX)?).ok()?;
-        let MailboxDelivery::Lmtp(server) = &config.organisation.accepted_domain(&domain)?.delivery else {
+    fn lmtp_hop(&self, config: &NodeConfig, key: &str, domain: &Domain) -> Option<SmtpHop> {
+        let MailboxDelivery::Lmtp(server) = &config.organisation.accepted_domain(domain)?.delivery else {
             return None;
         };
         Some(SmtpHop {
@@ -137,21 +126,23 @@ impl HubRouter {
     /// organisation without edges (the seed's one-server case) sends from
     /// the hub through the send connector without source edges that serves
     /// the domain.
-    fn outbound(&self, config: &NodeConfig, domain: &Domain) -> String {
+    fn outbound(&self, config: &NodeConfig, domain: &Domain) -> NextHop {
         if config.organisation.edges.is_empty()
             && let Some(c) = best_connector(&config.organisation.send_connectors, domain, None)
         {
-            return connector_key(c, domain);
+            return connector_next_hop(c, domain);
         }
-        EDGES_HOP.to_owned()
+        NextHop::Edges
     }
 
     /// The connector and domain a hub-sent next-hop key names.
     fn connector_of<'a>(&self, config: &'a NodeConfig, key: &str) -> Option<(&'a SendConnector, Domain)> {
-        let (name, domain) = parse_connector_key(key)?;
-        let connector = config.organisation.send_connector(name)?;
+        let NextHop::Connector { name, domain } = parse_key(key)? else {
+            return None;
+        };
+        let connector = config.organisation.send_connector(&name)?;
         let domain = match domain {
-            Some(d) => Domain::parse(d).ok()?,
+            Some(d) => d,
             None => connector
                 .smart_hosts
                 .first()
@@ -167,28 +158,31 @@ impl HubRouter {
         }
         let start = rand::random::<u32>() as usize % hosts.len();
         hosts.rotate_left(start);
-        Some(self.organisation_hop(EDGES_HOP, hosts))
+        Some(self.organisation_hop(&NextHop::Edges.to_string(), hosts))
     }
 }
 
-/// The next-hop key of mail for mailboxes homed on `hub`.
-pub fn hub_key(hub: &NodeName) -> String {
-    format!("{HUB_HOP_PREFIX}{}", hub.as_str().to_ascii_lowercase())
+/// The next hop a queued key names; `None` (logged) when it names none.
+fn parse_key(key: &str) -> Option<NextHop> {
+    key.parse()
+        .inspect_err(|e| tracing::warn!(error = %e, "a queued next hop is not understood; the recipient is routed again"))
+        .ok()
 }
 
 impl Router for HubRouter {
     fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
         let config = self.config();
         let has_mailbox = config.mailboxes.find(&rcpt.to_string()).is_some();
-        match config.organisation.accepted(rcpt.domain()) {
-            Some(AcceptedDomainKind::Authoritative) if has_mailbox => Ok(self.mailbox_hop(&config, rcpt)),
+        let hop = match config.organisation.accepted(rcpt.domain()) {
+            Some(AcceptedDomainKind::Authoritative) if has_mailbox => self.mailbox_hop(&config, rcpt),
             Some(AcceptedDomainKind::Authoritative) => {
-                Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")))
+                return Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")));
             }
-            Some(AcceptedDomainKind::InternalRelay) if has_mailbox => Ok(self.mailbox_hop(&config, rcpt)),
-            Some(_) => Ok(EDGES_HOP.to_owned()),
-            None => Ok(self.outbound(&config, rcpt.domain())),
-        }
+            Some(AcceptedDomainKind::InternalRelay) if has_mailbox => self.mailbox_hop(&config, rcpt),
+            Some(_) => NextHop::Edges,
+            None => self.outbound(&config, rcpt.domain()),
+        };
+        Ok(hop.to_string())
     }
 
     fn authserv_ids(&self) -> Vec<Domain> {
@@ -204,7 +198,7 @@ impl Router for HubRouter {
         origin: &Origin,
     ) -> Result<String, RouteRefusal> {
         let key = self.next_hop(rcpt)?;
-        if key != LOCAL_HOP
+        if key != NextHop::Local.to_string()
             && !origin.relay_allowed
             && self.config().organisation.accepted(rcpt.domain()).is_none()
         {
@@ -215,16 +209,19 @@ impl Router for HubRouter {
 
     fn destination(&self, key: &str) -> Option<Destination> {
         let config = self.config();
-        match key {
-            LOCAL_HOP => Some(Destination::Local),
-            EDGES_HOP => self.edges_hop(&config).map(Destination::Smtp),
-            _ if key.starts_with(LMTP_HOP_PREFIX) => self.lmtp_hop(&config, key).map(Destination::Lmtp),
-            _ if key.starts_with(HUB_HOP_PREFIX) => self.hub_destination(&config, key),
-            _ => {
+        match parse_key(key)? {
+            NextHop::Local => Some(Destination::Local),
+            NextHop::Edges => self.edges_hop(&config).map(Destination::Smtp),
+            NextHop::Lmtp(domain) => self.lmtp_hop(&config, key, &domain).map(Destination::Lmtp),
+            NextHop::Hub(name) => self.hub_destination(&config, key, &name),
+            NextHop::Connector { .. } => {
                 let (connector, domain) = self.connector_of(&config, key)?;
                 let hop = connector_hop(connector, &domain, &config.transport, &self.fqdn);
                 Some(Destination::Smtp(hop))
             }
+            // An edge's hops, MX hops of hand-built routers, a DSN's domain:
+            // routed again by the worker.
+            NextHop::Hubs | NextHop::HomeHub(_) | NextHop::Mx(_) | NextHop::Domain(_) => None,
         }
     }
 
@@ -308,7 +305,7 @@ mod tests {
 
         // Mailboxes: at home on HUB2, here, on the mailbox server; unknown ones refused.
         assert_eq!(router.next_hop(&mailbox("Kim@contoso.com")).unwrap(), "hub:hub2");
-        assert_eq!(router.next_hop(&mailbox("ann@contoso.com")).unwrap(), LOCAL_HOP);
+        assert_eq!(router.next_hop(&mailbox("ann@contoso.com")).unwrap(), "local");
         assert_eq!(
             router.next_hop(&mailbox("lee@fabrikam.com")).unwrap(),
             "lmtp:fabrikam.com"
@@ -337,6 +334,8 @@ mod tests {
         };
         assert_eq!(hop.hosts[0].port, 24);
         assert_eq!(router.destination("hub:hub1"), Some(Destination::Local));
+        // A key no router writes routes nowhere (the worker routes the recipient again).
+        assert_eq!(router.destination("relay:25"), None);
 
         // No edge: the Internet connector serves the hub itself.
         let key = router.next_hop(&mailbox("someone@example.net")).unwrap();
@@ -372,12 +371,9 @@ mod tests {
             thumbprint: Thumbprint::of_der(b"edge1"),
         }));
         tx.send(snapshot(next, 2)).unwrap();
-        assert_eq!(router.next_hop(&mailbox("kim@contoso.com")).unwrap(), LOCAL_HOP);
-        assert_eq!(
-            router.next_hop(&mailbox("someone@example.net")).unwrap(),
-            EDGES_HOP
-        );
-        let Some(Destination::Smtp(hop)) = router.destination(EDGES_HOP) else {
+        assert_eq!(router.next_hop(&mailbox("kim@contoso.com")).unwrap(), "local");
+        assert_eq!(router.next_hop(&mailbox("someone@example.net")).unwrap(), "edges");
+        let Some(Destination::Smtp(hop)) = router.destination("edges") else {
             panic!("no hop to the edges");
         };
         assert_eq!(
