@@ -279,3 +279,125 @@ fn parse_key(key: &str) -> Option<NextHop> {
         .inspect_err(|e| tracing::warn!(error = %e, "a queued next hop is not understood; the recipient is routed again"))
         .ok()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use postern_model::{
+        AcceptedDomain, AddressSpace, HubInfo, MailboxEntry, ReplicatedObject, SendConnector, TransportConfig,
+    };
+    use postern_transport::node_config::{MailboxIndex, Organisation, TrustAnchors};
+    use postern_transport::queue::QueueConfig;
+
+    use super::*;
+
+    fn d(s: &str) -> Domain {
+        Domain::parse(s).unwrap()
+    }
+
+    fn hub(name: &str, endpoint: &str) -> ReplicatedObject {
+        ReplicatedObject::Hub(HubInfo {
+            name: NodeName::parse(name).unwrap(),
+            fqdn: d(&format!("{}.contoso.com", name.to_ascii_lowercase())),
+            smtp_endpoint: endpoint.into(),
+            certificates: Vec::new(),
+        })
+    }
+
+    fn snapshot(objects: Vec<ReplicatedObject>, transport: TransportConfig) -> Arc<NodeConfig> {
+        Arc::new(NodeConfig {
+            generation: 1,
+            transport,
+            receive: Vec::new(),
+            queue: QueueConfig::default(),
+            organisation: Arc::new(Organisation::compile(objects.clone())),
+            mailboxes: Arc::new(MailboxIndex::compile(objects)),
+            trust: Arc::new(TrustAnchors::default()),
+        })
+    }
+
+    fn objects() -> Vec<ReplicatedObject> {
+        let mut partner = SendConnector::new("Partner", vec![AddressSpace::parse("fabrikam.com").unwrap()]);
+        partner.domain_secure_enabled = true;
+        vec![
+            ReplicatedObject::AcceptedDomain(AcceptedDomain {
+                name: d("contoso.com"),
+                kind: AcceptedDomainKind::Authoritative,
+                delivery: MailboxDelivery::Maildir,
+            }),
+            ReplicatedObject::Mailbox(MailboxEntry::new(
+                "kim@contoso.com",
+                Some(NodeName::parse("HUB2").unwrap()),
+            )),
+            hub("HUB1", "10.0.0.1:25"),
+            hub("HUB2", "10.0.0.2:25"),
+            ReplicatedObject::SendConnector(partner),
+        ]
+    }
+
+    fn mailbox(s: &str) -> Mailbox {
+        Mailbox::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_edge_routes_from_the_snapshot_in_force() {
+        let mut transport = TransportConfig::default();
+        transport.tls_send_domain_secure_list = vec![d("fabrikam.com")];
+        let (tx, rx) = watch::channel(snapshot(objects(), transport));
+        let router = EdgeRouter::new(rx, NodeName::parse("EDGE1").unwrap(), d("edge1.contoso.com"));
+        let internet = Origin::anonymous("Default");
+
+        // The recipient filter and the home hub first.
+        let key = router
+            .next_hop_from(&mailbox("kim@contoso.com"), None, &internet)
+            .unwrap();
+        assert_eq!(key, "hubs:hub2");
+        let Some(Destination::Smtp(hop)) = router.destination(&key) else {
+            panic!("no hop to the hubs");
+        };
+        assert_eq!(
+            hop.hosts[0],
+            HostPort {
+                host: "10.0.0.2".into(),
+                port: 25
+            }
+        );
+        assert_eq!(hop.hosts.len(), 2);
+        let refusal = router
+            .next_hop_from(&mailbox("nobody@contoso.com"), None, &internet)
+            .unwrap_err();
+        assert_eq!(refusal.0.code(), 550);
+
+        // The send list makes the partner's hop domain-secured.
+        let key = router.next_hop(&mailbox("ann@fabrikam.com")).unwrap();
+        assert_eq!(key, "connector:partner|fabrikam.com");
+        assert!(router.is_domain_secured(&key));
+        let Some(Destination::Smtp(hop)) = router.destination(&key) else {
+            panic!("no partner hop");
+        };
+        assert!(matches!(
+            hop.tls,
+            OutboundTls::Required {
+                client_certificate: true,
+                ..
+            }
+        ));
+        assert_eq!(hop.tls_name, Some(d("fabrikam.com")));
+
+        // fabrikam.com off the list: the next decision reads the new snapshot.
+        tx.send(snapshot(objects(), TransportConfig::default())).unwrap();
+        assert!(!router.is_domain_secured(&key));
+        let Some(Destination::Smtp(hop)) = router.destination(&key) else {
+            panic!("no partner hop");
+        };
+        assert_eq!(hop.tls, OutboundTls::Opportunistic);
+        assert_eq!(
+            router.authserv_ids(),
+            vec![
+                d("hub1.contoso.com"),
+                d("hub2.contoso.com"),
+                d("edge1.contoso.com")
+            ]
+        );
+    }
+}

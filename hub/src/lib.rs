@@ -377,19 +377,17 @@ fn follow_edgesync(sync: SyncManager, config: HubConfig, metrics: Arc<Metrics>) 
     });
 }
 
-/// Republishes `HubInfo` whenever the certificate store changes, so edges
-/// learn a newly enabled hub certificate (and forget a removed one).
+/// Republishes `HubInfo` whenever the certificate store changes (woken by
+/// its generation's watch, no polling), so edges learn a newly enabled hub
+/// certificate (and forget a removed one); the hub's own trust anchors
+/// follow through the compiled configuration.
 fn watch_certificates(node: Node, config: HubConfig, subscriptions: Subscriptions, endpoint: String) {
+    let mut generations = node.certs.watch();
     tokio::spawn(async move {
-        let mut seen = node.certs.generation();
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let now = node.certs.generation();
-            if now != seen {
-                seen = now;
-                if let Err(e) = publish_self(&node, &config, &subscriptions, &endpoint).await {
-                    tracing::error!(error = %e, "cannot publish the hub's certificates");
-                }
+        while generations.changed().await.is_ok() {
+            generations.borrow_and_update();
+            if let Err(e) = publish_self(&node, &config, &subscriptions, &endpoint).await {
+                tracing::error!(error = %e, "cannot publish the hub's certificates");
             }
         }
     });
