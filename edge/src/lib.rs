@@ -5,11 +5,12 @@
 
 pub mod admin;
 pub mod routing;
+pub mod sources;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use postern_edgesync::edge_side::{BootstrapStore, EdgeSyncService, follow_hub_trust};
+use postern_edgesync::edge_side::{BootstrapStore, EdgeSyncService};
 use postern_edgesync::{Replica, SourceError};
 use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::edge_subscription_file_server::EdgeSubscriptionFileServer;
@@ -18,10 +19,11 @@ use postern_tls::TrustStore;
 use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::mta::NodeMail;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
-use postern_transport::node_config::{CompileError, NodeConfigCompiler, StoreSources};
+use postern_transport::node_config::{Changed, CompileError, NodeConfigCompiler, StoreSources, follow_trust};
 use postern_transport::receive_connectors::ReceiveConnectorStore;
 
 use crate::routing::EdgeRouter;
+use crate::sources::{ReplicaSources, transport_config_of};
 
 use crate::admin::EdgeAdmin;
 
@@ -102,8 +104,12 @@ impl Edge {
         }
         let replica = Replica::open(&node.db)?;
         let bootstrap = BootstrapStore::open(&node.db)?;
+        let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
+        let compiler = compiler_for(&node, &replica, &receive_connectors)?;
+        // The trust store follows the compiled trust anchors: the hubs'
+        // published certificates and the organisation's trusted roots.
         let trust = TrustStore::new([], &[]);
-        follow_hub_trust(replica.clone(), trust.clone());
+        follow_trust(compiler.subscribe(), trust.clone());
         let listener = tokio::net::TcpListener::bind(&opts.edgesync_bind)
             .await
             .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
@@ -114,13 +120,11 @@ impl Edge {
         let incoming =
             postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust, &bootstrap);
         follow_subscription(replica.clone(), node.certs.clone());
-        let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(EdgeRouter::new(
-            replica.clone(),
+            compiler.subscribe(),
             node.identity.name.clone(),
             node.identity.fqdn.clone(),
         ));
-        let compiler = compiler_for(&node, &replica, &receive_connectors)?;
         let metrics_bind = match &opts.metrics_bind {
             Some(b) => Some(
                 b.parse()
@@ -274,41 +278,22 @@ fn published_records(replica: Replica, node: Node) -> postern_transport::interne
     })
 }
 
-/// The replicated transport configuration; the defaults before the edge
-/// is subscribed; an error when the replica cannot be read or holds
-/// something else under its key.
-fn transport_config_of(replica: &Replica) -> Result<postern_model::TransportConfig, String> {
-    match replica.get(&postern_model::ObjectKey::of("transport-config", "")) {
-        Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => Ok(c),
-        // Not subscribed yet: the defaults, as Exchange's Edge has.
-        Ok(None) => Ok(postern_model::TransportConfig::default()),
-        Ok(Some(other)) => Err(format!("found {:?} under transport-config", other.key())),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// The compiler of the edge's configuration: its receive connectors and
-/// the replicated transport configuration, recompiled on every change of
-/// either.
+/// the replica's objects, recompiled on every change of either.
 fn compiler_for(
     node: &Node,
     replica: &Replica,
     connectors: &ReceiveConnectorStore,
 ) -> Result<NodeConfigCompiler, CompileError> {
-    let reader = replica.clone();
     let sources = StoreSources {
         connectors: connectors.clone(),
-        transport: move || {
-            let read = |why: String| CompileError::Read {
-                what: "the replicated transport configuration",
-                why,
-            };
-            transport_config_of(&reader).map_err(read)
+        organisation: ReplicaSources {
+            replica: replica.clone(),
         },
     };
     let compiler = NodeConfigCompiler::start(node.identity.fqdn.clone(), Arc::new(sources))?;
-    compiler.follow(connectors.watch());
-    compiler.follow(replica.watch());
+    compiler.follow(connectors.watch(), Changed::ReceiveConnectors);
+    compiler.follow(replica.watch(), Changed::Organisation);
     Ok(compiler)
 }
 

@@ -1,201 +1,86 @@
-//! The edge's routing, read from its replica on every decision so an
-//! EdgeSync change applies to the next message: recipients of accepted
+//! The edge's routing, read from the compiled configuration in force
+//! ([`NodeConfig`], compiled from the replica at each EdgeSync change; one
+//! snapshot per decision, never the replica itself), so an EdgeSync change
+//! applies to the next message: recipients of accepted
 //! domains go to the hubs (after recipient filtering against the hashed
 //! mailboxes), other mail from the organisation goes out through the send
 //! connector that serves the domain; domain security applies to senders on
 //! the receive list and to recipients on the send list.
 //!
-//! A mailbox with a home hub (issue 16) is routed to that hub first (key
-//! `hubs:NAME`), so its mail reaches the home directly; the other hubs
+//! A mailbox with a home hub (issue 16) is routed to that hub first
+//! ([`NextHop::HomeHub`], `hubs:NAME`), so its mail reaches the home directly; the other hubs
 //! follow in the host list, so mail still leaves the edge while the home
 //! is down (the hub that takes it queues it for the home).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use postern_edgesync::{Applied, Replica};
-use postern_model::{
-    AcceptedDomainKind, Domain, MailboxDelivery, MailboxHash, NodeName, ObjectKey, ReplicatedObject,
-    SendConnector, TransportConfig,
-};
+use postern_model::{AcceptedDomainKind, Domain, MailboxDelivery, NodeName, TransportConfig};
 use postern_tls::PeerTrust;
-use postern_transport::connectors::{best_connector, connector_hop, parse_connector_key};
+use postern_transport::connectors::{best_connector, connector_hop, connector_next_hop};
+use postern_transport::node_config::NodeConfig;
 use postern_transport::routing::{
-    Destination, HostPort, Origin, OutboundTls, RouteRefusal, Router, SmtpHop, Stamp,
+    Destination, HostPort, NextHop, Origin, OutboundTls, RouteRefusal, Router, SmtpHop, Stamp,
 };
 use postern_transport::smtp::{Mailbox, Reply};
 use tokio::sync::watch;
 
-/// The next-hop key of mail for the organisation's hubs.
-pub const HUBS_HOP: &str = "hubs";
-
-/// The prefix of the next-hop key of mail for mailboxes homed on a hub
-/// (`hubs:NAME`): that hub first, then the others.
-pub const HOME_HUB_PREFIX: &str = "hubs:";
-
 /// Routing of an edge.
 pub struct EdgeRouter {
-    replica: Replica,
+    snapshots: watch::Receiver<Arc<NodeConfig>>,
     name: NodeName,
     fqdn: Domain,
-    /// Transport config and send connectors as decoded at the replica's
-    /// last change; reread only when the replica changes, not per message.
-    view: Mutex<(watch::Receiver<Applied>, Arc<View>)>,
-}
-
-/// The replicated objects routing reads on every message.
-struct View {
-    config: TransportConfig,
-    connectors: Vec<SendConnector>,
-    /// The FQDNs of the organisation's hubs and edges (its authserv-ids).
-    node_names: Vec<Domain>,
-    /// Each hub's name and where it takes mail. Decoded here rather than
-    /// per message: a hub object carries its certificates, which are
-    /// costly to decode.
-    hubs: Vec<(NodeName, HostPort)>,
-}
-
-impl View {
-    /// Reads the view; an error says what could not be read (the caller
-    /// keeps the view it has).
-    fn load(replica: &Replica) -> Result<Self, String> {
-        let config = match replica.get(&ObjectKey::of("transport-config", "")) {
-            Ok(Some(ReplicatedObject::TransportConfig(c))) => c,
-            // Not subscribed yet: the defaults.
-            Ok(None) => TransportConfig::default(),
-            Ok(Some(other)) => return Err(format!("found {:?} under transport-config", other.key())),
-            Err(e) => return Err(format!("cannot read the transport configuration: {e}")),
-        };
-        let connectors = replica
-            .list("send-connector")
-            .map_err(|e| format!("cannot read the send connectors: {e}"))?
-            .into_iter()
-            .filter_map(|o| match o {
-                ReplicatedObject::SendConnector(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let mut node_names = Vec::new();
-        let mut hubs = Vec::new();
-        for kind in ["hub", "edge"] {
-            let objects = replica
-                .list(kind)
-                .map_err(|e| format!("cannot read the organisation's {kind} records: {e}"))?;
-            for object in objects {
-                match object {
-                    ReplicatedObject::Hub(h) => {
-                        hubs.push((
-                            h.name,
-                            postern_transport::connectors::parse_host(&h.smtp_endpoint, 25),
-                        ));
-                        node_names.push(h.fqdn);
-                    }
-                    ReplicatedObject::Edge(e) => node_names.push(e.fqdn),
-                    _ => {}
-                }
-            }
-        }
-        Ok(Self {
-            config,
-            connectors,
-            node_names,
-            hubs,
-        })
-    }
-
-    /// [`View::load`], or on a read error the logged error and `previous`
-    /// (an empty view at start).
-    fn load_or_keep(replica: &Replica, previous: Option<&Arc<View>>) -> Arc<View> {
-        match Self::load(replica) {
-            Ok(view) => Arc::new(view),
-            Err(why) => {
-                tracing::error!(%why, "edge routing keeps its previous view of the replica");
-                previous.cloned().unwrap_or_else(|| {
-                    Arc::new(View {
-                        config: TransportConfig::default(),
-                        connectors: Vec::new(),
-                        node_names: Vec::new(),
-                        hubs: Vec::new(),
-                    })
-                })
-            }
-        }
-    }
 }
 
 impl EdgeRouter {
-    /// Routes for the edge `name` (`fqdn`) from `replica`.
-    pub fn new(replica: Replica, name: NodeName, fqdn: Domain) -> Self {
-        let watch = replica.watch();
-        let view = View::load_or_keep(&replica, None);
+    /// Routes for the edge `name` (`fqdn`) from the compiled configuration
+    /// in force (`snapshots`, compiled from the replica).
+    pub fn new(snapshots: watch::Receiver<Arc<NodeConfig>>, name: NodeName, fqdn: Domain) -> Self {
         Self {
-            replica,
+            snapshots,
             name,
             fqdn,
-            view: Mutex::new((watch, view)),
         }
     }
 
-    fn view(&self) -> Arc<View> {
-        let mut guard = self.view.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.0.has_changed().unwrap_or(false) {
-            guard.0.borrow_and_update();
-            guard.1 = View::load_or_keep(&self.replica, Some(&guard.1));
-        }
-        Arc::clone(&guard.1)
+    /// The snapshot in force; one per decision, so a decision never mixes two.
+    fn config(&self) -> Arc<NodeConfig> {
+        Arc::clone(&self.snapshots.borrow())
     }
 
     fn transport_config(&self) -> TransportConfig {
-        self.view().config.clone()
-    }
-
-    fn accepted(&self, domain: &Domain) -> Option<AcceptedDomainKind> {
-        match self
-            .replica
-            .get(&ObjectKey::of("accepted-domain", domain.as_str()))
-        {
-            Ok(Some(ReplicatedObject::AcceptedDomain(d))) => Some(d.kind),
-            _ => None,
-        }
-    }
-
-    fn has_mailbox(&self, rcpt: &Mailbox) -> bool {
-        let key = ObjectKey(format!("mailbox/{}", MailboxHash::of(&rcpt.to_string()).0));
-        matches!(self.replica.get(&key), Ok(Some(_)))
+        self.config().transport.clone()
     }
 
     /// The key for a mailbox of the organisation: its home hub first when
     /// it has one and its domain is not delivered over LMTP (any hub
     /// speaks to the mailbox server), else any hub.
-    fn mailbox_hop(&self, rcpt: &Mailbox) -> String {
-        let lmtp = matches!(
-            self.replica.get(&ObjectKey::of("accepted-domain", rcpt.domain().as_str())),
-            Ok(Some(ReplicatedObject::AcceptedDomain(d))) if matches!(d.delivery, MailboxDelivery::Lmtp(_))
-        );
-        let key = ObjectKey(format!("mailbox/{}", MailboxHash::of(&rcpt.to_string()).0));
-        match self.replica.get(&key) {
-            Ok(Some(ReplicatedObject::Mailbox(entry))) if !lmtp => match entry.home {
-                Some(home) => format!("{HOME_HUB_PREFIX}{}", home.as_str().to_ascii_lowercase()),
-                None => HUBS_HOP.to_owned(),
+    fn mailbox_hop(&self, config: &NodeConfig, rcpt: &Mailbox) -> NextHop {
+        let lmtp = config
+            .organisation
+            .accepted_domain(rcpt.domain())
+            .is_some_and(|d| matches!(d.delivery, MailboxDelivery::Lmtp(_)));
+        match config.mailboxes.find(&rcpt.to_string()) {
+            Some(entry) if !lmtp => match &entry.home {
+                Some(home) => NextHop::HomeHub(home.clone()),
+                None => NextHop::Hubs,
             },
-            _ => HUBS_HOP.to_owned(),
+            _ => NextHop::Hubs,
         }
     }
 
-    fn connectors(&self) -> Vec<SendConnector> {
-        self.view().connectors.clone()
-    }
-
-    fn outbound(&self, domain: &Domain) -> Result<String, RouteRefusal> {
-        let connectors = self.connectors();
+    fn outbound(&self, config: &NodeConfig, domain: &Domain) -> Result<NextHop, RouteRefusal> {
         // Inbound connectors serve the organisation's own domains (handled above).
-        let outward: Vec<SendConnector> = connectors
-            .into_iter()
+        let outward: Vec<_> = config
+            .organisation
+            .send_connectors
+            .iter()
             .filter(|c| !c.name.starts_with("EdgeSync - Inbound to "))
+            .cloned()
             .collect();
         let local = best_connector(&outward, domain, Some(&self.name));
         let standalone = best_connector(&outward, domain, None);
         match local.or(standalone) {
-            Some(c) => Ok(postern_transport::connectors::connector_key(c, domain)),
+            Some(c) => Ok(connector_next_hop(c, domain)),
             None => Err(RouteRefusal(Reply::simple(
                 550,
                 (5, 4, 4),
@@ -205,16 +90,15 @@ impl EdgeRouter {
     }
 
     /// The hop to the hubs under `key`: every hub, in a rotating order to
-    /// spread the load, except that the hub named by a `hubs:NAME` key
+    /// spread the load, except that the `home` hub (of a `hubs:NAME` key)
     /// comes first (its mailboxes' home).
-    fn hubs_hop(&self, key: &str) -> Option<SmtpHop> {
-        let home = key.strip_prefix(HOME_HUB_PREFIX);
+    fn hubs_hop(&self, config: &NodeConfig, key: &str, home: Option<&NodeName>) -> Option<SmtpHop> {
         let (mut first, mut hosts): (Vec<HostPort>, Vec<HostPort>) = (Vec::new(), Vec::new());
-        for (name, host) in &self.view().hubs {
-            if home.is_some_and(|home| name.as_str().eq_ignore_ascii_case(home)) {
-                first.push(host.clone());
+        for hub in &config.organisation.hubs {
+            if home.is_some_and(|home| hub.name == *home) {
+                first.push(hub.smtp.clone());
             } else {
-                hosts.push(host.clone());
+                hosts.push(hub.smtp.clone());
             }
         }
         if hosts.is_empty() && first.is_empty() {
@@ -291,10 +175,12 @@ impl EdgeRouter {
 impl Router for EdgeRouter {
     fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
         // Internal decisions (DSNs, reroutes): the organisation may relay.
-        match self.accepted(rcpt.domain()) {
-            Some(AcceptedDomainKind::ExternalRelay) | None => self.outbound(rcpt.domain()),
-            Some(_) => Ok(HUBS_HOP.to_owned()),
-        }
+        let config = self.config();
+        let hop = match config.organisation.accepted(rcpt.domain()) {
+            Some(AcceptedDomainKind::ExternalRelay) | None => self.outbound(&config, rcpt.domain())?,
+            Some(_) => NextHop::Hubs,
+        };
+        Ok(hop.to_string())
     }
 
     fn next_hop_from(
@@ -304,58 +190,67 @@ impl Router for EdgeRouter {
         origin: &Origin,
     ) -> Result<String, RouteRefusal> {
         self.domain_security(sender, origin).map_err(RouteRefusal)?;
-        match self.accepted(rcpt.domain()) {
+        let config = self.config();
+        let hop = match config.organisation.accepted(rcpt.domain()) {
             Some(AcceptedDomainKind::Authoritative) => {
-                if self.has_mailbox(rcpt) {
-                    Ok(self.mailbox_hop(rcpt))
+                if config.mailboxes.find(&rcpt.to_string()).is_some() {
+                    self.mailbox_hop(&config, rcpt)
                 } else {
-                    Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")))
+                    return Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")));
                 }
             }
-            Some(AcceptedDomainKind::InternalRelay) => Ok(self.mailbox_hop(rcpt)),
-            Some(AcceptedDomainKind::ExternalRelay) => self.outbound(rcpt.domain()),
-            None if origin.relay_allowed => self.outbound(rcpt.domain()),
-            None => Err(RouteRefusal(Reply::relay_denied())),
-        }
+            Some(AcceptedDomainKind::InternalRelay) => self.mailbox_hop(&config, rcpt),
+            Some(AcceptedDomainKind::ExternalRelay) => self.outbound(&config, rcpt.domain())?,
+            None if origin.relay_allowed => self.outbound(&config, rcpt.domain())?,
+            None => return Err(RouteRefusal(Reply::relay_denied())),
+        };
+        Ok(hop.to_string())
     }
 
     fn destination(&self, key: &str) -> Option<Destination> {
-        if key == HUBS_HOP || key.starts_with(HOME_HUB_PREFIX) {
-            return self.hubs_hop(key).map(Destination::Smtp);
-        }
-        let (name, domain) = parse_connector_key(key)?;
-        let connector = self
-            .connectors()
-            .into_iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name))?;
+        let config = self.config();
+        let (name, domain) = match parse_key(key)? {
+            NextHop::Hubs => return self.hubs_hop(&config, key, None).map(Destination::Smtp),
+            NextHop::HomeHub(home) => return self.hubs_hop(&config, key, Some(&home)).map(Destination::Smtp),
+            NextHop::Connector { name, domain } => (name, domain),
+            // A hub's hops, MX hops of hand-built routers, a DSN's domain:
+            // routed again by the worker.
+            NextHop::Local
+            | NextHop::Edges
+            | NextHop::Hub(_)
+            | NextHop::Lmtp(_)
+            | NextHop::Mx(_)
+            | NextHop::Domain(_) => return None,
+        };
+        let connector = config.organisation.send_connector(&name)?;
         let domain = match domain {
-            Some(d) => Domain::parse(d).ok()?,
+            Some(d) => d,
             None => connector
                 .smart_hosts
                 .first()
                 .and_then(|h| Domain::parse(&postern_transport::connectors::parse_host(h, 25).host).ok())?,
         };
-        let hop = connector_hop(&connector, &domain, &self.transport_config(), &self.fqdn);
+        let hop = connector_hop(connector, &domain, &config.transport, &self.fqdn);
         Some(Destination::Smtp(hop))
     }
 
     fn is_domain_secured(&self, key: &str) -> bool {
-        let Some((name, Some(domain))) = parse_connector_key(key) else {
+        let Some(NextHop::Connector {
+            name,
+            domain: Some(domain),
+        }) = parse_key(key)
+        else {
             return false;
         };
-        let Ok(domain) = Domain::parse(domain) else {
-            return false;
-        };
-        self.connectors()
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name))
-            .is_some_and(|c| {
-                postern_transport::connectors::is_domain_secured(c, &domain, &self.transport_config())
-            })
+        let config = self.config();
+        config
+            .organisation
+            .send_connector(&name)
+            .is_some_and(|c| postern_transport::connectors::is_domain_secured(c, &domain, &config.transport))
     }
 
     fn authserv_ids(&self) -> Vec<Domain> {
-        let mut ids = self.view().node_names.clone();
+        let mut ids = self.config().organisation.authserv_ids();
         ids.push(self.fqdn.clone());
         ids
     }
@@ -375,5 +270,134 @@ impl Router for EdgeRouter {
             },
             _ => Stamp::default(),
         }
+    }
+}
+
+/// The next hop a queued key names; `None` (logged) when it names none.
+fn parse_key(key: &str) -> Option<NextHop> {
+    key.parse()
+        .inspect_err(|e| tracing::warn!(error = %e, "a queued next hop is not understood; the recipient is routed again"))
+        .ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use postern_model::{
+        AcceptedDomain, AddressSpace, HubInfo, MailboxEntry, ReplicatedObject, SendConnector, TransportConfig,
+    };
+    use postern_transport::node_config::{MailboxIndex, Organisation, TrustAnchors};
+    use postern_transport::queue::QueueConfig;
+
+    use super::*;
+
+    fn d(s: &str) -> Domain {
+        Domain::parse(s).unwrap()
+    }
+
+    fn hub(name: &str, endpoint: &str) -> ReplicatedObject {
+        ReplicatedObject::Hub(HubInfo {
+            name: NodeName::parse(name).unwrap(),
+            fqdn: d(&format!("{}.contoso.com", name.to_ascii_lowercase())),
+            smtp_endpoint: endpoint.into(),
+            certificates: Vec::new(),
+        })
+    }
+
+    fn snapshot(objects: Vec<ReplicatedObject>, transport: TransportConfig) -> Arc<NodeConfig> {
+        Arc::new(NodeConfig {
+            generation: 1,
+            transport,
+            receive: Vec::new(),
+            queue: QueueConfig::default(),
+            organisation: Arc::new(Organisation::compile(objects.clone())),
+            mailboxes: Arc::new(MailboxIndex::compile(objects)),
+            trust: Arc::new(TrustAnchors::default()),
+        })
+    }
+
+    fn objects() -> Vec<ReplicatedObject> {
+        let mut partner = SendConnector::new("Partner", vec![AddressSpace::parse("fabrikam.com").unwrap()]);
+        partner.domain_secure_enabled = true;
+        vec![
+            ReplicatedObject::AcceptedDomain(AcceptedDomain {
+                name: d("contoso.com"),
+                kind: AcceptedDomainKind::Authoritative,
+                delivery: MailboxDelivery::Maildir,
+            }),
+            ReplicatedObject::Mailbox(MailboxEntry::new(
+                "kim@contoso.com",
+                Some(NodeName::parse("HUB2").unwrap()),
+            )),
+            hub("HUB1", "10.0.0.1:25"),
+            hub("HUB2", "10.0.0.2:25"),
+            ReplicatedObject::SendConnector(partner),
+        ]
+    }
+
+    fn mailbox(s: &str) -> Mailbox {
+        Mailbox::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_edge_routes_from_the_snapshot_in_force() {
+        let mut transport = TransportConfig::default();
+        transport.tls_send_domain_secure_list = vec![d("fabrikam.com")];
+        let (tx, rx) = watch::channel(snapshot(objects(), transport));
+        let router = EdgeRouter::new(rx, NodeName::parse("EDGE1").unwrap(), d("edge1.contoso.com"));
+        let internet = Origin::anonymous("Default");
+
+        // The recipient filter and the home hub first.
+        let key = router
+            .next_hop_from(&mailbox("kim@contoso.com"), None, &internet)
+            .unwrap();
+        assert_eq!(key, "hubs:hub2");
+        let Some(Destination::Smtp(hop)) = router.destination(&key) else {
+            panic!("no hop to the hubs");
+        };
+        assert_eq!(
+            hop.hosts[0],
+            HostPort {
+                host: "10.0.0.2".into(),
+                port: 25
+            }
+        );
+        assert_eq!(hop.hosts.len(), 2);
+        let refusal = router
+            .next_hop_from(&mailbox("nobody@contoso.com"), None, &internet)
+            .unwrap_err();
+        assert_eq!(refusal.0.code(), 550);
+
+        // The send list makes the partner's hop domain-secured.
+        let key = router.next_hop(&mailbox("ann@fabrikam.com")).unwrap();
+        assert_eq!(key, "connector:partner|fabrikam.com");
+        assert!(router.is_domain_secured(&key));
+        let Some(Destination::Smtp(hop)) = router.destination(&key) else {
+            panic!("no partner hop");
+        };
+        assert!(matches!(
+            hop.tls,
+            OutboundTls::Required {
+                client_certificate: true,
+                ..
+            }
+        ));
+        assert_eq!(hop.tls_name, Some(d("fabrikam.com")));
+
+        // fabrikam.com off the list: the next decision reads the new snapshot.
+        tx.send(snapshot(objects(), TransportConfig::default())).unwrap();
+        assert!(!router.is_domain_secured(&key));
+        let Some(Destination::Smtp(hop)) = router.destination(&key) else {
+            panic!("no partner hop");
+        };
+        assert_eq!(hop.tls, OutboundTls::Opportunistic);
+        assert_eq!(
+            router.authserv_ids(),
+            vec![
+                d("hub1.contoso.com"),
+                d("hub2.contoso.com"),
+                d("edge1.contoso.com")
+            ]
+        );
     }
 }

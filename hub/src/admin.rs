@@ -20,6 +20,8 @@ pub struct HubAdmin {
     pub subscriptions: Subscriptions,
     /// Direct trust of edge certificates.
     pub trust: TrustStore,
+    /// Compiles the trust anchors again after a change.
+    pub refresh: crate::sources::TrustRefresh,
     /// EdgeSync tasks.
     pub sync: SyncManager,
     /// This hub's receive connectors (local, not replicated).
@@ -144,7 +146,7 @@ impl pb::config_server::Config for HubAdmin {
                 .map_err(subscription_status)?;
         }
         if r.kind == "trusted-root" {
-            crate::refresh_roots(&self.config, &self.trust);
+            self.refresh.store_changed();
         }
         Ok(Response::new(pb::ConfigVersionReply {
             version: version.0.max(self.config.version().0),
@@ -172,7 +174,7 @@ impl pb::config_server::Config for HubAdmin {
                 .map_err(subscription_status)?;
         }
         if r.kind == "trusted-root" {
-            crate::refresh_roots(&self.config, &self.trust);
+            self.refresh.store_changed();
         }
         Ok(Response::new(pb::ConfigVersionReply {
             version: version.0.max(self.config.version().0),
@@ -261,7 +263,7 @@ impl pb::edge_subscriptions_server::EdgeSubscriptions for HubAdmin {
     ) -> Result<Response<pb::RemoveSubscriptionReply>, Status> {
         let name = req.into_inner().edge_name;
         self.subscriptions
-            .remove(&name, &self.config, &self.trust, &self.sync)
+            .remove(&name, &self.config, &self.refresh, &self.sync)
             .await
             .map_err(subscription_status)?;
         Ok(Response::new(pb::RemoveSubscriptionReply {}))

@@ -8,6 +8,7 @@ pub mod console;
 pub mod dkim;
 pub mod rotation;
 pub mod routing;
+pub mod sources;
 pub mod subscriptions;
 
 use std::future::Future;
@@ -27,13 +28,13 @@ use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::auth::{DkimKeyStore, MessageAuth, Signer};
 use postern_transport::metrics::{EdgeSyncSample, Metrics};
 use postern_transport::mta::NodeMail;
-use postern_transport::node_config::{CompileError, NodeConfigCompiler, StoreSources};
+use postern_transport::node_config::{Changed, CompileError, NodeConfigCompiler, StoreSources, follow_trust};
 use postern_transport::receive_connectors::ReceiveConnectorStore;
 
 use crate::routing::HubRouter;
+use crate::sources::{HubSources, TrustRefresh};
 use postern_tls::TrustStore;
 use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
-use rustls_pki_types::CertificateDer;
 
 use crate::admin::HubAdmin;
 use crate::config::{ConfigError, HubConfig};
@@ -159,13 +160,17 @@ impl Hub {
         };
         let config = HubConfig::new(store.clone(), node.identity.name.clone()).await?;
         let subscriptions = Subscriptions::new(store);
-        let trust = TrustStore::new(subscriptions.trusted()?, &[]);
-        refresh_trust(&config, &subscriptions, &trust);
+        let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
+        let compiler = compiler_for(&node, &config, &subscriptions, &receive_connectors)?;
+        // The trust store follows the compiled trust anchors: every hub's
+        // published certificates, the subscribed edges', the trusted roots.
+        let trust = TrustStore::new([], &[]);
+        follow_trust(compiler.subscribe(), trust.clone());
+        let refresh = TrustRefresh::new(compiler.clone(), trust.clone());
         if !subscriptions.list()?.is_empty() {
             node.certs
                 .hold_new_smtp_certificates(Some(rotation::HUB_HOLD_NOTE.to_owned()));
         }
-        refresh_roots(&config, &trust);
         let bootstrapped = subscriptions.clone();
         let sync = SyncManager::with_leases(
             config.source(),
@@ -182,6 +187,7 @@ impl Hub {
             subscriptions: subscriptions.clone(),
             config: config.clone(),
             trust: trust.clone(),
+            refresh: refresh.clone(),
             grace: opts.certificate_grace,
         };
         rotation::install(&hub_rotation, &sync);
@@ -194,13 +200,11 @@ impl Hub {
             node.identity.fqdn.to_string(),
             sync.clone(),
         );
-        let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
         let router = Arc::new(HubRouter::new(
-            config.clone(),
+            compiler.subscribe(),
             node.identity.name.clone(),
             node.identity.fqdn.clone(),
         ));
-        let compiler = compiler_for(&node, &config, &receive_connectors)?;
         let metrics_bind = match &opts.metrics_bind {
             Some(b) => Some(
                 b.parse()
@@ -238,7 +242,12 @@ impl Hub {
         );
         publish_self(&node, &config, &subscriptions, &endpoint).await?;
         watch_certificates(node.clone(), config.clone(), subscriptions.clone(), endpoint);
-        follow_organisation(config.clone(), subscriptions.clone(), trust.clone(), sync.clone());
+        follow_organisation(
+            config.clone(),
+            subscriptions.clone(),
+            refresh.clone(),
+            sync.clone(),
+        );
         let console = match &opts.console_bind {
             Some(bind) => {
                 let (console, listener) = console::Console::bind(bind, &node, mail.metrics().clone()).await?;
@@ -253,6 +262,7 @@ impl Hub {
             config,
             subscriptions,
             trust,
+            refresh,
             sync,
             receive_connectors,
         };
@@ -321,27 +331,29 @@ pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) ->
     Ok(())
 }
 
-/// The compiler of the hub's configuration: its receive connectors and the
-/// authoritative transport configuration, recompiled on every change of
-/// either.
+/// The compiler of the hub's configuration: its receive connectors, the
+/// authoritative store's objects and the subscribed edges' certificates,
+/// recompiled on every change of the connectors or the store (the
+/// subscriptions are looked at by `follow_organisation`).
 fn compiler_for(
     node: &Node,
     config: &HubConfig,
+    subscriptions: &Subscriptions,
     connectors: &ReceiveConnectorStore,
 ) -> Result<NodeConfigCompiler, CompileError> {
-    let reader = config.clone();
     let sources = StoreSources {
         connectors: connectors.clone(),
-        transport: move || {
-            reader.transport_config().map_err(|e| CompileError::Read {
-                what: "the transport configuration",
-                why: e.to_string(),
-            })
+        organisation: HubSources {
+            config: config.clone(),
+            subscriptions: subscriptions.clone(),
         },
     };
     let compiler = NodeConfigCompiler::start(node.identity.fqdn.clone(), Arc::new(sources))?;
-    compiler.follow(connectors.watch());
-    compiler.follow(postern_edgesync::ConfigSource::watch(config.source().as_ref()));
+    compiler.follow(connectors.watch(), Changed::ReceiveConnectors);
+    compiler.follow(
+        postern_edgesync::ConfigSource::watch(config.source().as_ref()),
+        Changed::Organisation,
+    );
     Ok(compiler)
 }
 
@@ -367,19 +379,17 @@ fn follow_edgesync(sync: SyncManager, config: HubConfig, metrics: Arc<Metrics>) 
     });
 }
 
-/// Republishes `HubInfo` whenever the certificate store changes, so edges
-/// learn a newly enabled hub certificate (and forget a removed one).
+/// Republishes `HubInfo` whenever the certificate store changes (woken by
+/// its generation's watch, no polling), so edges learn a newly enabled hub
+/// certificate (and forget a removed one); the hub's own trust anchors
+/// follow through the compiled configuration.
 fn watch_certificates(node: Node, config: HubConfig, subscriptions: Subscriptions, endpoint: String) {
+    let mut generations = node.certs.watch();
     tokio::spawn(async move {
-        let mut seen = node.certs.generation();
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let now = node.certs.generation();
-            if now != seen {
-                seen = now;
-                if let Err(e) = publish_self(&node, &config, &subscriptions, &endpoint).await {
-                    tracing::error!(error = %e, "cannot publish the hub's certificates");
-                }
+        while generations.changed().await.is_ok() {
+            generations.borrow_and_update();
+            if let Err(e) = publish_self(&node, &config, &subscriptions, &endpoint).await {
+                tracing::error!(error = %e, "cannot publish the hub's certificates");
             }
         }
     });
@@ -422,12 +432,13 @@ async fn publish_self(
 
 /// Follows the organisation's configuration as other hubs change it: syncs
 /// (or stands by for) every subscribed edge, stops for removed ones, and
-/// trusts every subscribed edge and every hub of the organisation (hubs
-/// accept each other by direct trust of their published certificates).
+/// has the trust anchors compiled again (every subscribed edge and every
+/// hub of the organisation: hubs accept each other by direct trust of
+/// their published certificates).
 fn follow_organisation(
     config: HubConfig,
     subscriptions: Subscriptions,
-    trust: TrustStore,
+    refresh: TrustRefresh,
     sync: SyncManager,
 ) {
     let mut versions = config.source().watch();
@@ -446,51 +457,10 @@ fn follow_organisation(
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read the subscriptions"),
             }
-            refresh_trust(&config, &subscriptions, &trust);
-            refresh_roots(&config, &trust);
-            // Side records (subscriptions) do not bump the version: look
-            // again every two seconds as well.
+            // Side records (subscriptions, written by other hubs too) do
+            // not bump the version: look again every two seconds as well.
+            refresh.pinned_peers_changed();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), versions.changed()).await;
         }
     });
-}
-
-/// Direct trust of the hub: every subscribed edge and every hub's certificates.
-pub fn refresh_trust(config: &HubConfig, subscriptions: &Subscriptions, trust: &TrustStore) {
-    let edges = match subscriptions.trusted() {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the subscriptions to refresh trust");
-            return;
-        }
-    }
-    .into_iter();
-    // A failed read keeps the trust as it is rather than dropping the hubs.
-    let hubs = match config.hub_certificates() {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the hubs' certificates to refresh trust");
-            return;
-        }
-    };
-    trust.set_direct(edges.chain(hubs).collect::<Vec<_>>());
-}
-
-/// Loads the administrator's trusted roots into the trust store.
-pub fn refresh_roots(config: &HubConfig, trust: &TrustStore) {
-    let listed = match config.list("trusted-root") {
-        Ok(listed) => listed,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the trusted roots; the ones in force stay");
-            return;
-        }
-    };
-    let roots: Vec<CertificateDer<'static>> = listed
-        .into_iter()
-        .filter_map(|o| match o {
-            ReplicatedObject::TrustedRoot(r) => Some(CertificateDer::from(r.der)),
-            _ => None,
-        })
-        .collect();
-    trust.set_extra_roots(&roots);
 }

@@ -42,6 +42,8 @@ pub struct HubRotation {
     pub config: HubConfig,
     /// Direct trust of edge certificates.
     pub trust: TrustStore,
+    /// Compiles the trust anchors again after a rotation step.
+    pub refresh: crate::sources::TrustRefresh,
     /// How long a replaced certificate stays trusted.
     pub grace: Duration,
 }
@@ -55,8 +57,8 @@ impl HubRotation {
     }
 
     fn refresh_trust(&self) {
-        // Every hub's certificates stay trusted too (several hubs).
-        crate::refresh_trust(&self.config, &self.subscriptions, &self.trust);
+        // Compiled from the subscriptions and every hub's certificates.
+        self.refresh.pinned_peers_changed();
     }
 }
 

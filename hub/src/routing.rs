@@ -1,103 +1,87 @@
-//! The hub's routing, read from the authoritative configuration on every
-//! decision: a mailbox of an accepted domain is delivered at its home —
-//! this hub's Maildir (`local`), another hub's (relayed to that hub over
-//! mutual TLS, key `hub:NAME`; while it is down the mail waits here), or
-//! the domain's mailbox server over LMTP when the domain says so (key
-//! `lmtp:DOMAIN`) — and unknown ones are refused; everything else goes out through the subscribed edges
-//! over mutual TLS with direct trust — or, in an organisation without
+//! The hub's routing, read from the compiled configuration in force
+//! ([`NodeConfig`], one snapshot per decision; never the store): a mailbox
+//! of an accepted domain is delivered at its home — this hub's Maildir
+//! ([`NextHop::Local`]), another hub's (relayed to that hub over mutual
+//! TLS, [`NextHop::Hub`]; while it is down the mail waits here), or the
+//! domain's mailbox server over LMTP when the domain says so
+//! ([`NextHop::Lmtp`]) — and unknown ones are refused; everything else goes
+//! out through the subscribed edges over mutual TLS with direct trust — or, in an organisation without
 //! edges, from the hub through its send connector without source edges —
 //! for sessions allowed to relay (organisation nodes, client submission).
 
+use std::sync::Arc;
+
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, Domain, MailboxDelivery, NodeName, ProtocolLoggingLevel,
-    ReplicatedObject, SendConnector, TransportConfig,
+    AcceptedDomainKind, Domain, MailboxDelivery, NodeName, ProtocolLoggingLevel, SendConnector,
 };
 use postern_transport::connectors::{
-    best_connector, connector_hop, connector_key, is_domain_secured, parse_connector_key, parse_host,
+    best_connector, connector_hop, connector_next_hop, is_domain_secured, parse_host,
 };
+use postern_transport::node_config::NodeConfig;
 use postern_transport::routing::{
-    Destination, HostPort, LOCAL_HOP, Origin, OutboundTls, RouteRefusal, Router, SmtpHop,
+    Destination, HostPort, NextHop, Origin, OutboundTls, RouteRefusal, Router, SmtpHop,
 };
 use postern_transport::smtp::{Mailbox, Reply};
-
-use crate::config::HubConfig;
-
-/// The next-hop key of mail for the organisation's edges.
-pub const EDGES_HOP: &str = "edges";
-
-/// The prefix of the next-hop key of a domain whose mailboxes are on a
-/// mailbox server (`lmtp:DOMAIN`): one key per domain, so the key keeps
-/// routing to wherever the domain's delivery points now.
-pub const LMTP_HOP_PREFIX: &str = "lmtp:";
-
-/// The prefix of the next-hop key of mail for mailboxes homed on another
-/// hub (`hub:NAME`, the name lower-cased): that hub only, so the mail
-/// waits here while it is down and is delivered once, there.
-pub const HUB_HOP_PREFIX: &str = "hub:";
+use tokio::sync::watch;
 
 /// Routing of a hub.
 pub struct HubRouter {
-    config: HubConfig,
+    snapshots: watch::Receiver<Arc<NodeConfig>>,
     name: NodeName,
     fqdn: Domain,
 }
 
 impl HubRouter {
-    /// Routes for the hub `name` (`fqdn`) from `config`.
-    pub fn new(config: HubConfig, name: NodeName, fqdn: Domain) -> Self {
-        Self { config, name, fqdn }
-    }
-
-    fn accepted_domain(&self, domain: &Domain) -> Option<AcceptedDomain> {
-        match self.config.get("accepted-domain", domain.as_str()) {
-            Ok(ReplicatedObject::AcceptedDomain(d)) => Some(d),
-            _ => None,
+    /// Routes for the hub `name` (`fqdn`) from the compiled configuration
+    /// in force (`snapshots`).
+    pub fn new(snapshots: watch::Receiver<Arc<NodeConfig>>, name: NodeName, fqdn: Domain) -> Self {
+        Self {
+            snapshots,
+            name,
+            fqdn,
         }
     }
 
-    fn accepted(&self, domain: &Domain) -> Option<AcceptedDomainKind> {
-        self.accepted_domain(domain).map(|d| d.kind)
+    /// The snapshot in force; one per decision, so a decision never mixes two.
+    fn config(&self) -> Arc<NodeConfig> {
+        Arc::clone(&self.snapshots.borrow())
     }
 
-    /// The key of a mailbox of ours: the mailbox server of its domain, or
-    /// its home hub's Maildir (this hub's when it has no home).
-    fn mailbox_hop(&self, rcpt: &Mailbox) -> String {
-        if let Some(MailboxDelivery::Lmtp(_)) = self.accepted_domain(rcpt.domain()).map(|d| d.delivery) {
-            return format!("{LMTP_HOP_PREFIX}{}", rcpt.domain());
+    /// The hop of a mailbox of ours: the mailbox server of its domain
+    /// (one hop per domain, so it keeps routing to wherever the domain's
+    /// delivery points now), or its home hub's Maildir (this hub's when it
+    /// has no home; another hub's only, so the mail waits here while that
+    /// hub is down and is delivered once, there).
+    fn mailbox_hop(&self, config: &NodeConfig, rcpt: &Mailbox) -> NextHop {
+        if let Some(MailboxDelivery::Lmtp(_)) = config
+            .organisation
+            .accepted_domain(rcpt.domain())
+            .map(|d| &d.delivery)
+        {
+            return NextHop::Lmtp(rcpt.domain().clone());
         }
-        let home = match self.config.mailbox_entry(&rcpt.to_string()) {
-            Ok(entry) => entry.and_then(|e| e.home),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a mailbox's home; delivering here");
-                None
-            }
-        };
+        let home = config
+            .mailboxes
+            .find(&rcpt.to_string())
+            .and_then(|e| e.home.as_ref());
         match home {
-            Some(hub) if hub != self.name => hub_key(&hub),
-            _ => LOCAL_HOP.to_owned(),
+            Some(hub) if *hub != self.name => NextHop::Hub(hub.clone()),
+            _ => NextHop::Local,
         }
     }
 
-    /// The hop to the hub of `key` (`hub:NAME`): its organisation
+    /// The hop to the hub `name` (`hub:NAME`): its organisation
     /// connector, mutual TLS with direct trust, as edges reach hubs.
     /// This hub's own name means local delivery (a mailbox moved back
     /// here while mail for it was queued).
-    fn hub_destination(&self, key: &str) -> Option<Destination> {
-        let name = key.strip_prefix(HUB_HOP_PREFIX)?;
-        if self.name.as_str().eq_ignore_ascii_case(name) {
+    fn hub_destination(&self, config: &NodeConfig, key: &str, name: &NodeName) -> Option<Destination> {
+        if self.name == *name {
             return Some(Destination::Local);
         }
-        let hub = self
-            .config
-            .list("hub")
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|o| match o {
-                ReplicatedObject::Hub(h) if h.name.as_str().eq_ignore_ascii_case(name) => Some(h),
-                _ => None,
-            })?;
-        let hosts = vec![parse_host(&hub.smtp_endpoint, 25)];
-        Some(Destination::Smtp(self.organisation_hop(key, hosts)))
+        let hub = config.organisation.hub(name.as_str())?;
+        Some(Destination::Smtp(
+            self.organisation_hop(key, vec![hub.smtp.clone()]),
+        ))
     }
 
     /// A hop to nodes of the organisation: mutual TLS with direct trust.
@@ -118,15 +102,14 @@ impl HubRouter {
     /// are on a mailbox server: STARTTLS when the server offers it
     /// (encryption only: a mailbox server's certificate is usually its
     /// own), every session in the send protocol log.
-    fn lmtp_hop(&self, key: &str) -> Option<SmtpHop> {
-        let domain = Domain::parse(key.strip_prefix(LMTP_HOP_PREFIX)?).ok()?;
-        let MailboxDelivery::Lmtp(server) = self.accepted_domain(&domain)?.delivery else {
+    fn lmtp_hop(&self, config: &NodeConfig, key: &str, domain: &Domain) -> Option<SmtpHop> {
+        let MailboxDelivery::Lmtp(server) = &config.organisation.accepted_domain(domain)?.delivery else {
             return None;
         };
         Some(SmtpHop {
             key: key.to_owned(),
             hosts: vec![HostPort {
-                host: server.host,
+                host: server.host.clone(),
                 port: server.port,
             }],
             tls: OutboundTls::Opportunistic,
@@ -139,53 +122,27 @@ impl HubRouter {
         })
     }
 
-    fn has_mailbox(&self, rcpt: &Mailbox) -> bool {
-        self.config.get("mailbox", &rcpt.to_string()).is_ok()
-    }
-
-    fn send_connectors(&self) -> Vec<SendConnector> {
-        match self.config.list("send-connector") {
-            Ok(objects) => objects
-                .into_iter()
-                .filter_map(|o| match o {
-                    ReplicatedObject::SendConnector(c) => Some(c),
-                    _ => None,
-                })
-                .collect(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the send connectors");
-                Vec::new()
-            }
-        }
-    }
-
-    fn has_edges(&self) -> bool {
-        self.config.list("edge").is_ok_and(|edges| !edges.is_empty())
-    }
-
     /// Mail leaving the organisation: through the subscribed edges; an
     /// organisation without edges (the seed's one-server case) sends from
     /// the hub through the send connector without source edges that serves
     /// the domain.
-    fn outbound(&self, domain: &Domain) -> String {
-        if !self.has_edges() {
-            let connectors = self.send_connectors();
-            if let Some(c) = best_connector(&connectors, domain, None) {
-                return connector_key(c, domain);
-            }
+    fn outbound(&self, config: &NodeConfig, domain: &Domain) -> NextHop {
+        if config.organisation.edges.is_empty()
+            && let Some(c) = best_connector(&config.organisation.send_connectors, domain, None)
+        {
+            return connector_next_hop(c, domain);
         }
-        EDGES_HOP.to_owned()
+        NextHop::Edges
     }
 
     /// The connector and domain a hub-sent next-hop key names.
-    fn connector_of(&self, key: &str) -> Option<(SendConnector, Domain)> {
-        let (name, domain) = parse_connector_key(key)?;
-        let connector = self
-            .send_connectors()
-            .into_iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name))?;
+    fn connector_of<'a>(&self, config: &'a NodeConfig, key: &str) -> Option<(&'a SendConnector, Domain)> {
+        let NextHop::Connector { name, domain } = parse_key(key)? else {
+            return None;
+        };
+        let connector = config.organisation.send_connector(&name)?;
         let domain = match domain {
-            Some(d) => Domain::parse(d).ok()?,
+            Some(d) => d,
             None => connector
                 .smart_hosts
                 .first()
@@ -194,75 +151,42 @@ impl HubRouter {
         Some((connector, domain))
     }
 
-    fn transport_config(&self) -> TransportConfig {
-        match self.config.transport_config() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the transport configuration; using the defaults for this hop");
-                TransportConfig::default()
-            }
-        }
-    }
-
-    fn edges_hop(&self) -> Option<SmtpHop> {
-        let mut hosts: Vec<HostPort> = self
-            .config
-            .list("edge")
-            .inspect_err(
-                |e| tracing::error!(error = %e, "cannot read the edges from the store; no route to them"),
-            )
-            .ok()?
-            .into_iter()
-            .filter_map(|o| match o {
-                ReplicatedObject::Edge(e) => Some(parse_host(&e.smtp_endpoint, 25)),
-                _ => None,
-            })
-            .collect();
+    fn edges_hop(&self, config: &NodeConfig) -> Option<SmtpHop> {
+        let mut hosts: Vec<HostPort> = config.organisation.edges.iter().map(|e| e.smtp.clone()).collect();
         if hosts.is_empty() {
             return None;
         }
         let start = rand::random::<u32>() as usize % hosts.len();
         hosts.rotate_left(start);
-        Some(self.organisation_hop(EDGES_HOP, hosts))
+        Some(self.organisation_hop(&NextHop::Edges.to_string(), hosts))
     }
 }
 
-/// The next-hop key of mail for mailboxes homed on `hub`.
-pub fn hub_key(hub: &NodeName) -> String {
-    format!("{HUB_HOP_PREFIX}{}", hub.as_str().to_ascii_lowercase())
+/// The next hop a queued key names; `None` (logged) when it names none.
+fn parse_key(key: &str) -> Option<NextHop> {
+    key.parse()
+        .inspect_err(|e| tracing::warn!(error = %e, "a queued next hop is not understood; the recipient is routed again"))
+        .ok()
 }
 
 impl Router for HubRouter {
     fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
-        match self.accepted(rcpt.domain()) {
-            Some(AcceptedDomainKind::Authoritative) if self.has_mailbox(rcpt) => Ok(self.mailbox_hop(rcpt)),
+        let config = self.config();
+        let has_mailbox = config.mailboxes.find(&rcpt.to_string()).is_some();
+        let hop = match config.organisation.accepted(rcpt.domain()) {
+            Some(AcceptedDomainKind::Authoritative) if has_mailbox => self.mailbox_hop(&config, rcpt),
             Some(AcceptedDomainKind::Authoritative) => {
-                Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")))
+                return Err(RouteRefusal(Reply::simple(550, (5, 1, 1), "Recipient not found")));
             }
-            Some(AcceptedDomainKind::InternalRelay) if self.has_mailbox(rcpt) => Ok(self.mailbox_hop(rcpt)),
-            Some(_) => Ok(EDGES_HOP.to_owned()),
-            None => Ok(self.outbound(rcpt.domain())),
-        }
+            Some(AcceptedDomainKind::InternalRelay) if has_mailbox => self.mailbox_hop(&config, rcpt),
+            Some(_) => NextHop::Edges,
+            None => self.outbound(&config, rcpt.domain()),
+        };
+        Ok(hop.to_string())
     }
 
     fn authserv_ids(&self) -> Vec<Domain> {
-        let mut ids: Vec<Domain> = ["hub", "edge"]
-            .iter()
-            .flat_map(|kind| {
-                // A read error must not pass for "no other nodes" silently:
-                // forged results naming them would then go through unseen.
-                self.config
-                    .list(kind)
-                    .inspect_err(|e| tracing::error!(error = %e, kind, "cannot read the organisation's nodes; only this hub's name is screened"))
-                    .into_iter()
-                    .flatten()
-            })
-            .filter_map(|o| match o {
-                ReplicatedObject::Hub(h) => Some(h.fqdn),
-                ReplicatedObject::Edge(e) => Some(e.fqdn),
-                _ => None,
-            })
-            .collect();
+        let mut ids = self.config().organisation.authserv_ids();
         ids.push(self.fqdn.clone());
         ids
     }
@@ -274,28 +198,190 @@ impl Router for HubRouter {
         origin: &Origin,
     ) -> Result<String, RouteRefusal> {
         let key = self.next_hop(rcpt)?;
-        if key != LOCAL_HOP && !origin.relay_allowed && self.accepted(rcpt.domain()).is_none() {
+        if key != NextHop::Local.to_string()
+            && !origin.relay_allowed
+            && self.config().organisation.accepted(rcpt.domain()).is_none()
+        {
             return Err(RouteRefusal(Reply::relay_denied()));
         }
         Ok(key)
     }
 
     fn destination(&self, key: &str) -> Option<Destination> {
-        match key {
-            LOCAL_HOP => Some(Destination::Local),
-            EDGES_HOP => self.edges_hop().map(Destination::Smtp),
-            _ if key.starts_with(LMTP_HOP_PREFIX) => self.lmtp_hop(key).map(Destination::Lmtp),
-            _ if key.starts_with(HUB_HOP_PREFIX) => self.hub_destination(key),
-            _ => {
-                let (connector, domain) = self.connector_of(key)?;
-                let hop = connector_hop(&connector, &domain, &self.transport_config(), &self.fqdn);
+        let config = self.config();
+        match parse_key(key)? {
+            NextHop::Local => Some(Destination::Local),
+            NextHop::Edges => self.edges_hop(&config).map(Destination::Smtp),
+            NextHop::Lmtp(domain) => self.lmtp_hop(&config, key, &domain).map(Destination::Lmtp),
+            NextHop::Hub(name) => self.hub_destination(&config, key, &name),
+            NextHop::Connector { .. } => {
+                let (connector, domain) = self.connector_of(&config, key)?;
+                let hop = connector_hop(connector, &domain, &config.transport, &self.fqdn);
                 Some(Destination::Smtp(hop))
             }
+            // An edge's hops, MX hops of hand-built routers, a DSN's domain:
+            // routed again by the worker.
+            NextHop::Hubs | NextHop::HomeHub(_) | NextHop::Mx(_) | NextHop::Domain(_) => None,
         }
     }
 
     fn is_domain_secured(&self, key: &str) -> bool {
-        self.connector_of(key)
-            .is_some_and(|(c, domain)| is_domain_secured(&c, &domain, &self.transport_config()))
+        let config = self.config();
+        self.connector_of(&config, key)
+            .is_some_and(|(c, domain)| is_domain_secured(c, &domain, &config.transport))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use postern_model::{
+        AcceptedDomain, AddressSpace, EdgeInfo, HubInfo, LmtpServer, MailboxEntry, ReplicatedObject,
+        Thumbprint, TransportConfig,
+    };
+    use postern_transport::node_config::{MailboxIndex, Organisation, TrustAnchors};
+    use postern_transport::queue::QueueConfig;
+
+    use super::*;
+
+    fn d(s: &str) -> Domain {
+        Domain::parse(s).unwrap()
+    }
+
+    fn snapshot(objects: Vec<ReplicatedObject>, generation: u64) -> Arc<NodeConfig> {
+        Arc::new(NodeConfig {
+            generation,
+            transport: TransportConfig::default(),
+            receive: Vec::new(),
+            queue: QueueConfig::default(),
+            organisation: Arc::new(Organisation::compile(objects.clone())),
+            mailboxes: Arc::new(MailboxIndex::compile(objects)),
+            trust: Arc::new(TrustAnchors::default()),
+        })
+    }
+
+    fn objects() -> Vec<ReplicatedObject> {
+        let mut internet = SendConnector::new("Internet", vec![AddressSpace::parse("*").unwrap()]);
+        internet.dns_routing_enabled = false;
+        internet.smart_hosts = vec!["relay.example:2525".into()];
+        vec![
+            ReplicatedObject::AcceptedDomain(AcceptedDomain {
+                name: d("contoso.com"),
+                kind: AcceptedDomainKind::Authoritative,
+                delivery: MailboxDelivery::Maildir,
+            }),
+            ReplicatedObject::AcceptedDomain(AcceptedDomain {
+                name: d("fabrikam.com"),
+                kind: AcceptedDomainKind::Authoritative,
+                delivery: MailboxDelivery::Lmtp(LmtpServer {
+                    host: "mailstore.fabrikam.com".into(),
+                    port: 24,
+                }),
+            }),
+            ReplicatedObject::Mailbox(MailboxEntry::new(
+                "kim@contoso.com",
+                Some(NodeName::parse("HUB2").unwrap()),
+            )),
+            ReplicatedObject::Mailbox(MailboxEntry::new("ann@contoso.com", None)),
+            ReplicatedObject::Mailbox(MailboxEntry::new("lee@fabrikam.com", None)),
+            ReplicatedObject::Hub(HubInfo {
+                name: NodeName::parse("HUB2").unwrap(),
+                fqdn: d("hub2.contoso.com"),
+                smtp_endpoint: "10.0.0.2:2525".into(),
+                certificates: Vec::new(),
+            }),
+            ReplicatedObject::SendConnector(internet),
+        ]
+    }
+
+    fn mailbox(s: &str) -> Mailbox {
+        Mailbox::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_hub_routes_from_the_snapshot_in_force() {
+        let (tx, rx) = watch::channel(snapshot(objects(), 1));
+        let router = HubRouter::new(rx, NodeName::parse("HUB1").unwrap(), d("hub1.contoso.com"));
+
+        // Mailboxes: at home on HUB2, here, on the mailbox server; unknown ones refused.
+        assert_eq!(router.next_hop(&mailbox("Kim@contoso.com")).unwrap(), "hub:hub2");
+        assert_eq!(router.next_hop(&mailbox("ann@contoso.com")).unwrap(), "local");
+        assert_eq!(
+            router.next_hop(&mailbox("lee@fabrikam.com")).unwrap(),
+            "lmtp:fabrikam.com"
+        );
+        assert_eq!(
+            router
+                .next_hop(&mailbox("nobody@contoso.com"))
+                .unwrap_err()
+                .0
+                .code(),
+            550
+        );
+        let Some(Destination::Smtp(hop)) = router.destination("hub:hub2") else {
+            panic!("no hop to HUB2");
+        };
+        assert_eq!(
+            hop.hosts,
+            vec![HostPort {
+                host: "10.0.0.2".into(),
+                port: 2525
+            }]
+        );
+        assert_eq!(hop.tls, OutboundTls::ORGANISATION);
+        let Some(Destination::Lmtp(hop)) = router.destination("lmtp:fabrikam.com") else {
+            panic!("no LMTP hop");
+        };
+        assert_eq!(hop.hosts[0].port, 24);
+        assert_eq!(router.destination("hub:hub1"), Some(Destination::Local));
+        // A key no router writes routes nowhere (the worker routes the recipient again).
+        assert_eq!(router.destination("relay:25"), None);
+
+        // No edge: the Internet connector serves the hub itself.
+        let key = router.next_hop(&mailbox("someone@example.net")).unwrap();
+        assert_eq!(key, "connector:internet");
+        let Some(Destination::Smtp(hop)) = router.destination(&key) else {
+            panic!("no connector hop");
+        };
+        assert_eq!(
+            hop.hosts,
+            vec![HostPort {
+                host: "relay.example".into(),
+                port: 2525
+            }]
+        );
+        assert_eq!(router.destination("edges"), None);
+        assert_eq!(
+            router.authserv_ids(),
+            vec![d("hub2.contoso.com"), d("hub1.contoso.com")]
+        );
+
+        // A new snapshot with an edge and kim moved here: the next decision follows it.
+        let mut next = objects();
+        next.retain(|o| !matches!(o, ReplicatedObject::Mailbox(m) if m.home.is_some()));
+        next.push(ReplicatedObject::Mailbox(MailboxEntry::new(
+            "kim@contoso.com",
+            None,
+        )));
+        next.push(ReplicatedObject::Edge(EdgeInfo {
+            name: NodeName::parse("EDGE1").unwrap(),
+            fqdn: d("edge1.contoso.com"),
+            site: "Default".into(),
+            smtp_endpoint: "10.0.1.1:25".into(),
+            thumbprint: Thumbprint::of_der(b"edge1"),
+        }));
+        tx.send(snapshot(next, 2)).unwrap();
+        assert_eq!(router.next_hop(&mailbox("kim@contoso.com")).unwrap(), "local");
+        assert_eq!(router.next_hop(&mailbox("someone@example.net")).unwrap(), "edges");
+        let Some(Destination::Smtp(hop)) = router.destination("edges") else {
+            panic!("no hop to the edges");
+        };
+        assert_eq!(
+            hop.hosts,
+            vec![HostPort {
+                host: "10.0.1.1".into(),
+                port: 25
+            }]
+        );
     }
 }

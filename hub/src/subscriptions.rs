@@ -300,13 +300,14 @@ impl Subscriptions {
         Ok(sub)
     }
 
-    /// Removes a subscription: stops syncing, distrusts the certificate, and
-    /// takes the edge out of its site's connectors.
+    /// Removes a subscription: stops syncing, distrusts the certificate (the
+    /// trust anchors are compiled again through `refresh`), and takes the
+    /// edge out of its site's connectors.
     pub async fn remove(
         &self,
         name: &str,
         config: &HubConfig,
-        trust: &TrustStore,
+        refresh: &crate::sources::TrustRefresh,
         sync: &SyncManager,
     ) -> Result<(), SubscriptionError> {
         let read = config.read_version();
@@ -322,7 +323,7 @@ impl Subscriptions {
         };
         config.write(ops, vec![forget], Some(read)).await?;
         sync.stop(&sub.edge_name);
-        crate::refresh_trust(config, self, trust);
+        refresh.pinned_peers_changed();
         tracing::info!(edge = %sub.edge_name, "edge subscription removed");
         Ok(())
     }

@@ -116,7 +116,7 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
 
     admin
         .subscriptions
-        .remove("edge1", &admin.config, &admin.trust, &admin.sync)
+        .remove("edge1", &admin.config, &admin.refresh, &admin.sync)
         .await
         .unwrap();
     assert!(!handshake(&hub, &edge).await, "a removed edge was still trusted");

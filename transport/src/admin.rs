@@ -184,7 +184,17 @@ impl NodeApi for NodeService {
         let Some(queue) = &self.queue else {
             return Err(Status::failed_precondition("this node has no mail queue"));
         };
-        let hop = (!hop.is_empty()).then_some(hop.as_str());
+        // Typed, then written as the queue stores it (`Hub:HUB2` is `hub:hub2`).
+        let hop = match hop.trim() {
+            "" => None,
+            typed => Some(
+                typed
+                    .parse::<crate::routing::NextHop>()
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?
+                    .to_string(),
+            ),
+        };
+        let hop = hop.as_deref();
         let n = queue
             .retry_now(hop)
             .map_err(|e| Status::internal(e.to_string()))?;

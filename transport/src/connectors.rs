@@ -6,7 +6,7 @@
 
 use postern_model::{Domain, NodeName, SendConnector, TlsAuthLevel, TransportConfig};
 
-use crate::routing::{HostPort, OutboundTls, SmtpHop};
+use crate::routing::{HostPort, NextHop, OutboundTls, SmtpHop};
 use crate::tls::ServerVerification;
 
 /// The connector that serves `domain` for node `source` (an edge name;
@@ -93,11 +93,17 @@ pub fn outbound_tls(
 /// the key, a smart-host connector could not tell a domain of the send
 /// list from any other and would send opportunistically).
 pub fn connector_key(connector: &SendConnector, domain: &Domain) -> String {
+    connector_next_hop(connector, domain).to_string()
+}
+
+/// The next hop of mail to `domain` through `connector`, as
+/// [`connector_key`] writes it.
+pub fn connector_next_hop(connector: &SendConnector, domain: &Domain) -> NextHop {
     if connector.dns_routing_enabled || connector.domain_secure_enabled {
-        format!("connector:{}|{domain}", connector.name.to_ascii_lowercase())
+        NextHop::connector(&connector.name, Some(domain.clone()))
     } else {
         // Smart hosts: every domain shares one hop (and its back-off).
-        format!("connector:{}", connector.name.to_ascii_lowercase())
+        NextHop::connector(&connector.name, None)
     }
 }
 

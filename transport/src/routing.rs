@@ -8,14 +8,18 @@
 //! domains, send connectors, the list of hubs); `StaticRouter` is the
 //! simple one used by tests and benchmarks.
 
+mod next_hop;
+
 use std::fmt;
 
 use postern_model::{Domain, ProtocolLoggingLevel};
 
+pub use next_hop::{NextHop, NextHopError};
+
 use crate::smtp::{Mailbox, Reply};
 use crate::tls::{PeerTrust, ServerVerification};
 
-/// The next-hop key of local (Maildir) delivery.
+/// The next-hop key of local (Maildir) delivery: [`NextHop::Local`] as text.
 pub const LOCAL_HOP: &str = "local";
 
 /// A host and port to connect to.

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postern_model::{CertStatus, Domain, KeySpec, Service, SubjectName, Thumbprint};
@@ -118,8 +117,9 @@ pub struct CertStore {
     /// While set, a certificate newly enabled for SMTP is offered to the
     /// peers before it is presented; the text says what the offer waits for.
     hold: Arc<Mutex<Option<String>>>,
-    /// Bumped after every change, so caches (the TLS resolvers) know to reread.
-    generation: Arc<AtomicU64>,
+    /// Bumped after every change, so caches (the TLS resolvers) know to
+    /// reread and followers (the hub's `HubInfo`) wake.
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl CertStore {
@@ -131,19 +131,25 @@ impl CertStore {
             requests: db.open_tree("cert_requests")?,
             rotations: db.open_tree("cert_rotation")?,
             hold: Arc::new(Mutex::new(None)),
-            generation: Arc::new(AtomicU64::new(0)),
+            generation: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
     /// Changes every time a certificate is added, enabled or removed.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        *self.generation.borrow()
+    }
+
+    /// The generation and its every change: wakes whoever follows the
+    /// certificates without polling.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Makes a change durable and tells the caches.
     fn changed(&self) -> Result<(), CertError> {
         self.db.flush()?;
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.send_modify(|g| *g += 1);
         Ok(())
     }
 
