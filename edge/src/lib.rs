@@ -243,7 +243,7 @@ fn published_records(replica: Replica, node: Node) -> postern_transport::interne
             why,
         })?;
         let domains: Vec<postern_model::Domain> = replica
-            .list("accepted-domain")
+            .list(postern_model::ObjectKind::AcceptedDomain)
             .map_err(|e| RecordsError {
                 what: "the replica",
                 why: e.to_string(),
@@ -278,7 +278,10 @@ fn published_records(replica: Replica, node: Node) -> postern_transport::interne
 /// is subscribed; an error when the replica cannot be read or holds
 /// something else under its key.
 fn transport_config_of(replica: &Replica) -> Result<postern_model::TransportConfig, String> {
-    match replica.get(&postern_model::ObjectKey::of("transport-config", "")) {
+    match replica.get(&postern_model::ObjectKey::of(
+        postern_model::ObjectKind::TransportConfig,
+        "",
+    )) {
         Ok(Some(postern_model::ReplicatedObject::TransportConfig(c))) => Ok(c),
         // Not subscribed yet: the defaults, as Exchange's Edge has.
         Ok(None) => Ok(postern_model::TransportConfig::default()),

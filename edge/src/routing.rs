@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use postern_edgesync::{Applied, Replica};
 use postern_model::{
-    AcceptedDomainKind, Domain, MailboxDelivery, MailboxHash, NodeName, ObjectKey, ReplicatedObject,
-    SendConnector, TransportConfig,
+    AcceptedDomainKind, Domain, MailboxDelivery, MailboxHash, NodeName, ObjectKey, ObjectKind,
+    ReplicatedObject, SendConnector, TransportConfig,
 };
 use postern_transport::connectors::{best_connector, connector_hop, parse_connector_key};
 use postern_transport::routing::{
@@ -58,7 +58,7 @@ impl View {
     /// Reads the view; an error says what could not be read (the caller
     /// keeps the view it has).
     fn load(replica: &Replica) -> Result<Self, String> {
-        let config = match replica.get(&ObjectKey::of("transport-config", "")) {
+        let config = match replica.get(&ObjectKey::of(ObjectKind::TransportConfig, "")) {
             Ok(Some(ReplicatedObject::TransportConfig(c))) => c,
             // Not subscribed yet: the defaults.
             Ok(None) => TransportConfig::default(),
@@ -66,7 +66,7 @@ impl View {
             Err(e) => return Err(format!("cannot read the transport configuration: {e}")),
         };
         let connectors = replica
-            .list("send-connector")
+            .list(ObjectKind::SendConnector)
             .map_err(|e| format!("cannot read the send connectors: {e}"))?
             .into_iter()
             .filter_map(|o| match o {
@@ -76,7 +76,7 @@ impl View {
             .collect();
         let mut node_names = Vec::new();
         let mut hubs = Vec::new();
-        for kind in ["hub", "edge"] {
+        for kind in [ObjectKind::Hub, ObjectKind::Edge] {
             let objects = replica
                 .list(kind)
                 .map_err(|e| format!("cannot read the organisation's {kind} records: {e}"))?;
@@ -151,7 +151,7 @@ impl EdgeRouter {
     fn accepted(&self, domain: &Domain) -> Option<AcceptedDomainKind> {
         match self
             .replica
-            .get(&ObjectKey::of("accepted-domain", domain.as_str()))
+            .get(&ObjectKey::of(ObjectKind::AcceptedDomain, domain.as_str()))
         {
             Ok(Some(ReplicatedObject::AcceptedDomain(d))) => Some(d.kind),
             _ => None,
@@ -159,7 +159,7 @@ impl EdgeRouter {
     }
 
     fn has_mailbox(&self, rcpt: &Mailbox) -> bool {
-        let key = ObjectKey(format!("mailbox/{}", MailboxHash::of(&rcpt.to_string()).0));
+        let key = ObjectKey::mailbox(&MailboxHash::of(&rcpt.to_string()));
         matches!(self.replica.get(&key), Ok(Some(_)))
     }
 
@@ -168,10 +168,10 @@ impl EdgeRouter {
     /// speaks to the mailbox server), else any hub.
     fn mailbox_hop(&self, rcpt: &Mailbox) -> String {
         let lmtp = matches!(
-            self.replica.get(&ObjectKey::of("accepted-domain", rcpt.domain().as_str())),
+            self.replica.get(&ObjectKey::of(ObjectKind::AcceptedDomain, rcpt.domain().as_str())),
             Ok(Some(ReplicatedObject::AcceptedDomain(d))) if matches!(d.delivery, MailboxDelivery::Lmtp(_))
         );
-        let key = ObjectKey(format!("mailbox/{}", MailboxHash::of(&rcpt.to_string()).0));
+        let key = ObjectKey::mailbox(&MailboxHash::of(&rcpt.to_string()));
         match self.replica.get(&key) {
             Ok(Some(ReplicatedObject::Mailbox(entry))) if !lmtp => match entry.home {
                 Some(home) => format!("{HOME_HUB_PREFIX}{}", home.as_str().to_ascii_lowercase()),

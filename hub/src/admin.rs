@@ -2,7 +2,7 @@
 //! edge subscriptions and EdgeSync operations.
 
 use postern_edgesync::hub_side::SyncManager;
-use postern_model::ReplicatedObject;
+use postern_model::{AdminObjectKind, ObjectKind, ReplicatedObject, UnknownObjectKind};
 use postern_proto::admin as pb;
 use postern_transport::receive_connectors::ReceiveConnectorStore;
 use postern_transport::tls::TrustStore;
@@ -25,8 +25,6 @@ pub struct HubAdmin {
     /// This hub's receive connectors (local, not replicated).
     pub receive_connectors: ReceiveConnectorStore,
 }
-
-const RECEIVE_CONNECTOR: &str = "receive-connector";
 
 fn config_status(e: ConfigError) -> Status {
     match e {
@@ -55,21 +53,30 @@ fn subscription_status(e: SubscriptionError) -> Status {
 
 fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     pb::ObjectJson {
-        kind: o.kind().to_owned(),
+        kind: o.kind().to_string(),
         json: o.inner_json(),
         version: 0,
     }
+}
+
+/// The admin API's kind word, parsed once where the request arrives.
+pub(crate) fn parse_kind(word: &str) -> Result<AdminObjectKind, Status> {
+    word.parse()
+        .map_err(|e: UnknownObjectKind| Status::invalid_argument(e.to_string()))
 }
 
 #[tonic::async_trait]
 impl pb::config_server::Config for HubAdmin {
     async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::get(&self.receive_connectors, &r.name)
-                .map(Response::new);
-        }
-        if r.kind == "mailbox" {
+        let kind = match parse_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return postern_transport::admin::receive_connectors::get(&self.receive_connectors, &r.name)
+                    .map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
+        if kind == ObjectKind::Mailbox {
             let address = r.name.trim().to_ascii_lowercase();
             let known = self
                 .config
@@ -82,7 +89,7 @@ impl pb::config_server::Config for HubAdmin {
             return Ok(Response::new(self.mailbox_json(&address)));
         }
         let read = self.config.read_version();
-        let object = self.config.get(&r.kind, &r.name).map_err(config_status)?;
+        let object = self.config.get(kind, &r.name).map_err(config_status)?;
         Ok(Response::new(pb::ObjectJson {
             version: read.0,
             ..to_json(&object)
@@ -93,25 +100,20 @@ impl pb::config_server::Config for HubAdmin {
         &self,
         req: Request<pb::ListObjectsRequest>,
     ) -> Result<Response<pb::ObjectList>, Status> {
-        let kind = req.into_inner().kind;
-        if kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
-                .map(Response::new);
-        }
-        if kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
-                .map(Response::new);
-        }
-        if kind == "mailbox" {
+        let kind = match parse_kind(&req.into_inner().kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
+                    .map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
+        if kind == ObjectKind::Mailbox {
             let addresses = self.config.mailbox_addresses().map_err(config_status)?;
             return Ok(Response::new(pb::ObjectList {
                 objects: addresses.iter().map(|a| self.mailbox_json(a)).collect(),
             }));
         }
-        if !postern_model::config::KINDS.contains(&kind.as_str()) {
-            return Err(Status::invalid_argument(format!("unknown object kind {kind:?}")));
-        }
-        let objects = self.config.list(&kind).map_err(config_status)?;
+        let objects = self.config.list(kind).map_err(config_status)?;
         Ok(Response::new(pb::ObjectList {
             objects: objects.iter().map(to_json).collect(),
         }))
@@ -122,14 +124,17 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::PutObjectRequest>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::put(&self.receive_connectors, &r)
-                .map(Response::new);
-        }
+        let kind = match parse_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return postern_transport::admin::receive_connectors::put(&self.receive_connectors, &r)
+                    .map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
         let version = self
             .config
             .put_json(
-                &r.kind,
+                kind,
                 &r.json,
                 r.create_only,
                 r.replace_only,
@@ -137,15 +142,7 @@ impl pb::config_server::Config for HubAdmin {
             )
             .await
             .map_err(config_status)?;
-        if r.kind == "accepted-domain" {
-            self.subscriptions
-                .refresh_sites(&self.config)
-                .await
-                .map_err(subscription_status)?;
-        }
-        if r.kind == "trusted-root" {
-            crate::refresh_roots(&self.config, &self.trust);
-        }
+        self.after_change(kind).await?;
         Ok(Response::new(pb::ConfigVersionReply {
             version: version.0.max(self.config.version().0),
         }))
@@ -156,24 +153,18 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::remove(&self.receive_connectors, &r.name)
+        let kind = match parse_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return postern_transport::admin::receive_connectors::remove(
+                    &self.receive_connectors,
+                    &r.name,
+                )
                 .map(Response::new);
-        }
-        let version = self
-            .config
-            .remove(&r.kind, &r.name)
-            .await
-            .map_err(config_status)?;
-        if r.kind == "accepted-domain" {
-            self.subscriptions
-                .refresh_sites(&self.config)
-                .await
-                .map_err(subscription_status)?;
-        }
-        if r.kind == "trusted-root" {
-            crate::refresh_roots(&self.config, &self.trust);
-        }
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
+        let version = self.config.remove(kind, &r.name).await.map_err(config_status)?;
+        self.after_change(kind).await?;
         Ok(Response::new(pb::ConfigVersionReply {
             version: version.0.max(self.config.version().0),
         }))
@@ -181,6 +172,23 @@ impl pb::config_server::Config for HubAdmin {
 }
 
 impl HubAdmin {
+    /// What follows a change of an object of `kind`: accepted domains
+    /// refresh the edges' sites, trusted roots the trust store.
+    async fn after_change(&self, kind: ObjectKind) -> Result<(), Status> {
+        match kind {
+            ObjectKind::AcceptedDomain => self
+                .subscriptions
+                .refresh_sites(&self.config)
+                .await
+                .map_err(subscription_status),
+            ObjectKind::TrustedRoot => {
+                crate::refresh_roots(&self.config, &self.trust);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A mailbox as the admin API shows it: address, hash, home hub
     /// (`hub`, null for a mailbox from before homes: whichever hub
     /// receives its mail) and where its mail goes (`home`: the hub, or
@@ -195,7 +203,7 @@ impl HubAdmin {
             }
         };
         let lmtp = address.rsplit_once('@').and_then(|(_, domain)| {
-            match self.config.get("accepted-domain", domain) {
+            match self.config.get(ObjectKind::AcceptedDomain, domain) {
                 Ok(ReplicatedObject::AcceptedDomain(d)) => match d.delivery {
                     postern_model::MailboxDelivery::Lmtp(server) => Some(server.to_string()),
                     postern_model::MailboxDelivery::Maildir => None,
@@ -209,7 +217,7 @@ impl HubAdmin {
         let json =
             serde_json::json!({ "address": address, "hash": hash.0, "hub": hub, "home": home }).to_string();
         pb::ObjectJson {
-            kind: "mailbox".into(),
+            kind: ObjectKind::Mailbox.to_string(),
             json,
             version: 0,
         }

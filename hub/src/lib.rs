@@ -16,7 +16,7 @@ use std::sync::Arc;
 use postern_edgesync::hub_side::{SyncManager, SyncState};
 use postern_edgesync::lease::EdgeLeases;
 use postern_edgesync::{ConfigStore, EtcdStore};
-use postern_model::{ChangeOp, HubInfo, ReplicatedObject, Service};
+use postern_model::{ChangeOp, HubInfo, ObjectKind, ReplicatedObject, Service};
 use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::console_server::ConsoleServer;
 use postern_proto::admin::dkim_server::DkimServer;
@@ -413,7 +413,7 @@ async fn publish_self(
         smtp_endpoint: smtp_endpoint.to_owned(),
         certificates,
     };
-    let current = config.get("hub", node.identity.name.as_str()).ok();
+    let current = config.get(ObjectKind::Hub, node.identity.name.as_str()).ok();
     if current != Some(ReplicatedObject::Hub(info.clone())) {
         config
             .apply(vec![ChangeOp::Put(ReplicatedObject::Hub(info))])
@@ -481,7 +481,7 @@ pub fn refresh_trust(config: &HubConfig, subscriptions: &Subscriptions, trust: &
 
 /// Loads the administrator's trusted roots into the trust store.
 pub fn refresh_roots(config: &HubConfig, trust: &TrustStore) {
-    let listed = match config.list("trusted-root") {
+    let listed = match config.list(ObjectKind::TrustedRoot) {
         Ok(listed) => listed,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the trusted roots; the ones in force stay");

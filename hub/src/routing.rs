@@ -9,7 +9,7 @@
 //! for sessions allowed to relay (organisation nodes, client submission).
 
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, Domain, MailboxDelivery, NodeName, ProtocolLoggingLevel,
+    AcceptedDomain, AcceptedDomainKind, Domain, MailboxDelivery, NodeName, ObjectKind, ProtocolLoggingLevel,
     ReplicatedObject, SendConnector, TransportConfig,
 };
 use postern_transport::connectors::{
@@ -49,7 +49,7 @@ impl HubRouter {
     }
 
     fn accepted_domain(&self, domain: &Domain) -> Option<AcceptedDomain> {
-        match self.config.get("accepted-domain", domain.as_str()) {
+        match self.config.get(ObjectKind::AcceptedDomain, domain.as_str()) {
             Ok(ReplicatedObject::AcceptedDomain(d)) => Some(d),
             _ => None,
         }
@@ -89,7 +89,7 @@ impl HubRouter {
         }
         let hub = self
             .config
-            .list("hub")
+            .list(ObjectKind::Hub)
             .unwrap_or_default()
             .into_iter()
             .find_map(|o| match o {
@@ -140,11 +140,11 @@ impl HubRouter {
     }
 
     fn has_mailbox(&self, rcpt: &Mailbox) -> bool {
-        self.config.get("mailbox", &rcpt.to_string()).is_ok()
+        self.config.get(ObjectKind::Mailbox, &rcpt.to_string()).is_ok()
     }
 
     fn send_connectors(&self) -> Vec<SendConnector> {
-        match self.config.list("send-connector") {
+        match self.config.list(ObjectKind::SendConnector) {
             Ok(objects) => objects
                 .into_iter()
                 .filter_map(|o| match o {
@@ -160,7 +160,9 @@ impl HubRouter {
     }
 
     fn has_edges(&self) -> bool {
-        self.config.list("edge").is_ok_and(|edges| !edges.is_empty())
+        self.config
+            .list(ObjectKind::Edge)
+            .is_ok_and(|edges| !edges.is_empty())
     }
 
     /// Mail leaving the organisation: through the subscribed edges; an
@@ -207,7 +209,7 @@ impl HubRouter {
     fn edges_hop(&self) -> Option<SmtpHop> {
         let mut hosts: Vec<HostPort> = self
             .config
-            .list("edge")
+            .list(ObjectKind::Edge)
             .inspect_err(
                 |e| tracing::error!(error = %e, "cannot read the edges from the store; no route to them"),
             )
@@ -246,14 +248,14 @@ impl Router for HubRouter {
     }
 
     fn authserv_ids(&self) -> Vec<Domain> {
-        let mut ids: Vec<Domain> = ["hub", "edge"]
+        let mut ids: Vec<Domain> = [ObjectKind::Hub, ObjectKind::Edge]
             .iter()
             .flat_map(|kind| {
                 // A read error must not pass for "no other nodes" silently:
                 // forged results naming them would then go through unseen.
                 self.config
-                    .list(kind)
-                    .inspect_err(|e| tracing::error!(error = %e, kind, "cannot read the organisation's nodes; only this hub's name is screened"))
+                    .list(*kind)
+                    .inspect_err(|e| tracing::error!(error = %e, kind = %kind, "cannot read the organisation's nodes; only this hub's name is screened"))
                     .into_iter()
                     .flatten()
             })

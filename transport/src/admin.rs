@@ -443,13 +443,11 @@ fn to_pb(v: &CertificateView) -> pb::Certificate {
 /// Receive connectors through the `Config` service (kind
 /// `receive-connector`): the same on both roles, since they are local.
 pub mod receive_connectors {
-    use postern_model::ReceiveConnector;
+    use postern_model::{AdminObjectKind, ReceiveConnector};
     use postern_proto::admin as pb;
     use tonic::Status;
 
     use crate::receive_connectors::{ReceiveConnectorError, ReceiveConnectorStore};
-
-    const KIND: &str = "receive-connector";
 
     fn status(e: ReceiveConnectorError) -> Status {
         match e {
@@ -462,7 +460,7 @@ pub mod receive_connectors {
 
     fn json(c: &ReceiveConnector) -> Result<pb::ObjectJson, Status> {
         Ok(pb::ObjectJson {
-            kind: KIND.into(),
+            kind: AdminObjectKind::ReceiveConnector.to_string(),
             json: serde_json::to_string(c).map_err(|e| {
                 Status::internal(format!("cannot encode receive connector {:?}: {e}", c.name))
             })?,
