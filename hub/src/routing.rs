@@ -13,8 +13,9 @@ use postern_model::{
     ReplicatedObject, SendConnector, TransportConfig,
 };
 use postern_transport::connectors::{
-    best_connector, connector_hop, connector_key, is_domain_secured, parse_connector_key, parse_host,
+    best_connector, connector_hop, connector_key, parse_connector_key, parse_host,
 };
+use postern_transport::domain_security::is_domain_secured;
 use postern_transport::routing::{
     Destination, HostPort, LOCAL_HOP, Origin, OutboundTls, RouteRefusal, Router, SmtpHop,
 };
