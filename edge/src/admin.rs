@@ -7,7 +7,7 @@ use postern_edgesync::edge_side::BootstrapStore;
 use postern_edgesync::subscription::{
     BOOTSTRAP_VALIDITY, SubscriptionBody, SubscriptionFile, der_to_pem, expiry_from, new_secret,
 };
-use postern_model::{AdminObjectKind, ObjectKey, ObjectKind, ReplicatedObject, UnknownObjectKind};
+use postern_model::{AdminObjectKind, ObjectKey, ObjectKind, ReplicatedObject};
 use postern_proto::admin as pb;
 use postern_transport::node::Node;
 use time::OffsetDateTime;
@@ -41,12 +41,6 @@ fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     }
 }
 
-/// The admin API's kind word, parsed once where the request arrives.
-fn parse_kind(word: &str) -> Result<AdminObjectKind, Status> {
-    word.parse()
-        .map_err(|e: UnknownObjectKind| Status::invalid_argument(e.to_string()))
-}
-
 fn local_status(e: postern_edgesync::LocalChangeError) -> Status {
     match e {
         postern_edgesync::LocalChangeError::Managed(_) => Status::failed_precondition(e.to_string()),
@@ -58,7 +52,7 @@ fn local_status(e: postern_edgesync::LocalChangeError) -> Status {
 impl pb::config_server::Config for EdgeAdmin {
     async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
         let r = req.into_inner();
-        let kind = match parse_kind(&r.kind)? {
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
             AdminObjectKind::ReceiveConnector => {
                 return local::get(&self.receive_connectors, &r.name).map(Response::new);
             }
@@ -79,7 +73,7 @@ impl pb::config_server::Config for EdgeAdmin {
         &self,
         req: Request<pb::ListObjectsRequest>,
     ) -> Result<Response<pb::ObjectList>, Status> {
-        let kind = match parse_kind(&req.into_inner().kind)? {
+        let kind = match postern_transport::admin::object_kind(&req.into_inner().kind)? {
             AdminObjectKind::ReceiveConnector => {
                 return local::list(&self.receive_connectors).map(Response::new);
             }
@@ -99,7 +93,7 @@ impl pb::config_server::Config for EdgeAdmin {
         req: Request<pb::PutObjectRequest>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        let kind = match parse_kind(&r.kind)? {
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
             AdminObjectKind::ReceiveConnector => {
                 return local::put(&self.receive_connectors, &r).map(Response::new);
             }
@@ -144,7 +138,7 @@ impl pb::config_server::Config for EdgeAdmin {
         req: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        let kind = match parse_kind(&r.kind)? {
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
             AdminObjectKind::ReceiveConnector => {
                 return local::remove(&self.receive_connectors, &r.name).map(Response::new);
             }

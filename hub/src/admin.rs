@@ -2,7 +2,7 @@
 //! edge subscriptions and EdgeSync operations.
 
 use postern_edgesync::hub_side::SyncManager;
-use postern_model::{AdminObjectKind, ObjectKind, ReplicatedObject, UnknownObjectKind};
+use postern_model::{AdminObjectKind, ObjectKind, ReplicatedObject};
 use postern_proto::admin as pb;
 use postern_transport::receive_connectors::ReceiveConnectorStore;
 use postern_transport::tls::TrustStore;
@@ -59,17 +59,11 @@ fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     }
 }
 
-/// The admin API's kind word, parsed once where the request arrives.
-pub(crate) fn parse_kind(word: &str) -> Result<AdminObjectKind, Status> {
-    word.parse()
-        .map_err(|e: UnknownObjectKind| Status::invalid_argument(e.to_string()))
-}
-
 #[tonic::async_trait]
 impl pb::config_server::Config for HubAdmin {
     async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
         let r = req.into_inner();
-        let kind = match parse_kind(&r.kind)? {
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
             AdminObjectKind::ReceiveConnector => {
                 return postern_transport::admin::receive_connectors::get(&self.receive_connectors, &r.name)
                     .map(Response::new);
@@ -100,7 +94,7 @@ impl pb::config_server::Config for HubAdmin {
         &self,
         req: Request<pb::ListObjectsRequest>,
     ) -> Result<Response<pb::ObjectList>, Status> {
-        let kind = match parse_kind(&req.into_inner().kind)? {
+        let kind = match postern_transport::admin::object_kind(&req.into_inner().kind)? {
             AdminObjectKind::ReceiveConnector => {
                 return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
                     .map(Response::new);
@@ -124,7 +118,7 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::PutObjectRequest>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        let kind = match parse_kind(&r.kind)? {
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
             AdminObjectKind::ReceiveConnector => {
                 return postern_transport::admin::receive_connectors::put(&self.receive_connectors, &r)
                     .map(Response::new);
@@ -153,7 +147,7 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        let kind = match parse_kind(&r.kind)? {
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
             AdminObjectKind::ReceiveConnector => {
                 return postern_transport::admin::receive_connectors::remove(
                     &self.receive_connectors,
