@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use postern_model::{
-    AcceptedDomain, AcceptedDomainKind, AddressSpace, CountLimit, Domain, MailboxDelivery, NodeName,
-    ProtocolLoggingLevel, ReplicatedObject, SendConnector, TimeSpan, TlsAuthLevel, TransportConfig,
-    TrustedRoot,
+    AcceptedDomain, AcceptedDomainKind, AddressSpace, AdminObjectKind, CountLimit, Domain, IpRange,
+    MailboxDelivery, NodeName, ObjectKind, ProtocolLoggingLevel, ReplicatedObject, SendConnector, TimeSpan,
+    TlsAuthLevel, TransportConfig, TrustedRoot,
 };
 use postern_proto::admin as pb;
 use postern_proto::admin::config_client::ConfigClient;
@@ -24,7 +24,11 @@ async fn client(node: &Path) -> anyhow::Result<ConfigClient<Channel>> {
     Ok(ConfigClient::new(connect(node).await?))
 }
 
-async fn get(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::Result<ReplicatedObject> {
+async fn get(
+    c: &mut ConfigClient<Channel>,
+    kind: ObjectKind,
+    name: &str,
+) -> anyhow::Result<ReplicatedObject> {
     Ok(get_read(c, kind, name).await?.0)
 }
 
@@ -32,23 +36,32 @@ async fn get(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::R
 /// write passes it back, so a concurrent change is refused, not lost).
 async fn get_read(
     c: &mut ConfigClient<Channel>,
-    kind: &str,
+    kind: ObjectKind,
     name: &str,
 ) -> anyhow::Result<(ReplicatedObject, u64)> {
     let o = c
         .get_object(pb::ObjectRef {
-            kind: kind.into(),
+            kind: kind.to_string(),
             name: name.into(),
         })
         .await
         .map_err(status)?
         .into_inner();
-    let object = ReplicatedObject::from_kind_json(&o.kind, &o.json).map_err(|e| anyhow!(e))?;
-    Ok((object, o.version))
+    Ok((decode(&o)?, o.version))
 }
 
-async fn list(c: &mut ConfigClient<Channel>, kind: &str) -> anyhow::Result<Vec<pb::ObjectJson>> {
-    Ok(c.list_objects(pb::ListObjectsRequest { kind: kind.into() })
+/// An object as the node sent it: its kind word parsed, then its JSON.
+fn decode(o: &pb::ObjectJson) -> anyhow::Result<ReplicatedObject> {
+    let kind: ObjectKind = o.kind.parse()?;
+    Ok(ReplicatedObject::from_kind_json(kind, &o.json)?)
+}
+
+async fn list(
+    c: &mut ConfigClient<Channel>,
+    kind: impl Into<AdminObjectKind>,
+) -> anyhow::Result<Vec<pb::ObjectJson>> {
+    let kind = kind.into().to_string();
+    Ok(c.list_objects(pb::ListObjectsRequest { kind })
         .await
         .map_err(status)?
         .into_inner()
@@ -73,7 +86,7 @@ async fn put_read(
     read_version: u64,
 ) -> anyhow::Result<()> {
     c.put_object(pb::PutObjectRequest {
-        kind: object.kind().into(),
+        kind: object.kind().to_string(),
         json: object.inner_json(),
         create_only: create,
         replace_only: replace,
@@ -84,9 +97,13 @@ async fn put_read(
     Ok(())
 }
 
-async fn remove(c: &mut ConfigClient<Channel>, kind: &str, name: &str) -> anyhow::Result<()> {
+async fn remove(
+    c: &mut ConfigClient<Channel>,
+    kind: impl Into<AdminObjectKind>,
+    name: &str,
+) -> anyhow::Result<()> {
     c.remove_object(pb::ObjectRef {
-        kind: kind.into(),
+        kind: kind.into().to_string(),
         name: name.into(),
     })
     .await
@@ -189,7 +206,7 @@ pub async fn transport_config(node: &Path, cmd: TransportConfigCommand) -> anyho
 /// Runs a `transport-config` verb (also Get-/Set-TransportConfig in `postern ems`).
 pub async fn transport_config_exec(node: &Path, cmd: TransportConfigCommand) -> anyhow::Result<Reply> {
     let mut c = client(node).await?;
-    let (current, read) = match get_read(&mut c, "transport-config", "").await? {
+    let (current, read) = match get_read(&mut c, ObjectKind::TransportConfig, "").await? {
         (ReplicatedObject::TransportConfig(t), read) => (t, read),
         (_, read) => (TransportConfig::default(), read),
     };
@@ -313,7 +330,9 @@ pub async fn accepted_domain(node: &Path, cmd: AcceptedDomainCommand) -> anyhow:
             put(&mut c, &ReplicatedObject::AcceptedDomain(d), true, false).await
         }
         AcceptedDomainCommand::Set { name, kind, delivery } => {
-            let ReplicatedObject::AcceptedDomain(mut d) = get(&mut c, "accepted-domain", &name).await? else {
+            let ReplicatedObject::AcceptedDomain(mut d) =
+                get(&mut c, ObjectKind::AcceptedDomain, &name).await?
+            else {
                 return Err(anyhow!(
                     "the hub answered with another kind of object for {name:?}"
                 ));
@@ -327,12 +346,11 @@ pub async fn accepted_domain(node: &Path, cmd: AcceptedDomainCommand) -> anyhow:
             put(&mut c, &ReplicatedObject::AcceptedDomain(d), false, true).await
         }
         AcceptedDomainCommand::List { json } => {
-            let items = list(&mut c, "accepted-domain").await?;
+            let items = list(&mut c, ObjectKind::AcceptedDomain).await?;
             let mut records = Vec::with_capacity(items.len());
             for item in items {
-                let ReplicatedObject::AcceptedDomain(d) =
-                    ReplicatedObject::from_kind_json(&item.kind, &item.json)
-                        .map_err(|e| anyhow!("the hub sent an accepted domain this CLI cannot read: {e}"))?
+                let ReplicatedObject::AcceptedDomain(d) = decode(&item)
+                    .map_err(|e| anyhow!("the hub sent an accepted domain this CLI cannot read: {e}"))?
                 else {
                     continue;
                 };
@@ -349,7 +367,7 @@ pub async fn accepted_domain(node: &Path, cmd: AcceptedDomainCommand) -> anyhow:
             }
             print_records(&records, json, true)
         }
-        AcceptedDomainCommand::Remove { name } => remove(&mut c, "accepted-domain", &name).await,
+        AcceptedDomainCommand::Remove { name } => remove(&mut c, ObjectKind::AcceptedDomain, &name).await,
     }
 }
 
@@ -413,7 +431,7 @@ fn mailbox_record(value: Value) -> Record {
 
 async fn put_mailbox(c: &mut ConfigClient<Channel>, body: Value, create: bool) -> anyhow::Result<()> {
     c.put_object(pb::PutObjectRequest {
-        kind: "mailbox".into(),
+        kind: ObjectKind::Mailbox.to_string(),
         json: body.to_string(),
         create_only: create,
         replace_only: !create,
@@ -437,7 +455,7 @@ pub async fn mailbox(node: &Path, cmd: MailboxCommand) -> anyhow::Result<()> {
         MailboxCommand::Get { address, json } => {
             let o = c
                 .get_object(pb::ObjectRef {
-                    kind: "mailbox".into(),
+                    kind: ObjectKind::Mailbox.to_string(),
                     name: address,
                 })
                 .await
@@ -448,7 +466,7 @@ pub async fn mailbox(node: &Path, cmd: MailboxCommand) -> anyhow::Result<()> {
             print_records(&[mailbox_record(value)], json, false)
         }
         MailboxCommand::List { json } => {
-            let items = list(&mut c, "mailbox").await?;
+            let items = list(&mut c, ObjectKind::Mailbox).await?;
             let records: Vec<Record> = items
                 .iter()
                 .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
@@ -456,7 +474,7 @@ pub async fn mailbox(node: &Path, cmd: MailboxCommand) -> anyhow::Result<()> {
                 .collect();
             print_records(&records, json, true)
         }
-        MailboxCommand::Remove { address } => remove(&mut c, "mailbox", &address).await,
+        MailboxCommand::Remove { address } => remove(&mut c, ObjectKind::Mailbox, &address).await,
     }
 }
 
@@ -654,7 +672,7 @@ pub async fn send_connector_exec(node: &Path, cmd: SendConnectorCommand) -> anyh
             Ok(Reply::Done)
         }
         SendConnectorCommand::Set(a) => {
-            let (mut connector, read) = match get_read(&mut c, "send-connector", &a.name).await? {
+            let (mut connector, read) = match get_read(&mut c, ObjectKind::SendConnector, &a.name).await? {
                 (ReplicatedObject::SendConnector(s), read) => (s, a.read_version.unwrap_or(read)),
                 _ => return Err(anyhow!("{} is not a send connector", a.name)),
             };
@@ -670,7 +688,8 @@ pub async fn send_connector_exec(node: &Path, cmd: SendConnectorCommand) -> anyh
             Ok(Reply::Done)
         }
         SendConnectorCommand::Get { name, json } => {
-            let ReplicatedObject::SendConnector(s) = get(&mut c, "send-connector", &name).await? else {
+            let ReplicatedObject::SendConnector(s) = get(&mut c, ObjectKind::SendConnector, &name).await?
+            else {
                 return Err(anyhow!("{name} is not a send connector"));
             };
             Ok(records(
@@ -681,17 +700,15 @@ pub async fn send_connector_exec(node: &Path, cmd: SendConnectorCommand) -> anyh
         }
         SendConnectorCommand::List { json } => {
             let mut list_records = Vec::new();
-            for o in list(&mut c, "send-connector").await? {
-                if let Ok(ReplicatedObject::SendConnector(s)) =
-                    ReplicatedObject::from_kind_json(&o.kind, &o.json)
-                {
+            for o in list(&mut c, ObjectKind::SendConnector).await? {
+                if let Ok(ReplicatedObject::SendConnector(s)) = decode(&o) {
                     list_records.push(record_from(&send_connector_value(&s)?, &send_connector_fields()));
                 }
             }
             Ok(records(list_records, json, true))
         }
         SendConnectorCommand::Remove { name } => {
-            remove(&mut c, "send-connector", &name).await?;
+            remove(&mut c, ObjectKind::SendConnector, &name).await?;
             Ok(Reply::Done)
         }
     }
@@ -739,7 +756,7 @@ pub async fn trusted_root(node: &Path, cmd: TrustedRootCommand) -> anyhow::Resul
             put(&mut c, &ReplicatedObject::TrustedRoot(root), true, false).await
         }
         TrustedRootCommand::List { json } => {
-            let records: Vec<Record> = list(&mut c, "trusted-root")
+            let records: Vec<Record> = list(&mut c, ObjectKind::TrustedRoot)
                 .await?
                 .iter()
                 .filter_map(|o| serde_json::from_str::<Value>(&o.json).ok())
@@ -749,7 +766,7 @@ pub async fn trusted_root(node: &Path, cmd: TrustedRootCommand) -> anyhow::Resul
         }
         TrustedRootCommand::Remove { thumbprint } => {
             let tp = postern_model::Thumbprint::parse(&thumbprint)?;
-            remove(&mut c, "trusted-root", &tp.to_string()).await
+            remove(&mut c, ObjectKind::TrustedRoot, &tp.to_string()).await
         }
     }
 }
@@ -863,7 +880,11 @@ fn apply_receive_args(
         c.bindings = v;
     }
     if let Some(v) = a.remote_ip_ranges {
-        c.remote_ip_ranges = v.into_iter().filter(|r| !r.trim().is_empty()).collect();
+        c.remote_ip_ranges = v
+            .iter()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| r.parse::<IpRange>())
+            .collect::<Result<_, _>>()?;
     }
     if let Some(v) = a.auth_mechanism {
         c.auth_mechanism = v
@@ -954,7 +975,7 @@ async fn put_receive(
     replace: bool,
 ) -> anyhow::Result<()> {
     c.put_object(pb::PutObjectRequest {
-        kind: "receive-connector".into(),
+        kind: AdminObjectKind::ReceiveConnector.to_string(),
         json: serde_json::to_string(connector)?,
         create_only: create,
         replace_only: replace,
@@ -971,7 +992,7 @@ async fn get_receive(
 ) -> anyhow::Result<postern_model::ReceiveConnector> {
     let o = c
         .get_object(pb::ObjectRef {
-            kind: "receive-connector".into(),
+            kind: AdminObjectKind::ReceiveConnector.to_string(),
             name: name.into(),
         })
         .await
@@ -1024,14 +1045,14 @@ pub async fn receive_connector_exec(node: &Path, cmd: ReceiveConnectorCommand) -
         }
         ReceiveConnectorCommand::List { json } => {
             let mut list_records = Vec::new();
-            for o in list(&mut c, "receive-connector").await? {
+            for o in list(&mut c, AdminObjectKind::ReceiveConnector).await? {
                 let v: Value = serde_json::from_str(&o.json)?;
                 list_records.push(record_from(&v, &receive_fields()));
             }
             Ok(records(list_records, json, true))
         }
         ReceiveConnectorCommand::Remove { name } => {
-            remove(&mut c, "receive-connector", &name).await?;
+            remove(&mut c, AdminObjectKind::ReceiveConnector, &name).await?;
             Ok(Reply::Done)
         }
     }

@@ -135,7 +135,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         admin
             .config
             .put_json(
-                "mailbox",
+                postern_model::ObjectKind::Mailbox,
                 &serde_json::json!({ "address": mailbox }).to_string(),
                 false,
                 false,
@@ -146,7 +146,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             ReceiveConnector {
                 name: "Client hub1".into(),
                 bindings: vec![submission.clone()],
-                remote_ip_ranges: vec!["127.0.0.0/8".into(), "::1/128".into()],
+                remote_ip_ranges: ["127.0.0.0/8", "::1/128"]
+                    .iter()
+                    .map(|r| r.parse())
+                    .collect::<Result<_, _>>()?,
                 auth_mechanism: vec![AuthMechanism::Tls],
                 permission_groups: vec![PermissionGroup::Clients],
                 require_tls: false,

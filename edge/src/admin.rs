@@ -9,7 +9,7 @@ use postern_edgesync::edge_side::BootstrapStore;
 use postern_edgesync::subscription::{
     BOOTSTRAP_VALIDITY, SubscriptionBody, SubscriptionFile, der_to_pem, expiry_from, new_secret,
 };
-use postern_model::{ObjectKey, ReplicatedObject};
+use postern_model::{AdminObjectKind, ObjectKey, ObjectKind, ReplicatedObject};
 use postern_proto::admin as pb;
 use postern_transport::node::Node;
 use time::OffsetDateTime;
@@ -33,12 +33,11 @@ pub struct EdgeAdmin {
     pub receive_connectors: postern_transport::receive_connectors::ReceiveConnectorStore,
 }
 
-const RECEIVE_CONNECTOR: &str = "receive-connector";
 use postern_transport::admin::receive_connectors as local;
 
 fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     pb::ObjectJson {
-        kind: o.kind().to_owned(),
+        kind: o.kind().to_string(),
         json: o.inner_json(),
         version: 0,
     }
@@ -55,17 +54,20 @@ fn local_status(e: postern_edgesync::LocalChangeError) -> Status {
 impl pb::config_server::Config for EdgeAdmin {
     async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return local::get(&self.receive_connectors, &r.name).map(Response::new);
-        }
-        let key = ObjectKey::of(&r.kind, &r.name);
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return local::get(&self.receive_connectors, &r.name).map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
+        let key = ObjectKey::of(kind, &r.name);
         match self
             .replica
             .get(&key)
             .map_err(|e| Status::internal(e.to_string()))?
         {
             Some(o) => Ok(Response::new(to_json(&o))),
-            None => Err(Status::not_found(format!("no {} named {:?}", r.kind, r.name))),
+            None => Err(Status::not_found(format!("no {kind} named {:?}", r.name))),
         }
     }
 
@@ -73,19 +75,15 @@ impl pb::config_server::Config for EdgeAdmin {
         &self,
         req: Request<pb::ListObjectsRequest>,
     ) -> Result<Response<pb::ObjectList>, Status> {
-        let kind = req.into_inner().kind;
-        if kind == RECEIVE_CONNECTOR {
-            return local::list(&self.receive_connectors).map(Response::new);
-        }
-        if kind == RECEIVE_CONNECTOR {
-            return local::list(&self.receive_connectors).map(Response::new);
-        }
-        if !postern_model::config::KINDS.contains(&kind.as_str()) {
-            return Err(Status::invalid_argument(format!("unknown object kind {kind:?}")));
-        }
+        let kind = match postern_transport::admin::object_kind(&req.into_inner().kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return local::list(&self.receive_connectors).map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
         let objects = self
             .replica
-            .list(&kind)
+            .list(kind)
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::ObjectList {
             objects: objects.iter().map(to_json).collect(),
@@ -97,22 +95,25 @@ impl pb::config_server::Config for EdgeAdmin {
         req: Request<pb::PutObjectRequest>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return local::put(&self.receive_connectors, &r).map(Response::new);
-        }
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return local::put(&self.receive_connectors, &r).map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
         if self.replica.is_subscribed() {
             return Err(Status::failed_precondition(format!(
-                "{} objects are managed by EdgeSync; change it on a hub",
-                r.kind
+                "{kind} objects are managed by EdgeSync; change it on a hub"
             )));
         }
-        let object = if r.kind == "mailbox" {
+        let object = if kind == ObjectKind::Mailbox {
             let v: serde_json::Value =
                 serde_json::from_str(&r.json).map_err(|e| Status::invalid_argument(e.to_string()))?;
             let address = v["address"].as_str().unwrap_or_default();
             ReplicatedObject::Mailbox(postern_model::MailboxEntry::new(address, None))
         } else {
-            ReplicatedObject::from_kind_json(&r.kind, &r.json).map_err(Status::invalid_argument)?
+            ReplicatedObject::from_kind_json(kind, &r.json)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
         };
         let exists = self
             .replica
@@ -121,13 +122,12 @@ impl pb::config_server::Config for EdgeAdmin {
             .is_some();
         if r.create_only && exists {
             return Err(Status::already_exists(format!(
-                "{} {} already exists",
-                r.kind,
+                "{kind} {} already exists",
                 object.key()
             )));
         }
         if r.replace_only && !exists {
-            return Err(Status::not_found(format!("no {} {}", r.kind, object.key())));
+            return Err(Status::not_found(format!("no {kind} {}", object.key())));
         }
         self.replica.put_local(&object).map_err(local_status)?;
         Ok(Response::new(pb::ConfigVersionReply {
@@ -140,12 +140,15 @@ impl pb::config_server::Config for EdgeAdmin {
         req: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return local::remove(&self.receive_connectors, &r.name).map(Response::new);
-        }
-        let key = ObjectKey::of(&r.kind, &r.name);
-        if !self.replica.remove_local(&r.kind, &key).map_err(local_status)? {
-            return Err(Status::not_found(format!("no {} named {:?}", r.kind, r.name)));
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return local::remove(&self.receive_connectors, &r.name).map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
+        let key = ObjectKey::of(kind, &r.name);
+        if !self.replica.remove_local(kind, &key).map_err(local_status)? {
+            return Err(Status::not_found(format!("no {kind} named {:?}", r.name)));
         }
         Ok(Response::new(pb::ConfigVersionReply {
             version: self.replica.applied().version.0,

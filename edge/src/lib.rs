@@ -247,7 +247,7 @@ fn published_records(replica: Replica, node: Node) -> postern_transport::interne
             why,
         })?;
         let domains: Vec<postern_model::Domain> = replica
-            .list("accepted-domain")
+            .list(postern_model::ObjectKind::AcceptedDomain)
             .map_err(|e| RecordsError {
                 what: "the replica",
                 why: e.to_string(),

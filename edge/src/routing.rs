@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use postern_model::{AcceptedDomainKind, Domain, MailboxDelivery, NodeName, TransportConfig};
-use postern_tls::PeerTrust;
 use postern_transport::connectors::{best_connector, connector_hop, connector_next_hop};
+use postern_transport::domain_security::{self, InboundDomainSecurity};
 use postern_transport::node_config::NodeConfig;
 use postern_transport::routing::{
     Destination, HostPort, NextHop, Origin, OutboundTls, RouteRefusal, Router, SmtpHop, Stamp,
@@ -123,52 +123,10 @@ impl EdgeRouter {
         })
     }
 
-    /// Domain security for a sender on the receive list: `Ok(Some(domain))`
-    /// when the session proves it, `Ok(None)` when the sender is not listed.
-    fn domain_security(&self, sender: Option<&Mailbox>, origin: &Origin) -> Result<Option<Domain>, Reply> {
-        let Some(sender) = sender else { return Ok(None) };
-        let domain = sender.domain();
-        let listed = self
-            .transport_config()
-            .tls_receive_domain_secure_list
-            .iter()
-            .any(|d| d == domain);
-        if !listed || !origin.domain_secure_enabled {
-            return Ok(None);
-        }
-        let refuse = |why: String| {
-            Reply::simple(
-                451,
-                (4, 7, 5),
-                format!("Domain security for {domain} failed: {why}"),
-            )
-        };
-        if !origin.tls {
-            return Err(refuse("the session is not TLS (STARTTLS required)".into()));
-        }
-        match &origin.peer {
-            PeerTrust::Pki { names, .. } => {
-                // The domain or a host under it (DESIGN §5).
-                if names
-                    .iter()
-                    .any(|n| postern_tls::names_domain(n, domain.as_str()))
-                {
-                    Ok(Some(domain.clone()))
-                } else {
-                    Err(refuse(format!(
-                        "the client certificate names {}, not {domain}",
-                        names.join(", ")
-                    )))
-                }
-            }
-            PeerTrust::None => Err(refuse("no client certificate was presented".into())),
-            PeerTrust::Direct(_) => Err(refuse(
-                "an organisation certificate is not a partner certificate".into(),
-            )),
-            PeerTrust::Untrusted(why) => {
-                Err(refuse(format!("the client certificate is not trusted ({why})")))
-            }
-        }
+    /// Domain security for `sender` on a session of `origin`, under the
+    /// replica's transport configuration.
+    fn domain_security(&self, sender: Option<&Mailbox>, origin: &Origin) -> InboundDomainSecurity {
+        domain_security::inbound(&self.transport_config(), sender, origin)
     }
 }
 
@@ -189,7 +147,9 @@ impl Router for EdgeRouter {
         sender: Option<&Mailbox>,
         origin: &Origin,
     ) -> Result<String, RouteRefusal> {
-        self.domain_security(sender, origin).map_err(RouteRefusal)?;
+        if let Some(refusal) = self.domain_security(sender, origin).refusal() {
+            return Err(RouteRefusal(refusal));
+        }
         let config = self.config();
         let hop = match config.organisation.accepted(rcpt.domain()) {
             Some(AcceptedDomainKind::Authoritative) => {
@@ -243,10 +203,9 @@ impl Router for EdgeRouter {
             return false;
         };
         let config = self.config();
-        config
-            .organisation
-            .send_connector(&name)
-            .is_some_and(|c| postern_transport::connectors::is_domain_secured(c, &domain, &config.transport))
+        config.organisation.send_connector(&name).is_some_and(|c| {
+            postern_transport::domain_security::is_domain_secured(c, &domain, &config.transport)
+        })
     }
 
     fn authserv_ids(&self) -> Vec<Domain> {
@@ -256,20 +215,7 @@ impl Router for EdgeRouter {
     }
 
     fn stamp(&self, sender: Option<&Mailbox>, origin: &Origin) -> Stamp {
-        match self.domain_security(sender, origin) {
-            Ok(Some(domain)) => Stamp {
-                headers: vec![
-                    "X-Postern-Organization-AuthAs: Partner".to_owned(),
-                    format!("X-Postern-Organization-AuthDomain: {domain}"),
-                    format!(
-                        "Authentication-Results: {}; tls=pass (domain-secured: mutual TLS, certificate for {domain}) smtp.mailfrom={domain}",
-                        self.fqdn
-                    ),
-                ],
-                domain_secured: true,
-            },
-            _ => Stamp::default(),
-        }
+        self.domain_security(sender, origin).stamp(&self.fqdn)
     }
 }
 

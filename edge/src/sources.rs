@@ -2,7 +2,7 @@
 //! hub configuration, kept by EdgeSync.
 
 use postern_edgesync::Replica;
-use postern_model::{ObjectKey, ReplicatedObject, Thumbprint, TransportConfig};
+use postern_model::{ObjectKey, ObjectKind, ReplicatedObject, Thumbprint, TransportConfig};
 use postern_transport::node_config::{CompileError, OrganisationSource};
 
 /// The edge's organisation objects: its replica.
@@ -19,7 +19,7 @@ impl OrganisationSource for ReplicaSources {
         })
     }
 
-    fn objects(&self, kind: &'static str) -> Result<Vec<ReplicatedObject>, CompileError> {
+    fn objects(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, CompileError> {
         self.replica.list(kind).map_err(|e| CompileError::Read {
             what: "the replica",
             why: format!("{kind}: {e}"),
@@ -36,7 +36,7 @@ impl OrganisationSource for ReplicaSources {
 /// is subscribed; an error when the replica cannot be read or holds
 /// something else under its key.
 pub fn transport_config_of(replica: &Replica) -> Result<TransportConfig, String> {
-    match replica.get(&ObjectKey::of("transport-config", "")) {
+    match replica.get(&ObjectKey::of(ObjectKind::TransportConfig, "")) {
         Ok(Some(ReplicatedObject::TransportConfig(c))) => Ok(c),
         // Not subscribed yet: the defaults, as Exchange's Edge has.
         Ok(None) => Ok(TransportConfig::default()),

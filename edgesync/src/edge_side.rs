@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 
-use postern_model::{Change, ConfigVersion, ReplicatedObject, Thumbprint, peer_text};
+use postern_model::{Change, ConfigVersion, ObjectKind, ReplicatedObject, Thumbprint, peer_text};
 use postern_proto::edgesync as pb;
 use postern_proto::edgesync::edge_sync_server::EdgeSync;
 use serde::{Deserialize, Serialize};
@@ -133,7 +133,7 @@ fn encode(b: &Bootstrap) -> Result<Vec<u8>, sled::Error> {
 /// Thumbprints of every hub certificate in the replica.
 pub fn hub_thumbprints(replica: &Replica) -> Result<Vec<Thumbprint>, SourceError> {
     Ok(replica
-        .list("hub")?
+        .list(ObjectKind::Hub)?
         .into_iter()
         .filter_map(|o| match o {
             ReplicatedObject::Hub(h) => Some(h.certificates),
@@ -469,7 +469,7 @@ fn snapshot_names_hub(objects: &[ReplicatedObject], peer: &Thumbprint) -> bool {
 pub fn follow_hub_trust(replica: Replica, trust: postern_tls::TrustStore) {
     let apply = move |replica: &Replica, trust: &postern_tls::TrustStore| {
         // A replica that cannot be read leaves the trust in force.
-        let (hubs, listed) = match (hub_thumbprints(replica), replica.list("trusted-root")) {
+        let (hubs, listed) = match (hub_thumbprints(replica), replica.list(ObjectKind::TrustedRoot)) {
             (Ok(hubs), Ok(listed)) => (hubs, listed),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "cannot read the hubs' certificates and trusted roots; trust unchanged");

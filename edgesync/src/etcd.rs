@@ -23,10 +23,10 @@ use std::time::Duration;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, Txn, TxnOp, WatchOptions,
 };
-use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ReplicatedObject};
+use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ObjectKind, ReplicatedObject};
 use tokio::sync::watch;
 
-use crate::source::{ConfigSource, ConfigStore, SourceError, Write, kind_prefix};
+use crate::source::{ConfigSource, ConfigStore, SourceError, Write};
 use crate::store::{decode, encode};
 
 /// How long one etcd request may take before the store reports etcd unavailable.
@@ -581,8 +581,8 @@ impl ConfigStore for EtcdStore {
         Ok(lock(&self.mirror).objects.get(&key.0).cloned())
     }
 
-    fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, SourceError> {
-        let prefix = kind_prefix(kind);
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, SourceError> {
+        let prefix = kind.key_prefix();
         Ok(lock(&self.mirror)
             .objects
             .range(prefix.clone()..)

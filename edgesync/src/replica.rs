@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ReplicatedObject};
+use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ObjectKind, ReplicatedObject};
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
@@ -260,12 +260,8 @@ impl Replica {
     }
 
     /// Every object of `kind` (`send-connector`, `hub`, …).
-    pub fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, SourceError> {
-        let prefix = if kind == "transport-config" {
-            kind.to_owned()
-        } else {
-            format!("{kind}/")
-        };
+    pub fn list(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, SourceError> {
+        let prefix = kind.key_prefix();
         self.objects
             .scan_prefix(prefix.as_bytes())
             .values()
@@ -327,7 +323,7 @@ fn read_applied(meta: &sled::Tree) -> Result<Applied, SourceError> {
 pub enum LocalChangeError {
     /// The edge is subscribed: EdgeSync owns its replicated objects.
     #[error("{0} objects are managed by EdgeSync; change it on a hub")]
-    Managed(String),
+    Managed(ObjectKind),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] SourceError),
@@ -343,7 +339,7 @@ impl Replica {
     /// snapshot of a subscription replaces all of them.
     pub fn put_local(&self, object: &ReplicatedObject) -> Result<(), LocalChangeError> {
         if self.is_subscribed() {
-            return Err(LocalChangeError::Managed(object.kind().to_owned()));
+            return Err(LocalChangeError::Managed(object.kind()));
         }
         self.objects
             .insert(object.key().0.as_bytes(), encode(object)?)
@@ -355,9 +351,9 @@ impl Replica {
     }
 
     /// Removes a locally made object of a standalone edge.
-    pub fn remove_local(&self, kind: &str, key: &ObjectKey) -> Result<bool, LocalChangeError> {
+    pub fn remove_local(&self, kind: ObjectKind, key: &ObjectKey) -> Result<bool, LocalChangeError> {
         if self.is_subscribed() {
-            return Err(LocalChangeError::Managed(kind.to_owned()));
+            return Err(LocalChangeError::Managed(kind));
         }
         let removed = self
             .objects

@@ -6,7 +6,7 @@
 //! implementations: `ChangeLogStore` (sled, one hub) and `EtcdStore`
 //! (etcd v3, several hubs of one organisation).
 
-use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ReplicatedObject};
+use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ObjectKind, ReplicatedObject};
 
 /// The refusal of a write whose read is no longer current.
 pub const CONFLICT: &str = "changed by another administrator since you read it; read again";
@@ -87,8 +87,8 @@ pub trait ConfigStore: ConfigSource {
     /// The object stored under `key`.
     fn get(&self, key: &ObjectKey) -> Result<Option<ReplicatedObject>, SourceError>;
 
-    /// Every object whose key starts with `kind/` (or is `kind`).
-    fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, SourceError>;
+    /// Every object of `kind`.
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, SourceError>;
 
     /// A side record.
     fn side_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, SourceError>;
@@ -109,14 +109,5 @@ pub trait ConfigStore: ConfigSource {
     /// Which hub holds each edge's EdgeSync lease (several-hub stores only).
     fn lease_holders(&self) -> Vec<(String, String)> {
         Vec::new()
-    }
-}
-
-/// The prefix `list(kind)` scans.
-pub fn kind_prefix(kind: &str) -> String {
-    if kind.contains('/') || kind == "transport-config" {
-        kind.to_owned()
-    } else {
-        format!("{kind}/")
     }
 }

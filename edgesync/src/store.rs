@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ReplicatedObject};
+use postern_model::{Change, ChangeOp, ConfigVersion, ObjectKey, ObjectKind, ReplicatedObject};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::source::{ConfigSource, ConfigStore, SideWrite, SourceError, Write, kind_prefix};
+use crate::source::{ConfigSource, ConfigStore, SideWrite, SourceError, Write};
 
 const VERSION_KEY: &[u8] = b"version";
 const STORE_ID_KEY: &[u8] = b"store-id";
@@ -133,9 +133,9 @@ impl ChangeLogStore {
             .transpose()
     }
 
-    /// Every object whose key starts with `kind/`.
-    pub fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, SourceError> {
-        let prefix = kind_prefix(kind);
+    /// Every object of `kind`.
+    pub fn list(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, SourceError> {
+        let prefix = kind.key_prefix();
         self.objects
             .scan_prefix(prefix.as_bytes())
             .values()
@@ -155,7 +155,7 @@ impl ConfigStore for ChangeLogStore {
         ChangeLogStore::get(self, key)
     }
 
-    fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, SourceError> {
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, SourceError> {
         ChangeLogStore::list(self, kind)
     }
 
@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(reopened.store_id(), id);
         assert_eq!(reopened.version(), ConfigVersion(4));
         assert_eq!(
-            reopened.list("accepted-domain").unwrap(),
+            reopened.list(ObjectKind::AcceptedDomain).unwrap(),
             vec![domain("contoso.com")]
         );
     }

@@ -160,7 +160,7 @@ async fn a_hub_that_lost_the_lease_cannot_push() {
         .unwrap();
     wait_for("the change on the edge", || replica.applied().version == v).await;
     assert_eq!(
-        replica.list("transport-config").unwrap(),
+        replica.list(postern_model::ObjectKind::TransportConfig).unwrap(),
         vec![ReplicatedObject::TransportConfig(config)]
     );
     wait_for("A refused", || status_of(&a).last_error.is_some()).await;

@@ -149,7 +149,10 @@ async fn snapshot_then_pushed_deltas_reach_every_edge() {
         .unwrap();
     for edge in &edges {
         wait_for("delta", || edge.replica.applied().version == v).await;
-        let got = edge.replica.list("transport-config").unwrap();
+        let got = edge
+            .replica
+            .list(postern_model::ObjectKind::TransportConfig)
+            .unwrap();
         assert_eq!(got, vec![ReplicatedObject::TransportConfig(config.clone())]);
         assert_eq!(edge.replica.applied().snapshots, 1, "a delta, not a snapshot");
     }

@@ -2,7 +2,7 @@
 //! edge subscriptions and EdgeSync operations.
 
 use postern_edgesync::hub_side::SyncManager;
-use postern_model::ReplicatedObject;
+use postern_model::{AdminObjectKind, ObjectKind, ReplicatedObject};
 use postern_proto::admin as pb;
 use postern_tls::TrustStore;
 use postern_transport::receive_connectors::ReceiveConnectorStore;
@@ -27,8 +27,6 @@ pub struct HubAdmin {
     /// This hub's receive connectors (local, not replicated).
     pub receive_connectors: ReceiveConnectorStore,
 }
-
-const RECEIVE_CONNECTOR: &str = "receive-connector";
 
 fn config_status(e: ConfigError) -> Status {
     match e {
@@ -57,7 +55,7 @@ fn subscription_status(e: SubscriptionError) -> Status {
 
 fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
     pb::ObjectJson {
-        kind: o.kind().to_owned(),
+        kind: o.kind().to_string(),
         json: o.inner_json(),
         version: 0,
     }
@@ -67,11 +65,14 @@ fn to_json(o: &ReplicatedObject) -> pb::ObjectJson {
 impl pb::config_server::Config for HubAdmin {
     async fn get_object(&self, req: Request<pb::ObjectRef>) -> Result<Response<pb::ObjectJson>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::get(&self.receive_connectors, &r.name)
-                .map(Response::new);
-        }
-        if r.kind == "mailbox" {
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return postern_transport::admin::receive_connectors::get(&self.receive_connectors, &r.name)
+                    .map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
+        if kind == ObjectKind::Mailbox {
             let address = r.name.trim().to_ascii_lowercase();
             let known = self
                 .config
@@ -84,7 +85,7 @@ impl pb::config_server::Config for HubAdmin {
             return Ok(Response::new(self.mailbox_json(&address)));
         }
         let read = self.config.read_version();
-        let object = self.config.get(&r.kind, &r.name).map_err(config_status)?;
+        let object = self.config.get(kind, &r.name).map_err(config_status)?;
         Ok(Response::new(pb::ObjectJson {
             version: read.0,
             ..to_json(&object)
@@ -95,25 +96,20 @@ impl pb::config_server::Config for HubAdmin {
         &self,
         req: Request<pb::ListObjectsRequest>,
     ) -> Result<Response<pb::ObjectList>, Status> {
-        let kind = req.into_inner().kind;
-        if kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
-                .map(Response::new);
-        }
-        if kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
-                .map(Response::new);
-        }
-        if kind == "mailbox" {
+        let kind = match postern_transport::admin::object_kind(&req.into_inner().kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return postern_transport::admin::receive_connectors::list(&self.receive_connectors)
+                    .map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
+        if kind == ObjectKind::Mailbox {
             let addresses = self.config.mailbox_addresses().map_err(config_status)?;
             return Ok(Response::new(pb::ObjectList {
                 objects: addresses.iter().map(|a| self.mailbox_json(a)).collect(),
             }));
         }
-        if !postern_model::config::KINDS.contains(&kind.as_str()) {
-            return Err(Status::invalid_argument(format!("unknown object kind {kind:?}")));
-        }
-        let objects = self.config.list(&kind).map_err(config_status)?;
+        let objects = self.config.list(kind).map_err(config_status)?;
         Ok(Response::new(pb::ObjectList {
             objects: objects.iter().map(to_json).collect(),
         }))
@@ -124,14 +120,17 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::PutObjectRequest>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::put(&self.receive_connectors, &r)
-                .map(Response::new);
-        }
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return postern_transport::admin::receive_connectors::put(&self.receive_connectors, &r)
+                    .map(Response::new);
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
         let version = self
             .config
             .put_json(
-                &r.kind,
+                kind,
                 &r.json,
                 r.create_only,
                 r.replace_only,
@@ -139,15 +138,7 @@ impl pb::config_server::Config for HubAdmin {
             )
             .await
             .map_err(config_status)?;
-        if r.kind == "accepted-domain" {
-            self.subscriptions
-                .refresh_sites(&self.config)
-                .await
-                .map_err(subscription_status)?;
-        }
-        if r.kind == "trusted-root" {
-            self.refresh.store_changed();
-        }
+        self.after_change(kind).await?;
         Ok(Response::new(pb::ConfigVersionReply {
             version: version.0.max(self.config.version().0),
         }))
@@ -158,24 +149,18 @@ impl pb::config_server::Config for HubAdmin {
         req: Request<pb::ObjectRef>,
     ) -> Result<Response<pb::ConfigVersionReply>, Status> {
         let r = req.into_inner();
-        if r.kind == RECEIVE_CONNECTOR {
-            return postern_transport::admin::receive_connectors::remove(&self.receive_connectors, &r.name)
+        let kind = match postern_transport::admin::object_kind(&r.kind)? {
+            AdminObjectKind::ReceiveConnector => {
+                return postern_transport::admin::receive_connectors::remove(
+                    &self.receive_connectors,
+                    &r.name,
+                )
                 .map(Response::new);
-        }
-        let version = self
-            .config
-            .remove(&r.kind, &r.name)
-            .await
-            .map_err(config_status)?;
-        if r.kind == "accepted-domain" {
-            self.subscriptions
-                .refresh_sites(&self.config)
-                .await
-                .map_err(subscription_status)?;
-        }
-        if r.kind == "trusted-root" {
-            self.refresh.store_changed();
-        }
+            }
+            AdminObjectKind::Replicated(kind) => kind,
+        };
+        let version = self.config.remove(kind, &r.name).await.map_err(config_status)?;
+        self.after_change(kind).await?;
         Ok(Response::new(pb::ConfigVersionReply {
             version: version.0.max(self.config.version().0),
         }))
@@ -183,6 +168,23 @@ impl pb::config_server::Config for HubAdmin {
 }
 
 impl HubAdmin {
+    /// What follows a change of an object of `kind`: accepted domains
+    /// refresh the edges' sites, trusted roots the trust store.
+    async fn after_change(&self, kind: ObjectKind) -> Result<(), Status> {
+        match kind {
+            ObjectKind::AcceptedDomain => self
+                .subscriptions
+                .refresh_sites(&self.config)
+                .await
+                .map_err(subscription_status),
+            ObjectKind::TrustedRoot => {
+                self.refresh.store_changed();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A mailbox as the admin API shows it: address, hash, home hub
     /// (`hub`, null for a mailbox from before homes: whichever hub
     /// receives its mail) and where its mail goes (`home`: the hub, or
@@ -197,7 +199,7 @@ impl HubAdmin {
             }
         };
         let lmtp = address.rsplit_once('@').and_then(|(_, domain)| {
-            match self.config.get("accepted-domain", domain) {
+            match self.config.get(ObjectKind::AcceptedDomain, domain) {
                 Ok(ReplicatedObject::AcceptedDomain(d)) => match d.delivery {
                     postern_model::MailboxDelivery::Lmtp(server) => Some(server.to_string()),
                     postern_model::MailboxDelivery::Maildir => None,
@@ -211,7 +213,7 @@ impl HubAdmin {
         let json =
             serde_json::json!({ "address": address, "hash": hash.0, "hub": hub, "home": home }).to_string();
         pb::ObjectJson {
-            kind: "mailbox".into(),
+            kind: ObjectKind::Mailbox.to_string(),
             json,
             version: 0,
         }

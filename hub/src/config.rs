@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use postern_edgesync::{ChangeLogStore, ConfigSource, ConfigStore, SideWrite, SourceError, Write};
 use postern_model::{
-    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxEntry, MailboxHash, NodeName, ObjectKey,
+    AcceptedDomainKind, ChangeOp, ConfigVersion, MailboxEntry, MailboxHash, NodeName, ObjectKey, ObjectKind,
     ReplicatedObject, TransportConfig,
 };
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ pub enum ConfigError {
     #[error("{kind} {name:?} already exists")]
     Exists {
         /// The kind.
-        kind: String,
+        kind: ObjectKind,
         /// The name.
         name: String,
     },
@@ -30,13 +30,13 @@ pub enum ConfigError {
     #[error("no {kind} named {name:?}")]
     NotFound {
         /// The kind.
-        kind: String,
+        kind: ObjectKind,
         /// The name.
         name: String,
     },
     /// Only EdgeSync may change this kind.
     #[error("{0} objects are maintained by the hub itself")]
-    ReadOnly(String),
+    ReadOnly(ObjectKind),
     /// Another write changed what this one read (nothing was changed).
     #[error("{0}")]
     Conflict(SourceError),
@@ -105,7 +105,7 @@ impl HubConfig {
         let read = config.store.read_version();
         if config
             .store
-            .get(&ObjectKey::of("transport-config", ""))?
+            .get(&ObjectKey::of(ObjectKind::TransportConfig, ""))?
             .is_none()
         {
             let write = Write {
@@ -147,21 +147,22 @@ impl HubConfig {
     /// `read` is the version the administrator's read saw (`None`: now).
     pub async fn put_json(
         &self,
-        kind: &str,
+        kind: ObjectKind,
         json: &str,
         create_only: bool,
         replace_only: bool,
         read: Option<ConfigVersion>,
     ) -> Result<ConfigVersion, ConfigError> {
-        if kind == "mailbox" {
+        if kind == ObjectKind::Mailbox {
             let request: MailboxRequest =
                 serde_json::from_str(json).map_err(|e| ConfigError::Invalid(format!("bad mailbox: {e}")))?;
             return self.put_mailbox(&request, create_only, replace_only, read).await;
         }
-        if matches!(kind, "hub" | "edge") {
-            return Err(ConfigError::ReadOnly(kind.to_owned()));
+        if kind.is_managed_by_nodes() {
+            return Err(ConfigError::ReadOnly(kind));
         }
-        let object = ReplicatedObject::from_kind_json(kind, json).map_err(ConfigError::Invalid)?;
+        let object =
+            ReplicatedObject::from_kind_json(kind, json).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.put(object, create_only, replace_only, read).await
     }
 
@@ -181,13 +182,13 @@ impl HubConfig {
         let name = display_name(&object);
         if create_only && exists {
             return Err(ConfigError::Exists {
-                kind: object.kind().to_owned(),
+                kind: object.kind(),
                 name,
             });
         }
         if replace_only && !exists {
             return Err(ConfigError::NotFound {
-                kind: object.kind().to_owned(),
+                kind: object.kind(),
                 name,
             });
         }
@@ -213,7 +214,7 @@ impl HubConfig {
     /// The hub of the organisation named `name` (its name or FQDN).
     fn hub_named(&self, name: &str) -> Result<NodeName, ConfigError> {
         let hubs: Vec<postern_model::HubInfo> = self
-            .list("hub")?
+            .list(ObjectKind::Hub)?
             .into_iter()
             .filter_map(|o| match o {
                 ReplicatedObject::Hub(h) => Some(h),
@@ -236,10 +237,12 @@ impl HubConfig {
 
     /// The replicated entry of the mailbox `address` (its home), if any.
     pub fn mailbox_entry(&self, address: &str) -> Result<Option<MailboxEntry>, ConfigError> {
-        Ok(match self.store.get(&ObjectKey::of("mailbox", address))? {
-            Some(ReplicatedObject::Mailbox(entry)) => Some(entry),
-            _ => None,
-        })
+        Ok(
+            match self.store.get(&ObjectKey::of(ObjectKind::Mailbox, address))? {
+                Some(ReplicatedObject::Mailbox(entry)) => Some(entry),
+                _ => None,
+            },
+        )
     }
 
     async fn put_mailbox(
@@ -260,7 +263,7 @@ impl HubConfig {
         if local.is_empty() {
             return Err(ConfigError::Invalid(format!("{address:?} has no local part")));
         }
-        let authoritative = self.list("accepted-domain")?.into_iter().any(|o| {
+        let authoritative = self.list(ObjectKind::AcceptedDomain)?.into_iter().any(|o| {
             matches!(o, ReplicatedObject::AcceptedDomain(d) if d.name == domain && d.kind != AcceptedDomainKind::ExternalRelay)
         });
         if !authoritative {
@@ -272,13 +275,13 @@ impl HubConfig {
         let exists = self.store.side_get(MAILBOXES, hash.0.as_bytes())?.is_some();
         if create_only && exists {
             return Err(ConfigError::Exists {
-                kind: "mailbox".into(),
+                kind: ObjectKind::Mailbox,
                 name: address,
             });
         }
         if replace_only && !exists {
             return Err(ConfigError::NotFound {
-                kind: "mailbox".into(),
+                kind: ObjectKind::Mailbox,
                 name: address,
             });
         }
@@ -308,19 +311,19 @@ impl HubConfig {
     }
 
     /// Removes the object of `kind` named `name`.
-    pub async fn remove(&self, kind: &str, name: &str) -> Result<ConfigVersion, ConfigError> {
+    pub async fn remove(&self, kind: ObjectKind, name: &str) -> Result<ConfigVersion, ConfigError> {
         let read = self.store.read_version();
-        if matches!(kind, "hub" | "edge" | "transport-config") {
-            return Err(ConfigError::ReadOnly(kind.to_owned()));
+        if kind.is_managed_by_nodes() || kind == ObjectKind::TransportConfig {
+            return Err(ConfigError::ReadOnly(kind));
         }
         let key = ObjectKey::of(kind, name);
         if self.store.get(&key)?.is_none() {
             return Err(ConfigError::NotFound {
-                kind: kind.to_owned(),
+                kind,
                 name: name.to_owned(),
             });
         }
-        let side = if kind == "mailbox" {
+        let side = if kind == ObjectKind::Mailbox {
             let hash = MailboxHash::of(name);
             vec![SideWrite {
                 space: MAILBOXES.to_owned(),
@@ -334,17 +337,17 @@ impl HubConfig {
     }
 
     /// The object of `kind` named `name`.
-    pub fn get(&self, kind: &str, name: &str) -> Result<ReplicatedObject, ConfigError> {
+    pub fn get(&self, kind: ObjectKind, name: &str) -> Result<ReplicatedObject, ConfigError> {
         self.store
             .get(&ObjectKey::of(kind, name))?
             .ok_or_else(|| ConfigError::NotFound {
-                kind: kind.to_owned(),
+                kind,
                 name: name.to_owned(),
             })
     }
 
     /// Every object of `kind`.
-    pub fn list(&self, kind: &str) -> Result<Vec<ReplicatedObject>, ConfigError> {
+    pub fn list(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, ConfigError> {
         Ok(self.store.list(kind)?)
     }
 
@@ -352,7 +355,7 @@ impl HubConfig {
     /// the hubs of the organisation, which edges and hubs trust directly.
     pub fn hub_certificates(&self) -> Result<Vec<postern_model::Thumbprint>, ConfigError> {
         Ok(self
-            .list("hub")?
+            .list(ObjectKind::Hub)?
             .into_iter()
             .filter_map(|o| match o {
                 ReplicatedObject::Hub(h) => Some(h.certificates),
@@ -377,7 +380,7 @@ impl HubConfig {
 
     /// The transport configuration.
     pub fn transport_config(&self) -> Result<TransportConfig, ConfigError> {
-        match self.get("transport-config", "")? {
+        match self.get(ObjectKind::TransportConfig, "")? {
             ReplicatedObject::TransportConfig(c) => Ok(c),
             _ => Ok(TransportConfig::default()),
         }

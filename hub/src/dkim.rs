@@ -3,7 +3,7 @@
 //! accepted domains of the organisation; replies carry the public TXT
 //! record, never the private key.
 
-use postern_model::{AcceptedDomainKind, DkimKeyType, Domain, ReplicatedObject, Selector};
+use postern_model::{AcceptedDomainKind, DkimKeyType, Domain, ObjectKind, ReplicatedObject, Selector};
 use postern_proto::admin as pb;
 use postern_transport::auth::{DkimKeyError, DkimKeyStore, DkimKeyView};
 use tonic::{Request, Response, Status};
@@ -54,7 +54,7 @@ impl DkimService {
     fn accepted(&self, domain: &Domain) -> Result<(), Status> {
         let ours = self
             .config
-            .list("accepted-domain")
+            .list(ObjectKind::AcceptedDomain)
             .map_err(|e| Status::internal(e.to_string()))?
             .into_iter()
             .any(|o| {

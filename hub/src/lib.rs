@@ -17,7 +17,7 @@ use std::sync::Arc;
 use postern_edgesync::hub_side::{SyncManager, SyncState};
 use postern_edgesync::lease::EdgeLeases;
 use postern_edgesync::{ConfigStore, EtcdStore};
-use postern_model::{ChangeOp, HubInfo, ReplicatedObject, Service};
+use postern_model::{ChangeOp, HubInfo, ObjectKind, ReplicatedObject, Service};
 use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::console_server::ConsoleServer;
 use postern_proto::admin::dkim_server::DkimServer;
@@ -420,7 +420,7 @@ async fn publish_self(
         smtp_endpoint: smtp_endpoint.to_owned(),
         certificates,
     };
-    let current = config.get("hub", node.identity.name.as_str()).ok();
+    let current = config.get(ObjectKind::Hub, node.identity.name.as_str()).ok();
     if current != Some(ReplicatedObject::Hub(info.clone())) {
         config
             .apply(vec![ChangeOp::Put(ReplicatedObject::Hub(info))])

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use postern_edgesync::hub_side::SyncManager;
 use postern_edgesync::rotation::{RotationHook, VerifiedOffer};
-use postern_model::{ChangeOp, ConfigVersion, ReplicatedObject, Thumbprint};
+use postern_model::{ChangeOp, ConfigVersion, ObjectKind, ReplicatedObject, Thumbprint};
 use postern_tls::TrustStore;
 use postern_tls::certs::{CertStore, Rotation};
 use time::OffsetDateTime;
@@ -75,7 +75,7 @@ impl RotationHook for HubRotation {
         block_on(self.subscriptions.rotate(edge, offer.old, offer.new, &until)).map_err(|e| e.to_string())?;
         self.trust.trust_direct(offer.new);
         // Other edges and hubs learn the edge's new certificate.
-        if let Ok(ReplicatedObject::Edge(mut info)) = self.config.get("edge", edge) {
+        if let Ok(ReplicatedObject::Edge(mut info)) = self.config.get(ObjectKind::Edge, edge) {
             info.thumbprint = offer.new;
             if let Err(e) = block_on(
                 self.config

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use postern_model::{
     AcceptedDomainKind, Domain, MailboxDelivery, NodeName, ProtocolLoggingLevel, SendConnector,
 };
-use postern_transport::connectors::{
-    best_connector, connector_hop, connector_next_hop, is_domain_secured, parse_host,
-};
+use postern_transport::connectors::{best_connector, connector_hop, connector_next_hop, parse_host};
+use postern_transport::domain_security::is_domain_secured;
 use postern_transport::node_config::NodeConfig;
 use postern_transport::routing::{
     Destination, HostPort, NextHop, Origin, OutboundTls, RouteRefusal, Router, SmtpHop,

@@ -3,7 +3,7 @@
 //! ([`HubSources`]); and [`TrustRefresh`], which has the trust anchors
 //! compiled again at once after a subscription or a trusted root changed.
 
-use postern_model::{ReplicatedObject, Thumbprint, TransportConfig};
+use postern_model::{ObjectKind, ReplicatedObject, Thumbprint, TransportConfig};
 use postern_tls::TrustStore;
 use postern_transport::node_config::{
     Changed, CompileError, NodeConfigCompiler, OrganisationSource, apply_trust,
@@ -31,7 +31,7 @@ impl OrganisationSource for HubSources {
             .map_err(|e| read("the transport configuration")(e.to_string()))
     }
 
-    fn objects(&self, kind: &'static str) -> Result<Vec<ReplicatedObject>, CompileError> {
+    fn objects(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, CompileError> {
         self.config.list(kind).map_err(|e| CompileError::Read {
             what: "the configuration store",
             why: format!("{kind}: {e}"),

@@ -9,7 +9,7 @@ use postern_edgesync::hub_side::{EdgeTarget, SyncManager};
 use postern_edgesync::subscription::SubscriptionFile;
 use postern_edgesync::{ConfigStore, SideWrite, Write};
 use postern_model::{
-    AcceptedDomainKind, AddressSpace, ChangeOp, DomainPattern, EdgeInfo, NodeName, ObjectKey,
+    AcceptedDomainKind, AddressSpace, ChangeOp, DomainPattern, EdgeInfo, NodeName, ObjectKey, ObjectKind,
     ReplicatedObject, SendConnector, Thumbprint,
 };
 use postern_tls::TrustStore;
@@ -314,7 +314,7 @@ impl Subscriptions {
         let sub = self.get(name)?;
         let edge_name =
             NodeName::parse(&sub.edge_name).map_err(|e| SubscriptionError::Corrupt(e.to_string()))?;
-        let mut ops = vec![ChangeOp::Delete(ObjectKey::of("edge", &sub.edge_name))];
+        let mut ops = vec![ChangeOp::Delete(ObjectKey::of(ObjectKind::Edge, &sub.edge_name))];
         ops.extend(site_connectors(config, &sub.site, None, Some(&edge_name))?);
         let forget = SideWrite {
             space: SPACE.to_owned(),
@@ -367,7 +367,7 @@ pub fn site_connectors(
 ) -> Result<Vec<ChangeOp>, ConfigError> {
     let spaces = inbound_spaces(config)?;
     let hubs: Vec<String> = config
-        .list("hub")?
+        .list(ObjectKind::Hub)?
         .into_iter()
         .filter_map(|o| match o {
             ReplicatedObject::Hub(h) => Some(h.smtp_endpoint),
@@ -400,7 +400,7 @@ pub fn site_connectors(
             }),
         ),
     ] {
-        let existing = match config.get("send-connector", &name) {
+        let existing = match config.get(ObjectKind::SendConnector, &name) {
             Ok(ReplicatedObject::SendConnector(c)) => Some(c),
             _ => None,
         };
@@ -423,7 +423,7 @@ pub fn site_connectors(
 /// The inbound connector serves every authoritative and internal-relay domain.
 fn inbound_spaces(config: &HubConfig) -> Result<Vec<AddressSpace>, ConfigError> {
     let mut spaces: Vec<AddressSpace> = config
-        .list("accepted-domain")?
+        .list(ObjectKind::AcceptedDomain)?
         .into_iter()
         .filter_map(|o| match o {
             ReplicatedObject::AcceptedDomain(d) if d.kind != AcceptedDomainKind::ExternalRelay => {

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Domain, MailboxDelivery, NodeName, ProtocolLoggingLevel, Thumbprint};
+use crate::{Domain, MailboxDelivery, NodeName, ObjectKind, ProtocolLoggingLevel, Thumbprint};
 
 /// Organisation-wide transport settings (Set-TransportConfig).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,14 +459,15 @@ pub enum ReplicatedObject {
 impl ReplicatedObject {
     /// The key this object is stored under.
     pub fn key(&self) -> ObjectKey {
+        let kind = self.kind();
         match self {
-            Self::TransportConfig(_) => ObjectKey("transport-config".into()),
-            Self::AcceptedDomain(d) => ObjectKey(format!("accepted-domain/{}", d.name)),
-            Self::Mailbox(m) => ObjectKey(format!("mailbox/{}", m.hash.0)),
+            Self::TransportConfig(_) => ObjectKey::of(kind, ""),
+            Self::AcceptedDomain(d) => ObjectKey(format!("{kind}/{}", d.name)),
+            Self::Mailbox(m) => ObjectKey::mailbox(&m.hash),
             Self::SendConnector(c) => ObjectKey::send_connector(&c.name),
-            Self::Hub(h) => ObjectKey(format!("hub/{}", h.name.as_str().to_ascii_lowercase())),
-            Self::Edge(e) => ObjectKey(format!("edge/{}", e.name.as_str().to_ascii_lowercase())),
-            Self::TrustedRoot(r) => ObjectKey(format!("trusted-root/{}", r.thumbprint)),
+            Self::Hub(h) => ObjectKey(format!("{kind}/{}", h.name.as_str().to_ascii_lowercase())),
+            Self::Edge(e) => ObjectKey(format!("{kind}/{}", e.name.as_str().to_ascii_lowercase())),
+            Self::TrustedRoot(r) => ObjectKey(format!("{kind}/{}", r.thumbprint)),
         }
     }
 }
@@ -478,12 +479,29 @@ pub struct ObjectKey(pub String);
 impl ObjectKey {
     /// The key of the send connector called `name`.
     pub fn send_connector(name: &str) -> Self {
-        Self(format!("send-connector/{}", name.to_ascii_lowercase()))
+        Self::of(ObjectKind::SendConnector, name)
     }
 
-    /// The kind part (`send-connector`, `mailbox`, …).
-    pub fn kind(&self) -> &str {
-        self.0.split('/').next().unwrap_or_default()
+    /// The key of the mailbox whose address hashes to `hash`.
+    pub fn mailbox(hash: &MailboxHash) -> Self {
+        Self(format!("{}/{}", ObjectKind::Mailbox, hash.0))
+    }
+
+    /// The kind part (`send-connector`, `mailbox`, …); `None` for a key
+    /// that names no known kind.
+    pub fn kind(&self) -> Option<ObjectKind> {
+        self.0.split('/').next().and_then(|word| word.parse().ok())
+    }
+
+    /// The key of the object of `kind` called `name` (`transport-config`
+    /// has no name; mailboxes are named by address and keyed by hash).
+    pub fn of(kind: ObjectKind, name: &str) -> Self {
+        match kind {
+            ObjectKind::TransportConfig => Self(kind.as_str().to_owned()),
+            ObjectKind::Mailbox if name.contains('@') => Self::mailbox(&MailboxHash::of(name)),
+            _ if kind.folds_case() => Self(format!("{kind}/{}", name.trim().to_ascii_lowercase())),
+            _ => Self(format!("{kind}/{}", name.trim())),
+        }
     }
 }
 
@@ -511,48 +529,41 @@ pub struct Change {
     pub op: ChangeOp,
 }
 
-/// The object kinds administrators name on the command line.
-pub const KINDS: &[&str] = &[
-    "transport-config",
-    "accepted-domain",
-    "mailbox",
-    "send-connector",
-    "trusted-root",
-    "hub",
-    "edge",
-];
+/// An object's JSON that does not read as an object of its kind.
+#[derive(Debug, thiserror::Error)]
+#[error("bad {kind} object: {source}")]
+pub struct BadObjectJson {
+    /// The kind the JSON was given as.
+    pub kind: ObjectKind,
+    /// What the JSON parser found.
+    pub source: serde_json::Error,
+}
 
 impl ReplicatedObject {
     /// Parses the JSON of one object of `kind` (the admin API's payload).
-    pub fn from_kind_json(kind: &str, json: &str) -> Result<Self, String> {
-        let bad = |e: serde_json::Error| format!("bad {kind} object: {e}");
+    pub fn from_kind_json(kind: ObjectKind, json: &str) -> Result<Self, BadObjectJson> {
+        let bad = |source| BadObjectJson { kind, source };
         Ok(match kind {
-            "transport-config" => Self::TransportConfig(serde_json::from_str(json).map_err(bad)?),
-            "accepted-domain" => Self::AcceptedDomain(serde_json::from_str(json).map_err(bad)?),
-            "mailbox" => Self::Mailbox(serde_json::from_str(json).map_err(bad)?),
-            "send-connector" => Self::SendConnector(serde_json::from_str(json).map_err(bad)?),
-            "trusted-root" => Self::TrustedRoot(serde_json::from_str(json).map_err(bad)?),
-            "hub" => Self::Hub(serde_json::from_str(json).map_err(bad)?),
-            "edge" => Self::Edge(serde_json::from_str(json).map_err(bad)?),
-            other => {
-                return Err(format!(
-                    "unknown object kind {other:?}; kinds are {}",
-                    KINDS.join(", ")
-                ));
-            }
+            ObjectKind::TransportConfig => Self::TransportConfig(serde_json::from_str(json).map_err(bad)?),
+            ObjectKind::AcceptedDomain => Self::AcceptedDomain(serde_json::from_str(json).map_err(bad)?),
+            ObjectKind::Mailbox => Self::Mailbox(serde_json::from_str(json).map_err(bad)?),
+            ObjectKind::SendConnector => Self::SendConnector(serde_json::from_str(json).map_err(bad)?),
+            ObjectKind::TrustedRoot => Self::TrustedRoot(serde_json::from_str(json).map_err(bad)?),
+            ObjectKind::Hub => Self::Hub(serde_json::from_str(json).map_err(bad)?),
+            ObjectKind::Edge => Self::Edge(serde_json::from_str(json).map_err(bad)?),
         })
     }
 
-    /// The kind name of this object.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of this object.
+    pub fn kind(&self) -> ObjectKind {
         match self {
-            Self::TransportConfig(_) => "transport-config",
-            Self::AcceptedDomain(_) => "accepted-domain",
-            Self::Mailbox(_) => "mailbox",
-            Self::SendConnector(_) => "send-connector",
-            Self::Hub(_) => "hub",
-            Self::Edge(_) => "edge",
-            Self::TrustedRoot(_) => "trusted-root",
+            Self::TransportConfig(_) => ObjectKind::TransportConfig,
+            Self::AcceptedDomain(_) => ObjectKind::AcceptedDomain,
+            Self::Mailbox(_) => ObjectKind::Mailbox,
+            Self::SendConnector(_) => ObjectKind::SendConnector,
+            Self::Hub(_) => ObjectKind::Hub,
+            Self::Edge(_) => ObjectKind::Edge,
+            Self::TrustedRoot(_) => ObjectKind::TrustedRoot,
         }
     }
 
@@ -568,21 +579,6 @@ impl ReplicatedObject {
             Self::TrustedRoot(o) => serde_json::to_string(o),
         };
         value.unwrap_or_default()
-    }
-}
-
-impl ObjectKey {
-    /// The key of the object of `kind` called `name` (`transport-config`
-    /// has no name; mailboxes are named by address and keyed by hash).
-    pub fn of(kind: &str, name: &str) -> Self {
-        match kind {
-            "transport-config" => Self("transport-config".into()),
-            "mailbox" if name.contains('@') => Self(format!("mailbox/{}", MailboxHash::of(name).0)),
-            "accepted-domain" | "send-connector" | "hub" | "edge" => {
-                Self(format!("{kind}/{}", name.trim().to_ascii_lowercase()))
-            }
-            _ => Self(format!("{kind}/{}", name.trim())),
-        }
     }
 }
 
@@ -646,7 +642,7 @@ pub struct ReceiveConnector {
     /// `ip:port` bindings.
     pub bindings: Vec<String>,
     /// Allowed client ranges (`10.0.0.0/8`, `::1/128`); empty is everyone.
-    pub remote_ip_ranges: Vec<String>,
+    pub remote_ip_ranges: Vec<crate::IpRange>,
     /// Authentication mechanisms.
     pub auth_mechanism: Vec<AuthMechanism>,
     /// Who may use it.
@@ -756,7 +752,7 @@ mod tests {
         let back: ReplicatedObject = serde_json::from_str(&json).unwrap();
         assert_eq!(back, obj);
         assert_eq!(back.key().0, "send-connector/internet");
-        assert_eq!(back.key().kind(), "send-connector");
+        assert_eq!(back.key().kind(), Some(ObjectKind::SendConnector));
         let mailbox = ReplicatedObject::Mailbox(MailboxEntry::new("kim@adatum.com", None));
         let json = serde_json::to_string(&mailbox).unwrap();
         assert_eq!(serde_json::from_str::<ReplicatedObject>(&json).unwrap(), mailbox);

@@ -55,7 +55,10 @@ async fn two_stores_one_version_space_guarded_writes_and_compaction() {
     let v1 = a.apply(put(domain("adatum.com"), None)).await.unwrap();
     wait_version(&b, v1).await;
     assert_eq!(b.version(), v1);
-    assert_eq!(b.list("accepted-domain").unwrap(), vec![domain("adatum.com")]);
+    assert_eq!(
+        b.list(postern_model::ObjectKind::AcceptedDomain).unwrap(),
+        vec![domain("adatum.com")]
+    );
 
     // Two writers from the same read: one wins, the other changes nothing.
     let read = b.read_version();
@@ -107,7 +110,7 @@ async fn a_member_that_stops_answering_does_not_fail_writes() {
         .await
         .unwrap();
     let mut names: Vec<String> = b
-        .list("accepted-domain")
+        .list(postern_model::ObjectKind::AcceptedDomain)
         .unwrap()
         .into_iter()
         .map(|o| o.key().0)

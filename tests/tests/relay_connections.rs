@@ -167,7 +167,13 @@ async fn many_messages_to_a_hub_share_a_bounded_set_of_connections() {
     admin.subscriptions.refresh_sites(&admin.config).await.unwrap();
     admin
         .config
-        .put_json("mailbox", r#"{"address":"b@sink.test"}"#, false, false, None)
+        .put_json(
+            postern_model::ObjectKind::Mailbox,
+            r#"{"address":"b@sink.test"}"#,
+            false,
+            false,
+            None,
+        )
         .await
         .unwrap();
 

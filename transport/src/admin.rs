@@ -11,7 +11,7 @@ use std::path::Path;
 
 use pb::certificates_server::{Certificates, CertificatesServer};
 use pb::node_server::{Node as NodeApi, NodeServer};
-use postern_model::{KeySpec, Service, SubjectName, Thumbprint};
+use postern_model::{AdminObjectKind, KeySpec, Service, SubjectName, Thumbprint, UnknownObjectKind};
 use postern_proto::admin as pb;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -402,6 +402,13 @@ fn parse_services(names: &[String]) -> Result<BTreeSet<Service>, CertError> {
         .collect()
 }
 
+/// The `kind` word of a `Config` request, parsed once where the request
+/// arrives; an unknown word is the caller's error and names every kind.
+pub fn object_kind(word: &str) -> Result<AdminObjectKind, Status> {
+    word.parse()
+        .map_err(|e: UnknownObjectKind| Status::invalid_argument(e.to_string()))
+}
+
 fn parse_thumbprint(s: &str) -> Result<Thumbprint, Status> {
     Thumbprint::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
 }
@@ -453,13 +460,11 @@ fn to_pb(v: &CertificateView) -> pb::Certificate {
 /// Receive connectors through the `Config` service (kind
 /// `receive-connector`): the same on both roles, since they are local.
 pub mod receive_connectors {
-    use postern_model::ReceiveConnector;
+    use postern_model::{AdminObjectKind, ReceiveConnector};
     use postern_proto::admin as pb;
     use tonic::Status;
 
     use crate::receive_connectors::{ReceiveConnectorError, ReceiveConnectorStore};
-
-    const KIND: &str = "receive-connector";
 
     fn status(e: ReceiveConnectorError) -> Status {
         match e {
@@ -472,7 +477,7 @@ pub mod receive_connectors {
 
     fn json(c: &ReceiveConnector) -> Result<pb::ObjectJson, Status> {
         Ok(pb::ObjectJson {
-            kind: KIND.into(),
+            kind: AdminObjectKind::ReceiveConnector.to_string(),
             json: serde_json::to_string(c).map_err(|e| {
                 Status::internal(format!("cannot encode receive connector {:?}: {e}", c.name))
             })?,
@@ -512,5 +517,86 @@ pub mod receive_connectors {
     pub fn remove(store: &ReceiveConnectorStore, name: &str) -> Result<pb::ConfigVersionReply, Status> {
         store.remove(name).map_err(status)?;
         Ok(pb::ConfigVersionReply { version: 0 })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use postern_model::{Domain, NodeIdentity, NodeName, NodeRole};
+
+        use super::*;
+
+        fn store() -> ReceiveConnectorStore {
+            let db = sled::Config::new().temporary(true).open().unwrap();
+            let identity = NodeIdentity {
+                name: NodeName::parse("edge1").unwrap(),
+                fqdn: Domain::parse("edge1.contoso.test").unwrap(),
+                role: NodeRole::Edge,
+                created: String::new(),
+                smtp_bind: "127.0.0.1:0".into(),
+            };
+            ReceiveConnectorStore::open(&db, &identity).unwrap()
+        }
+
+        fn request(ranges: &str) -> pb::PutObjectRequest {
+            pb::PutObjectRequest {
+                kind: AdminObjectKind::ReceiveConnector.to_string(),
+                json: format!(
+                    r#"{{"name":"Clients","bindings":["127.0.0.1:2587"],"remote_ip_ranges":{ranges},"auth_mechanism":["tls"],"permission_groups":["clients"],"require_tls":false,"domain_secure_enabled":false,"fqdn":null,"protocol_logging_level":"none","max_message_size":null}}"#
+                ),
+                create_only: true,
+                replace_only: false,
+                read_version: 0,
+            }
+        }
+
+        #[test]
+        fn a_kind_word_is_parsed_once_and_an_unknown_one_refused_naming_the_kinds() {
+            assert_eq!(
+                crate::admin::object_kind("receive-connector").unwrap(),
+                AdminObjectKind::ReceiveConnector
+            );
+            assert_eq!(
+                crate::admin::object_kind("send-connector").unwrap(),
+                AdminObjectKind::Replicated(postern_model::ObjectKind::SendConnector)
+            );
+            let e = crate::admin::object_kind("connector").unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(
+                e.message()
+                    .starts_with("unknown object kind \"connector\"; kinds are transport-config,"),
+                "{}",
+                e.message()
+            );
+        }
+
+        #[test]
+        fn a_bad_remote_ip_range_is_refused_when_the_connector_is_written() {
+            let store = store();
+            let e = put(&store, &request(r#"["10.0.0.0/8","ten"]"#)).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(
+                e.message().contains("\"ten\" is not an IP range"),
+                "{}",
+                e.message()
+            );
+            let e = put(&store, &request(r#"["10.0.0.0/33"]"#)).unwrap_err();
+            assert!(e.message().contains("bad prefix length"), "{}", e.message());
+            assert!(store.get("Clients").is_err(), "nothing was stored");
+        }
+
+        #[test]
+        fn ranges_are_stored_and_shown_as_written() {
+            let store = store();
+            put(&store, &request(r#"["127.0.0.0/8","::1/128","192.0.2.7"]"#)).unwrap();
+            let shown: serde_json::Value =
+                serde_json::from_str(&get(&store, "Clients").unwrap().json).unwrap();
+            assert_eq!(
+                shown["remote_ip_ranges"],
+                serde_json::json!(["127.0.0.0/8", "::1/128", "192.0.2.7"])
+            );
+            let stored = store.get("Clients").unwrap();
+            assert!(stored.remote_ip_ranges[0].contains("127.0.0.1".parse().unwrap()));
+            assert!(!stored.remote_ip_ranges[2].contains("192.0.2.8".parse().unwrap()));
+        }
     }
 }

@@ -1,13 +1,13 @@
 //! Send connectors as routing uses them: choosing the connector for a
-//! domain (most specific address space, then lowest cost), the TLS a
-//! connector demands for a domain (DESIGN §6, domain security included),
-//! the SMTP hop it stands for, and the rules that refuse contradictory
-//! settings when they are set. Pure functions, table-tested.
+//! domain (most specific address space, then lowest cost), the SMTP hop it
+//! stands for (its TLS decided by `domain_security::outbound`, DESIGN §6),
+//! and the rules that refuse contradictory settings when they are set.
+//! Pure functions, table-tested.
 
-use postern_model::{Domain, NodeName, SendConnector, TlsAuthLevel, TransportConfig};
+use postern_model::{Domain, NodeName, SendConnector, TransportConfig};
 
-use crate::routing::{HostPort, NextHop, OutboundTls, SmtpHop};
-use crate::tls::ServerVerification;
+use crate::domain_security::outbound_tls;
+use crate::routing::{HostPort, NextHop, SmtpHop};
 
 /// The connector that serves `domain` for node `source` (an edge name;
 /// connectors without source edges serve hubs, `None`): enabled, with an
@@ -35,56 +35,6 @@ pub fn best_connector<'a>(
         })
         .max_by(|(a, ca), (b, cb)| a.cmp(b).then_with(|| cb.name.cmp(&ca.name)))
         .map(|(_, c)| c)
-}
-
-/// Whether mail to `domain` through `connector` is domain-secured.
-pub fn is_domain_secured(connector: &SendConnector, domain: &Domain, config: &TransportConfig) -> bool {
-    connector.domain_secure_enabled && config.tls_send_domain_secure_list.iter().any(|d| d == domain)
-}
-
-/// The TLS `connector` demands for mail to `domain`, and the name the
-/// server certificate must carry (for PKI checks).
-pub fn outbound_tls(
-    connector: &SendConnector,
-    domain: &Domain,
-    config: &TransportConfig,
-) -> (OutboundTls, Option<Domain>) {
-    if is_domain_secured(connector, domain, config) {
-        let tls = OutboundTls::Required {
-            verification: ServerVerification::Pki,
-            client_certificate: true,
-        };
-        return (tls, Some(domain.clone()));
-    }
-    if connector.ignore_starttls {
-        return (OutboundTls::DangerIgnoreStartTls, None);
-    }
-    if !connector.require_tls {
-        return (OutboundTls::Opportunistic, None);
-    }
-    match connector.tls_auth_level {
-        None | Some(TlsAuthLevel::EncryptionOnly) => (
-            OutboundTls::Required {
-                verification: ServerVerification::DangerEncryptionOnly,
-                client_certificate: true,
-            },
-            None,
-        ),
-        Some(TlsAuthLevel::CertificateValidation) => (
-            OutboundTls::Required {
-                verification: ServerVerification::Pki,
-                client_certificate: true,
-            },
-            None,
-        ),
-        Some(TlsAuthLevel::DomainValidation) => (
-            OutboundTls::Required {
-                verification: ServerVerification::Pki,
-                client_certificate: true,
-            },
-            Some(connector.tls_domain.clone().unwrap_or_else(|| domain.clone())),
-        ),
-    }
 }
 
 /// The next-hop key of mail to `domain` through `connector`. The domain is
@@ -213,7 +163,7 @@ pub fn validate_send_connector(c: &SendConnector) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use postern_model::AddressSpace;
+    use postern_model::{AddressSpace, TlsAuthLevel};
 
     use super::*;
 
@@ -252,47 +202,6 @@ mod tests {
             best_connector(&disabled, &d("northwindtraders.com"), None).map(|c| c.name.as_str()),
             Some("Partners")
         );
-    }
-
-    #[test]
-    fn tls_policy_table() {
-        let partner = d("northwindtraders.com");
-        let other = d("fabrikam.com");
-        let config = TransportConfig {
-            tls_send_domain_secure_list: vec![partner.clone()],
-            ..TransportConfig::default()
-        };
-        let mut c = connector("Internet", &["*;100"]);
-        assert_eq!(outbound_tls(&c, &partner, &config).0, OutboundTls::Opportunistic);
-        c.domain_secure_enabled = true;
-        let (tls, name) = outbound_tls(&c, &partner, &config);
-        assert_eq!(
-            tls,
-            OutboundTls::Required {
-                verification: ServerVerification::Pki,
-                client_certificate: true
-            }
-        );
-        assert_eq!(name, Some(partner.clone()));
-        assert_eq!(outbound_tls(&c, &other, &config).0, OutboundTls::Opportunistic);
-        c.domain_secure_enabled = false;
-        c.ignore_starttls = true;
-        assert_eq!(
-            outbound_tls(&c, &other, &config).0,
-            OutboundTls::DangerIgnoreStartTls
-        );
-        c.ignore_starttls = false;
-        c.require_tls = true;
-        assert_eq!(
-            outbound_tls(&c, &other, &config).0,
-            OutboundTls::Required {
-                verification: ServerVerification::DangerEncryptionOnly,
-                client_certificate: true
-            }
-        );
-        c.tls_auth_level = Some(TlsAuthLevel::DomainValidation);
-        c.tls_domain = Some(d("mx.fabrikam.com"));
-        assert_eq!(outbound_tls(&c, &other, &config).1, Some(d("mx.fabrikam.com")));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod client;
 pub mod connectors;
 pub mod delivery;
 pub mod dns;
+pub mod domain_security;
 pub mod error_text;
 pub mod http;
 pub mod internet_tls;

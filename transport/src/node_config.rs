@@ -18,7 +18,7 @@ mod trust;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postern_model::{Domain, ReceiveConnector, ReplicatedObject, Thumbprint, TransportConfig};
+use postern_model::{Domain, ObjectKind, ReceiveConnector, ReplicatedObject, Thumbprint, TransportConfig};
 use tokio::sync::watch;
 
 use organisation::reuse;
@@ -63,7 +63,7 @@ pub trait ConfigSources: Send + Sync + 'static {
     /// The node's receive connectors.
     fn receive_connectors(&self) -> Result<Vec<ReceiveConnector>, CompileError>;
     /// Every replicated object of `kind` (`accepted-domain`, `mailbox`, …).
-    fn objects(&self, kind: &'static str) -> Result<Vec<ReplicatedObject>, CompileError>;
+    fn objects(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, CompileError>;
     /// Certificates the node trusts directly besides the hubs' published
     /// ones (a hub: its subscribed edges'; an edge: none).
     fn pinned_peers(&self) -> Result<Vec<Thumbprint>, CompileError>;
@@ -80,7 +80,7 @@ pub trait OrganisationSource: Send + Sync + 'static {
     /// The organisation's transport configuration.
     fn transport_config(&self) -> Result<TransportConfig, CompileError>;
     /// Every replicated object of `kind`.
-    fn objects(&self, kind: &'static str) -> Result<Vec<ReplicatedObject>, CompileError>;
+    fn objects(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, CompileError>;
     /// Certificates trusted directly besides the hubs' published ones.
     fn pinned_peers(&self) -> Result<Vec<Thumbprint>, CompileError>;
 }
@@ -99,7 +99,7 @@ impl<S: OrganisationSource> ConfigSources for StoreSources<S> {
         self.organisation.transport_config()
     }
 
-    fn objects(&self, kind: &'static str) -> Result<Vec<ReplicatedObject>, CompileError> {
+    fn objects(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, CompileError> {
         self.organisation.objects(kind)
     }
 
@@ -186,7 +186,12 @@ impl NodeConfig {
             Some(p) if !all => Arc::clone(&p.organisation),
             _ => {
                 let mut objects = Vec::new();
-                for kind in ["accepted-domain", "send-connector", "hub", "edge"] {
+                for kind in [
+                    ObjectKind::AcceptedDomain,
+                    ObjectKind::SendConnector,
+                    ObjectKind::Hub,
+                    ObjectKind::Edge,
+                ] {
                     objects.extend(sources.objects(kind)?);
                 }
                 reuse(previous.map(|p| &p.organisation), Organisation::compile(objects))
@@ -196,14 +201,14 @@ impl NodeConfig {
             Some(p) if !all => Arc::clone(&p.mailboxes),
             _ => reuse(
                 previous.map(|p| &p.mailboxes),
-                MailboxIndex::compile(sources.objects("mailbox")?),
+                MailboxIndex::compile(sources.objects(ObjectKind::Mailbox)?),
             ),
         };
         let trust = match previous {
             Some(p) if !trust_changed => Arc::clone(&p.trust),
             _ => {
-                let mut objects = sources.objects("hub")?;
-                objects.extend(sources.objects("trusted-root")?);
+                let mut objects = sources.objects(ObjectKind::Hub)?;
+                objects.extend(sources.objects(ObjectKind::TrustedRoot)?);
                 reuse(
                     previous.map(|p| &p.trust),
                     TrustAnchors::compile(objects, sources.pinned_peers()?),
@@ -420,9 +425,9 @@ mod tests {
             }
             Ok(self.connectors.lock().unwrap().clone())
         }
-        fn objects(&self, kind: &'static str) -> Result<Vec<ReplicatedObject>, CompileError> {
+        fn objects(&self, kind: ObjectKind) -> Result<Vec<ReplicatedObject>, CompileError> {
             self.check("the replicated objects")?;
-            if kind == "mailbox" {
+            if kind == ObjectKind::Mailbox {
                 self.mailbox_reads.fetch_add(1, Ordering::SeqCst);
             }
             Ok(self
@@ -430,7 +435,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|o| o.key().kind() == kind)
+                .filter(|o| o.kind() == kind)
                 .cloned()
                 .collect())
         }

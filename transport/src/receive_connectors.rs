@@ -10,7 +10,7 @@ use postern_model::{
     TransportConfig,
 };
 
-use crate::server::{IpRange, ReceiveConnectorConfig};
+use crate::server::ReceiveConnectorConfig;
 use crate::tls::ClientAuth;
 
 /// Why a receive connector operation failed.
@@ -93,9 +93,6 @@ impl ReceiveConnectorStore {
         let mut c = c;
         c.validate().map_err(ReceiveConnectorError::Invalid)?;
         c.limits = c.limits.filled(self.role, c.org_only());
-        for r in &c.remote_ip_ranges {
-            IpRange::parse(r).map_err(ReceiveConnectorError::Invalid)?;
-        }
         let exists = self.tree.contains_key(key(&c.name))?;
         if create_only && exists {
             return Err(ReceiveConnectorError::Exists(c.name));
@@ -186,11 +183,6 @@ pub fn server_configs(
         (true, true) => ClientAuth::DirectTrust,
         (true, false) => ClientAuth::Optional,
     };
-    let ranges: Vec<IpRange> = c
-        .remote_ip_ranges
-        .iter()
-        .map(|r| IpRange::parse(r))
-        .collect::<Result<_, _>>()?;
     c.bindings
         .iter()
         .map(|b| {
@@ -212,7 +204,7 @@ pub fn server_configs(
             cfg.max_message_size = usize::try_from(c.max_message_size.unwrap_or(transport.max_message_size))
                 .unwrap_or(usize::MAX);
             cfg.max_recipients = transport.max_recipients as usize;
-            cfg.remote_ip_ranges = ranges.clone();
+            cfg.remote_ip_ranges = c.remote_ip_ranges.clone();
             cfg.dmarc_enforcement = c.dmarc_enforcement;
             cfg.apply_limits(&limits);
             Ok(cfg)

@@ -88,11 +88,14 @@ impl AdminClient {
     }
 
     /// The configuration objects of `kind`, as JSON.
-    pub async fn objects(&self, kind: &str) -> Result<Vec<serde_json::Value>, AdminCallError> {
+    pub async fn objects(
+        &self,
+        kind: impl Into<postern_model::AdminObjectKind>,
+    ) -> Result<Vec<serde_json::Value>, AdminCallError> {
         let mut c = pb::config_client::ConfigClient::new(self.channel().await?);
         let list = c
             .list_objects(pb::ListObjectsRequest {
-                kind: kind.to_owned(),
+                kind: kind.into().to_string(),
             })
             .await?
             .into_inner();

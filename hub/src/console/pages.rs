@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use postern_model::{AdminObjectKind, ObjectKind};
 use postern_proto::admin as pb;
 use postern_transport::metrics::PartnerOutcome;
 use postern_transport::protocol_log::Direction;
@@ -38,7 +39,7 @@ pub async fn organisation(admin: &AdminClient) -> Result<String, AdminCallError>
     let statuses = admin.sync_status().await?;
     let subscriptions = admin.subscriptions().await?;
     let hubs: Vec<String> = admin
-        .objects("hub")
+        .objects(ObjectKind::Hub)
         .await?
         .iter()
         .filter_map(|h| h.get("name").and_then(|n| n.as_str()).map(str::to_owned))
@@ -297,7 +298,7 @@ pub async fn certificates(admin: &AdminClient, hub: &str) -> Result<String, Admi
     out.push_str("</table>");
 
     let others: Vec<serde_json::Value> = admin
-        .objects("hub")
+        .objects(ObjectKind::Hub)
         .await?
         .into_iter()
         .filter(|h| {
@@ -381,7 +382,7 @@ pub async fn domain_security(
     partners: &[PartnerOutcome],
     samples: &[Sample],
 ) -> Result<String, AdminCallError> {
-    let config = admin.objects("transport-config").await?;
+    let config = admin.objects(ObjectKind::TransportConfig).await?;
     let list = |key: &str| -> Vec<String> {
         config
             .first()
@@ -445,11 +446,11 @@ pub async fn domain_security(
 pub async fn config(admin: &AdminClient) -> Result<String, AdminCallError> {
     let mut out = String::new();
     for (kind, title) in [
-        ("transport-config", "Transport configuration"),
-        ("accepted-domain", "Accepted domains"),
-        ("send-connector", "Send connectors"),
-        ("receive-connector", "Receive connectors (this hub)"),
-        ("trusted-root", "Trusted roots"),
+        (ObjectKind::TransportConfig.into(), "Transport configuration"),
+        (ObjectKind::AcceptedDomain.into(), "Accepted domains"),
+        (ObjectKind::SendConnector.into(), "Send connectors"),
+        (AdminObjectKind::ReceiveConnector, "Receive connectors (this hub)"),
+        (ObjectKind::TrustedRoot.into(), "Trusted roots"),
     ] {
         let _ = write!(out, "<h2 id=\"{kind}\">{title}</h2>");
         let objects = admin.objects(kind).await?;

@@ -13,9 +13,13 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Semaphore;
 
+use postern_model::QueueId;
+
 use super::Maildir;
 use crate::client::SendOptions;
 use crate::dns::{DnsError, MxResolver};
+use crate::domain_security::{OutboundDomainSecurity, outbound_outcome};
+use crate::metrics::Metrics;
 use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome, RecipientState, RelayOrigin};
 use crate::routing::{Destination, Router, SmtpHop};
 
@@ -221,21 +225,29 @@ async fn resolve_mx(dns: Option<&MxResolver>, hop: SmtpHop) -> Result<SmtpHop, (
     }
 }
 
-/// The partner's refusal of a session for security reasons: nothing got
-/// through and a recipient was deferred with an enhanced status 4.7.x
-/// (RFC 3463 "security or policy", e.g. `451 4.7.1` for a domain-security
-/// check of ours that failed on the partner's side). Counted like a
+/// Counts and logs one attempt over the domain-secured hop `hop`, as
+/// `domain_security` judged it: a partner's 4.7.x refusal counts like a
 /// session that could not be secured (Exchange's Domain-Secured Outbound
 /// Session Failures).
-fn security_refusal(outcomes: &[RecipientOutcome]) -> Option<&str> {
-    outcomes.iter().find_map(|o| match &o.outcome {
-        DeliveryOutcome::TransientFailure(reply)
-            if crate::queue::dsn::enhanced_status(reply).is_some_and(|c| c.starts_with("4.7.")) =>
-        {
-            Some(reply.as_str())
+fn count_domain_secured(m: &Metrics, id: QueueId, hop: &str, outcome: OutboundDomainSecurity<'_>) {
+    use crate::protocol_log::Direction::Send;
+    match outcome {
+        OutboundDomainSecurity::Sent => {
+            m.domain_secured_message_sent();
+            m.partner_success(Send, hop);
         }
-        _ => None,
-    })
+        OutboundDomainSecurity::PartnerRefused { reply } => {
+            m.domain_secured_outbound_session_failure();
+            m.partner_failure(Send, hop, reply);
+            tracing::warn!(%id, %hop, reason = %reply, "the domain-secure partner refused our session; the message stays queued");
+        }
+        OutboundDomainSecurity::SessionFailed { reason } => {
+            m.domain_secured_outbound_session_failure();
+            m.partner_failure(Send, hop, reason);
+            tracing::warn!(%id, %hop, reason = %postern_model::peer_text(reason), "domain-secured session failed; the message stays queued (never sent in plain text)");
+        }
+        OutboundDomainSecurity::Uncounted => {}
+    }
 }
 
 /// Every one of `recipients` to be tried again, for `reason`.
@@ -305,7 +317,7 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                     expires: message.received_at + ctx.queue.config().expiration,
                 };
                 let options = send_options(message.require_tls, &body);
-                match ctx
+                let attempt = ctx
                     .relay
                     .relay_with(
                         &hop,
@@ -315,30 +327,13 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                         &origin,
                         options,
                     )
-                    .await
-                {
-                    Ok(done) => {
-                        let delivered = done
-                            .iter()
-                            .any(|o| matches!(o.outcome, DeliveryOutcome::Delivered(_)));
-                        if let (true, Some(m)) = (secured, &ctx.metrics) {
-                            if delivered {
-                                m.domain_secured_message_sent();
-                                m.partner_success(crate::protocol_log::Direction::Send, &hop.key);
-                            } else if let Some(reason) = security_refusal(&done) {
-                                m.domain_secured_outbound_session_failure();
-                                m.partner_failure(crate::protocol_log::Direction::Send, &hop.key, reason);
-                                tracing::warn!(%id, hop = %hop.key, %reason, "the domain-secure partner refused our session; the message stays queued");
-                            }
-                        }
-                        outcomes.extend(done)
-                    }
+                    .await;
+                if let (true, Some(m)) = (secured, &ctx.metrics) {
+                    count_domain_secured(m, id, &hop.key, outbound_outcome(&attempt));
+                }
+                match attempt {
+                    Ok(done) => outcomes.extend(done),
                     Err(reason) => {
-                        if let (true, Some(m)) = (secured, &ctx.metrics) {
-                            m.domain_secured_outbound_session_failure();
-                            m.partner_failure(crate::protocol_log::Direction::Send, &hop.key, &reason);
-                            tracing::warn!(%id, hop = %hop.key, reason = %postern_model::peer_text(&reason.to_string()), "domain-secured session failed; the message stays queued (never sent in plain text)");
-                        }
                         // The reason may quote the remote server's reply.
                         tracing::info!(%id, hop = %hop.key, reason = %postern_model::peer_text(&reason.to_string()), "relay attempt failed; will retry");
                         outcomes.extend(deferred(recipients, &reason));
@@ -376,26 +371,6 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
 #[cfg(test)]
 mod tls_demands {
     use super::*;
-
-    #[test]
-    fn a_partners_4_7_refusal_is_a_security_refusal() {
-        let outcome = |o| vec![RecipientOutcome::new("a@fabrikam.com", o)];
-        let refused = outcome(DeliveryOutcome::TransientFailure(
-            "451 4.7.1 domain security check failed".into(),
-        ));
-        assert_eq!(
-            security_refusal(&refused),
-            Some("451 4.7.1 domain security check failed")
-        );
-        for other in [
-            DeliveryOutcome::TransientFailure("451 4.4.1 try later".into()),
-            DeliveryOutcome::TransientFailure("421 busy".into()),
-            DeliveryOutcome::PermanentFailure("550 5.7.1 relaying denied".into()),
-            DeliveryOutcome::Delivered("250 2.0.0 ok".into()),
-        ] {
-            assert_eq!(security_refusal(&outcome(other.clone())), None, "{other:?}");
-        }
-    }
 
     #[test]
     fn tls_required_no_is_read_from_the_header_section_only() {

@@ -27,8 +27,8 @@ pub use policy::{DaneFacts, HostFacts, HostPolicy, PolicyRefusal, PolicySource, 
 pub use report::{FailureKind, PolicyKind, TlsCounters};
 pub use sts_fetch::StsSource;
 
+use crate::domain_security::is_domain_secured_hop;
 use crate::routing::{HostPort, OutboundTls, SmtpHop};
-use crate::tls::ServerVerification;
 
 /// The node's Internet TLS machinery; shared by every connection.
 #[derive(Clone, Default)]
@@ -75,18 +75,6 @@ pub struct DestinationFacts {
     pub mx: Option<MxSecurity>,
     /// The domain's MTA-STS policy.
     pub sts: StsFacts,
-}
-
-/// Whether `hop` is a domain-secured hop (mutual TLS, PKI, the partner's
-/// domain as the certificate name; see `connectors::outbound_tls`).
-pub fn is_domain_secured_hop(hop: &SmtpHop) -> bool {
-    hop.tls
-        == OutboundTls::Required {
-            verification: ServerVerification::Pki,
-            client_certificate: true,
-        }
-        && hop.tls_name.is_some()
-        && hop.tls_name == hop.mx_domain
 }
 
 impl std::fmt::Debug for InternetTls {

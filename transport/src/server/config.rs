@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use postern_model::{CountLimit, Domain, EffectiveLimits, NodeRole, ProtocolLoggingLevel};
+use postern_model::{CountLimit, Domain, EffectiveLimits, IpRange, NodeRole, ProtocolLoggingLevel};
 
 use crate::smtp::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, SessionConfig};
 use crate::tls::ClientAuth;
@@ -88,58 +88,6 @@ pub struct ReceiveConnectorConfig {
     /// Delay before each 5xx reply to an unauthenticated session
     /// (`TarpitInterval`); zero for none.
     pub tarpit_interval: Duration,
-}
-
-/// An address range such as `10.0.0.0/8` or `::1/128` (a bare address is /32 or /128).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpRange {
-    network: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl IpRange {
-    /// Parses `addr/prefix` or `addr`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = match s.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s.trim(), None),
-        };
-        let network: std::net::IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP range"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?}: bad prefix length"))?,
-            None => max,
-        };
-        Ok(Self { network, prefix })
-    }
-
-    /// Whether `ip` lies in the range (IPv4-mapped IPv6 counts as IPv4).
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        let (a, b, bits) = match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => (
-                u128::from(u32::from(n)) << 96,
-                u128::from(u32::from(i)) << 96,
-                self.prefix,
-            ),
-            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), self.prefix),
-            _ => return false,
-        };
-        let mask = if bits == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(bits))
-        };
-        a & mask == b & mask
-    }
 }
 
 impl ReceiveConnectorConfig {
@@ -244,26 +192,5 @@ impl ReceiveConnectorConfig {
             require_tls: self.require_tls,
             implicit_tls: false,
         }
-    }
-}
-
-#[cfg(test)]
-mod range_tests {
-    use super::IpRange;
-
-    #[test]
-    fn ranges() {
-        let r = IpRange::parse("10.0.0.0/8").unwrap();
-        assert!(r.contains("10.1.2.3".parse().unwrap()));
-        assert!(!r.contains("11.0.0.1".parse().unwrap()));
-        assert!(r.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(IpRange::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(
-            IpRange::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("192.0.2.1".parse().unwrap())
-        );
-        assert!(IpRange::parse("10.0.0.0/33").is_err());
-        assert!(IpRange::parse("ten").is_err());
     }
 }

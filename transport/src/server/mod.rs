@@ -31,7 +31,7 @@ mod tests;
 
 pub use config::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINE_TIMEOUT,
-    DEFAULT_MIN_DATA_RATE, IpRange, ReceiveConnectorConfig,
+    DEFAULT_MIN_DATA_RATE, ReceiveConnectorConfig,
 };
 pub use firewall::{Firewall, HeaderError, ORG_HEADER_PREFIX, strip_org_headers};
 pub use received::ReceivedStamp;
