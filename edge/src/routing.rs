@@ -287,8 +287,10 @@ mod tests {
 
     #[test]
     fn the_edge_routes_from_the_snapshot_in_force() {
-        let mut transport = TransportConfig::default();
-        transport.tls_send_domain_secure_list = vec![d("fabrikam.com")];
+        let transport = TransportConfig {
+            tls_send_domain_secure_list: vec![d("fabrikam.com")],
+            ..TransportConfig::default()
+        };
         let (tx, rx) = watch::channel(snapshot(objects(), transport));
         let router = EdgeRouter::new(rx, NodeName::parse("EDGE1").unwrap(), d("edge1.contoso.com"));
         let internet = Origin::anonymous("Default");

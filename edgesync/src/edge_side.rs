@@ -465,26 +465,28 @@ fn snapshot_names_hub(objects: &[ReplicatedObject], peer: &Thumbprint) -> bool {
 /// Keeps `trust` equal to the hub certificates (direct trust) and the
 /// organisation's trusted roots (PKI) of the replica, now and after every
 /// apply, so a new hub certificate is trusted at the next handshake and a
-/// removed one is refused.
+/// removed one is refused. The anchors are compiled and applied by the same
+/// code as a node's compiled configuration
+/// (`postern_transport::node_config`); an edge node follows its snapshot
+/// instead, this is for EdgeSync on its own (tests, the bench).
 pub fn follow_hub_trust(replica: Replica, trust: postern_tls::TrustStore) {
+    use postern_transport::node_config::{TrustAnchors, apply_trust};
     let apply = move |replica: &Replica, trust: &postern_tls::TrustStore| {
         // A replica that cannot be read leaves the trust in force.
-        let (hubs, listed) = match (hub_thumbprints(replica), replica.list(ObjectKind::TrustedRoot)) {
-            (Ok(hubs), Ok(listed)) => (hubs, listed),
+        let (hubs, roots) = match (
+            replica.list(ObjectKind::Hub),
+            replica.list(ObjectKind::TrustedRoot),
+        ) {
+            (Ok(hubs), Ok(roots)) => (hubs, roots),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "cannot read the hubs' certificates and trusted roots; trust unchanged");
                 return;
             }
         };
-        trust.set_direct(hubs);
-        let roots: Vec<rustls_pki_types::CertificateDer<'static>> = listed
-            .into_iter()
-            .filter_map(|o| match o {
-                ReplicatedObject::TrustedRoot(r) => Some(rustls_pki_types::CertificateDer::from(r.der)),
-                _ => None,
-            })
-            .collect();
-        trust.set_extra_roots(&roots);
+        apply_trust(
+            &TrustAnchors::compile(hubs.into_iter().chain(roots), Vec::new()),
+            trust,
+        );
     };
     apply(&replica, &trust);
     let mut watch = replica.watch();

@@ -383,4 +383,47 @@ mod tests {
             }]
         );
     }
+
+    /// The strings the previous version wrote into the queue (its
+    /// `hub_key`, `format!("lmtp:{domain}")`, `connector_key`, `"local"`,
+    /// `"edges"`) still route after the upgrade.
+    #[test]
+    fn keys_queued_by_the_previous_version_still_route() {
+        let mut objects = objects();
+        let mut partner =
+            SendConnector::new("Partner Mail", vec![AddressSpace::parse("fabrikam.net").unwrap()]);
+        partner.dns_routing_enabled = true;
+        objects.push(ReplicatedObject::SendConnector(partner));
+        let (_tx, rx) = watch::channel(snapshot(objects, 1));
+        let router = HubRouter::new(rx, NodeName::parse("HUB1").unwrap(), d("hub1.contoso.com"));
+        let old = [
+            ("local".to_owned(), "local"),
+            (format!("{}{}", "hub:", "HUB2".to_ascii_lowercase()), "smtp"),
+            (format!("lmtp:{}", d("fabrikam.com")), "lmtp"),
+            (format!("connector:{}", "Internet".to_ascii_lowercase()), "smtp"),
+            (
+                format!(
+                    "connector:{}|{}",
+                    "Partner Mail".to_ascii_lowercase(),
+                    d("fabrikam.net")
+                ),
+                "smtp",
+            ),
+        ];
+        for (key, kind) in old {
+            let routed = match router.destination(&key) {
+                Some(Destination::Local) => "local",
+                Some(Destination::Smtp(hop)) => {
+                    assert_eq!(hop.key, key, "the hop keeps the queued key (back-off, pool)");
+                    "smtp"
+                }
+                Some(Destination::Lmtp(hop)) => {
+                    assert_eq!(hop.key, key);
+                    "lmtp"
+                }
+                None => "nowhere",
+            };
+            assert_eq!(routed, kind, "{key}");
+        }
+    }
 }

@@ -570,16 +570,35 @@ impl NodeMail {
         let shared = Arc::new(tokio::sync::Mutex::new(Some(mta)));
         let follower = Arc::clone(&shared);
         tokio::spawn(async move {
+            let mut applied = current;
             while snapshots.changed().await.is_ok() {
                 let snapshot = snapshots.borrow_and_update().clone();
+                // Routing and trust read the snapshot themselves; a change
+                // of theirs alone leaves the listeners and the queue be.
+                if snapshot.receive == applied.receive && snapshot.queue == applied.queue {
+                    tracing::debug!(
+                        generation = snapshot.generation,
+                        "configuration changed; listeners and queue unchanged"
+                    );
+                    continue;
+                }
                 let mut guard = follower.lock().await;
                 let Some(mta) = guard.as_mut() else { break };
+                // What failed is tried again at the next snapshot.
+                let mut done = true;
                 if let Err(e) = mta.queue.set_config(snapshot.queue.clone()) {
+                    done = false;
                     tracing::error!(error = %e, "queue timers not applied; the previous ones stay in force");
                 }
                 match mta.apply_connectors(snapshot.receive.clone()).await {
                     Ok(()) => tracing::info!(generation = snapshot.generation, "configuration applied"),
-                    Err(e) => tracing::error!(error = %e, "receive connectors could not be rebound"),
+                    Err(e) => {
+                        done = false;
+                        tracing::error!(error = %e, "receive connectors could not be rebound");
+                    }
+                }
+                if done {
+                    applied = Arc::clone(&snapshot);
                 }
             }
         });
