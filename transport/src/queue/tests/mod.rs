@@ -12,6 +12,7 @@ mod crash;
 mod leases;
 mod relayed;
 mod remove;
+mod upgrade;
 
 pub(super) const BODY: &[u8] = b"From: s@adatum.com\r\nTo: a@fabrikam.com\r\nSubject: hi\r\n\r\nHello.\r\n";
 
