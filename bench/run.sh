@@ -79,19 +79,25 @@ start_postern_chain() {
     cat "$d/certs/node-a.pem" "$d/certs/ca.pem" "$d/certs/node-a.key" > "$d/certs/edge.bundle.pem"
     cat "$d/certs/node-b.pem" "$d/certs/ca.pem" "$d/certs/node-b.key" > "$d/certs/hub.bundle.pem"
     chmod 0600 "$d/certs/"*.bundle.pem
-    local port_edge port_hub port_sync port_hm port_em
+    local port_edge port_hub port_sync port_hm port_em port_dns
     port_edge=$(free_port)
     port_hub=$(free_port "$port_edge")
     port_sync=$(free_port "$port_hub")
     port_hm=$(free_port "$port_sync")
     port_em=$(free_port "$port_hm")
+    port_dns=$(free_port "$port_em")
+    # The nodes' name server (see dns-stub.py: the edge's SPF/DKIM/DMARC
+    # checks must not measure the machine's resolver).
+    python3 "$BENCH_DIR/dns-stub.py" "$port_dns" > "$d/dns.log" 2>&1 &
+    echo $! > "$d/dns.pid"
     "$POSTERN" hub run --data-dir "$d/hub" --name hub1 --fqdn b.bench.test \
         --smtp-bind "127.0.0.1:$port_hub" --metrics-bind "127.0.0.1:$port_hm" --mta-sts-port 0 \
+        --dns-server "127.0.0.1:$port_dns" \
         > "$d/hub.out" 2> "$d/hub.log" &
     echo $! > "$d/hub.pid"
     "$POSTERN" edge run --data-dir "$d/edge" --name edge1 --fqdn a.bench.test \
         --smtp-bind "127.0.0.1:$port_edge" --edgesync-bind "127.0.0.1:$port_sync" \
-        --metrics-bind "127.0.0.1:$port_em" --mta-sts-port 0 \
+        --metrics-bind "127.0.0.1:$port_em" --mta-sts-port 0 --dns-server "127.0.0.1:$port_dns" \
         > "$d/edge.out" 2> "$d/edge.log" &
     echo $! > "$d/edge.pid"
     local i node
