@@ -24,7 +24,7 @@ RUN_SH_FUNCTIONS_ONLY=1 source "$BENCH_DIR/run.sh"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 POSTERN=${POSTERN_BIN:-$TARGET/postern}
 [ -x "$POSTERN" ] || { echo "idle.sh: no postern binary at $POSTERN (cargo build --release -p postern-cli)" >&2; exit 1; }
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
 
 env=$(start_postern_chain) || { stop_postern_chain; exit 1; }
 trap stop_postern_chain EXIT
@@ -74,13 +74,28 @@ PY
 }
 
 measure() { # measure MODE -> edge VmRSS in kB with the sessions held
-    local mode=$1 line kb
-    coproc HOLD { hold_sessions "$mode"; }
-    read -r line <&"${HOLD[0]}" || { echo "idle.sh: the $mode sessions could not be opened" >&2; return 1; }
+    local mode=$1 fifo pid kb i
+    fifo=$(mktemp -u /tmp/postern-idle.XXXXXX)
+    mkfifo "$fifo"
+    hold_sessions "$mode" < "$fifo" > "$fifo.out" &
+    pid=$!
+    exec 7> "$fifo" # the client's stdin: open until the reading is taken
+    for i in $(seq 1 1200); do
+        grep -q '^open' "$fifo.out" 2> /dev/null && break
+        kill -0 "$pid" 2> /dev/null || break
+        sleep 0.1
+    done
+    if ! grep -q '^open' "$fifo.out" 2> /dev/null; then
+        echo "idle.sh: the $mode sessions could not be opened" >&2
+        exec 7>&-
+        rm -f "$fifo" "$fifo.out"
+        return 1
+    fi
     sleep 1
     kb=$(rss "$edge_pid")
-    exec {HOLD[1]}>&-
-    wait "$HOLD_PID" 2> /dev/null || true
+    exec 7>&-
+    wait "$pid" 2> /dev/null || true
+    rm -f "$fifo" "$fifo.out"
     echo "$kb"
 }
 plain=$(measure plain)
