@@ -1,7 +1,7 @@
 //! Compiles the .proto files with protox (pure Rust: no `protoc` needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["admin.proto", "edgesync.proto"];
+    let protos = ["admin.proto", "edgesync.proto", "queue.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

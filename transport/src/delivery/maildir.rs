@@ -4,7 +4,10 @@
 //!
 //! File names are derived from the queue id and the recipient, so a
 //! delivery repeated after a crash (the queue had not yet recorded it)
-//! finds its file in place and is not delivered twice.
+//! finds its file in place and is not delivered twice. Looking costs a
+//! listing of `cur/` (a reader renames `NAME` to `NAME:2,FLAGS`), which
+//! grows with the mailbox; it is skipped on a message's first attempt
+//! ([`Attempt::First`]), when no copy can exist.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use postern_model::QueueId;
 
-use crate::queue::DeliveryOutcome;
+use crate::queue::{Attempt, DeliveryOutcome};
 use crate::smtp::Mailbox;
 
 /// Writes messages into per-mailbox Maildirs under a root directory.
@@ -46,7 +49,8 @@ impl Maildir {
     }
 
     /// Delivers `body` of queued message `id` to `recipient`, prefixed
-    /// with `Return-Path:` and `Delivered-To:`. Blocking: call from
+    /// with `Return-Path:` and `Delivered-To:`, unless `attempt` may be a
+    /// repeat and the copy is already there. Blocking: call from
     /// `spawn_blocking`.
     pub fn deliver(
         &self,
@@ -54,6 +58,7 @@ impl Maildir {
         sender: Option<&str>,
         recipient: &str,
         body: &[u8],
+        attempt: Attempt,
     ) -> DeliveryOutcome {
         let mailbox = match Mailbox::parse(recipient) {
             Ok(m) => m,
@@ -66,7 +71,7 @@ impl Maildir {
                 "550 5.1.3 local part of {recipient} cannot name a mailbox directory"
             ));
         };
-        match self.write(&dir, id, sender, &mailbox, body) {
+        match self.write(&dir, id, sender, &mailbox, body, attempt) {
             Ok(name) => DeliveryOutcome::Delivered(format!("250 2.0.0 delivered to maildir as {name}")),
             Err(e) => DeliveryOutcome::TransientFailure(format!(
                 "451 4.3.0 maildir delivery to {} failed: {e}",
@@ -82,6 +87,7 @@ impl Maildir {
         sender: Option<&str>,
         mailbox: &Mailbox,
         body: &[u8],
+        attempt: Attempt,
     ) -> std::io::Result<String> {
         for sub in ["tmp", "new", "cur"] {
             crate::private_files::create_private_dir_all(&dir.join(sub))?;
@@ -89,7 +95,7 @@ impl Maildir {
         let rcpt_tag = short_hash(&mailbox.to_string());
         let name = format!("{}.P{}R{}.{}", id_seconds(id), id, rcpt_tag, self.hostname);
         let final_path = dir.join("new").join(&name);
-        if final_path.exists() || already_read(dir, &name)? {
+        if attempt == Attempt::MaybeRepeat && (final_path.exists() || already_read(dir, &name)?) {
             return Ok(name);
         }
         let tmp_path = dir.join("tmp").join(&name);
@@ -163,9 +169,21 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let md = Maildir::new(tmp.path(), "hub1.adatum.com");
         let id = QueueId::from_parts(1_700_000_000_000, 42);
-        let out = md.deliver(id, Some("a@b.com"), "Kim@Adatum.com", b"Subject: x\r\n\r\nhi\r\n");
+        let out = md.deliver(
+            id,
+            Some("a@b.com"),
+            "Kim@Adatum.com",
+            b"Subject: x\r\n\r\nhi\r\n",
+            Attempt::First,
+        );
         assert!(matches!(out, DeliveryOutcome::Delivered(_)), "{out:?}");
-        let again = md.deliver(id, Some("a@b.com"), "kim@adatum.com", b"Subject: x\r\n\r\nhi\r\n");
+        let again = md.deliver(
+            id,
+            Some("a@b.com"),
+            "kim@adatum.com",
+            b"Subject: x\r\n\r\nhi\r\n",
+            Attempt::MaybeRepeat,
+        );
         assert!(matches!(again, DeliveryOutcome::Delivered(_)));
         let new = tmp.path().join("adatum.com/kim/Maildir/new");
         assert_eq!(count(&new), 1);
@@ -173,6 +191,35 @@ mod tests {
         let text = fs::read_to_string(file).unwrap();
         assert!(text.starts_with("Return-Path: <a@b.com>\r\nDelivered-To: Kim@adatum.com\r\nSubject: x"));
         assert_eq!(count(&tmp.path().join("adatum.com/kim/Maildir/tmp")), 0);
+    }
+
+    #[test]
+    fn a_repeat_finds_the_copy_a_reader_moved_to_cur() {
+        let tmp = tempfile::tempdir().unwrap();
+        let md = Maildir::new(tmp.path(), "hub1.adatum.com");
+        let id = QueueId::from_parts(1_700_000_000_000, 43);
+        let body = b"Subject: x\r\n\r\nhi\r\n";
+        let out = md.deliver(id, None, "kim@adatum.com", body, Attempt::First);
+        assert!(matches!(out, DeliveryOutcome::Delivered(_)), "{out:?}");
+        let maildir = tmp.path().join("adatum.com/kim/Maildir");
+        let name = fs::read_dir(maildir.join("new"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let read = format!("{}:2,S", name.to_string_lossy());
+        fs::rename(maildir.join("new").join(&name), maildir.join("cur").join(&read)).unwrap();
+        let again = md.deliver(id, None, "kim@adatum.com", body, Attempt::MaybeRepeat);
+        assert!(matches!(again, DeliveryOutcome::Delivered(_)), "{again:?}");
+        assert_eq!(count(&maildir.join("new")), 0, "not delivered a second time");
+        assert_eq!(count(&maildir.join("cur")), 1);
+        // A first attempt does not look: it cannot be a repeat, and the
+        // queue never hands out an id twice. (Called here for a used id
+        // only to show that the look is skipped.)
+        let first = md.deliver(id, None, "kim@adatum.com", body, Attempt::First);
+        assert!(matches!(first, DeliveryOutcome::Delivered(_)), "{first:?}");
+        assert_eq!(count(&maildir.join("new")), 1);
     }
 
     #[test]

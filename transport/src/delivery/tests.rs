@@ -214,3 +214,69 @@ async fn a_partners_4_7_refusal_counts_as_a_domain_secured_outbound_failure() {
     stop_tx.send(()).unwrap();
     worker.await.unwrap();
 }
+
+/// A queue left by an earlier version (its header records are JSON) is
+/// delivered by this one: the worker finds the message at start and
+/// writes it to the Maildir, and the message leaves the queue.
+#[tokio::test]
+async fn a_queue_written_by_an_earlier_version_is_delivered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = postern_model::QueueId::from_parts(1_700_000_000_000, 7);
+    let body = b"Subject: from before the upgrade\r\n\r\nbody\r\n";
+    {
+        let db = sled::open(tmp.path().join("db")).unwrap();
+        let record = crate::queue::QueuedMessage {
+            id,
+            envelope: Envelope::new(
+                Some("sender@northwindtraders.com".into()),
+                vec![RecipientState::new("kim@adatum.com", "local")],
+                SystemTime::now(),
+            ),
+            body_len: body.len() as u64,
+            delay_notified: false,
+        };
+        // What the earlier version stored: serde_json of the record.
+        let json = serde_json::to_vec(&record).unwrap();
+        db.open_tree("queue/messages")
+            .unwrap()
+            .insert(id.to_bytes(), json)
+            .unwrap();
+        db.open_tree("queue/bodies")
+            .unwrap()
+            .insert(id.to_bytes(), &body[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let db = sled::open(tmp.path().join("db")).unwrap();
+    let queue = Queue::open(&db, QueueConfig::default()).unwrap();
+    let ctx = DeliveryContext {
+        queue: queue.clone(),
+        router: router(),
+        maildir: Maildir::new(tmp.path().join("mailboxes"), "hub1"),
+        relay: Arc::new(Unreachable),
+        dns: None,
+        metrics: None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(run(ctx, WorkerConfig::default(), async {
+        let _ = stop_rx.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queue.get(id).unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old message was not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let new_dir = tmp.path().join("mailboxes/adatum.com/kim/Maildir/new");
+    let files: Vec<_> = std::fs::read_dir(&new_dir).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    assert!(
+        text.ends_with("Subject: from before the upgrade\r\n\r\nbody\r\n"),
+        "{text}"
+    );
+    stop_tx.send(()).unwrap();
+    worker.await.unwrap();
+}

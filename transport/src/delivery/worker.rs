@@ -282,12 +282,13 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                 let maildir = ctx.maildir.clone();
                 let sender = message.sender.clone();
                 let body = body.clone();
+                let attempt = message.attempt;
                 let local = tokio::task::spawn_blocking(move || {
                     recipients
                         .iter()
                         .map(|rcpt| RecipientOutcome {
                             address: rcpt.clone(),
-                            outcome: maildir.deliver(id, sender.as_deref(), rcpt, &body),
+                            outcome: maildir.deliver(id, sender.as_deref(), rcpt, &body, attempt),
                         })
                         .collect::<Vec<_>>()
                 })

@@ -25,7 +25,7 @@ use crate::queue::commit::GroupCommit;
 use crate::queue::config::QueueConfig;
 use crate::queue::dsn::{Dsn, DsnInput, DsnKind, build_dsn, original_headers};
 use crate::queue::envelope::{
-    DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState, RecipientStatus,
+    Attempt, DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState, RecipientStatus,
 };
 use crate::queue::error::{QueueError, Result};
 use crate::queue::once::{self, PRUNE_INTERVAL, RelayOrigin, SEEN_TREE};
@@ -306,6 +306,7 @@ impl Queue {
                     recipients,
                     require_tls: message.envelope.require_tls,
                     received_at: message.envelope.received_at,
+                    attempt: Attempt::MaybeRepeat,
                 });
             }
         }
@@ -364,16 +365,28 @@ impl Queue {
                     let mut message = store::tx_get(messages, id)?;
                     let effects = apply_attempt(&mut message, &outcomes, now, &config)
                         .map_err(ConflictableTransactionError::Abort)?;
-                    let body = bodies.get(id.to_bytes())?.unwrap_or_default();
-                    // DSNs quote headers only: a spooled body's file stays unread.
-                    let body = crate::queue::spool::header_part(&body);
                     let mut dsns = Vec::new();
                     let mut ids = dsn_ids.iter();
+                    // The body is read only for a DSN, which quotes its
+                    // headers; most attempts build none (and a null sender
+                    // gets none). A spooled body's file stays unread.
+                    let mut body: Option<Vec<u8>> = None;
+                    let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
                     for (kind, indices) in [
                         (DsnKind::Failure, &effects.failed),
                         (DsnKind::Delay, &effects.delayed),
                     ] {
-                        let Some(dsn) = inner.dsn(&message, kind, indices, original_headers(&body), now)
+                        if indices.is_empty() || null_sender {
+                            continue;
+                        }
+                        let body = match &mut body {
+                            Some(body) => body,
+                            None => {
+                                let stored = bodies.get(id.to_bytes())?.unwrap_or_default();
+                                body.insert(crate::queue::spool::header_part(&stored).to_vec())
+                            }
+                        };
+                        let Some(dsn) = inner.dsn(&message, kind, indices, original_headers(body), now)
                         else {
                             continue;
                         };
@@ -562,6 +575,7 @@ impl Inner {
                     recipients: message.envelope.recipients,
                     require_tls: message.envelope.require_tls,
                     received_at: message.envelope.received_at,
+                    attempt: Attempt::First,
                 };
                 Ok::<_, TxError>((Some(due), suppressed))
             })

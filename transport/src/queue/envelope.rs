@@ -190,6 +190,19 @@ pub struct QueuedMessage {
     pub delay_notified: bool,
 }
 
+/// Whether an earlier attempt may already have delivered a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The message's first attempt ever: handed to the delivery worker
+    /// straight from `Queue::enqueue`, under an id never used before, so
+    /// no earlier attempt can have left a delivered copy anywhere.
+    First,
+    /// Listed by `Queue::due`: a retry, or a message found in the queue
+    /// at start (a crash may have come between a delivery and its
+    /// record). A local delivery looks for a copy first.
+    MaybeRepeat,
+}
+
 /// A message with recipients ready to be tried, as `Queue::due` lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueMessage {
@@ -203,4 +216,6 @@ pub struct DueMessage {
     pub require_tls: bool,
     /// When the message was accepted (its expiry counts from here).
     pub received_at: SystemTime,
+    /// Whether an earlier attempt may have delivered it already.
+    pub attempt: Attempt,
 }

@@ -30,6 +30,7 @@ mod engine;
 pub mod envelope;
 pub mod error;
 pub mod once;
+mod record;
 pub mod spool;
 pub mod stats;
 mod store;
@@ -42,7 +43,8 @@ pub use config::QueueConfig;
 pub use dsn::{Dsn, DsnInput, DsnKind, build_dsn, original_headers};
 pub use engine::{AttemptReport, Queue, REMOVED_REPLY, RelayedOutcome, Removed};
 pub use envelope::{
-    DeliveryOutcome, DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState, RecipientStatus,
+    Attempt, DeliveryOutcome, DueMessage, Envelope, QueuedMessage, RecipientOutcome, RecipientState,
+    RecipientStatus,
 };
 pub use error::QueueError;
 pub use once::RelayOrigin;

@@ -2,7 +2,8 @@
 //! (so iteration is oldest first).
 //!
 //! * `queue/messages`: the `QueuedMessage` header record (envelope and
-//!   per-recipient state) as JSON, small and rewritten after each attempt;
+//!   per-recipient state), small and rewritten after each attempt; its
+//!   encoding (protobuf, JSON from earlier versions) is `record`'s;
 //! * `queue/bodies`: the raw message, written once. A body (50 KB–35 MB)
 //!   is stored as one sled value: sled keeps it whole in memory while it is
 //!   written or read, which is acceptable at these sizes; streaming bodies
@@ -18,6 +19,7 @@ use sled::transaction::{
 
 use crate::queue::envelope::QueuedMessage;
 use crate::queue::error::QueueError;
+use crate::queue::record;
 
 /// Tree of header records.
 pub(crate) const MESSAGES_TREE: &str = "queue/messages";
@@ -29,7 +31,7 @@ pub(crate) type TxError = ConflictableTransactionError<QueueError>;
 
 /// Encodes a header record.
 pub(crate) fn encode(message: &QueuedMessage) -> Result<Vec<u8>, QueueError> {
-    serde_json::to_vec(message).map_err(|e| QueueError::Corrupt {
+    record::encode(message).map_err(|e| QueueError::Corrupt {
         key: message.id.to_string(),
         reason: format!("cannot encode: {e}"),
     })
@@ -41,7 +43,7 @@ pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<QueuedMessage, QueueErr
         key: format!("{key:02X?}"),
         reason: e.to_string(),
     })?;
-    let message: QueuedMessage = serde_json::from_slice(value).map_err(|e| QueueError::Corrupt {
+    let message = record::decode(value).map_err(|e| QueueError::Corrupt {
         key: id.to_string(),
         reason: e.to_string(),
     })?;

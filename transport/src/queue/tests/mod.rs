@@ -12,6 +12,7 @@ mod crash;
 mod leases;
 mod relayed;
 mod remove;
+mod upgrade;
 
 pub(super) const BODY: &[u8] = b"From: s@adatum.com\r\nTo: a@fabrikam.com\r\nSubject: hi\r\n\r\nHello.\r\n";
 
@@ -340,4 +341,28 @@ async fn refuses_what_cannot_be_queued_or_recorded() {
     let missing = QueueId::from_parts(1, 1);
     let gone = queue.record_attempt(missing, vec![], SystemTime::now()).await;
     assert!(matches!(gone, Err(QueueError::NotFound(m)) if m == missing));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_freshly_queued_message_is_a_first_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(&open_db(dir.path()), QueueConfig::default()).unwrap();
+    let mut fresh = queue.subscribe_fresh();
+    let id = queue
+        .enqueue(envelope(Some("s@adatum.com"), &["a@fabrikam.com"]), BODY.to_vec())
+        .await
+        .unwrap();
+    let handed = fresh.recv().await.unwrap();
+    assert_eq!((handed.id, handed.attempt), (id, Attempt::First));
+    // Given back without an attempt, the next scan lists it as a possible
+    // repeat: a delivery may have happened before the release.
+    queue.release(id);
+    let due = queue.due(SystemTime::now()).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempt, Attempt::MaybeRepeat);
+    drop(queue);
+    // So is every message found at start.
+    let queue = Queue::open(&open_db(dir.path()), QueueConfig::default()).unwrap();
+    let due = queue.due(SystemTime::now()).unwrap();
+    assert_eq!((due[0].id, due[0].attempt), (id, Attempt::MaybeRepeat));
 }
