@@ -116,8 +116,12 @@ impl ProducesTickets for IdentityTickets {
 /// exactly what a fresh one would. Cheap to clone; clones share the cache.
 #[derive(Clone, Default)]
 pub struct SessionCache {
-    current: Arc<Mutex<Option<(IdentityEpoch, HashMap<Option<String>, Arc<ClientConfig>>)>>>,
+    current: Arc<Mutex<Option<(IdentityEpoch, ConfigsByName)>>>,
 }
+
+/// The client configs of one identity epoch, by client certificate name
+/// (`None`: no client certificate).
+type ConfigsByName = HashMap<Option<String>, Arc<ClientConfig>>;
 
 impl SessionCache {
     /// An empty cache.
