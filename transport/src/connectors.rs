@@ -57,15 +57,6 @@ pub fn connector_next_hop(connector: &SendConnector, domain: &Domain) -> NextHop
     }
 }
 
-/// Splits a next-hop key made by `connector_key`: connector name and domain.
-pub fn parse_connector_key(key: &str) -> Option<(&str, Option<&str>)> {
-    let rest = key.strip_prefix("connector:")?;
-    Some(match rest.split_once('|') {
-        Some((name, domain)) => (name, Some(domain)),
-        None => (rest, None),
-    })
-}
-
 /// The SMTP hop `connector` stands for, for mail to `domain`.
 pub fn connector_hop(
     connector: &SendConnector,
@@ -268,9 +259,10 @@ mod tests {
         );
         let mut c = connector("Internet", &["*;100"]);
         let key = connector_key(&c, &d("fabrikam.com"));
+        assert_eq!(key, "connector:internet|fabrikam.com");
         assert_eq!(
-            parse_connector_key(&key),
-            Some(("internet", Some("fabrikam.com")))
+            key.parse::<NextHop>().unwrap(),
+            NextHop::connector("Internet", Some(d("fabrikam.com")))
         );
         // Smart hosts share one key, unless domain security makes the TLS
         // depend on the domain.
@@ -279,8 +271,8 @@ mod tests {
         assert_eq!(connector_key(&c, &d("fabrikam.com")), "connector:internet");
         c.domain_secure_enabled = true;
         assert_eq!(
-            parse_connector_key(&connector_key(&c, &d("northwindtraders.com"))),
-            Some(("internet", Some("northwindtraders.com")))
+            connector_next_hop(&c, &d("northwindtraders.com")),
+            NextHop::connector("internet", Some(d("northwindtraders.com")))
         );
     }
 }
