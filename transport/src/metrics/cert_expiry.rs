@@ -22,22 +22,26 @@ const WARN_EVERY: Duration = Duration::from_secs(24 * 3600);
 const REFRESH: Duration = Duration::from_secs(30);
 
 /// Keeps `metrics` current and warns about expiring certificates until the
-/// runtime stops.
+/// node's metrics are gone: at once, whenever the certificate store changes
+/// (its generation's watch, no polling), and every 30 seconds for the
+/// seconds left.
 pub fn spawn_expiry_watch(certs: CertStore, metrics: Arc<Metrics>) {
     let metrics = Arc::downgrade(&metrics);
     tokio::spawn(async move {
         let mut warned: HashMap<Thumbprint, Instant> = HashMap::new();
-        let mut seen_generation = u64::MAX;
-        let mut refreshed = Instant::now();
+        let mut changes = certs.watch();
         // Ends with the node's metrics.
-        while let Some(metrics) = metrics.upgrade() {
-            let generation = certs.generation();
-            if generation != seen_generation || refreshed.elapsed() >= REFRESH {
-                seen_generation = generation;
-                refreshed = Instant::now();
-                check(&certs, &metrics, &mut warned, OffsetDateTime::now_utc());
+        while let Some(live) = metrics.upgrade() {
+            check(&certs, &live, &mut warned, OffsetDateTime::now_utc());
+            drop(live);
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break; // the certificate store is gone
+                    }
+                }
+                () = tokio::time::sleep(REFRESH) => {}
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }
@@ -48,7 +52,14 @@ fn check(
     warned: &mut HashMap<Thumbprint, Instant>,
     now: OffsetDateTime,
 ) {
-    let Ok(list) = certs.list() else { return };
+    let list = match certs.list() {
+        Ok(list) => list,
+        Err(e) => {
+            // The figures in force stay; the next change or refresh tries again.
+            tracing::error!(error = %e, "cannot read the certificate store to refresh certificate expiry");
+            return;
+        }
+    };
     let mut samples = Vec::new();
     for c in list {
         let Ok(not_after) = OffsetDateTime::parse(&c.not_after, &Rfc3339) else {
@@ -78,4 +89,54 @@ fn check(
         }
     }
     metrics.set_certificates(samples);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use std::collections::BTreeSet;
+
+    use postern_model::{Domain, KeySpec, Service, SubjectName};
+    use postern_tls::certs::NewCertificate;
+
+    use super::*;
+
+    /// A certificate created after the watch started is in the gauge long
+    /// before the 30-second refresh: the watch wakes on the store's change.
+    #[tokio::test]
+    async fn a_new_certificate_shows_without_waiting_for_the_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let certs = CertStore::open(&db).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        spawn_expiry_watch(certs.clone(), Arc::clone(&metrics));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !metrics
+                .render()
+                .unwrap()
+                .contains("postern_certificate_expiry_seconds{"),
+            "no certificate yet"
+        );
+        let view = certs
+            .new_self_signed(&NewCertificate {
+                subject: SubjectName::common_name_only("edge1.contoso.com"),
+                domains: vec![Domain::parse("edge1.contoso.com").unwrap()],
+                friendly_name: None,
+                key: KeySpec::EcdsaP256,
+                services: BTreeSet::from([Service::Smtp]),
+            })
+            .unwrap();
+        // Bounded wait, well under REFRESH (30 s): polling never gets it.
+        let mut shown = false;
+        for _ in 0..100 {
+            let text = metrics.render().unwrap();
+            if text.contains(&view.thumbprint.to_string()) {
+                shown = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(shown, "the new certificate is not in the expiry gauge after 5 s");
+    }
 }
