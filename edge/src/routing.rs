@@ -232,8 +232,6 @@ mod tests {
     use postern_model::{
         AcceptedDomain, AddressSpace, HubInfo, MailboxEntry, ReplicatedObject, SendConnector, TransportConfig,
     };
-    use postern_transport::node_config::{MailboxIndex, Organisation, TrustAnchors};
-    use postern_transport::queue::QueueConfig;
 
     use super::*;
 
@@ -251,15 +249,7 @@ mod tests {
     }
 
     fn snapshot(objects: Vec<ReplicatedObject>, transport: TransportConfig) -> Arc<NodeConfig> {
-        Arc::new(NodeConfig {
-            generation: 1,
-            transport,
-            receive: Vec::new(),
-            queue: QueueConfig::default(),
-            organisation: Arc::new(Organisation::compile(objects.clone())),
-            mailboxes: Arc::new(MailboxIndex::compile(objects)),
-            trust: Arc::new(TrustAnchors::default()),
-        })
+        Arc::new(NodeConfig::of_objects(1, transport, objects))
     }
 
     fn objects() -> Vec<ReplicatedObject> {

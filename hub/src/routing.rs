@@ -238,8 +238,6 @@ mod tests {
         AcceptedDomain, AddressSpace, EdgeInfo, HubInfo, LmtpServer, MailboxEntry, ReplicatedObject,
         Thumbprint, TransportConfig,
     };
-    use postern_transport::node_config::{MailboxIndex, Organisation, TrustAnchors};
-    use postern_transport::queue::QueueConfig;
 
     use super::*;
 
@@ -248,15 +246,11 @@ mod tests {
     }
 
     fn snapshot(objects: Vec<ReplicatedObject>, generation: u64) -> Arc<NodeConfig> {
-        Arc::new(NodeConfig {
+        Arc::new(NodeConfig::of_objects(
             generation,
-            transport: TransportConfig::default(),
-            receive: Vec::new(),
-            queue: QueueConfig::default(),
-            organisation: Arc::new(Organisation::compile(objects.clone())),
-            mailboxes: Arc::new(MailboxIndex::compile(objects)),
-            trust: Arc::new(TrustAnchors::default()),
-        })
+            TransportConfig::default(),
+            objects,
+        ))
     }
 
     fn objects() -> Vec<ReplicatedObject> {

@@ -152,6 +152,22 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// A snapshot of routing objects alone: the organisation and mailboxes
+    /// of `objects` under `transport`, no receive connectors, default queue
+    /// timers, no trust anchors. For routers driven without a node (tests,
+    /// tools).
+    pub fn of_objects(generation: u64, transport: TransportConfig, objects: Vec<ReplicatedObject>) -> Self {
+        Self {
+            generation,
+            transport,
+            receive: Vec::new(),
+            queue: QueueConfig::default(),
+            organisation: Arc::new(Organisation::compile(objects.clone())),
+            mailboxes: Arc::new(MailboxIndex::compile(objects)),
+            trust: Arc::new(TrustAnchors::default()),
+        }
+    }
+
     /// Compiles the configuration of the node `fqdn` from `sources`.
     pub fn compile(
         fqdn: &Domain,

@@ -55,15 +55,17 @@ fn router() -> Arc<StaticRouter> {
     })
 }
 
-#[tokio::test]
-async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = sled::open(tmp.path().join("db")).unwrap();
-    let queue = Queue::open(&db, QueueConfig::default()).unwrap();
+/// A delivery worker over `queue` with [`router`], Maildir under `dir`
+/// and a relay that never answers; stopped by sending on the returned
+/// sender.
+fn spawn_worker(
+    queue: &Queue,
+    dir: &std::path::Path,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let ctx = DeliveryContext {
         queue: queue.clone(),
         router: router(),
-        maildir: Maildir::new(tmp.path().join("mailboxes"), "hub1"),
+        maildir: Maildir::new(dir.join("mailboxes"), "hub1"),
         relay: Arc::new(Unreachable),
         dns: None,
         metrics: None,
@@ -72,6 +74,15 @@ async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
     let worker = tokio::spawn(run(ctx, WorkerConfig::default(), async {
         let _ = stop_rx.await;
     }));
+    (stop_tx, worker)
+}
+
+#[tokio::test]
+async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("db")).unwrap();
+    let queue = Queue::open(&db, QueueConfig::default()).unwrap();
+    let (stop_tx, worker) = spawn_worker(&queue, tmp.path());
     let envelope = Envelope::new(
         Some("sender@northwindtraders.com".into()),
         vec![
@@ -249,18 +260,7 @@ async fn a_queue_written_by_an_earlier_version_is_delivered() {
     }
     let db = sled::open(tmp.path().join("db")).unwrap();
     let queue = Queue::open(&db, QueueConfig::default()).unwrap();
-    let ctx = DeliveryContext {
-        queue: queue.clone(),
-        router: router(),
-        maildir: Maildir::new(tmp.path().join("mailboxes"), "hub1"),
-        relay: Arc::new(Unreachable),
-        dns: None,
-        metrics: None,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(run(ctx, WorkerConfig::default(), async {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, worker) = spawn_worker(&queue, tmp.path());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while queue.get(id).unwrap().is_some() {
         assert!(

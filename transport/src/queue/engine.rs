@@ -370,7 +370,7 @@ impl Queue {
                     // The body is read only for a DSN, which quotes its
                     // headers; most attempts build none (and a null sender
                     // gets none). A spooled body's file stays unread.
-                    let mut body: Option<Vec<u8>> = None;
+                    let mut body: Option<sled::IVec> = None;
                     let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
                     for (kind, indices) in [
                         (DsnKind::Failure, &effects.failed),
@@ -381,13 +381,13 @@ impl Queue {
                         }
                         let body = match &mut body {
                             Some(body) => body,
-                            None => {
-                                let stored = bodies.get(id.to_bytes())?.unwrap_or_default();
-                                body.insert(crate::queue::spool::header_part(&stored).to_vec())
-                            }
+                            // A message without a body record still gets its
+                            // report, quoting no headers (as before).
+                            None => body.insert(bodies.get(id.to_bytes())?.unwrap_or_default()),
                         };
-                        let Some(dsn) = inner.dsn(&message, kind, indices, original_headers(body), now)
-                        else {
+                        let part = crate::queue::spool::header_part(body);
+                        let headers = original_headers(&part);
+                        let Some(dsn) = inner.dsn(&message, kind, indices, headers, now) else {
                             continue;
                         };
                         let Some(&dsn_id) = ids.next() else { break };
