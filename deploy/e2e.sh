@@ -64,6 +64,9 @@ teardown() {
         for c in adatum-hub adatum-hub2 adatum-edge1 adatum-edge2 adatum-edge3 northwind-hub northwind-edge "${ETCD_MEMBERS[@]}"; do
             docker logs --tail 15 "$c" 2>&1 | sed "s/^/[$c] /" >&2 || true
         done
+        # Again below the logs: CI keeps only the tail of what a run prints.
+        printf 'e2e.sh: FAILED (exit %s) in %s: %s\n' "$rc" "${SCENARIO:-setup}" \
+            "$(cat "$tmp/failure" 2>/dev/null || echo "no reason recorded")" >&2
     fi
     if [ "${KEEP:-0}" = 1 ]; then
         echo "e2e.sh: KEEP=1, leaving the deployment up (PKI in $tmp/pki)" >&2
@@ -77,8 +80,14 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '==> %s\n' "$*" >&2; }
-fail() { printf 'e2e.sh: FAIL: %s\n' "$*" >&2; exit 1; }
+log() {
+    case "$*" in scenario*) SCENARIO="${*%%:*}" ;; esac
+    printf '==> %s\n' "$*" >&2
+}
+fail() { printf 'e2e.sh: FAIL: %s\n' "$*" >&2; printf '%s' "$*" >"$tmp/failure"; exit 1; }
+# A command that fails outside fail() (set -e) names itself and its line.
+set -E
+trap 'printf "command failed (status %s) at line %s: %s" "$?" "$LINENO" "$BASH_COMMAND" >"$tmp/failure"' ERR
 declare -a FIGURES=()
 figure() { FIGURES+=("$1: $2"); printf 'FIGURE  %s: %s\n' "$1" "$2"; }
 now_ms() { date +%s%3N; }
