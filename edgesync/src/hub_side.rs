@@ -198,9 +198,13 @@ impl SyncManager {
         *lock(&self.inner.rotation) = Some(hook);
     }
 
-    /// Starts (or restarts) syncing `target`.
+    /// Starts (or restarts) syncing `target`. A restart keeps the edge's
+    /// lease: the new task finds it held by this hub and goes on under the
+    /// same token. (Releasing it here raced the new task's acquire: the
+    /// release could delete the key the new task had just found ours, and
+    /// another hub took the edge while this one kept streaming, refused.)
     pub fn start(&self, target: EdgeTarget) {
-        self.stop(&target.name);
+        self.end_task(&target.name);
         let (stop_tx, stop_rx) = watch::channel(false);
         let full = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
@@ -231,14 +235,25 @@ impl SyncManager {
 
     /// Stops syncing the edge called `name` (and gives its lease up).
     pub fn stop(&self, name: &str) {
-        if let Some(task) = lock(&self.inner.tasks).remove(name) {
-            let _ = task.stop.send(true);
-            if let Some(leases) = self.inner.leases.clone() {
-                let (edge, hub) = (name.to_owned(), self.inner.hub_name.clone());
-                tokio::spawn(async move { leases.release(&edge, &hub).await });
-            }
+        if self.end_task(name)
+            && let Some(leases) = self.inner.leases.clone()
+        {
+            let (edge, hub) = (name.to_owned(), self.inner.hub_name.clone());
+            tokio::spawn(async move { leases.release(&edge, &hub).await });
         }
         lock(&self.inner.statuses).remove(name);
+    }
+
+    /// Ends the task syncing `name`, keeping its lease; `true` when there
+    /// was one.
+    fn end_task(&self, name: &str) -> bool {
+        match lock(&self.inner.tasks).remove(name) {
+            Some(task) => {
+                let _ = task.stop.send(true);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Sends every edge a full snapshot now (`postern edgesync start`).

@@ -182,3 +182,70 @@ async fn a_hub_that_lost_the_lease_cannot_push() {
     assert_eq!(replica.applied().version, v);
     assert_eq!(status_of(&b).state, SyncState::InSync);
 }
+
+/// A lease that is always held and counts how often it was given up.
+#[derive(Default)]
+struct CountingLease {
+    released: std::sync::atomic::AtomicUsize,
+}
+
+#[tonic::async_trait]
+impl EdgeLeases for CountingLease {
+    async fn acquire(&self, _: &str, _: &str) -> Held {
+        Held::never_lost(3)
+    }
+    async fn release(&self, _: &str, _: &str) {
+        self.released.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn holder(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Restarting an edge's sync (the subscription import after the
+/// organisation's follower already started it; a changed target) keeps the
+/// lease. Giving it up raced the new task's acquire: the release deleted
+/// the key the new task had found held, and another hub took the edge
+/// while this one kept streaming under a token the edge then refused
+/// (seen in deploy/e2e.sh H0: adatum-hub2 took adatum-edge3 at once).
+/// Only a real stop gives the lease up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_an_edges_sync_keeps_its_lease_and_only_stop_gives_it_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path().join("hub")).unwrap();
+    let (certs, _) = cert_store(&db, "huba.adatum.com");
+    let store = Arc::new(ChangeLogStore::open(&db, 100).unwrap());
+    let leases = Arc::new(CountingLease::default());
+    let manager = SyncManager::with_leases(
+        store,
+        certs,
+        "huba",
+        "huba.adatum.com",
+        Arc::new(|_: &str| {}),
+        Some(leases.clone()),
+    );
+    // Nothing listens there: the tasks only hold the lease and redial.
+    let target = EdgeTarget {
+        name: "edge1".into(),
+        endpoint: "127.0.0.1:9".into(),
+        thumbprint: Thumbprint::of_der(b"edge1"),
+        bootstrap_secret: None,
+    };
+    for _ in 0..5 {
+        manager.start(target.clone());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    manager.ensure(target.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let released = || leases.released.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(released(), 0, "a restart gave the lease up");
+    assert_eq!(manager.edges(), vec!["edge1".to_owned()]);
+
+    manager.stop("edge1");
+    wait_for("the lease given up", || released() == 1).await;
+    assert!(manager.edges().is_empty());
+    // Stopping an edge that is not synced gives nothing up.
+    manager.stop("edge1");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(released(), 1);
+}
