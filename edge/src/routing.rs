@@ -92,7 +92,7 @@ impl EdgeRouter {
     /// The hop to the hubs under `key`: every hub, in a rotating order to
     /// spread the load, except that the `home` hub (of a `hubs:NAME` key)
     /// comes first (its mailboxes' home).
-    fn hubs_hop(&self, config: &NodeConfig, key: &str, home: Option<&NodeName>) -> Option<SmtpHop> {
+    fn hubs_hop(&self, config: &NodeConfig, key: &NextHop, home: Option<&NodeName>) -> Option<SmtpHop> {
         let (mut first, mut hosts): (Vec<HostPort>, Vec<HostPort>) = (Vec::new(), Vec::new());
         for hub in &config.organisation.hubs {
             if home.is_some_and(|home| hub.name == *home) {
@@ -112,7 +112,7 @@ impl EdgeRouter {
         first.extend(hosts);
         let hosts = first;
         Some(SmtpHop {
-            key: key.to_owned(),
+            key: key.clone(),
             hosts,
             tls: OutboundTls::ORGANISATION,
             tls_name: None,
@@ -131,14 +131,14 @@ impl EdgeRouter {
 }
 
 impl Router for EdgeRouter {
-    fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
+    fn next_hop(&self, rcpt: &Mailbox) -> Result<NextHop, RouteRefusal> {
         // Internal decisions (DSNs, reroutes): the organisation may relay.
         let config = self.config();
         let hop = match config.organisation.accepted(rcpt.domain()) {
             Some(AcceptedDomainKind::ExternalRelay) | None => self.outbound(&config, rcpt.domain())?,
             Some(_) => NextHop::Hubs,
         };
-        Ok(hop.to_string())
+        Ok(hop)
     }
 
     fn next_hop_from(
@@ -146,7 +146,7 @@ impl Router for EdgeRouter {
         rcpt: &Mailbox,
         sender: Option<&Mailbox>,
         origin: &Origin,
-    ) -> Result<String, RouteRefusal> {
+    ) -> Result<NextHop, RouteRefusal> {
         if let Some(refusal) = self.domain_security(sender, origin).refusal() {
             return Err(RouteRefusal(refusal));
         }
@@ -164,14 +164,14 @@ impl Router for EdgeRouter {
             None if origin.relay_allowed => self.outbound(&config, rcpt.domain())?,
             None => return Err(RouteRefusal(Reply::relay_denied())),
         };
-        Ok(hop.to_string())
+        Ok(hop)
     }
 
-    fn destination(&self, key: &str) -> Option<Destination> {
+    fn destination(&self, hop: &NextHop) -> Option<Destination> {
         let config = self.config();
-        let (name, domain) = match parse_key(key)? {
-            NextHop::Hubs => return self.hubs_hop(&config, key, None).map(Destination::Smtp),
-            NextHop::HomeHub(home) => return self.hubs_hop(&config, key, Some(&home)).map(Destination::Smtp),
+        let (name, domain) = match hop {
+            NextHop::Hubs => return self.hubs_hop(&config, hop, None).map(Destination::Smtp),
+            NextHop::HomeHub(home) => return self.hubs_hop(&config, hop, Some(home)).map(Destination::Smtp),
             NextHop::Connector { name, domain } => (name, domain),
             // A hub's hops, MX hops of hand-built routers, a DSN's domain:
             // routed again by the worker.
@@ -182,9 +182,9 @@ impl Router for EdgeRouter {
             | NextHop::Mx(_)
             | NextHop::Domain(_) => return None,
         };
-        let connector = config.organisation.send_connector(&name)?;
+        let connector = config.organisation.send_connector(name)?;
         let domain = match domain {
-            Some(d) => d,
+            Some(d) => d.clone(),
             None => connector
                 .smart_hosts
                 .first()
@@ -194,17 +194,17 @@ impl Router for EdgeRouter {
         Some(Destination::Smtp(hop))
     }
 
-    fn is_domain_secured(&self, key: &str) -> bool {
-        let Some(NextHop::Connector {
+    fn is_domain_secured(&self, hop: &NextHop) -> bool {
+        let NextHop::Connector {
             name,
             domain: Some(domain),
-        }) = parse_key(key)
+        } = hop
         else {
             return false;
         };
         let config = self.config();
-        config.organisation.send_connector(&name).is_some_and(|c| {
-            postern_transport::domain_security::is_domain_secured(c, &domain, &config.transport)
+        config.organisation.send_connector(name).is_some_and(|c| {
+            postern_transport::domain_security::is_domain_secured(c, domain, &config.transport)
         })
     }
 
@@ -217,13 +217,6 @@ impl Router for EdgeRouter {
     fn stamp(&self, sender: Option<&Mailbox>, origin: &Origin) -> Stamp {
         self.domain_security(sender, origin).stamp(&self.fqdn)
     }
-}
-
-/// The next hop a queued key names; `None` (logged) when it names none.
-fn parse_key(key: &str) -> Option<NextHop> {
-    key.parse()
-        .inspect_err(|e| tracing::warn!(error = %e, "a queued next hop is not understood; the recipient is routed again"))
-        .ok()
 }
 
 #[cfg(test)]
@@ -289,7 +282,7 @@ mod tests {
         let key = router
             .next_hop_from(&mailbox("kim@contoso.com"), None, &internet)
             .unwrap();
-        assert_eq!(key, "hubs:hub2");
+        assert_eq!(key.to_string(), "hubs:hub2");
         let Some(Destination::Smtp(hop)) = router.destination(&key) else {
             panic!("no hop to the hubs");
         };
@@ -308,7 +301,7 @@ mod tests {
 
         // The send list makes the partner's hop domain-secured.
         let key = router.next_hop(&mailbox("ann@fabrikam.com")).unwrap();
-        assert_eq!(key, "connector:partner|fabrikam.com");
+        assert_eq!(key.to_string(), "connector:partner|fabrikam.com");
         assert!(router.is_domain_secured(&key));
         let Some(Destination::Smtp(hop)) = router.destination(&key) else {
             panic!("no partner hop");

@@ -80,21 +80,23 @@ pub fn gather(queue: &Queue, certs: &CertStore) -> EdgeReport {
                 let received = OffsetDateTime::from(m.envelope.received_at)
                     .format(&Rfc3339)
                     .unwrap_or_default();
-                let mut counted: Vec<&str> = Vec::new();
+                let mut counted: Vec<String> = Vec::new();
                 for r in &m.envelope.recipients {
                     let last_error = match &r.status {
                         RecipientStatus::Pending => String::new(),
                         RecipientStatus::Deferred { last_error, .. } => last_error.clone(),
                         RecipientStatus::Delivered { .. } | RecipientStatus::Failed { .. } => continue,
                     };
-                    let h = hops.entry(r.next_hop.clone()).or_insert_with(|| HopReport {
-                        hop: r.next_hop.clone(),
+                    // Reported by the text the queue stores.
+                    let hop = r.next_hop.to_string();
+                    let h = hops.entry(hop.clone()).or_insert_with(|| HopReport {
+                        hop: hop.clone(),
                         messages: 0,
                         oldest: String::new(),
                         last_error: String::new(),
                     });
-                    if !counted.contains(&r.next_hop.as_str()) {
-                        counted.push(r.next_hop.as_str());
+                    if !counted.contains(&hop) {
+                        counted.push(hop);
                         h.messages += 1;
                     }
                     if h.oldest.is_empty() || received < h.oldest {

@@ -73,20 +73,20 @@ impl HubRouter {
     /// connector, mutual TLS with direct trust, as edges reach hubs.
     /// This hub's own name means local delivery (a mailbox moved back
     /// here while mail for it was queued).
-    fn hub_destination(&self, config: &NodeConfig, key: &str, name: &NodeName) -> Option<Destination> {
+    fn hub_destination(&self, config: &NodeConfig, key: &NextHop, name: &NodeName) -> Option<Destination> {
         if self.name == *name {
             return Some(Destination::Local);
         }
         let hub = config.organisation.hub(name.as_str())?;
         Some(Destination::Smtp(
-            self.organisation_hop(key, vec![hub.smtp.clone()]),
+            self.organisation_hop(key.clone(), vec![hub.smtp.clone()]),
         ))
     }
 
     /// A hop to nodes of the organisation: mutual TLS with direct trust.
-    fn organisation_hop(&self, key: &str, hosts: Vec<HostPort>) -> SmtpHop {
+    fn organisation_hop(&self, key: NextHop, hosts: Vec<HostPort>) -> SmtpHop {
         SmtpHop {
-            key: key.to_owned(),
+            key,
             hosts,
             tls: OutboundTls::ORGANISATION,
             tls_name: None,
@@ -101,12 +101,12 @@ impl HubRouter {
     /// are on a mailbox server: STARTTLS when the server offers it
     /// (encryption only: a mailbox server's certificate is usually its
     /// own), every session in the send protocol log.
-    fn lmtp_hop(&self, config: &NodeConfig, key: &str, domain: &Domain) -> Option<SmtpHop> {
+    fn lmtp_hop(&self, config: &NodeConfig, key: &NextHop, domain: &Domain) -> Option<SmtpHop> {
         let MailboxDelivery::Lmtp(server) = &config.organisation.accepted_domain(domain)?.delivery else {
             return None;
         };
         Some(SmtpHop {
-            key: key.to_owned(),
+            key: key.clone(),
             hosts: vec![HostPort {
                 host: server.host.clone(),
                 port: server.port,
@@ -134,14 +134,14 @@ impl HubRouter {
         NextHop::Edges
     }
 
-    /// The connector and domain a hub-sent next-hop key names.
-    fn connector_of<'a>(&self, config: &'a NodeConfig, key: &str) -> Option<(&'a SendConnector, Domain)> {
-        let NextHop::Connector { name, domain } = parse_key(key)? else {
+    /// The connector and domain a hub-sent next hop names.
+    fn connector_of<'a>(&self, config: &'a NodeConfig, hop: &NextHop) -> Option<(&'a SendConnector, Domain)> {
+        let NextHop::Connector { name, domain } = hop else {
             return None;
         };
-        let connector = config.organisation.send_connector(&name)?;
+        let connector = config.organisation.send_connector(name)?;
         let domain = match domain {
-            Some(d) => d,
+            Some(d) => d.clone(),
             None => connector
                 .smart_hosts
                 .first()
@@ -157,19 +157,12 @@ impl HubRouter {
         }
         let start = rand::random::<u32>() as usize % hosts.len();
         hosts.rotate_left(start);
-        Some(self.organisation_hop(&NextHop::Edges.to_string(), hosts))
+        Some(self.organisation_hop(NextHop::Edges, hosts))
     }
 }
 
-/// The next hop a queued key names; `None` (logged) when it names none.
-fn parse_key(key: &str) -> Option<NextHop> {
-    key.parse()
-        .inspect_err(|e| tracing::warn!(error = %e, "a queued next hop is not understood; the recipient is routed again"))
-        .ok()
-}
-
 impl Router for HubRouter {
-    fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
+    fn next_hop(&self, rcpt: &Mailbox) -> Result<NextHop, RouteRefusal> {
         let config = self.config();
         let has_mailbox = config.mailboxes.find(&rcpt.to_string()).is_some();
         let hop = match config.organisation.accepted(rcpt.domain()) {
@@ -181,7 +174,7 @@ impl Router for HubRouter {
             Some(_) => NextHop::Edges,
             None => self.outbound(&config, rcpt.domain()),
         };
-        Ok(hop.to_string())
+        Ok(hop)
     }
 
     fn authserv_ids(&self) -> Vec<Domain> {
@@ -195,26 +188,26 @@ impl Router for HubRouter {
         rcpt: &Mailbox,
         _sender: Option<&Mailbox>,
         origin: &Origin,
-    ) -> Result<String, RouteRefusal> {
-        let key = self.next_hop(rcpt)?;
-        if key != NextHop::Local.to_string()
+    ) -> Result<NextHop, RouteRefusal> {
+        let hop = self.next_hop(rcpt)?;
+        if hop != NextHop::Local
             && !origin.relay_allowed
             && self.config().organisation.accepted(rcpt.domain()).is_none()
         {
             return Err(RouteRefusal(Reply::relay_denied()));
         }
-        Ok(key)
+        Ok(hop)
     }
 
-    fn destination(&self, key: &str) -> Option<Destination> {
+    fn destination(&self, hop: &NextHop) -> Option<Destination> {
         let config = self.config();
-        match parse_key(key)? {
+        match hop {
             NextHop::Local => Some(Destination::Local),
             NextHop::Edges => self.edges_hop(&config).map(Destination::Smtp),
-            NextHop::Lmtp(domain) => self.lmtp_hop(&config, key, &domain).map(Destination::Lmtp),
-            NextHop::Hub(name) => self.hub_destination(&config, key, &name),
+            NextHop::Lmtp(domain) => self.lmtp_hop(&config, hop, domain).map(Destination::Lmtp),
+            NextHop::Hub(name) => self.hub_destination(&config, hop, name),
             NextHop::Connector { .. } => {
-                let (connector, domain) = self.connector_of(&config, key)?;
+                let (connector, domain) = self.connector_of(&config, hop)?;
                 let hop = connector_hop(connector, &domain, &config.transport, &self.fqdn);
                 Some(Destination::Smtp(hop))
             }
@@ -224,9 +217,9 @@ impl Router for HubRouter {
         }
     }
 
-    fn is_domain_secured(&self, key: &str) -> bool {
+    fn is_domain_secured(&self, hop: &NextHop) -> bool {
         let config = self.config();
-        self.connector_of(&config, key)
+        self.connector_of(&config, hop)
             .is_some_and(|(c, domain)| is_domain_secured(c, &domain, &config.transport))
     }
 }
@@ -291,18 +284,25 @@ mod tests {
         Mailbox::parse(s).unwrap()
     }
 
+    /// The hop a queued text names.
+    fn queued(s: &str) -> NextHop {
+        s.parse().unwrap()
+    }
+
+    /// The text `router` stores for `rcpt`.
+    fn routed(router: &HubRouter, rcpt: &str) -> String {
+        router.next_hop(&mailbox(rcpt)).unwrap().to_string()
+    }
+
     #[test]
     fn the_hub_routes_from_the_snapshot_in_force() {
         let (tx, rx) = watch::channel(snapshot(objects(), 1));
         let router = HubRouter::new(rx, NodeName::parse("HUB1").unwrap(), d("hub1.contoso.com"));
 
         // Mailboxes: at home on HUB2, here, on the mailbox server; unknown ones refused.
-        assert_eq!(router.next_hop(&mailbox("Kim@contoso.com")).unwrap(), "hub:hub2");
-        assert_eq!(router.next_hop(&mailbox("ann@contoso.com")).unwrap(), "local");
-        assert_eq!(
-            router.next_hop(&mailbox("lee@fabrikam.com")).unwrap(),
-            "lmtp:fabrikam.com"
-        );
+        assert_eq!(routed(&router, "Kim@contoso.com"), "hub:hub2");
+        assert_eq!(routed(&router, "ann@contoso.com"), "local");
+        assert_eq!(routed(&router, "lee@fabrikam.com"), "lmtp:fabrikam.com");
         assert_eq!(
             router
                 .next_hop(&mailbox("nobody@contoso.com"))
@@ -311,7 +311,7 @@ mod tests {
                 .code(),
             550
         );
-        let Some(Destination::Smtp(hop)) = router.destination("hub:hub2") else {
+        let Some(Destination::Smtp(hop)) = router.destination(&queued("hub:hub2")) else {
             panic!("no hop to HUB2");
         };
         assert_eq!(
@@ -322,17 +322,17 @@ mod tests {
             }]
         );
         assert_eq!(hop.tls, OutboundTls::ORGANISATION);
-        let Some(Destination::Lmtp(hop)) = router.destination("lmtp:fabrikam.com") else {
+        let Some(Destination::Lmtp(hop)) = router.destination(&queued("lmtp:fabrikam.com")) else {
             panic!("no LMTP hop");
         };
         assert_eq!(hop.hosts[0].port, 24);
-        assert_eq!(router.destination("hub:hub1"), Some(Destination::Local));
-        // A key no router writes routes nowhere (the worker routes the recipient again).
-        assert_eq!(router.destination("relay:25"), None);
+        assert_eq!(router.destination(&queued("hub:hub1")), Some(Destination::Local));
+        // An edge's hop routes nowhere on a hub (the worker routes the recipient again).
+        assert_eq!(router.destination(&queued("hubs")), None);
 
         // No edge: the Internet connector serves the hub itself.
         let key = router.next_hop(&mailbox("someone@example.net")).unwrap();
-        assert_eq!(key, "connector:internet");
+        assert_eq!(key.to_string(), "connector:internet");
         let Some(Destination::Smtp(hop)) = router.destination(&key) else {
             panic!("no connector hop");
         };
@@ -343,7 +343,7 @@ mod tests {
                 port: 2525
             }]
         );
-        assert_eq!(router.destination("edges"), None);
+        assert_eq!(router.destination(&NextHop::Edges), None);
         assert_eq!(
             router.authserv_ids(),
             vec![d("hub2.contoso.com"), d("hub1.contoso.com")]
@@ -364,9 +364,9 @@ mod tests {
             thumbprint: Thumbprint::of_der(b"edge1"),
         }));
         tx.send(snapshot(next, 2)).unwrap();
-        assert_eq!(router.next_hop(&mailbox("kim@contoso.com")).unwrap(), "local");
-        assert_eq!(router.next_hop(&mailbox("someone@example.net")).unwrap(), "edges");
-        let Some(Destination::Smtp(hop)) = router.destination("edges") else {
+        assert_eq!(routed(&router, "kim@contoso.com"), "local");
+        assert_eq!(routed(&router, "someone@example.net"), "edges");
+        let Some(Destination::Smtp(hop)) = router.destination(&NextHop::Edges) else {
             panic!("no hop to the edges");
         };
         assert_eq!(
@@ -405,14 +405,17 @@ mod tests {
             ),
         ];
         for (key, kind) in old {
-            let routed = match router.destination(&key) {
+            let stored = queued(&key);
+            let routed = match router.destination(&stored) {
                 Some(Destination::Local) => "local",
                 Some(Destination::Smtp(hop)) => {
-                    assert_eq!(hop.key, key, "the hop keeps the queued key (back-off, pool)");
+                    assert_eq!(hop.key, stored, "the hop keeps the queued hop (back-off, pool)");
+                    assert_eq!(hop.key.to_string(), key);
                     "smtp"
                 }
                 Some(Destination::Lmtp(hop)) => {
-                    assert_eq!(hop.key, key);
+                    assert_eq!(hop.key, stored);
+                    assert_eq!(hop.key.to_string(), key);
                     "lmtp"
                 }
                 None => "nowhere",

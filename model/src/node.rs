@@ -70,6 +70,16 @@ impl PartialEq for NodeName {
 }
 impl Eq for NodeName {}
 
+impl std::hash::Hash for NodeName {
+    /// Hashes the lower-cased name, as names compare case-insensitively.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for byte in self.0.bytes() {
+            state.write_u8(byte.to_ascii_lowercase());
+        }
+        state.write_u8(0xff);
+    }
+}
+
 impl FromStr for NodeName {
     type Err = NodeNameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

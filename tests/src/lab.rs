@@ -15,7 +15,7 @@ use postern_model::{Domain, NodeRole, Thumbprint};
 use postern_tls::{ClientAuth, TrustStore};
 use postern_transport::mta::{Mta, MtaConfig};
 use postern_transport::node::{Node, NodeOptions};
-use postern_transport::routing::{HostPort, OutboundTls, SmtpHop, StaticRouter};
+use postern_transport::routing::{HostPort, NextHop, OutboundTls, SmtpHop, StaticRouter};
 use postern_transport::server::ReceiveConnectorConfig;
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +121,8 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
                 .collect::<Result<_, _>>()?,
             relay: config.relay.map(|addr| SmtpHop {
                 connector: None,
-                key: format!("relay:{addr}"),
+                // One relay per lab node: a connector named after it.
+                key: NextHop::connector("relay", None),
                 hosts: vec![HostPort {
                     host: addr.ip().to_string(),
                     port: addr.port(),

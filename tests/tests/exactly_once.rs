@@ -26,7 +26,7 @@ use postern_tls::TrustStore;
 use postern_tls::certs::CertStore;
 use postern_transport::client::{ClientSettings, Connector};
 use postern_transport::queue::DeliveryOutcome;
-use postern_transport::routing::{HostPort, OutboundTls, SmtpHop};
+use postern_transport::routing::{HostPort, NextHop, OutboundTls, SmtpHop};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DOMAIN: &str = "adatum.com";
@@ -150,7 +150,7 @@ fn tail(log: &str) -> String {
 fn plain_hop(addr: SocketAddr) -> SmtpHop {
     SmtpHop {
         connector: None,
-        key: format!("load:{addr}"),
+        key: NextHop::connector("load", None),
         hosts: vec![HostPort {
             host: addr.ip().to_string(),
             port: addr.port(),

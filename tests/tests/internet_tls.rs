@@ -32,7 +32,9 @@ use postern_transport::internet_tls::{
 use postern_transport::queue::{
     DeliveryOutcome, Envelope, Queue, QueueConfig, RecipientState, RecipientStatus,
 };
-use postern_transport::routing::{Destination, HostPort, OutboundTls, RouteRefusal, Router, SmtpHop};
+use postern_transport::routing::{
+    Destination, HostPort, NextHop, OutboundTls, RouteRefusal, Router, SmtpHop,
+};
 use postern_transport::smtp::Mailbox;
 
 const HELO: &str = "client.example";
@@ -222,20 +224,22 @@ struct MxRouter {
 }
 
 impl Router for MxRouter {
-    fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
-        Ok(format!("mx:{}", rcpt.domain()))
+    fn next_hop(&self, rcpt: &Mailbox) -> Result<NextHop, RouteRefusal> {
+        Ok(NextHop::Mx(rcpt.domain().clone()))
     }
 
-    fn destination(&self, key: &str) -> Option<Destination> {
-        let domain = Domain::parse(key.strip_prefix("mx:")?).ok()?;
-        Some(Destination::Smtp(mx_hop(&domain, self.port)))
+    fn destination(&self, hop: &NextHop) -> Option<Destination> {
+        let NextHop::Mx(domain) = hop else {
+            return None;
+        };
+        Some(Destination::Smtp(mx_hop(domain, self.port)))
     }
 }
 
 fn mx_hop(domain: &Domain, port: u16) -> SmtpHop {
     SmtpHop {
         connector: None,
-        key: format!("mx:{domain}"),
+        key: NextHop::Mx(domain.clone()),
         hosts: vec![HostPort {
             host: domain.to_string(),
             port,
@@ -620,7 +624,7 @@ async fn dane_and_mta_sts_against_knot_postfix_and_https() {
                 Some(format!("a@{HELO}")),
                 vec![RecipientState::new(
                     format!("kim@bad.{ZONE}"),
-                    format!("mx:bad.{ZONE}"),
+                    NextHop::Mx(Domain::parse(&format!("bad.{ZONE}")).unwrap()),
                 )],
                 SystemTime::now(),
             ),
@@ -692,7 +696,7 @@ async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) 
     let port = mta.receive_addrs()[0].1.port();
     let hop = |tls| SmtpHop {
         connector: None,
-        key: "receiver".into(),
+        key: NextHop::connector("receiver", None),
         hosts: vec![HostPort {
             host: "127.0.0.1".into(),
             port,

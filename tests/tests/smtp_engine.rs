@@ -16,7 +16,7 @@ use postern_tls::TrustStore;
 use postern_tls::certs::CertStore;
 use postern_transport::client::{ClientSettings, Connector};
 use postern_transport::queue::DeliveryOutcome;
-use postern_transport::routing::{HostPort, OutboundTls, SmtpHop};
+use postern_transport::routing::{HostPort, NextHop, OutboundTls, SmtpHop};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Entry point of lab node child processes (does nothing in a normal run).
@@ -269,7 +269,7 @@ async fn smuggling_payloads_never_produce_a_second_message() {
 fn plain_hop(addr: std::net::SocketAddr) -> SmtpHop {
     SmtpHop {
         connector: None,
-        key: format!("load:{addr}"),
+        key: NextHop::connector("load", None),
         hosts: vec![HostPort {
             host: addr.ip().to_string(),
             port: addr.port(),

@@ -155,7 +155,7 @@ impl NodeApi for NodeService {
                     };
                     pb::QueuedRecipient {
                         address: r.address.clone(),
-                        next_hop: r.next_hop.clone(),
+                        next_hop: r.next_hop.to_string(),
                         status: status.into(),
                         attempts: r.status.attempts(),
                         last_error,
@@ -184,21 +184,19 @@ impl NodeApi for NodeService {
         let Some(queue) = &self.queue else {
             return Err(Status::failed_precondition("this node has no mail queue"));
         };
-        // Typed, then written as the queue stores it (`Hub:HUB2` is `hub:hub2`).
+        // Typed (`Hub:HUB2` is `hub:hub2`, as the queue stores it).
         let hop = match hop.trim() {
             "" => None,
             typed => Some(
                 typed
                     .parse::<crate::routing::NextHop>()
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?
-                    .to_string(),
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
             ),
         };
-        let hop = hop.as_deref();
         let n = queue
-            .retry_now(hop)
+            .retry_now(hop.as_ref())
             .map_err(|e| Status::internal(e.to_string()))?;
-        tracing::info!(hop = ?hop.map(|h| h.escape_debug().to_string()), messages = n, "queue retry asked for");
+        tracing::info!(hop = ?hop.as_ref().map(|h| h.to_string().escape_debug().to_string()), messages = n, "queue retry asked for");
         Ok(Response::new(pb::RetryQueueReply {
             messages: u32::try_from(n).unwrap_or(u32::MAX),
         }))

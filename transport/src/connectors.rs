@@ -37,17 +37,11 @@ pub fn best_connector<'a>(
         .map(|(_, c)| c)
 }
 
-/// The next-hop key of mail to `domain` through `connector`. The domain is
-/// part of the key when routing resolves it (DNS) or when the connector's
+/// The next hop of mail to `domain` through `connector`. The domain is
+/// part of the hop when routing resolves it (DNS) or when the connector's
 /// TLS may depend on it (domain security applies per domain: without it in
-/// the key, a smart-host connector could not tell a domain of the send
+/// the hop, a smart-host connector could not tell a domain of the send
 /// list from any other and would send opportunistically).
-pub fn connector_key(connector: &SendConnector, domain: &Domain) -> String {
-    connector_next_hop(connector, domain).to_string()
-}
-
-/// The next hop of mail to `domain` through `connector`, as
-/// [`connector_key`] writes it.
 pub fn connector_next_hop(connector: &SendConnector, domain: &Domain) -> NextHop {
     if connector.dns_routing_enabled || connector.domain_secure_enabled {
         NextHop::connector(&connector.name, Some(domain.clone()))
@@ -80,7 +74,7 @@ pub fn connector_hop(
             .collect()
     };
     SmtpHop {
-        key: connector_key(connector, domain),
+        key: connector_next_hop(connector, domain),
         hosts,
         tls,
         tls_name,
@@ -258,17 +252,17 @@ mod tests {
             }
         );
         let mut c = connector("Internet", &["*;100"]);
-        let key = connector_key(&c, &d("fabrikam.com"));
-        assert_eq!(key, "connector:internet|fabrikam.com");
-        assert_eq!(
-            key.parse::<NextHop>().unwrap(),
-            NextHop::connector("Internet", Some(d("fabrikam.com")))
-        );
+        let hop = connector_next_hop(&c, &d("fabrikam.com"));
+        assert_eq!(hop.to_string(), "connector:internet|fabrikam.com");
+        assert_eq!(hop, NextHop::connector("Internet", Some(d("fabrikam.com"))));
         // Smart hosts share one key, unless domain security makes the TLS
         // depend on the domain.
         c.dns_routing_enabled = false;
         c.smart_hosts = vec!["relay.example".into()];
-        assert_eq!(connector_key(&c, &d("fabrikam.com")), "connector:internet");
+        assert_eq!(
+            connector_next_hop(&c, &d("fabrikam.com")).to_string(),
+            "connector:internet"
+        );
         c.domain_secure_enabled = true;
         assert_eq!(
             connector_next_hop(&c, &d("northwindtraders.com")),

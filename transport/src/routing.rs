@@ -1,15 +1,16 @@
 //! Routing: where a recipient's mail goes next.
 //!
-//! At RCPT time the server asks the router for a *next-hop key* (stored on
-//! the queued recipient; recipients with one key share a connection and a
-//! back-off). At delivery time the worker asks the router what that key
-//! means now, so a configuration change reroutes queued mail.
+//! At RCPT time the server asks the router for a [`NextHop`] (stored on
+//! the queued recipient as its text; recipients with one hop share a
+//! connection and a back-off). At delivery time the worker asks the router
+//! what that hop means now, so a configuration change reroutes queued mail.
 //! The roles supply routers built from their configuration (accepted
 //! domains, send connectors, the list of hubs); `StaticRouter` is the
 //! simple one used by tests and benchmarks.
 
 mod next_hop;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use postern_model::{Domain, ProtocolLoggingLevel};
@@ -18,9 +19,6 @@ pub use next_hop::{NextHop, NextHopError};
 
 use crate::smtp::{Mailbox, Reply};
 use crate::tls::{PeerTrust, ServerVerification};
-
-/// The next-hop key of local (Maildir) delivery: [`NextHop::Local`] as text.
-pub const LOCAL_HOP: &str = "local";
 
 /// A host and port to connect to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -70,8 +68,8 @@ impl OutboundTls {
 /// A remote SMTP next hop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SmtpHop {
-    /// The next-hop key (shared back-off and connection pool).
-    pub key: String,
+    /// The next hop (shared back-off and connection pool).
+    pub key: NextHop,
     /// Hosts to try in order (smart-host order). When `mx_domain` is set,
     /// only the port of the first entry is used: the port MX hosts are
     /// contacted on ([`SMTP_PORT`] when empty); see [`SmtpHop::mx_port`].
@@ -97,7 +95,7 @@ pub struct SmtpHop {
     /// The send connector this hop is made from, as the send protocol
     /// log's connector-id names it (Exchange writes the connector's name);
     /// [`INTRA_ORGANIZATION_CONNECTOR`] for the organisation's own hops;
-    /// `None` (hops built by hand, tests): the key is written.
+    /// `None` (hops built by hand, tests): the key's text is written.
     pub connector: Option<String>,
 }
 
@@ -110,8 +108,11 @@ pub const SMTP_PORT: u16 = 25;
 
 impl SmtpHop {
     /// What the send protocol log writes as connector-id.
-    pub fn connector_id(&self) -> &str {
-        self.connector.as_deref().unwrap_or(&self.key)
+    pub fn connector_id(&self) -> Cow<'_, str> {
+        match &self.connector {
+            Some(connector) => Cow::Borrowed(connector),
+            None => Cow::Owned(self.key.to_string()),
+        }
     }
 
     /// The port MX hosts are contacted on: that of the first of `hosts`,
@@ -141,7 +142,7 @@ impl SmtpHop {
     }
 }
 
-/// What a next-hop key means now.
+/// What a next hop means now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
     /// Deliver to the local Maildir of the recipient.
@@ -198,12 +199,12 @@ pub struct Stamp {
 
 /// Chooses next hops; implemented by each role from its configuration.
 pub trait Router: Send + Sync + 'static {
-    /// The next-hop key for `rcpt`, or the refusal to answer at RCPT.
-    fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal>;
+    /// The next hop for `rcpt`, or the refusal to answer at RCPT.
+    fn next_hop(&self, rcpt: &Mailbox) -> Result<NextHop, RouteRefusal>;
 
-    /// What `key` means now; `None` when it no longer routes anywhere (the
+    /// What `hop` means now; `None` when it no longer routes anywhere (the
     /// recipient is deferred until it does or the message expires).
-    fn destination(&self, key: &str) -> Option<Destination>;
+    fn destination(&self, hop: &NextHop) -> Option<Destination>;
 
     /// RCPT from a session: like `next_hop`, but the role may refuse
     /// relaying or apply domain security to `sender`'s domain.
@@ -212,14 +213,14 @@ pub trait Router: Send + Sync + 'static {
         rcpt: &Mailbox,
         sender: Option<&Mailbox>,
         origin: &Origin,
-    ) -> Result<String, RouteRefusal> {
+    ) -> Result<NextHop, RouteRefusal> {
         let _ = (sender, origin);
         self.next_hop(rcpt)
     }
 
-    /// Whether mail through `key` is domain-secured (counted as such).
-    fn is_domain_secured(&self, key: &str) -> bool {
-        let _ = key;
+    /// Whether mail through `hop` is domain-secured (counted as such).
+    fn is_domain_secured(&self, hop: &NextHop) -> bool {
+        let _ = hop;
         false
     }
 
@@ -250,9 +251,9 @@ pub struct StaticRouter {
 }
 
 impl Router for StaticRouter {
-    fn next_hop(&self, rcpt: &Mailbox) -> Result<String, RouteRefusal> {
+    fn next_hop(&self, rcpt: &Mailbox) -> Result<NextHop, RouteRefusal> {
         if self.local_domains.iter().any(|d| rcpt.domain() == d) {
-            return Ok(LOCAL_HOP.to_owned());
+            return Ok(NextHop::Local);
         }
         match &self.relay {
             Some(hop) => Ok(hop.key.clone()),
@@ -260,13 +261,13 @@ impl Router for StaticRouter {
         }
     }
 
-    fn destination(&self, key: &str) -> Option<Destination> {
-        if key == LOCAL_HOP {
+    fn destination(&self, hop: &NextHop) -> Option<Destination> {
+        if *hop == NextHop::Local {
             return Some(Destination::Local);
         }
         self.relay
             .as_ref()
-            .filter(|h| h.key == key)
+            .filter(|h| h.key == *hop)
             .map(|h| Destination::Smtp(h.clone()))
     }
 }

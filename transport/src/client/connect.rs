@@ -315,7 +315,7 @@ impl Connector {
         let limit = self.settings.command_timeout;
         let tcp = self.tcp(hop, host).await?;
         if let Some(metrics) = &self.metrics {
-            metrics.smtp_session(Direction::Send, &hop.key);
+            metrics.smtp_session(Direction::Send, &hop.key.to_string());
         }
         let log = self.session_logger(hop, &tcp);
         let mut wire = Wire::new(tcp, host.to_string(), log);

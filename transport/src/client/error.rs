@@ -14,7 +14,7 @@ use crate::smtp::{Reply, ReplyError};
 pub enum ClientError {
     /// The hop lists no host to connect to.
     #[error("next hop {0} has no host to connect to")]
-    NoHosts(String),
+    NoHosts(crate::routing::NextHop),
     /// A host name did not resolve, or no address accepted the connection.
     #[error("cannot connect to {host}: {source}")]
     Connect {

@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::client::{ClientConnection, ClientError, Connector, Dialect, SendOptions};
 use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
-use crate::routing::{OutboundTls, SmtpHop};
+use crate::routing::{NextHop, OutboundTls, SmtpHop};
 
 /// Deliveries (and so connections) at once per next hop unless configured
 /// otherwise: Postfix's `default_destination_concurrency_limit`.
@@ -57,30 +57,30 @@ struct Inner {
     connector: Connector,
     max_idle_per_hop: usize,
     connections_per_hop: usize,
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle: Mutex<HashMap<NextHop, Vec<Idle>>>,
     /// Turns per hop key: a delivery holds one from before it takes or
     /// opens a connection until it has given the connection back.
-    turns: Mutex<HashMap<String, Arc<Semaphore>>>,
+    turns: Mutex<HashMap<NextHop, Arc<Semaphore>>>,
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Idle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NextHop, Vec<Idle>>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_turns(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
+    fn lock_turns(&self) -> std::sync::MutexGuard<'_, HashMap<NextHop, Arc<Semaphore>>> {
         self.turns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits for a turn to deliver to the hop `key`.
-    async fn turn(&self, key: &str) -> Option<OwnedSemaphorePermit> {
+    async fn turn(&self, key: &NextHop) -> Option<OwnedSemaphorePermit> {
         let turns = {
             let mut all = self.lock_turns();
             match all.get(key) {
                 Some(turns) => Arc::clone(turns),
                 None => {
                     let turns = Arc::new(Semaphore::new(self.connections_per_hop.max(1)));
-                    all.insert(key.to_owned(), Arc::clone(&turns));
+                    all.insert(key.clone(), Arc::clone(&turns));
                     turns
                 }
             }
@@ -271,8 +271,8 @@ impl Pool {
         Ok(outcomes)
     }
 
-    /// Idle connections cached for the hop key `key`.
-    pub fn idle_count(&self, key: &str) -> usize {
+    /// Idle connections cached for the hop `key`.
+    pub fn idle_count(&self, key: &NextHop) -> usize {
         self.inner.lock().get(key).map_or(0, Vec::len)
     }
 

@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime};
 use postern_model::Domain;
 
 use super::*;
+use crate::queue::QueuedHop;
 use crate::queue::{Envelope, Queue, QueueConfig, RecipientOutcome, RecipientState};
-use crate::routing::{HostPort, OutboundTls, SmtpHop, StaticRouter};
+use crate::routing::{HostPort, NextHop, OutboundTls, SmtpHop, StaticRouter};
 
 struct Unreachable;
 
@@ -36,12 +37,17 @@ impl Relay for Unreachable {
     }
 }
 
+/// The hop of [`router`]'s relay: a connector named "smarthost".
+fn smarthost() -> NextHop {
+    NextHop::connector("smarthost", None)
+}
+
 fn router() -> Arc<StaticRouter> {
     Arc::new(StaticRouter {
         local_domains: vec![Domain::parse("adatum.com").unwrap()],
         relay: Some(SmtpHop {
             connector: None,
-            key: "smarthost".into(),
+            key: smarthost(),
             hosts: vec![HostPort {
                 host: "127.0.0.1".into(),
                 port: 9,
@@ -86,8 +92,8 @@ async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
     let envelope = Envelope::new(
         Some("sender@northwindtraders.com".into()),
         vec![
-            RecipientState::new("kim@adatum.com", "local"),
-            RecipientState::new("someone@fabrikam.com", "smarthost"),
+            RecipientState::new("kim@adatum.com", NextHop::Local),
+            RecipientState::new("someone@fabrikam.com", smarthost()),
         ],
         SystemTime::now(),
     );
@@ -166,14 +172,14 @@ impl Relay for RefusesForSecurity {
 struct Secured(Arc<StaticRouter>);
 
 impl crate::routing::Router for Secured {
-    fn next_hop(&self, rcpt: &crate::smtp::Mailbox) -> Result<String, crate::routing::RouteRefusal> {
+    fn next_hop(&self, rcpt: &crate::smtp::Mailbox) -> Result<NextHop, crate::routing::RouteRefusal> {
         self.0.next_hop(rcpt)
     }
-    fn destination(&self, key: &str) -> Option<crate::routing::Destination> {
-        self.0.destination(key)
+    fn destination(&self, hop: &NextHop) -> Option<crate::routing::Destination> {
+        self.0.destination(hop)
     }
-    fn is_domain_secured(&self, key: &str) -> bool {
-        key == "smarthost"
+    fn is_domain_secured(&self, hop: &NextHop) -> bool {
+        *hop == smarthost()
     }
 }
 
@@ -197,7 +203,7 @@ async fn a_partners_4_7_refusal_counts_as_a_domain_secured_outbound_failure() {
     }));
     let envelope = Envelope::new(
         Some("sender@adatum.com".into()),
-        vec![RecipientState::new("someone@fabrikam.com", "smarthost")],
+        vec![RecipientState::new("someone@fabrikam.com", smarthost())],
         SystemTime::now(),
     );
     let id = queue
@@ -220,7 +226,7 @@ async fn a_partners_4_7_refusal_counts_as_a_domain_secured_outbound_failure() {
         .unwrap();
     assert_eq!(failures.value, 1);
     let partner = &metrics.partners()[0];
-    assert_eq!(partner.partner, "smarthost");
+    assert_eq!(partner.partner, "connector:smarthost");
     assert!(partner.last_failure.as_ref().unwrap().1.contains("4.7.1"));
     stop_tx.send(()).unwrap();
     worker.await.unwrap();
@@ -240,7 +246,7 @@ async fn a_queue_written_by_an_earlier_version_is_delivered() {
             id,
             envelope: Envelope::new(
                 Some("sender@northwindtraders.com".into()),
-                vec![RecipientState::new("kim@adatum.com", "local")],
+                vec![RecipientState::new("kim@adatum.com", NextHop::Local)],
                 SystemTime::now(),
             ),
             body_len: body.len() as u64,
@@ -277,6 +283,56 @@ async fn a_queue_written_by_an_earlier_version_is_delivered() {
         text.ends_with("Subject: from before the upgrade\r\n\r\nbody\r\n"),
         "{text}"
     );
+    stop_tx.send(()).unwrap();
+    worker.await.unwrap();
+}
+
+/// Queued texts that are no next hop (written by something else) are
+/// neither dropped nor rewritten: each recipient is routed again by its
+/// address, and one that waits keeps its stored text.
+#[tokio::test]
+async fn recipients_queued_under_unreadable_hops_are_routed_again_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("db")).unwrap();
+    let queue = Queue::open(&db, QueueConfig::default()).unwrap();
+    let (stop_tx, worker) = spawn_worker(&queue, tmp.path());
+    let unreadable = |text: &str| QueuedHop::read(text.to_owned());
+    let envelope = Envelope::new(
+        Some("sender@northwindtraders.com".into()),
+        vec![
+            RecipientState::new("kim@adatum.com", unreadable("Outbound to adatum")),
+            RecipientState::new("someone@fabrikam.com", unreadable("relay:10.0.0.1:25")),
+        ],
+        SystemTime::now(),
+    );
+    assert!(envelope.recipients.iter().all(|r| r.next_hop.known().is_none()));
+    let id = queue
+        .enqueue(envelope, b"Subject: hi\r\n\r\nbody\r\n".to_vec())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = queue
+            .get(id)
+            .unwrap()
+            .expect("still queued for the remote recipient");
+        let remote = &message.envelope.recipients[1];
+        if remote.status.attempts() > 0 {
+            // Local now: delivered. Remote: the relay of today, which fails.
+            assert!(message.envelope.recipients[0].status.is_final());
+            assert!(format!("{:?}", remote.status).contains("cannot connect"));
+            assert_eq!(
+                remote.next_hop.to_string(),
+                "relay:10.0.0.1:25",
+                "stored as it was"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no attempt recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let new_dir = tmp.path().join("mailboxes/adatum.com/kim/Maildir/new");
+    assert_eq!(std::fs::read_dir(&new_dir).unwrap().count(), 1);
     stop_tx.send(()).unwrap();
     worker.await.unwrap();
 }

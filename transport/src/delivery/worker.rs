@@ -5,7 +5,6 @@
 //! Messages are delivered concurrently up to a limit; recipients of one
 //! message that share a next hop travel in one SMTP (or LMTP) transaction.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +19,9 @@ use crate::client::SendOptions;
 use crate::dns::{DnsError, MxResolver};
 use crate::domain_security::{OutboundDomainSecurity, outbound_outcome};
 use crate::metrics::Metrics;
-use crate::queue::{DeliveryOutcome, DueMessage, Queue, RecipientOutcome, RecipientState, RelayOrigin};
+use crate::queue::{
+    DeliveryOutcome, DueMessage, Queue, QueuedHop, RecipientOutcome, RecipientState, RelayOrigin,
+};
 use crate::routing::{Destination, Router, SmtpHop};
 
 /// Sends a message to a remote next hop; implemented by the SMTP client pool.
@@ -163,44 +164,69 @@ pub async fn run(ctx: DeliveryContext, config: WorkerConfig, shutdown: impl Futu
     let _ = permits.acquire_many(config.concurrency.max(1) as u32).await;
 }
 
+/// One hop of a message and the recipients it carries this time.
+struct HopGroup {
+    /// The hop: the queued one, or the one routing chose now.
+    hop: QueuedHop,
+    /// What the hop means now; `None`: no route (the recipients wait).
+    destination: Option<Destination>,
+    /// The recipients' addresses.
+    recipients: Vec<String>,
+}
+
 /// Groups a message's recipients by the hop to use now, each hop resolved
-/// once: the queued key while it still routes, else the router's current
-/// choice for the address (configuration changed, or a DSN queued with its
-/// domain as the hop).
-fn group_by_hop(
-    router: &dyn Router,
-    recipients: &[RecipientState],
-) -> BTreeMap<String, (Option<Destination>, Vec<String>)> {
-    let mut queued: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+/// once: the queued hop while it still routes, else the router's current
+/// choice for the address (configuration changed, a DSN queued with its
+/// domain as the hop, or a queued text that is no next hop). Groups keep
+/// the order in which their first recipient comes.
+fn group_by_hop(id: QueueId, router: &dyn Router, recipients: &[RecipientState]) -> Vec<HopGroup> {
+    let mut queued: Vec<(&QueuedHop, Vec<&str>)> = Vec::new();
     for r in recipients {
-        queued
-            .entry(r.next_hop.as_str())
-            .or_default()
-            .push(r.address.as_str());
+        match queued.iter_mut().find(|(hop, _)| *hop == &r.next_hop) {
+            Some((_, addresses)) => addresses.push(r.address.as_str()),
+            None => queued.push((&r.next_hop, vec![r.address.as_str()])),
+        }
     }
-    let mut groups: BTreeMap<String, (Option<Destination>, Vec<String>)> = BTreeMap::new();
-    for (key, addresses) in queued {
-        if let Some(destination) = router.destination(key) {
-            let group = groups.entry(key.to_owned()).or_insert((None, Vec::new()));
-            group.0 = Some(destination);
-            group.1.extend(addresses.into_iter().map(str::to_owned));
+    let mut groups: Vec<HopGroup> = Vec::new();
+    let mut join = |hop: QueuedHop, destination: Option<Destination>, address: String| match groups
+        .iter_mut()
+        .find(|g| g.hop == hop)
+    {
+        Some(group) => {
+            group.destination = group.destination.take().or(destination);
+            group.recipients.push(address);
+        }
+        None => groups.push(HopGroup {
+            hop,
+            destination,
+            recipients: vec![address],
+        }),
+    };
+    for (hop, addresses) in queued {
+        let known = match hop {
+            QueuedHop::Known(known) => Some(known),
+            QueuedHop::Unreadable(text) => {
+                tracing::warn!(%id, hop = %text, "a queued next hop is not understood; the recipient is routed again");
+                None
+            }
+        };
+        if let Some(destination) = known.and_then(|h| router.destination(h)) {
+            for address in addresses {
+                join(hop.clone(), Some(destination.clone()), address.to_owned());
+            }
             continue;
         }
         for address in addresses {
             let rerouted = crate::smtp::Mailbox::parse(address)
                 .ok()
                 .and_then(|m| router.next_hop(&m).ok())
-                .unwrap_or_else(|| key.to_owned());
-            groups
-                .entry(rerouted)
-                .or_insert((None, Vec::new()))
-                .1
-                .push(address.to_owned());
+                .map_or_else(|| hop.clone(), QueuedHop::Known);
+            join(rerouted, None, address.to_owned());
         }
     }
-    for (key, group) in &mut groups {
-        if group.0.is_none() {
-            group.0 = router.destination(key);
+    for group in &mut groups {
+        if group.destination.is_none() {
+            group.destination = group.hop.known().and_then(|h| router.destination(h));
         }
     }
     groups
@@ -274,9 +300,14 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
             return;
         }
     };
-    let by_hop = group_by_hop(ctx.router.as_ref(), &message.recipients);
+    let by_hop = group_by_hop(id, ctx.router.as_ref(), &message.recipients);
     let mut outcomes = Vec::with_capacity(message.recipients.len());
-    for (key, (destination, recipients)) in by_hop {
+    for HopGroup {
+        hop: key,
+        destination,
+        recipients,
+    } in by_hop
+    {
         match destination {
             Some(Destination::Local) => {
                 let maildir = ctx.maildir.clone();
@@ -330,7 +361,7 @@ pub async fn deliver_message(ctx: &DeliveryContext, message: DueMessage) {
                     )
                     .await;
                 if let (true, Some(m)) = (secured, &ctx.metrics) {
-                    count_domain_secured(m, id, &hop.key, outbound_outcome(&attempt));
+                    count_domain_secured(m, id, &hop.key.to_string(), outbound_outcome(&attempt));
                 }
                 match attempt {
                     Ok(done) => outcomes.extend(done),
@@ -389,5 +420,70 @@ mod tls_demands {
         assert!(!send_options(false, in_body).tls_optional);
         let yes = b"TLS-Required: Yes\r\n\r\n";
         assert!(!send_options(false, yes).tls_optional);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod grouping {
+    use postern_model::Domain;
+
+    use super::*;
+    use crate::queue::QueuedHop;
+    use crate::routing::{NextHop, StaticRouter};
+
+    fn rcpt(address: &str, hop: &str) -> RecipientState {
+        RecipientState::new(address, QueuedHop::read(hop.to_owned()))
+    }
+
+    /// No relay: only `adatum.com` routes (locally).
+    fn router() -> StaticRouter {
+        StaticRouter {
+            local_domains: vec![Domain::parse("adatum.com").unwrap()],
+            relay: None,
+        }
+    }
+
+    #[test]
+    fn a_hop_that_routes_keeps_its_recipients_and_others_are_routed_again() {
+        let id = QueueId::from_parts(1, 1);
+        let groups = group_by_hop(
+            id,
+            &router(),
+            &[
+                rcpt("a@adatum.com", "local"),
+                // A DSN's hop (its domain): routed again, to local.
+                rcpt("b@adatum.com", "adatum.com"),
+                // No next hop, but the address routes: to local as well.
+                rcpt("c@adatum.com", "Outbound to adatum"),
+                // Neither routes: waits under its stored text.
+                rcpt("d@fabrikam.com", "relay:10.0.0.1:25"),
+                rcpt("e@fabrikam.com", "fabrikam.com"),
+            ],
+        );
+        let seen: Vec<(String, bool, Vec<&str>)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.hop.to_string(),
+                    g.destination.is_some(),
+                    g.recipients.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "local".to_owned(),
+                    true,
+                    vec!["a@adatum.com", "b@adatum.com", "c@adatum.com"]
+                ),
+                ("relay:10.0.0.1:25".to_owned(), false, vec!["d@fabrikam.com"]),
+                ("fabrikam.com".to_owned(), false, vec!["e@fabrikam.com"]),
+            ]
+        );
+        assert_eq!(groups[0].hop, QueuedHop::Known(NextHop::Local));
+        assert_eq!(groups[1].hop, QueuedHop::Unreadable("relay:10.0.0.1:25".into()));
     }
 }

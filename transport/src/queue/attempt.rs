@@ -2,9 +2,10 @@
 //! outcomes to a message, then expiry and the delay-notice decision. Pure:
 //! no store, no clock; the engine runs it inside a transaction.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::SystemTime;
 
+use crate::queue::QueuedHop;
 use crate::queue::config::QueueConfig;
 use crate::queue::envelope::{DeliveryOutcome, QueuedMessage, RecipientOutcome, RecipientStatus};
 use crate::queue::error::{QueueError, Result};
@@ -23,7 +24,7 @@ pub(crate) struct AttemptEffects {
     /// Per next hop attempted: `true` if the hop answered (delivered or a
     /// permanent reply), `false` if every attempt through it failed
     /// transiently.
-    pub hops: BTreeMap<String, bool>,
+    pub hops: HashMap<QueuedHop, bool>,
 }
 
 /// Applies `outcomes` to `message` as of `now`. Outcomes for recipients
@@ -152,8 +153,8 @@ mod tests {
 
     fn message(t0: SystemTime) -> QueuedMessage {
         let recipients = vec![
-            RecipientState::new("a@fabrikam.com", "fabrikam.com"),
-            RecipientState::new("b@fabrikam.com", "fabrikam.com"),
+            RecipientState::to_domain_of("a@fabrikam.com"),
+            RecipientState::to_domain_of("b@fabrikam.com"),
         ];
         QueuedMessage {
             id: QueueId::from_parts(1, 1),
@@ -161,6 +162,10 @@ mod tests {
             body_len: 0,
             delay_notified: false,
         }
+    }
+
+    fn fabrikam() -> QueuedHop {
+        QueuedHop::read("fabrikam.com".into())
     }
 
     fn transient(address: &str) -> RecipientOutcome {
@@ -178,7 +183,7 @@ mod tests {
         let mut now = t0;
         for (n, wait_min) in [(1u32, 1u64), (2, 5), (3, 15), (4, 30), (5, 60), (6, 60)] {
             let effects = apply_attempt(&mut msg, &[transient("a@fabrikam.com")], now, &config).unwrap();
-            assert_eq!(effects.hops.get("fabrikam.com"), Some(&false));
+            assert_eq!(effects.hops.get(&fabrikam()), Some(&false));
             let RecipientStatus::Deferred {
                 attempts,
                 next_attempt,
@@ -205,7 +210,7 @@ mod tests {
         ];
         let effects = apply_attempt(&mut msg, &outcomes, t0, &config).unwrap();
         assert_eq!(effects.delivered, [0]);
-        assert_eq!(effects.hops.get("fabrikam.com"), Some(&true), "the hop answered");
+        assert_eq!(effects.hops.get(&fabrikam()), Some(&true), "the hop answered");
         assert!(!msg.envelope.is_final());
         let before = msg.clone();
         let bad = [RecipientOutcome::new(

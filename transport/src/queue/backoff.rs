@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use crate::queue::QueuedHop;
 use crate::queue::config::QueueConfig;
 
 /// Consecutive failures of one hop and when it may be tried again.
@@ -20,10 +21,11 @@ struct HopState {
     retry_at: SystemTime,
 }
 
-/// Back-off per next-hop name.
+/// Back-off per next hop (keyed by the hop itself; an unreadable queued
+/// text backs off under that text).
 #[derive(Debug, Default)]
 pub struct HopBackoff {
-    hops: Mutex<HashMap<String, HopState>>,
+    hops: Mutex<HashMap<QueuedHop, HopState>>,
 }
 
 impl HopBackoff {
@@ -39,7 +41,7 @@ impl HopBackoff {
     /// outage, e.g. one just received and tried at once) does not lengthen
     /// the wait: ten messages arriving during a short outage must not push
     /// the hop to the hourly retry.
-    pub fn record(&self, hop: &str, answered: bool, now: SystemTime, config: &QueueConfig) {
+    pub fn record(&self, hop: &QueuedHop, answered: bool, now: SystemTime, config: &QueueConfig) {
         let mut hops = self.hops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if answered {
             hops.remove(hop);
@@ -50,23 +52,23 @@ impl HopBackoff {
         }
         let failures = hops.get(hop).map_or(0, |h| h.failures).saturating_add(1);
         let retry_at = now + config.retry_delay(failures);
-        hops.insert(hop.to_owned(), HopState { failures, retry_at });
+        hops.insert(hop.clone(), HopState { failures, retry_at });
     }
 
     /// Ends `hop`'s back-off: it may be tried at once (an administrator
     /// asked for a retry).
-    pub fn clear(&self, hop: &str) {
+    pub fn clear(&self, hop: &QueuedHop) {
         let mut hops = self.hops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         hops.remove(hop);
     }
 
     /// Whether `hop` may be tried at `now`.
-    pub fn is_ready(&self, hop: &str, now: SystemTime) -> bool {
+    pub fn is_ready(&self, hop: &QueuedHop, now: SystemTime) -> bool {
         self.retry_at(hop).is_none_or(|at| at <= now)
     }
 
     /// When `hop` may be tried again, if it is backing off at all.
-    pub fn retry_at(&self, hop: &str) -> Option<SystemTime> {
+    pub fn retry_at(&self, hop: &QueuedHop) -> Option<SystemTime> {
         let hops = self.hops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         hops.get(hop).map(|h| h.retry_at)
     }
@@ -79,34 +81,41 @@ mod tests {
 
     use super::*;
 
+    fn hop(text: &str) -> QueuedHop {
+        QueuedHop::read(text.to_owned())
+    }
+
     #[test]
     fn consecutive_failures_lengthen_the_wait_and_success_clears_it() {
         let config = QueueConfig::default();
         let backoff = HopBackoff::new();
         let t0 = SystemTime::UNIX_EPOCH;
-        assert!(backoff.is_ready("fabrikam.com", t0));
-        backoff.record("fabrikam.com", false, t0, &config);
+        assert!(backoff.is_ready(&hop("fabrikam.com"), t0));
+        backoff.record(&hop("fabrikam.com"), false, t0, &config);
         assert_eq!(
-            backoff.retry_at("fabrikam.com"),
+            backoff.retry_at(&hop("fabrikam.com")),
             Some(t0 + Duration::from_secs(60))
         );
-        assert!(!backoff.is_ready("fabrikam.com", t0 + Duration::from_secs(59)));
-        assert!(backoff.is_ready("contoso.com", t0), "other hops are unaffected");
+        assert!(!backoff.is_ready(&hop("fabrikam.com"), t0 + Duration::from_secs(59)));
+        assert!(
+            backoff.is_ready(&hop("contoso.com"), t0),
+            "other hops are unaffected"
+        );
         // Another failure of the same outage, before the wait is over.
-        backoff.record("fabrikam.com", false, t0 + Duration::from_secs(1), &config);
+        backoff.record(&hop("fabrikam.com"), false, t0 + Duration::from_secs(1), &config);
         assert_eq!(
-            backoff.retry_at("fabrikam.com"),
+            backoff.retry_at(&hop("fabrikam.com")),
             Some(t0 + Duration::from_secs(60)),
             "failures while backing off do not lengthen the wait"
         );
         // The retry after the wait fails too: the next wait is longer.
         let t1 = t0 + Duration::from_secs(60);
-        backoff.record("fabrikam.com", false, t1, &config);
+        backoff.record(&hop("fabrikam.com"), false, t1, &config);
         assert_eq!(
-            backoff.retry_at("fabrikam.com"),
+            backoff.retry_at(&hop("fabrikam.com")),
             Some(t1 + Duration::from_secs(300))
         );
-        backoff.record("fabrikam.com", true, t0, &config);
-        assert!(backoff.is_ready("fabrikam.com", t0));
+        backoff.record(&hop("fabrikam.com"), true, t0, &config);
+        assert!(backoff.is_ready(&hop("fabrikam.com"), t0));
     }
 }

@@ -230,7 +230,7 @@ mod tests {
     const BODY: &[u8] = b"From: s@adatum.com\r\nSubject: hello\r\n\r\nbody text\r\n";
 
     fn failed(address: &str, reply: &str) -> RecipientState {
-        let mut r = RecipientState::new(address, "fabrikam.com");
+        let mut r = RecipientState::new(address, crate::queue::QueuedHop::read("fabrikam.com".into()));
         r.status = RecipientStatus::Failed {
             at: SystemTime::UNIX_EPOCH,
             reply: reply.into(),
@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn delay_report_says_delayed_and_until_when() {
         let envelope = Envelope::new(Some("s@adatum.com".into()), vec![], SystemTime::UNIX_EPOCH);
-        let mut r = RecipientState::new("a@fabrikam.com", "fabrikam.com");
+        let mut r = RecipientState::to_domain_of("a@fabrikam.com");
         r.status = RecipientStatus::Deferred {
             attempts: 3,
             next_attempt: SystemTime::UNIX_EPOCH,

@@ -19,6 +19,7 @@ use postern_model::QueueId;
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
+use crate::queue::QueuedHop;
 use crate::queue::attempt::{AttemptEffects, apply_attempt};
 use crate::queue::backoff::HopBackoff;
 use crate::queue::commit::GroupCommit;
@@ -31,6 +32,7 @@ use crate::queue::error::{QueueError, Result};
 use crate::queue::once::{self, PRUNE_INTERVAL, RelayOrigin, SEEN_TREE};
 use crate::queue::stats::{Counters, QueueStats};
 use crate::queue::store::{self, BODIES_TREE, MESSAGES_TREE, TxError};
+use crate::routing::NextHop;
 
 mod remove;
 pub use remove::{REMOVED_REPLY, Removed};
@@ -456,7 +458,8 @@ impl Queue {
     /// undelivered recipients through it due at the next scan, whatever
     /// their own schedule says (`postern queue retry`, the console's "retry
     /// now"). Returns how many messages were made due.
-    pub fn retry_now(&self, hop: Option<&str>) -> Result<usize> {
+    pub fn retry_now(&self, hop: Option<&NextHop>) -> Result<usize> {
+        let hop = hop.map(|h| QueuedHop::Known(h.clone()));
         let inner = &self.inner;
         let mut made_due = Vec::new();
         for entry in inner.messages.iter() {
@@ -464,13 +467,13 @@ impl Queue {
             let Ok(message) = store::decode(&key, &value) else {
                 continue;
             };
-            let hops: Vec<&str> = message
+            let hops: Vec<&QueuedHop> = message
                 .envelope
                 .recipients
                 .iter()
                 .filter(|r| !r.status.is_final())
-                .filter(|r| hop.is_none_or(|h| h == r.next_hop))
-                .map(|r| r.next_hop.as_str())
+                .filter(|r| hop.as_ref().is_none_or(|h| *h == r.next_hop))
+                .map(|r| &r.next_hop)
                 .collect();
             if hops.is_empty() {
                 continue;
@@ -480,7 +483,7 @@ impl Queue {
             }
             made_due.push(message.id);
         }
-        if let Some(h) = hop {
+        if let Some(h) = &hop {
             inner.backoff.clear(h);
         }
         let n = made_due.len();

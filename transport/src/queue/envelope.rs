@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use postern_model::QueueId;
 use serde::{Deserialize, Serialize};
 
+use crate::queue::QueuedHop;
+
 /// The SMTP envelope of a message plus each recipient's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -50,14 +52,14 @@ pub struct RecipientState {
     pub address: String,
     /// The next hop chosen by routing (a send connector, smart host or
     /// mail domain). Recipients sharing a hop share its back-off.
-    pub next_hop: String,
+    pub next_hop: QueuedHop,
     /// Where delivery to this recipient stands.
     pub status: RecipientStatus,
 }
 
 impl RecipientState {
     /// A pending recipient routed to `next_hop`.
-    pub fn new(address: impl Into<String>, next_hop: impl Into<String>) -> Self {
+    pub fn new(address: impl Into<String>, next_hop: impl Into<QueuedHop>) -> Self {
         Self {
             address: address.into(),
             next_hop: next_hop.into(),
@@ -69,10 +71,7 @@ impl RecipientState {
     /// (lower-case), as used for DSNs, which skip routing.
     pub fn to_domain_of(address: impl Into<String>) -> Self {
         let address = address.into();
-        let hop = address
-            .rsplit_once('@')
-            .map(|(_, domain)| domain.to_ascii_lowercase())
-            .unwrap_or_default();
+        let hop = QueuedHop::domain_of(&address);
         Self::new(address, hop)
     }
 }

@@ -29,6 +29,7 @@ pub mod dsn;
 mod engine;
 pub mod envelope;
 pub mod error;
+mod hop;
 pub mod once;
 mod record;
 pub mod spool;
@@ -47,6 +48,7 @@ pub use envelope::{
     RecipientStatus,
 };
 pub use error::QueueError;
+pub use hop::QueuedHop;
 pub use once::RelayOrigin;
 pub use postern_model::QueueId;
 pub use stats::QueueStats;

@@ -10,6 +10,7 @@ use postern_model::QueueId;
 use postern_proto::queue as pb;
 use prost::Message;
 
+use crate::queue::QueuedHop;
 use crate::queue::envelope::{Envelope, QueuedMessage, RecipientState, RecipientStatus};
 
 /// The first byte of a protobuf record.
@@ -99,7 +100,7 @@ fn recipient_to_proto(recipient: &RecipientState) -> Result<pb::Recipient, Recor
     };
     Ok(pb::Recipient {
         address: recipient.address.clone(),
-        next_hop: recipient.next_hop.clone(),
+        next_hop: recipient.next_hop.to_string(),
         status: Some(status),
     })
 }
@@ -153,7 +154,7 @@ fn recipient_from_proto(recipient: pb::Recipient) -> Result<RecipientState, Reco
     };
     Ok(RecipientState {
         address: recipient.address,
-        next_hop: recipient.next_hop,
+        next_hop: QueuedHop::read(recipient.next_hop),
         status,
     })
 }
@@ -200,13 +201,19 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
     }
 
-    /// A record with a recipient in every state.
+    /// The hop a record stores as `text`.
+    fn hop(text: &str) -> QueuedHop {
+        QueuedHop::read(text.to_owned())
+    }
+
+    /// A record with a recipient in every state (and one whose stored
+    /// hop is no next hop).
     fn every_state() -> QueuedMessage {
         let mut recipients = vec![
-            RecipientState::new("a@fabrikam.com", "fabrikam.com"),
-            RecipientState::new("b@fabrikam.com", "fabrikam.com"),
-            RecipientState::new("c@adatum.com", "local"),
-            RecipientState::new("d@contoso.com", "Outbound to contoso"),
+            RecipientState::new("a@fabrikam.com", hop("fabrikam.com")),
+            RecipientState::new("b@fabrikam.com", hop("fabrikam.com")),
+            RecipientState::new("c@adatum.com", hop("local")),
+            RecipientState::new("d@contoso.com", hop("Outbound to contoso")),
         ];
         recipients[1].status = RecipientStatus::Deferred {
             attempts: 3,
@@ -240,6 +247,29 @@ mod tests {
     }
 
     #[test]
+    fn next_hops_are_stored_as_text_and_parsed_once_when_read() {
+        let message = every_state();
+        let pb::QueueRecord { recipients, .. } =
+            pb::QueueRecord::decode(&encode(&message).unwrap()[1..]).unwrap();
+        let stored: Vec<&str> = recipients.iter().map(|r| r.next_hop.as_str()).collect();
+        assert_eq!(
+            stored,
+            ["fabrikam.com", "fabrikam.com", "local", "Outbound to contoso"]
+        );
+        let read = decode(&encode(&message).unwrap()).unwrap();
+        let hops: Vec<&QueuedHop> = read.envelope.recipients.iter().map(|r| &r.next_hop).collect();
+        assert_eq!(
+            hops[0],
+            &QueuedHop::Known(crate::routing::NextHop::Domain(
+                postern_model::Domain::parse("fabrikam.com").unwrap()
+            ))
+        );
+        assert_eq!(hops[2], &QueuedHop::Known(crate::routing::NextHop::Local));
+        // Kept, not dropped: the recipient stays queued under the same text.
+        assert_eq!(hops[3], &QueuedHop::Unreadable("Outbound to contoso".into()));
+    }
+
+    #[test]
     fn the_null_sender_stays_null() {
         let mut message = every_state();
         message.envelope.sender = None;
@@ -263,6 +293,8 @@ mod tests {
         assert!(!message.envelope.require_tls);
         assert_eq!(message.envelope.recipients[0].status, RecipientStatus::Pending);
         assert_eq!(message.envelope.recipients[1].status.attempts(), 2);
+        assert_eq!(message.envelope.recipients[0].next_hop, hop("fabrikam.com"));
+        assert!(message.envelope.recipients[0].next_hop.known().is_some());
         assert_eq!(message.body_len, 1024);
         // And the same record written today's way reads back equal.
         assert_eq!(decode(&encode(&message).unwrap()).unwrap(), message);

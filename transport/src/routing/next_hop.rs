@@ -9,8 +9,10 @@ use std::str::FromStr;
 
 use postern_model::{Domain, NodeName};
 
-/// A next hop.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A next hop. Recipients with equal hops share a connection pool and a
+/// back-off, which key on the hop itself (`Hash`); metrics labels and logs
+/// write its [`Display`](fmt::Display).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum NextHop {
     /// The node's own Maildir (`local`).
     Local,

@@ -1,12 +1,12 @@
 //! Recipient acceptance through routing: at RCPT the router names the
-//! next hop (or refuses, e.g. 550 5.7.1 for relaying), and the key is
-//! remembered so the queued recipient carries the very key the client was
+//! next hop (or refuses, e.g. 550 5.7.1 for relaying), and the hop is
+//! remembered so the queued recipient carries the very hop the client was
 //! answered for, even if routing changes before the final dot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::routing::{LOCAL_HOP, Origin, RouteRefusal, Router};
+use crate::routing::{NextHop, Origin, RouteRefusal, Router};
 use crate::smtp::{ForwardPath, Mailbox, RecipientContext, RecipientPolicy, RecipientVerdict, ReversePath};
 
 /// The session's origin as the connection updates it (after STARTTLS),
@@ -31,13 +31,13 @@ impl SharedOrigin {
     }
 }
 
-/// Next-hop keys chosen at RCPT, by recipient address, for the current
+/// Next hops chosen at RCPT, by recipient address, for the current
 /// transaction; shared between the session's policy and the connection.
 #[derive(Clone, Debug, Default)]
-pub struct RouteBook(Arc<Mutex<HashMap<String, String>>>);
+pub struct RouteBook(Arc<Mutex<HashMap<String, NextHop>>>);
 
 impl RouteBook {
-    fn insert(&self, address: String, key: String) {
+    fn insert(&self, address: String, key: NextHop) {
         self.lock().insert(address, key);
     }
 
@@ -45,12 +45,12 @@ impl RouteBook {
         self.lock().clear();
     }
 
-    /// The key chosen for `address` in this transaction.
-    pub fn get(&self, address: &str) -> Option<String> {
+    /// The hop chosen for `address` in this transaction.
+    pub fn get(&self, address: &str) -> Option<NextHop> {
         self.lock().get(address).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, NextHop>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -96,14 +96,14 @@ pub fn resolve_mailbox(path: &ForwardPath, postmaster: &Mailbox) -> Mailbox {
     }
 }
 
-/// The next-hop key for `path`. `<Postmaster>` must always be accepted
+/// The next hop for `path`. `<Postmaster>` must always be accepted
 /// (RFC 5321 §4.5.1): when the router has no route for it, it is
 /// delivered locally.
-pub fn route(router: &dyn Router, path: &ForwardPath, postmaster: &Mailbox) -> Result<String, RouteRefusal> {
+pub fn route(router: &dyn Router, path: &ForwardPath, postmaster: &Mailbox) -> Result<NextHop, RouteRefusal> {
     let mailbox = resolve_mailbox(path, postmaster);
     match (router.next_hop(&mailbox), path) {
         (Ok(key), _) => Ok(key),
-        (Err(_), ForwardPath::Postmaster) => Ok(LOCAL_HOP.to_owned()),
+        (Err(_), ForwardPath::Postmaster) => Ok(NextHop::Local),
         (Err(refusal), ForwardPath::Mailbox(_)) => Err(refusal),
     }
 }
@@ -120,12 +120,12 @@ pub fn route_from(
     postmaster: &Mailbox,
     sender: Option<&Mailbox>,
     origin: &Origin,
-) -> Result<String, RouteRefusal> {
+) -> Result<NextHop, RouteRefusal> {
     let mailbox = resolve_mailbox(path, postmaster);
     match (router.next_hop_from(&mailbox, sender, origin), path) {
         (Ok(key), _) => Ok(key),
         (Err(refusal), ForwardPath::Postmaster) if refusal.0.is_transient() => Err(refusal),
-        (Err(_), ForwardPath::Postmaster) => Ok(LOCAL_HOP.to_owned()),
+        (Err(_), ForwardPath::Postmaster) => Ok(NextHop::Local),
         (Err(refusal), ForwardPath::Mailbox(_)) => Err(refusal),
     }
 }
@@ -184,7 +184,7 @@ mod tests {
         };
         let local = ForwardPath::parse("<Bob@Local.Test>").unwrap();
         assert_eq!(policy.check(ctx, &local), RecipientVerdict::Accept);
-        assert_eq!(book.get("Bob@local.test").as_deref(), Some(LOCAL_HOP));
+        assert_eq!(book.get("Bob@local.test"), Some(NextHop::Local));
         let remote = ForwardPath::parse("<x@elsewhere.test>").unwrap();
         let RecipientVerdict::Reject(reply) = policy.check(ctx, &remote) else {
             panic!("relaying accepted");
@@ -194,17 +194,17 @@ mod tests {
             policy.check(ctx, &ForwardPath::Postmaster),
             RecipientVerdict::Accept
         );
-        assert_eq!(book.get("postmaster@mx.other.test").as_deref(), Some(LOCAL_HOP));
+        assert_eq!(book.get("postmaster@mx.other.test"), Some(NextHop::Local));
     }
 
     /// Refuses every sender as domain security does (451 4.7.5).
     struct DomainSecurityRefuses;
 
     impl Router for DomainSecurityRefuses {
-        fn next_hop(&self, _rcpt: &Mailbox) -> Result<String, RouteRefusal> {
-            Ok(LOCAL_HOP.to_owned())
+        fn next_hop(&self, _rcpt: &Mailbox) -> Result<NextHop, RouteRefusal> {
+            Ok(NextHop::Local)
         }
-        fn destination(&self, _key: &str) -> Option<crate::routing::Destination> {
+        fn destination(&self, _hop: &NextHop) -> Option<crate::routing::Destination> {
             None
         }
         fn next_hop_from(
@@ -212,7 +212,7 @@ mod tests {
             _rcpt: &Mailbox,
             _sender: Option<&Mailbox>,
             _origin: &Origin,
-        ) -> Result<String, RouteRefusal> {
+        ) -> Result<NextHop, RouteRefusal> {
             Err(RouteRefusal(crate::smtp::Reply::simple(
                 451,
                 (4, 7, 5),

@@ -88,10 +88,15 @@ fn connector(client: &TestNode, trusted: &[Thumbprint]) -> Connector {
     )
 }
 
+/// The hop of [`hop`]: a connector named "relay".
+fn relay_key() -> crate::routing::NextHop {
+    crate::routing::NextHop::connector("relay", None)
+}
+
 fn hop(hosts: Vec<HostPort>, tls: OutboundTls) -> SmtpHop {
     SmtpHop {
         connector: None,
-        key: "relay".into(),
+        key: relay_key(),
         hosts,
         tls,
         tls_name: None,

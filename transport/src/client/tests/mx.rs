@@ -37,7 +37,7 @@ const RECORDS: &[&str] = &[
 fn mx_hop(domain: &str, port: u16) -> SmtpHop {
     SmtpHop {
         connector: None,
-        key: format!("mx:{domain}"),
+        key: crate::routing::NextHop::Mx(Domain::parse(domain).unwrap()),
         hosts: vec![HostPort {
             host: "unused.invalid".into(),
             port,

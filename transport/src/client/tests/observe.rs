@@ -56,7 +56,7 @@ impl Observed {
     }
 }
 
-/// The hop of send connector "Internet Mail" (key "relay"), logged verbosely.
+/// The hop of send connector "Internet Mail" (key `connector:relay`), logged verbosely.
 fn verbose(hop: SmtpHop) -> SmtpHop {
     SmtpHop {
         connector: Some("Internet Mail".into()),
@@ -152,7 +152,7 @@ async fn verbose_hop_logs_the_session_but_never_the_message() {
     assert_eq!(tails[mail + 1..], rest, "{tails:#?}");
     assert!(!logged.join("\n").contains("Hello."), "message content logged");
 
-    obs.rendered("postern_smtp_sessions_total{direction=\"send\",connector=\"relay\"} 1");
+    obs.rendered("postern_smtp_sessions_total{direction=\"send\",connector=\"connector:relay\"} 1");
     obs.rendered("postern_tls_handshakes_total{direction=\"send\",outcome=\"ok\"} 1");
     obs.rendered("postern_messages_total{direction=\"send\",outcome=\"accepted\"} 1");
     obs.rendered(&format!(
@@ -171,7 +171,7 @@ async fn hop_at_level_none_logs_nothing_but_counts() {
     conn.send(None, &rcpts(&["b@mx.test"]), BODY).await.unwrap();
     conn.quit().await;
     assert!(obs.events().is_empty(), "a level None hop wrote session lines");
-    obs.rendered("postern_smtp_sessions_total{direction=\"send\",connector=\"relay\"} 1");
+    obs.rendered("postern_smtp_sessions_total{direction=\"send\",connector=\"connector:relay\"} 1");
     obs.rendered("postern_tls_handshakes_total{direction=\"send\",outcome=\"ok\"} 1");
     obs.rendered("postern_messages_total{direction=\"send\",outcome=\"accepted\"} 1");
 }
@@ -226,7 +226,7 @@ async fn messages_count_by_outcome() {
     let mut conn = connector.connect(&other).await.unwrap();
     conn.send(None, &rcpts(&["b@mx.test"]), BODY).await.unwrap();
     conn.quit().await;
-    obs.rendered("postern_smtp_sessions_total{direction=\"send\",connector=\"relay\"} 2");
+    obs.rendered("postern_smtp_sessions_total{direction=\"send\",connector=\"connector:relay\"} 2");
     obs.rendered("postern_messages_total{direction=\"send\",outcome=\"accepted\"} 1");
     obs.rendered("postern_messages_total{direction=\"send\",outcome=\"deferred\"} 1");
     obs.rendered("postern_messages_total{direction=\"send\",outcome=\"rejected\"} 1");

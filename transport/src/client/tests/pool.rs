@@ -29,10 +29,10 @@ async fn messages_share_one_connection() {
             .await
             .unwrap();
         assert_eq!(kinds(&outcomes)[0].1, "delivered");
-        assert_eq!(pool.idle_count("relay"), 1);
+        assert_eq!(pool.idle_count(&relay_key()), 1);
     }
     pool.close_all().await;
-    assert_eq!(pool.idle_count("relay"), 0);
+    assert_eq!(pool.idle_count(&relay_key()), 0);
     let sessions = srv.sessions();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].messages.len(), 3);
@@ -105,7 +105,7 @@ async fn idle_connections_expire() {
     assert_eq!(pool.reap().await, 0);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(pool.reap().await, 1);
-    assert_eq!(pool.idle_count("relay"), 0);
+    assert_eq!(pool.idle_count(&relay_key()), 0);
     assert_eq!(srv.verbs().last().map(String::as_str), Some("QUIT"));
 
     // The reaper does the same on its own.
@@ -113,10 +113,10 @@ async fn idle_connections_expire() {
     pool.deliver(&relay, None, &rcpts(&["b@mx.test"]), BODY)
         .await
         .unwrap();
-    assert_eq!(pool.idle_count("relay"), 1);
+    assert_eq!(pool.idle_count(&relay_key()), 1);
     // Expired after 300 ms, seen by a sweep every 150 ms.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(pool.idle_count("relay"), 0);
+    assert_eq!(pool.idle_count(&relay_key()), 0);
     assert_eq!(srv.sessions().len(), 2);
 }
 
@@ -138,7 +138,7 @@ async fn concurrent_deliveries_use_separate_connections() {
     }
     let delivered: usize = srv.sessions().iter().map(|s| s.messages.len()).sum();
     assert_eq!(delivered, 4);
-    assert!(pool.idle_count("relay") >= 1);
+    assert!(pool.idle_count(&relay_key()) >= 1);
     // A changed hop does not reuse connections opened for the old one.
     let changed = SmtpHop {
         connector: None,
@@ -235,7 +235,7 @@ async fn concurrent_deliveries_to_one_hop_share_at_most_the_limit_of_connections
     let carried: usize = sessions.iter().map(|s| s.messages.len()).sum();
     assert_eq!(carried, MESSAGES);
     assert_eq!(
-        pool.idle_count("relay"),
+        pool.idle_count(&relay_key()),
         sessions.len(),
         "every connection was kept"
     );

@@ -87,7 +87,7 @@ async fn pipelined_messages_over_one_pooled_connection() {
             ["delivered", "delivered"]
         );
     }
-    assert_eq!(pool.idle_count("relay"), 1);
+    assert_eq!(pool.idle_count(&relay_key()), 1);
     pool.close_all().await;
 
     // One dump file per message, each with its envelope and body.

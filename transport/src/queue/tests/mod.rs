@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::routing::NextHop;
 
 mod crash;
 mod leases;
@@ -151,13 +152,15 @@ async fn retry_now_ends_one_hops_back_off() {
         ids.push(id);
     }
     assert!(queue.due(now).unwrap().is_empty(), "both hops back off");
-    assert!(queue.hop_backoff().retry_at("fabrikam.com").is_some());
+    let fabrikam: NextHop = "fabrikam.com".parse().unwrap();
+    assert!(queue.hop_backoff().retry_at(&fabrikam.clone().into()).is_some());
 
-    assert_eq!(queue.retry_now(Some("fabrikam.com")).unwrap(), 1);
-    assert!(queue.hop_backoff().is_ready("fabrikam.com", now));
+    assert_eq!(queue.retry_now(Some(&fabrikam)).unwrap(), 1);
+    assert!(queue.hop_backoff().is_ready(&fabrikam.into(), now));
     let due: Vec<QueueId> = queue.due(now).unwrap().into_iter().map(|m| m.id).collect();
     assert_eq!(due, [ids[0]], "only the hop asked for");
-    assert_eq!(queue.retry_now(Some("nowhere.example")).unwrap(), 0);
+    let nowhere: NextHop = "nowhere.example".parse().unwrap();
+    assert_eq!(queue.retry_now(Some(&nowhere)).unwrap(), 0);
     queue.release(ids[0]);
     assert_eq!(queue.retry_now(None).unwrap(), 2, "every hop");
     assert_eq!(queue.due(now).unwrap().len(), 2);
@@ -187,7 +190,10 @@ async fn expiry_fails_the_message_and_sends_one_dsn() {
     assert_eq!(dsn.envelope.sender, None, "DSNs go out with the null sender");
     assert_eq!(
         dsn.envelope.recipients,
-        [RecipientState::new("s@adatum.com", "adatum.com")]
+        [RecipientState::new(
+            "s@adatum.com",
+            NextHop::Domain(postern_model::Domain::parse("adatum.com").unwrap())
+        )]
     );
     let text = String::from_utf8(queue.body(dsn.id).unwrap().unwrap()).unwrap();
     for needle in [

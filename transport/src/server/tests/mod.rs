@@ -28,7 +28,7 @@ use crate::certs::{CertStore, NewCertificate};
 use crate::metrics::Metrics;
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
 use crate::queue::{Queue, QueueConfig, QueuedMessage};
-use crate::routing::{LOCAL_HOP, OutboundTls, Router, SmtpHop, StaticRouter};
+use crate::routing::{NextHop, OutboundTls, Router, SmtpHop, StaticRouter};
 use crate::smtp::{Reply, ReplyParser};
 use crate::tls::TrustStore;
 
@@ -270,7 +270,7 @@ fn has_starttls(ehlo: &Reply) -> bool {
 async fn plain_session_end_to_end() {
     let relay = SmtpHop {
         connector: None,
-        key: "smarthost".into(),
+        key: NextHop::connector("smarthost", None),
         hosts: Vec::new(),
         tls: OutboundTls::Opportunistic,
         tls_name: None,
@@ -306,17 +306,17 @@ async fn plain_session_end_to_end() {
     assert_eq!(message.id, id);
     let envelope = &message.envelope;
     assert_eq!(envelope.sender.as_deref(), Some("alice@fabrikam.test"));
-    let routed: Vec<(&str, &str)> = envelope
+    let routed: Vec<(&str, String)> = envelope
         .recipients
         .iter()
-        .map(|r| (r.address.as_str(), r.next_hop.as_str()))
+        .map(|r| (r.address.as_str(), r.next_hop.to_string()))
         .collect();
     assert_eq!(
         routed,
         [
-            ("bob@local.test", LOCAL_HOP),
-            ("carol@elsewhere.test", "smarthost"),
-            ("postmaster@node.local.test", LOCAL_HOP),
+            ("bob@local.test", "local".to_owned()),
+            ("carol@elsewhere.test", "connector:smarthost".to_owned()),
+            ("postmaster@node.local.test", "local".to_owned()),
         ]
     );
     let at = body.find("\r\nFrom: a@fabrikam.test").unwrap() + 2;
