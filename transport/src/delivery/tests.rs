@@ -7,7 +7,7 @@ use postern_model::Domain;
 
 use super::*;
 use crate::queue::{Envelope, Queue, QueueConfig, RecipientOutcome, RecipientState};
-use crate::routing::{HostPort, OutboundTls, SmtpHop, StaticRouter};
+use crate::routing::{HostPort, SmtpHop, StaticRouter, TlsRequirement};
 
 struct Unreachable;
 
@@ -46,8 +46,7 @@ fn router() -> Arc<StaticRouter> {
                 host: "127.0.0.1".into(),
                 port: 9,
             }],
-            tls: OutboundTls::Opportunistic,
-            tls_name: None,
+            tls: TlsRequirement::OPPORTUNISTIC,
             mx_domain: None,
             helo: Domain::parse("hub1.adatum.com").unwrap(),
             protocol_logging_level: postern_model::ProtocolLoggingLevel::None,
