@@ -19,7 +19,7 @@ use postern_transport::connectors::{best_connector, connector_hop, connector_nex
 use postern_transport::domain_security::{self, InboundDomainSecurity};
 use postern_transport::node_config::NodeConfig;
 use postern_transport::routing::{
-    Destination, HostPort, NextHop, Origin, OutboundTls, RouteRefusal, Router, SmtpHop, Stamp,
+    Destination, HostPort, NextHop, Origin, RouteRefusal, Router, SmtpHop, Stamp, TlsRequirement,
 };
 use postern_transport::smtp::{Mailbox, Reply};
 use tokio::sync::watch;
@@ -114,8 +114,7 @@ impl EdgeRouter {
         Some(SmtpHop {
             key: key.clone(),
             hosts,
-            tls: OutboundTls::ORGANISATION,
-            tls_name: None,
+            tls: TlsRequirement::ORGANISATION,
             helo: self.fqdn.clone(),
             protocol_logging_level: Default::default(),
             mx_domain: None,
@@ -306,14 +305,7 @@ mod tests {
         let Some(Destination::Smtp(hop)) = router.destination(&key) else {
             panic!("no partner hop");
         };
-        assert!(matches!(
-            hop.tls,
-            OutboundTls::Required {
-                client_certificate: true,
-                ..
-            }
-        ));
-        assert_eq!(hop.tls_name, Some(d("fabrikam.com")));
+        assert_eq!(hop.tls, domain_security::domain_secured(d("fabrikam.com")));
 
         // fabrikam.com off the list: the next decision reads the new snapshot.
         tx.send(snapshot(objects(), TransportConfig::default())).unwrap();
@@ -321,7 +313,7 @@ mod tests {
         let Some(Destination::Smtp(hop)) = router.destination(&key) else {
             panic!("no partner hop");
         };
-        assert_eq!(hop.tls, OutboundTls::Opportunistic);
+        assert_eq!(hop.tls, TlsRequirement::OPPORTUNISTIC);
         assert_eq!(
             router.authserv_ids(),
             vec![

@@ -18,7 +18,7 @@ use postern_transport::connectors::{best_connector, connector_hop, connector_nex
 use postern_transport::domain_security::is_domain_secured;
 use postern_transport::node_config::NodeConfig;
 use postern_transport::routing::{
-    Destination, HostPort, NextHop, Origin, OutboundTls, RouteRefusal, Router, SmtpHop,
+    Destination, HostPort, NextHop, Origin, RouteRefusal, Router, SmtpHop, TlsRequirement,
 };
 use postern_transport::smtp::{Mailbox, Reply};
 use tokio::sync::watch;
@@ -88,8 +88,7 @@ impl HubRouter {
         SmtpHop {
             key,
             hosts,
-            tls: OutboundTls::ORGANISATION,
-            tls_name: None,
+            tls: TlsRequirement::ORGANISATION,
             helo: self.fqdn.clone(),
             protocol_logging_level: Default::default(),
             mx_domain: None,
@@ -111,8 +110,7 @@ impl HubRouter {
                 host: server.host.clone(),
                 port: server.port,
             }],
-            tls: OutboundTls::Opportunistic,
-            tls_name: None,
+            tls: TlsRequirement::OPPORTUNISTIC,
             helo: self.fqdn.clone(),
             protocol_logging_level: ProtocolLoggingLevel::Verbose,
             mx_domain: None,
@@ -321,7 +319,7 @@ mod tests {
                 port: 2525
             }]
         );
-        assert_eq!(hop.tls, OutboundTls::ORGANISATION);
+        assert_eq!(hop.tls, TlsRequirement::ORGANISATION);
         let Some(Destination::Lmtp(hop)) = router.destination(&queued("lmtp:fabrikam.com")) else {
             panic!("no LMTP hop");
         };

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use postern_model::{Domain, NodeRole, Thumbprint};
-use postern_tls::{ClientAuth, TrustStore};
+use postern_tls::TrustStore;
 use postern_transport::mta::{Mta, MtaConfig};
 use postern_transport::node::{Node, NodeOptions};
-use postern_transport::routing::{HostPort, NextHop, OutboundTls, SmtpHop, StaticRouter};
+use postern_transport::routing::{HostPort, NextHop, SmtpHop, StaticRouter, TlsRequirement};
 use postern_transport::server::ReceiveConnectorConfig;
 use serde::{Deserialize, Serialize};
 
@@ -127,8 +127,7 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
                     host: addr.ip().to_string(),
                     port: addr.port(),
                 }],
-                tls: OutboundTls::ORGANISATION,
-                tls_name: None,
+                tls: TlsRequirement::ORGANISATION,
                 helo: fqdn.clone(),
                 protocol_logging_level: postern_model::ProtocolLoggingLevel::Verbose,
                 mx_domain: None,
@@ -137,8 +136,7 @@ pub fn run_lab_node(config: LabConfig) -> anyhow::Result<()> {
         let mut connector = ReceiveConnectorConfig::new("Default", config.smtp_bind, fqdn);
         connector.protocol_logging_level = postern_model::ProtocolLoggingLevel::Verbose;
         if config.require_client_cert {
-            connector.client_auth = ClientAuth::DirectTrust;
-            connector.require_tls = true;
+            connector.tls = TlsRequirement::ORGANISATION;
             connector.trusted_org = true;
             // An organisation connector (the bench's load generator opens
             // many sessions from one address).

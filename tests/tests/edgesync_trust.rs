@@ -13,7 +13,7 @@ use postern_model::{Domain, NodeRole};
 use postern_proto::admin as pb;
 use postern_proto::admin::edge_subscription_file_server::EdgeSubscriptionFile;
 use postern_tls::{
-    ClientAuth, ClientCertResolver, ServerCertResolver, ServerVerification, client_config, server_config,
+    ClientCertResolver, ServerCertResolver, ServerVerification, TlsRequirement, client_config, server_config,
 };
 use postern_transport::node::NodeOptions;
 use rustls_pki_types::ServerName;
@@ -37,7 +37,7 @@ async fn handshake(hub: &Hub, edge: &Edge) -> bool {
     let config = server_config(
         ServerCertResolver::new(hub.node.certs.clone(), "van-ex1.adatum.com"),
         &hub.admin.trust,
-        ClientAuth::DirectTrust,
+        &TlsRequirement::ORGANISATION,
     );
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();

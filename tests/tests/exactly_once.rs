@@ -26,7 +26,7 @@ use postern_tls::TrustStore;
 use postern_tls::certs::CertStore;
 use postern_transport::client::{ClientSettings, Connector};
 use postern_transport::queue::DeliveryOutcome;
-use postern_transport::routing::{HostPort, NextHop, OutboundTls, SmtpHop};
+use postern_transport::routing::{HostPort, NextHop, SmtpHop, TlsRequirement};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DOMAIN: &str = "adatum.com";
@@ -155,8 +155,7 @@ fn plain_hop(addr: SocketAddr) -> SmtpHop {
             host: addr.ip().to_string(),
             port: addr.port(),
         }],
-        tls: OutboundTls::DangerIgnoreStartTls,
-        tls_name: None,
+        tls: TlsRequirement::DANGER_PLAIN_TEXT,
         helo: Domain::parse("loadgen.example").unwrap(),
         protocol_logging_level: Default::default(),
         mx_domain: None,

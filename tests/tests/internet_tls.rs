@@ -33,7 +33,7 @@ use postern_transport::queue::{
     DeliveryOutcome, Envelope, Queue, QueueConfig, RecipientState, RecipientStatus,
 };
 use postern_transport::routing::{
-    Destination, HostPort, NextHop, OutboundTls, RouteRefusal, Router, SmtpHop,
+    Destination, HostPort, NextHop, RouteRefusal, Router, SmtpHop, TlsRequirement,
 };
 use postern_transport::smtp::Mailbox;
 
@@ -245,8 +245,7 @@ fn mx_hop(domain: &Domain, port: u16) -> SmtpHop {
             port,
         }],
         mx_domain: Some(domain.clone()),
-        tls: OutboundTls::Opportunistic,
-        tls_name: None,
+        tls: TlsRequirement::OPPORTUNISTIC,
         helo: Domain::parse(HELO).unwrap(),
         protocol_logging_level: Default::default(),
     }
@@ -658,7 +657,6 @@ async fn dane_and_mta_sts_against_knot_postfix_and_https() {
 /// 5.7.10 (no verified TLS) or 5.7.30 (Postfix does not offer REQUIRETLS);
 /// `TLS-Required: No` sets the recipient's DANE aside.
 async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) {
-    use postern_tls::ServerVerification;
     use postern_transport::mta::{Mta, MtaConfig};
     use postern_transport::node::{Node, NodeOptions};
     use postern_transport::routing::StaticRouter;
@@ -680,7 +678,7 @@ async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) 
         .import(&bundle, "", None, &BTreeSet::from([Service::Smtp]))
         .unwrap();
     let mut connector = ReceiveConnectorConfig::new("Secure", bind, fqdn.clone());
-    connector.require_tls = true;
+    connector.tls.encryption = postern_tls::Encryption::Required;
     connector.protocol_logging_level = postern_model::ProtocolLoggingLevel::Verbose;
     let router = StaticRouter {
         local_domains: vec![Domain::parse(&format!("rt.{ZONE}")).unwrap()],
@@ -703,7 +701,6 @@ async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) 
         }],
         mx_domain: None,
         tls,
-        tls_name: Some(fqdn.clone()),
         helo: Domain::parse(HELO).unwrap(),
         protocol_logging_level: Default::default(),
     };
@@ -716,10 +713,7 @@ async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) 
     let rcpt = vec![format!("kim@rt.{ZONE}")];
 
     // PKI with the name, the server offers REQUIRETLS: relayed with it.
-    let verified = OutboundTls::Required {
-        verification: ServerVerification::Pki,
-        client_certificate: true,
-    };
+    let verified = TlsRequirement::pki(Some(fqdn.clone()));
     let out = sender
         .pool
         .deliver_with(&hop(verified), Some(&from), &rcpt, body, require)
@@ -744,7 +738,7 @@ async fn requiretls(dir: &Path, pki: &Path, sender: &Sender, postfix: &Postfix) 
     let out = sender
         .pool
         .deliver_with(
-            &hop(OutboundTls::Opportunistic),
+            &hop(TlsRequirement::OPPORTUNISTIC),
             Some(&from),
             &rcpt,
             body,

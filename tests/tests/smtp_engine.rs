@@ -16,7 +16,7 @@ use postern_tls::TrustStore;
 use postern_tls::certs::CertStore;
 use postern_transport::client::{ClientSettings, Connector};
 use postern_transport::queue::DeliveryOutcome;
-use postern_transport::routing::{HostPort, NextHop, OutboundTls, SmtpHop};
+use postern_transport::routing::{HostPort, NextHop, SmtpHop, TlsRequirement};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Entry point of lab node child processes (does nothing in a normal run).
@@ -274,8 +274,7 @@ fn plain_hop(addr: std::net::SocketAddr) -> SmtpHop {
             host: addr.ip().to_string(),
             port: addr.port(),
         }],
-        tls: OutboundTls::DangerIgnoreStartTls,
-        tls_name: None,
+        tls: TlsRequirement::DANGER_PLAIN_TEXT,
         helo: Domain::parse("loadgen.example").unwrap(),
         protocol_logging_level: Default::default(),
         mx_domain: None,

@@ -6,23 +6,15 @@ use std::sync::Arc;
 use rustls::{ClientConfig, ServerConfig};
 
 use super::{
-    AcceptAnyClientCert, ClientCertResolver, DirectTrustClientVerifier, DirectTrustServerVerifier,
-    IdentityTickets, PartnerServerVerifier, ServerCertResolver, TrustStore, provider,
+    AcceptAnyClientCert, ClientCertResolver, ClientCertificate, DirectTrustClientVerifier,
+    DirectTrustServerVerifier, IdentityTickets, PartnerServerVerifier, PeerCheck, ServerCertResolver,
+    TlsRequirement, TrustStore, provider,
 };
 
-/// What a server asks of clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// No client certificate is requested.
-    None,
-    /// A certificate is requested but optional; any is accepted and
-    /// classified after the handshake (Internet connectors, domain security).
-    Optional,
-    /// A certificate in the direct-trust set is required (organisation hops).
-    DirectTrust,
-}
-
-/// How a client checks the server.
+/// Which verifier family checks the other end's certificate: derived
+/// from a [`TlsRequirement`]'s peer check
+/// ([`TlsRequirement::verification`]) for building configs and
+/// classifying what the server proved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerVerification {
     /// Thumbprint in the direct-trust set (organisation hops).
@@ -34,7 +26,13 @@ pub enum ServerVerification {
     DangerEncryptionOnly,
 }
 
-/// A TLS server config presenting certificates from `resolver`.
+/// A TLS server config presenting certificates from `resolver` and
+/// asking clients as `requirement` says: nothing when the client
+/// certificate is not asked; a certificate in the direct-trust set when the
+/// peer check is direct trust; otherwise any certificate, optional,
+/// classified after the handshake (Internet connectors, domain security:
+/// a PKI check of clients is the policy's, not the handshake's). Whether
+/// STARTTLS is offered or required is the session's business.
 ///
 /// Sessions resume with stateless tickets whose key changes with the
 /// node's identity (see [`IdentityTickets`]): no session outlives a change
@@ -43,17 +41,20 @@ pub enum ServerVerification {
 pub fn server_config(
     resolver: ServerCertResolver,
     trust: &TrustStore,
-    auth: ClientAuth,
+    requirement: &TlsRequirement,
 ) -> Arc<ServerConfig> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap_or_else(|_| unreachable_versions());
-    let builder = match auth {
-        ClientAuth::None => builder.with_no_client_auth(),
-        ClientAuth::Optional => builder.with_client_cert_verifier(Arc::new(AcceptAnyClientCert)),
-        ClientAuth::DirectTrust => {
+    let builder = match (requirement.client_certificate, &requirement.peer) {
+        (ClientCertificate::NotAsked, _) => builder.with_no_client_auth(),
+        (ClientCertificate::Asked | ClientCertificate::Demanded, PeerCheck::DirectTrust) => {
             builder.with_client_cert_verifier(Arc::new(DirectTrustClientVerifier::new(trust.clone())))
         }
+        (
+            ClientCertificate::Asked | ClientCertificate::Demanded,
+            PeerCheck::DangerAny | PeerCheck::Pki { .. },
+        ) => builder.with_client_cert_verifier(Arc::new(AcceptAnyClientCert)),
     };
     let tickets = IdentityTickets::new(resolver.store().clone(), trust.clone());
     let mut config = builder.with_cert_resolver(Arc::new(resolver));

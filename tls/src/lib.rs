@@ -10,13 +10,15 @@
 pub mod certs;
 mod config;
 mod partner;
+mod requirement;
 mod resolve;
 mod resume;
 mod trust;
 mod verify;
 
-pub use config::{ClientAuth, ServerVerification, client_config, server_config};
+pub use config::{ServerVerification, client_config, server_config};
 pub use partner::{PartnerServerVerifier, names_domain};
+pub use requirement::{ClientCertificate, Encryption, PeerCheck, TlsRequirement};
 pub use resolve::{ClientCertResolver, ServerCertResolver};
 pub use resume::{IdentityEpoch, IdentityTickets, SessionCache, identity_epoch};
 pub use trust::{PeerTrust, TrustStore};

@@ -1,12 +1,12 @@
 //! Send connectors as routing uses them: choosing the connector for a
 //! domain (most specific address space, then lowest cost), the SMTP hop it
-//! stands for (its TLS decided by `domain_security::outbound`, DESIGN §6),
+//! stands for (its TLS requirement decided by `domain_security::requirement`, DESIGN §6),
 //! and the rules that refuse contradictory settings when they are set.
 //! Pure functions, table-tested.
 
 use postern_model::{Domain, NodeName, SendConnector, TransportConfig};
 
-use crate::domain_security::outbound_tls;
+use crate::domain_security::send_requirement;
 use crate::routing::{HostPort, NextHop, SmtpHop};
 
 /// The connector that serves `domain` for node `source` (an edge name;
@@ -58,7 +58,6 @@ pub fn connector_hop(
     config: &TransportConfig,
     node_fqdn: &Domain,
 ) -> SmtpHop {
-    let (tls, tls_name) = outbound_tls(connector, domain, config);
     let hosts = if connector.dns_routing_enabled {
         // Resolved by MX at delivery time; the domain itself is the
         // implicit-MX fallback.
@@ -76,8 +75,7 @@ pub fn connector_hop(
     SmtpHop {
         key: connector_next_hop(connector, domain),
         hosts,
-        tls,
-        tls_name,
+        tls: send_requirement(connector, domain, config),
         helo: connector.fqdn.clone().unwrap_or_else(|| node_fqdn.clone()),
         protocol_logging_level: connector.protocol_logging_level,
         mx_domain: connector.dns_routing_enabled.then(|| domain.clone()),

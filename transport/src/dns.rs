@@ -10,7 +10,7 @@
 //!   address ("implicit MX"); a permanent failure for a null MX (RFC 7505)
 //!   and for a domain that does not exist. The hosts are *names*, so the
 //!   client checks a PKI certificate against the MX host name (unless the
-//!   hop names a `tls_name`);
+//!   hop's TLS requirement names another);
 //! * [`MxResolver::lookup_addrs`]: the A/AAAA addresses of one of those
 //!   names, asked of the same name servers; the client uses it for hops
 //!   routed by MX (see [`crate::client::Connector::with_resolver`]).

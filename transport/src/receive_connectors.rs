@@ -10,8 +10,8 @@ use postern_model::{
     TransportConfig,
 };
 
+use crate::domain_security::receive_requirement;
 use crate::server::ReceiveConnectorConfig;
-use crate::tls::ClientAuth;
 
 /// Why a receive connector operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -175,14 +175,8 @@ pub fn server_configs(
     transport: &TransportConfig,
 ) -> Result<Vec<ReceiveConnectorConfig>, String> {
     let limits = c.limits.effective(role, c.org_only());
-    let tls = c.auth_mechanism.contains(&AuthMechanism::Tls);
+    let tls = receive_requirement(c);
     let groups = &c.permission_groups;
-    let org_only = groups.iter().all(|g| *g == PermissionGroup::OrgServers);
-    let client_auth = match (tls, org_only) {
-        (false, _) => ClientAuth::None,
-        (true, true) => ClientAuth::DirectTrust,
-        (true, false) => ClientAuth::Optional,
-    };
     c.bindings
         .iter()
         .map(|b| {
@@ -194,9 +188,7 @@ pub fn server_configs(
                 bind,
                 c.fqdn.clone().unwrap_or_else(|| node_fqdn.clone()),
             );
-            cfg.client_auth = client_auth;
-            cfg.offer_starttls = tls;
-            cfg.require_tls = c.require_tls;
+            cfg.tls = tls.clone();
             cfg.trusted_org = groups.contains(&PermissionGroup::OrgServers);
             cfg.relay_allowed = groups.contains(&PermissionGroup::Clients);
             cfg.domain_secure_enabled = c.domain_secure_enabled;

@@ -15,10 +15,13 @@ use std::fmt;
 
 use postern_model::{Domain, ProtocolLoggingLevel};
 
+/// A hop's TLS requirement (the `postern-tls` type, named here for the
+/// routers that build hops).
+pub use crate::tls::TlsRequirement;
 pub use next_hop::{NextHop, NextHopError};
 
 use crate::smtp::{Mailbox, Reply};
-use crate::tls::{PeerTrust, ServerVerification};
+use crate::tls::PeerTrust;
 
 /// A host and port to connect to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -39,32 +42,6 @@ impl fmt::Display for HostPort {
     }
 }
 
-/// The TLS a hop demands of the client side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutboundTls {
-    /// STARTTLS when offered, any certificate, plain text when not offered.
-    Opportunistic,
-    /// Never STARTTLS (IgnoreSTARTTLS); logged at warn when used.
-    DangerIgnoreStartTls,
-    /// STARTTLS or no delivery; the server certificate is checked as
-    /// `verification` says, and our certificate is presented when
-    /// `client_certificate` (mutual TLS).
-    Required {
-        /// How the server's certificate is checked.
-        verification: ServerVerification,
-        /// Present our SMTP certificate (mutual TLS).
-        client_certificate: bool,
-    },
-}
-
-impl OutboundTls {
-    /// The organisation hop: mutual TLS with direct trust, always.
-    pub const ORGANISATION: OutboundTls = OutboundTls::Required {
-        verification: ServerVerification::DirectTrust,
-        client_certificate: true,
-    };
-}
-
 /// A remote SMTP next hop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SmtpHop {
@@ -82,11 +59,9 @@ pub struct SmtpHop {
     /// back-off and connection pool, routers give every domain routed by
     /// MX its own key. `None`: `hosts` are used as given.
     pub mx_domain: Option<Domain>,
-    /// TLS policy of the hop.
-    pub tls: OutboundTls,
-    /// Name for PKI name checks (the partner domain, or the TLS domain);
-    /// `None` checks the host name.
-    pub tls_name: Option<Domain>,
+    /// What the hop demands of TLS; a PKI check names the partner domain
+    /// or the connector's TLS domain, else the host name is checked.
+    pub tls: TlsRequirement,
     /// Our EHLO name and the certificate we present.
     pub helo: Domain,
     /// Whether sessions to this hop are written to the node's send
@@ -128,7 +103,6 @@ impl SmtpHop {
     pub fn shares_connections_with(&self, hop: &SmtpHop) -> bool {
         let same_settings = self.key == hop.key
             && self.tls == hop.tls
-            && self.tls_name == hop.tls_name
             && self.helo == hop.helo
             && self.protocol_logging_level == hop.protocol_logging_level
             && self.mx_domain == hop.mx_domain;

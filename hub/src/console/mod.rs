@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::routing::{get, post};
 use postern_proto::admin as pb;
-use postern_tls::{ClientAuth, ServerCertResolver, TrustStore, server_config};
+use postern_tls::{ServerCertResolver, TlsRequirement, TrustStore, server_config};
 use postern_transport::metrics::Metrics;
 use postern_transport::node::Node;
 use time::OffsetDateTime;
@@ -116,7 +116,7 @@ impl Console {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let resolver = ServerCertResolver::new(node.certs.clone(), node.identity.fqdn.as_str());
-        let mut tls = (*server_config(resolver, trust, ClientAuth::None)).clone();
+        let mut tls = (*server_config(resolver, trust, &TlsRequirement::ENCRYPTION_ONLY)).clone();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let router = self.router();

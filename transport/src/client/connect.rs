@@ -233,7 +233,9 @@ impl Connector {
                 },
                 _ => None,
             };
-            let applied = policy.clone().unwrap_or_else(|| HostPolicy::connector(hop.tls));
+            let applied = policy
+                .clone()
+                .unwrap_or_else(|| HostPolicy::connector(hop.tls.clone()));
             if options.require_tls && !applied.is_verified() {
                 last = ClientError::RequireTls {
                     host: host.to_string(),
@@ -325,7 +327,7 @@ impl Connector {
             return Err(refused(&wire, "the session", &greeting).into());
         }
         let mut caps = introduce(&mut wire, dialect, hop.helo.as_str(), limit).await?;
-        let (tls, plain) = match tls_plan(policy.tls, caps.starttls, handshake_failed) {
+        let (tls, plain) = match tls_plan(&policy.tls, caps.starttls, handshake_failed) {
             TlsPlan::Abort => {
                 quit_quietly(&mut wire).await;
                 return Err(ClientError::StartTlsNotOffered(wire.host().to_owned()).into());
@@ -493,9 +495,11 @@ async fn ehlo(wire: &mut Wire, helo: &str, limit: Duration) -> Result<EhloCapabi
 }
 
 /// The name the server's certificate is checked against (and sent as SNI):
-/// the hop's TLS name, or else the host.
+/// the name the hop's PKI check wants, or else the host. (A host policy
+/// such as MTA-STS may check the certificate differently; the name stays
+/// the hop's.)
 fn server_name(hop: &SmtpHop, host: &HostPort) -> Result<ServerName<'static>, ClientError> {
-    let name = match &hop.tls_name {
+    let name = match hop.tls.pki_name() {
         Some(domain) => domain.as_str().to_owned(),
         None => host.host.trim_start_matches('[').trim_end_matches(']').to_owned(),
     };

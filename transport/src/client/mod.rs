@@ -4,7 +4,7 @@
 //!
 //! * [`Connector`] opens a [`ClientConnection`] to an [`SmtpHop`]: it tries
 //!   the hop's hosts in order, reads the greeting, says EHLO (HELO as a
-//!   fallback) and applies the hop's [`OutboundTls`] policy (DESIGN §6);
+//!   fallback) and applies the hop's [`TlsRequirement`] (DESIGN §6);
 //! * [`ClientConnection::send`] runs one mail transaction, pipelined when
 //!   the server offers PIPELINING, and maps the replies to one
 //!   [`RecipientOutcome`] per recipient;
@@ -22,7 +22,7 @@
 //! tests; the I/O pieces only sequence them.
 //!
 //! [`SmtpHop`]: crate::routing::SmtpHop
-//! [`OutboundTls`]: crate::routing::OutboundTls
+//! [`TlsRequirement`]: crate::tls::TlsRequirement
 //! [`RecipientOutcome`]: crate::queue::RecipientOutcome
 
 mod connect;

@@ -1,10 +1,9 @@
 //! The TLS decision of DESIGN §6 as a pure function: given the hop's
-//! policy, whether the server offered STARTTLS, and whether an
+//! requirement, whether the server offered STARTTLS, and whether an
 //! opportunistic handshake with this host already failed, what the client
 //! does next.
 
-use crate::routing::OutboundTls;
-use crate::tls::ServerVerification;
+use crate::tls::{Encryption, ServerVerification, TlsRequirement};
 
 /// Why a connection carries mail in plain text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,37 +40,32 @@ pub enum TlsPlan {
 
 /// Decides the TLS step for a host. `handshake_failed` is true on the
 /// plain-text reconnection after an opportunistic handshake failed.
-pub fn tls_plan(policy: OutboundTls, offered: bool, handshake_failed: bool) -> TlsPlan {
-    match policy {
-        OutboundTls::DangerIgnoreStartTls => TlsPlan::Plain(PlainReason::DangerIgnoreStartTls),
-        OutboundTls::Opportunistic if handshake_failed => TlsPlan::Plain(PlainReason::HandshakeFailed),
-        OutboundTls::Opportunistic if !offered => TlsPlan::Plain(PlainReason::NotOffered),
-        OutboundTls::Opportunistic => TlsPlan::StartTls {
-            verification: ServerVerification::DangerEncryptionOnly,
-            client_certificate: true,
-            required: false,
-        },
-        OutboundTls::Required { .. } if !offered => TlsPlan::Abort,
-        OutboundTls::Required {
-            verification,
-            client_certificate,
-        } => TlsPlan::StartTls {
-            verification,
-            client_certificate,
-            required: true,
-        },
+pub fn tls_plan(requirement: &TlsRequirement, offered: bool, handshake_failed: bool) -> TlsPlan {
+    let start_tls = |required| TlsPlan::StartTls {
+        verification: requirement.verification(),
+        client_certificate: requirement.presents_client_certificate(),
+        required,
+    };
+    match requirement.encryption {
+        Encryption::DangerNever => TlsPlan::Plain(PlainReason::DangerIgnoreStartTls),
+        Encryption::Opportunistic if handshake_failed => TlsPlan::Plain(PlainReason::HandshakeFailed),
+        Encryption::Opportunistic if !offered => TlsPlan::Plain(PlainReason::NotOffered),
+        Encryption::Opportunistic => start_tls(false),
+        Encryption::Required if !offered => TlsPlan::Abort,
+        Encryption::Required => start_tls(true),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::ClientCertificate;
 
     #[test]
     fn decisions() {
-        let required = OutboundTls::Required {
-            verification: ServerVerification::Pki,
-            client_certificate: false,
+        let required = TlsRequirement {
+            client_certificate: ClientCertificate::NotAsked,
+            ..TlsRequirement::pki(None)
         };
         let opportunistic_tls = TlsPlan::StartTls {
             verification: ServerVerification::DangerEncryptionOnly,
@@ -80,34 +74,34 @@ mod tests {
         };
         let table = [
             // (policy, offered, handshake failed before) → plan
-            (OutboundTls::Opportunistic, true, false, opportunistic_tls),
+            (TlsRequirement::OPPORTUNISTIC, true, false, opportunistic_tls),
             (
-                OutboundTls::Opportunistic,
+                TlsRequirement::OPPORTUNISTIC,
                 false,
                 false,
                 TlsPlan::Plain(PlainReason::NotOffered),
             ),
             (
-                OutboundTls::Opportunistic,
+                TlsRequirement::OPPORTUNISTIC,
                 true,
                 true,
                 TlsPlan::Plain(PlainReason::HandshakeFailed),
             ),
             (
-                OutboundTls::DangerIgnoreStartTls,
+                TlsRequirement::DANGER_PLAIN_TEXT,
                 true,
                 false,
                 TlsPlan::Plain(PlainReason::DangerIgnoreStartTls),
             ),
             (
-                OutboundTls::DangerIgnoreStartTls,
+                TlsRequirement::DANGER_PLAIN_TEXT,
                 false,
                 false,
                 TlsPlan::Plain(PlainReason::DangerIgnoreStartTls),
             ),
-            (required, false, false, TlsPlan::Abort),
+            (required.clone(), false, false, TlsPlan::Abort),
             // A required hop never falls back, even after a failure.
-            (required, false, true, TlsPlan::Abort),
+            (required.clone(), false, true, TlsPlan::Abort),
             (
                 required,
                 true,
@@ -119,7 +113,7 @@ mod tests {
                 },
             ),
             (
-                OutboundTls::ORGANISATION,
+                TlsRequirement::ORGANISATION,
                 true,
                 false,
                 TlsPlan::StartTls {
@@ -131,7 +125,7 @@ mod tests {
         ];
         for (policy, offered, failed, plan) in table {
             assert_eq!(
-                tls_plan(policy, offered, failed),
+                tls_plan(&policy, offered, failed),
                 plan,
                 "{policy:?} offered={offered} failed={failed}"
             );

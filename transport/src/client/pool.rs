@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::client::{ClientConnection, ClientError, Connector, Dialect, SendOptions};
 use crate::queue::{DeliveryOutcome, RecipientOutcome, RelayOrigin};
-use crate::routing::{NextHop, OutboundTls, SmtpHop};
+use crate::routing::{NextHop, SmtpHop, TlsRequirement};
 
 /// Deliveries (and so connections) at once per next hop unless configured
 /// otherwise: Postfix's `default_destination_concurrency_limit`.
@@ -197,7 +197,7 @@ impl Pool {
         origin: Option<&RelayOrigin>,
         options: SendOptions,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
-        let origin = origin.filter(|_| hop.tls == OutboundTls::ORGANISATION);
+        let origin = origin.filter(|_| hop.tls == TlsRequirement::ORGANISATION);
         // Held until the connection is back in the cache (or closed).
         let _turn = self.inner.turn(&hop.key).await;
         let cached = if options == SendOptions::default() {

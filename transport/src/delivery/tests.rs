@@ -8,7 +8,7 @@ use postern_model::Domain;
 use super::*;
 use crate::queue::QueuedHop;
 use crate::queue::{Envelope, Queue, QueueConfig, RecipientOutcome, RecipientState};
-use crate::routing::{HostPort, NextHop, OutboundTls, SmtpHop, StaticRouter};
+use crate::routing::{HostPort, NextHop, SmtpHop, StaticRouter, TlsRequirement};
 
 struct Unreachable;
 
@@ -52,8 +52,7 @@ fn router() -> Arc<StaticRouter> {
                 host: "127.0.0.1".into(),
                 port: 9,
             }],
-            tls: OutboundTls::Opportunistic,
-            tls_name: None,
+            tls: TlsRequirement::OPPORTUNISTIC,
             mx_domain: None,
             helo: Domain::parse("hub1.adatum.com").unwrap(),
             protocol_logging_level: postern_model::ProtocolLoggingLevel::None,

@@ -1,79 +1,38 @@
-//! Outbound domain security: what a hop through a send connector must
-//! present and check, and what a delivery attempt over a domain-secured
-//! hop counts as.
+//! Outbound domain security: which mail through a send connector is
+//! domain-secured, which hops are, and what a delivery attempt over a
+//! domain-secured hop counts as.
 //!
 //! Mail to a domain of `tls_send_domain_secure_list` through a connector
 //! with `domain_secure_enabled` goes only over STARTTLS, with our
 //! certificate presented and the partner's checked by PKI against the
-//! partner domain; otherwise the connector's own TLS settings apply.
+//! partner domain (the requirement is made in [`super::requirement`]).
 
-use postern_model::{Domain, SendConnector, TlsAuthLevel, TransportConfig};
+use postern_model::{Domain, SendConnector, TransportConfig};
 
 use crate::queue::{DeliveryOutcome, RecipientOutcome};
-use crate::routing::{OutboundTls, SmtpHop};
-use crate::tls::ServerVerification;
+use crate::routing::SmtpHop;
+use crate::tls::Encryption;
 
 /// Whether mail to `domain` through `connector` is domain-secured.
 pub fn is_domain_secured(connector: &SendConnector, domain: &Domain, config: &TransportConfig) -> bool {
     connector.domain_secure_enabled && config.tls_send_domain_secure_list.iter().any(|d| d == domain)
 }
 
-/// The TLS `connector` demands for mail to `domain`, and the name the
-/// server certificate must carry (for PKI checks).
-pub fn outbound_tls(
-    connector: &SendConnector,
-    domain: &Domain,
-    config: &TransportConfig,
-) -> (OutboundTls, Option<Domain>) {
-    if is_domain_secured(connector, domain, config) {
-        let tls = OutboundTls::Required {
-            verification: ServerVerification::Pki,
-            client_certificate: true,
-        };
-        return (tls, Some(domain.clone()));
-    }
-    if connector.ignore_starttls {
-        return (OutboundTls::DangerIgnoreStartTls, None);
-    }
-    if !connector.require_tls {
-        return (OutboundTls::Opportunistic, None);
-    }
-    match connector.tls_auth_level {
-        None | Some(TlsAuthLevel::EncryptionOnly) => (
-            OutboundTls::Required {
-                verification: ServerVerification::DangerEncryptionOnly,
-                client_certificate: true,
-            },
-            None,
-        ),
-        Some(TlsAuthLevel::CertificateValidation) => (
-            OutboundTls::Required {
-                verification: ServerVerification::Pki,
-                client_certificate: true,
-            },
-            None,
-        ),
-        Some(TlsAuthLevel::DomainValidation) => (
-            OutboundTls::Required {
-                verification: ServerVerification::Pki,
-                client_certificate: true,
-            },
-            Some(connector.tls_domain.clone().unwrap_or_else(|| domain.clone())),
-        ),
-    }
-}
-
-/// Whether `hop` is a domain-secured hop routed by MX (mutual TLS, PKI,
-/// the partner's domain as the certificate name, as [`outbound_tls`]
-/// makes it): the Internet TLS policies (DANE, MTA-STS) then do not apply.
+/// Whether `hop` is a domain-secured hop routed by MX: its requirement
+/// is TLS or no delivery, our certificate presented, the server checked by
+/// PKI against the domain it is routed to (what
+/// [`domain_secured`](super::requirement::domain_secured) demands). The
+/// Internet TLS policies (DANE, MTA-STS) then do not apply. A
+/// `DomainValidation` connector routed by MX whose TLS name is the
+/// destination domain demands the same and is treated alike.
 pub fn is_domain_secured_hop(hop: &SmtpHop) -> bool {
-    hop.tls
-        == OutboundTls::Required {
-            verification: ServerVerification::Pki,
-            client_certificate: true,
-        }
-        && hop.tls_name.is_some()
-        && hop.tls_name == hop.mx_domain
+    let requirement = &hop.tls;
+    requirement.encryption == Encryption::Required
+        && requirement.presents_client_certificate()
+        && hop
+            .mx_domain
+            .as_ref()
+            .is_some_and(|domain| requirement.pki_name() == Some(domain))
 }
 
 /// What one delivery attempt over a domain-secured hop counts as
@@ -138,63 +97,34 @@ mod tests {
         Domain::parse(s).unwrap()
     }
 
-    fn connector() -> SendConnector {
-        SendConnector::new("Internet", vec![AddressSpace::parse("*;100").unwrap()])
-    }
-
     #[test]
-    fn tls_policy_table() {
+    fn domain_secured_hops_read_the_requirement() {
         let partner = d("northwindtraders.com");
         let other = d("fabrikam.com");
         let config = TransportConfig {
             tls_send_domain_secure_list: vec![partner.clone()],
             ..TransportConfig::default()
         };
-        let mut c = connector();
-        assert!(!is_domain_secured(&c, &partner, &config));
-        assert_eq!(outbound_tls(&c, &partner, &config).0, OutboundTls::Opportunistic);
+        let fqdn = d("edge.contoso.com");
+        let hop =
+            |c: &SendConnector, domain: &Domain| crate::connectors::connector_hop(c, domain, &config, &fqdn);
+        let mut c = SendConnector::new("Internet", vec![AddressSpace::parse("*;100").unwrap()]);
+        assert!(!is_domain_secured_hop(&hop(&c, &partner)));
         c.domain_secure_enabled = true;
         assert!(is_domain_secured(&c, &partner, &config));
+        assert!(is_domain_secured_hop(&hop(&c, &partner)));
         assert!(!is_domain_secured(&c, &other, &config));
-        let (tls, name) = outbound_tls(&c, &partner, &config);
-        assert_eq!(
-            tls,
-            OutboundTls::Required {
-                verification: ServerVerification::Pki,
-                client_certificate: true
-            }
-        );
-        assert_eq!(name, Some(partner.clone()));
-        assert_eq!(outbound_tls(&c, &other, &config).0, OutboundTls::Opportunistic);
-        c.domain_secure_enabled = false;
-        c.ignore_starttls = true;
-        assert_eq!(
-            outbound_tls(&c, &other, &config).0,
-            OutboundTls::DangerIgnoreStartTls
-        );
-        c.ignore_starttls = false;
-        c.require_tls = true;
-        assert_eq!(
-            outbound_tls(&c, &other, &config).0,
-            OutboundTls::Required {
-                verification: ServerVerification::DangerEncryptionOnly,
-                client_certificate: true
-            }
-        );
-        c.tls_auth_level = Some(TlsAuthLevel::CertificateValidation);
-        assert_eq!(
-            outbound_tls(&c, &other, &config),
-            (
-                OutboundTls::Required {
-                    verification: ServerVerification::Pki,
-                    client_certificate: true
-                },
-                None
-            )
-        );
-        c.tls_auth_level = Some(TlsAuthLevel::DomainValidation);
-        c.tls_domain = Some(d("mx.fabrikam.com"));
-        assert_eq!(outbound_tls(&c, &other, &config).1, Some(d("mx.fabrikam.com")));
+        assert!(!is_domain_secured_hop(&hop(&c, &other)));
+        // Through a smart host the hop is not routed by MX: the Internet
+        // TLS policies do not apply to it anyway.
+        c.dns_routing_enabled = false;
+        c.smart_hosts = vec!["relay.northwindtraders.com".into()];
+        assert!(!is_domain_secured_hop(&hop(&c, &partner)));
+        // Certificate validation without a name is not domain security.
+        let mut validating = SendConnector::new("Validating", vec![AddressSpace::parse("*;100").unwrap()]);
+        validating.require_tls = true;
+        validating.tls_auth_level = Some(postern_model::TlsAuthLevel::CertificateValidation);
+        assert!(!is_domain_secured_hop(&hop(&validating, &partner)));
     }
 
     #[test]

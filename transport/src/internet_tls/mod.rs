@@ -28,7 +28,8 @@ pub use report::{FailureKind, PolicyKind, TlsCounters};
 pub use sts_fetch::StsSource;
 
 use crate::domain_security::is_domain_secured_hop;
-use crate::routing::{HostPort, OutboundTls, SmtpHop};
+use crate::routing::{HostPort, SmtpHop};
+use crate::tls::Encryption;
 
 /// The node's Internet TLS machinery; shared by every connection.
 #[derive(Clone, Default)]
@@ -91,7 +92,7 @@ impl InternetTls {
     pub async fn destination(&self, hop: &SmtpHop) -> Option<DestinationFacts> {
         let domain = hop.mx_domain.clone()?;
         let domain_secured = is_domain_secured_hop(hop);
-        if domain_secured || hop.tls == OutboundTls::DangerIgnoreStartTls {
+        if domain_secured || hop.tls.encryption == Encryption::DangerNever {
             return Some(DestinationFacts {
                 domain,
                 domain_secured,
@@ -129,7 +130,7 @@ impl InternetTls {
             _ => DaneFacts::NotLooked,
         };
         policy::resolve(&HostFacts {
-            connector_tls: hop.tls,
+            connector_tls: &hop.tls,
             domain_secured: dest.domain_secured,
             host: &host.host,
             dane,

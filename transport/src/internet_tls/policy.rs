@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use crate::internet_tls::dane::TlsaSet;
 use crate::internet_tls::mta_sts::{MtaStsMode, MtaStsPolicy};
-use crate::routing::OutboundTls;
-use crate::tls::ServerVerification;
+use crate::tls::{Encryption, PeerCheck, TlsRequirement};
 
 /// Which rule decided a connection's TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,7 +80,7 @@ pub enum StsFacts {
 #[derive(Clone, Debug)]
 pub struct HostFacts<'a> {
     /// The TLS the hop's connector (or domain security) demands.
-    pub connector_tls: OutboundTls,
+    pub connector_tls: &'a TlsRequirement,
     /// Whether the hop is domain-secured (a partner on the send list).
     pub domain_secured: bool,
     /// The MX host name (lower case, no trailing dot).
@@ -98,7 +97,7 @@ pub struct HostPolicy {
     /// Which rule decided.
     pub source: PolicySource,
     /// The STARTTLS decision's input (see [`crate::client::plan`]).
-    pub tls: OutboundTls,
+    pub tls: TlsRequirement,
     /// For DANE: the records the server certificate must match (replaces
     /// the verification named in `tls`).
     pub dane: Option<Arc<TlsaSet>>,
@@ -106,7 +105,7 @@ pub struct HostPolicy {
 
 impl HostPolicy {
     /// The connector's own settings.
-    pub fn connector(tls: OutboundTls) -> Self {
+    pub fn connector(tls: TlsRequirement) -> Self {
         Self {
             source: PolicySource::Connector,
             tls,
@@ -120,13 +119,7 @@ impl HostPolicy {
         match self.source {
             PolicySource::DomainSecurity | PolicySource::MtaStsEnforce => true,
             PolicySource::Dane => self.dane.as_ref().is_some_and(|d| d.has_usable()),
-            PolicySource::MtaStsTesting | PolicySource::Connector => matches!(
-                self.tls,
-                OutboundTls::Required {
-                    verification: ServerVerification::Pki | ServerVerification::DirectTrust,
-                    ..
-                }
-            ),
+            PolicySource::MtaStsTesting | PolicySource::Connector => self.tls.authenticates_server(),
         }
     }
 }
@@ -147,23 +140,32 @@ impl fmt::Display for PolicyRefusal {
 }
 
 /// The TLS every mail-carrying TLS policy demands: required, server
-/// checked by PKI, our certificate offered.
-const PKI_REQUIRED: OutboundTls = OutboundTls::Required {
-    verification: ServerVerification::Pki,
-    client_certificate: true,
-};
+/// checked by PKI (under the hop's name, else the host's), our certificate
+/// offered.
+fn pki_required() -> TlsRequirement {
+    TlsRequirement::pki(None)
+}
+
+/// RFC 7672 §2.2: TLS mandatory, the certificate not checked, our
+/// certificate offered.
+fn encryption_required() -> TlsRequirement {
+    TlsRequirement {
+        peer: PeerCheck::DangerAny,
+        ..TlsRequirement::pki(None)
+    }
+}
 
 /// Decides the policy for one host (RFC 8461 §2 precedence).
 pub fn resolve(facts: &HostFacts<'_>) -> Result<HostPolicy, PolicyRefusal> {
     if facts.domain_secured {
         return Ok(HostPolicy {
             source: PolicySource::DomainSecurity,
-            ..HostPolicy::connector(facts.connector_tls)
+            ..HostPolicy::connector(facts.connector_tls.clone())
         });
     }
-    if facts.connector_tls == OutboundTls::DangerIgnoreStartTls {
+    if facts.connector_tls.encryption == Encryption::DangerNever {
         // The administrator's explicit choice (logged at warn by the client).
-        return Ok(HostPolicy::connector(facts.connector_tls));
+        return Ok(HostPolicy::connector(facts.connector_tls.clone()));
     }
     match &facts.dane {
         DaneFacts::Bogus(why) => {
@@ -174,14 +176,11 @@ pub fn resolve(facts: &HostFacts<'_>) -> Result<HostPolicy, PolicyRefusal> {
         }
         DaneFacts::Secure(tlsa) => {
             let tls = if tlsa.has_usable() {
-                PKI_REQUIRED
+                pki_required()
             } else {
                 // RFC 7672 §2.2: TLSA records exist but none is usable:
                 // TLS is mandatory, the certificate is not checked.
-                OutboundTls::Required {
-                    verification: ServerVerification::DangerEncryptionOnly,
-                    client_certificate: true,
-                }
+                encryption_required()
             };
             return Ok(HostPolicy {
                 source: PolicySource::Dane,
@@ -202,31 +201,32 @@ pub fn resolve(facts: &HostFacts<'_>) -> Result<HostPolicy, PolicyRefusal> {
                 }
                 return Ok(HostPolicy {
                     source: PolicySource::MtaStsEnforce,
-                    tls: stricter(facts.connector_tls, PKI_REQUIRED),
+                    tls: stricter(facts.connector_tls, pki_required()),
                     dane: None,
                 });
             }
             MtaStsMode::Testing => {
                 return Ok(HostPolicy {
                     source: PolicySource::MtaStsTesting,
-                    tls: facts.connector_tls,
+                    tls: facts.connector_tls.clone(),
                     dane: None,
                 });
             }
             MtaStsMode::None => {}
         }
     }
-    Ok(HostPolicy::connector(facts.connector_tls))
+    Ok(HostPolicy::connector(facts.connector_tls.clone()))
 }
 
-/// The policy's TLS, unless the connector already demands more (a
-/// connector's `RequireTLS` is never weakened).
-fn stricter(connector: OutboundTls, policy: OutboundTls) -> OutboundTls {
+/// The policy's TLS, unless the connector already demands direct trust
+/// (a connector's `RequireTLS` is never weakened).
+fn stricter(connector: &TlsRequirement, policy: TlsRequirement) -> TlsRequirement {
     match connector {
-        OutboundTls::Required {
-            verification: ServerVerification::DirectTrust,
+        TlsRequirement {
+            encryption: Encryption::Required,
+            peer: PeerCheck::DirectTrust,
             ..
-        } => connector,
+        } => connector.clone(),
         _ => policy,
     }
 }
@@ -256,92 +256,90 @@ mod tests {
         }))
     }
 
-    const ENCRYPT_ONLY: OutboundTls = OutboundTls::Required {
-        verification: ServerVerification::DangerEncryptionOnly,
-        client_certificate: true,
-    };
-
     /// (connector tls, domain secured, host, dane, sts, expected).
     type Row = (
-        OutboundTls,
+        TlsRequirement,
         bool,
         &'static str,
         DaneFacts,
         StsFacts,
-        Result<(PolicySource, OutboundTls, bool), PolicySource>,
+        Result<(PolicySource, TlsRequirement, bool), PolicySource>,
     );
 
     #[test]
     fn precedence() {
-        use OutboundTls::{DangerIgnoreStartTls as Ignore, Opportunistic as Opp};
         use PolicySource::*;
+        const OPP: TlsRequirement = TlsRequirement::OPPORTUNISTIC;
+        const IGNORE: TlsRequirement = TlsRequirement::DANGER_PLAIN_TEXT;
+        let encrypt_only = encryption_required();
+        let pki = pki_required();
         let bogus = DaneFacts::Bogus("signature expired".into());
         // (connector tls, domain secured, host, dane, sts) → Ok(source, tls, dane?) | Err(source)
         let table: Vec<Row> = vec![
             // Nothing published: the connector decides.
             (
-                Opp,
+                OPP,
                 false,
                 "mx.example.com",
                 DaneFacts::NotLooked,
                 StsFacts::None,
-                Ok((Connector, Opp, false)),
+                Ok((Connector, OPP, false)),
             ),
             (
-                Opp,
+                OPP,
                 false,
                 "mx.example.com",
                 DaneFacts::Insecure,
                 StsFacts::None,
-                Ok((Connector, Opp, false)),
+                Ok((Connector, OPP, false)),
             ),
             (
-                ENCRYPT_ONLY,
+                encrypt_only.clone(),
                 false,
                 "mx.example.com",
                 DaneFacts::SecureNone,
                 StsFacts::None,
-                Ok((Connector, ENCRYPT_ONLY, false)),
+                Ok((Connector, encrypt_only.clone(), false)),
             ),
             // Domain security wins over everything, bogus DNS included.
             (
-                PKI_REQUIRED,
+                pki.clone(),
                 true,
                 "mx.example.com",
                 bogus.clone(),
                 sts(MtaStsMode::Enforce),
-                Ok((DomainSecurity, PKI_REQUIRED, false)),
+                Ok((DomainSecurity, pki.clone(), false)),
             ),
             // IgnoreSTARTTLS keeps its meaning.
             (
-                Ignore,
+                IGNORE,
                 false,
                 "mx.example.com",
                 DaneFacts::Secure(tlsa(true)),
                 sts(MtaStsMode::Enforce),
-                Ok((Connector, Ignore, false)),
+                Ok((Connector, IGNORE, false)),
             ),
             // DANE: usable records → required TLS checked against TLSA.
             (
-                Opp,
+                OPP,
                 false,
                 "mx.example.com",
                 DaneFacts::Secure(tlsa(true)),
                 sts(MtaStsMode::Enforce),
-                Ok((Dane, PKI_REQUIRED, true)),
+                Ok((Dane, pki.clone(), true)),
             ),
             // DANE with no usable record: TLS mandatory, unauthenticated.
             (
-                Opp,
+                OPP,
                 false,
                 "mx.example.com",
                 DaneFacts::Secure(tlsa(false)),
                 StsFacts::None,
-                Ok((Dane, ENCRYPT_ONLY, false)),
+                Ok((Dane, encrypt_only.clone(), false)),
             ),
             // Bogus → refused, never plain; MTA-STS does not rescue it.
             (
-                Opp,
+                OPP,
                 false,
                 "mx.example.com",
                 bogus.clone(),
@@ -350,24 +348,24 @@ mod tests {
             ),
             // Validated absence of TLSA falls through to MTA-STS.
             (
-                Opp,
+                OPP,
                 false,
                 "mx.example.com",
                 DaneFacts::SecureNone,
                 sts(MtaStsMode::Enforce),
-                Ok((MtaStsEnforce, PKI_REQUIRED, false)),
+                Ok((MtaStsEnforce, pki.clone(), false)),
             ),
             (
-                Opp,
+                OPP,
                 false,
                 "a.example.com",
                 DaneFacts::Insecure,
                 sts(MtaStsMode::Enforce),
-                Ok((MtaStsEnforce, PKI_REQUIRED, false)),
+                Ok((MtaStsEnforce, pki.clone(), false)),
             ),
             // enforce + MX not listed → refused.
             (
-                Opp,
+                OPP,
                 false,
                 "mx.attacker.org",
                 DaneFacts::Insecure,
@@ -376,7 +374,7 @@ mod tests {
             ),
             // "*.example.com" matches one label only.
             (
-                Opp,
+                OPP,
                 false,
                 "a.b.example.com",
                 DaneFacts::Insecure,
@@ -385,34 +383,34 @@ mod tests {
             ),
             // testing: the connector's TLS, failures reported.
             (
-                Opp,
+                OPP,
                 false,
                 "mx.attacker.org",
                 DaneFacts::Insecure,
                 sts(MtaStsMode::Testing),
-                Ok((MtaStsTesting, Opp, false)),
+                Ok((MtaStsTesting, OPP, false)),
             ),
             (
-                Opp,
+                OPP,
                 false,
                 "mx.example.net",
                 DaneFacts::Insecure,
                 sts(MtaStsMode::None),
-                Ok((Connector, Opp, false)),
+                Ok((Connector, OPP, false)),
             ),
             // RequireTLS with direct trust is never weakened by MTA-STS.
             (
-                OutboundTls::ORGANISATION,
+                TlsRequirement::ORGANISATION,
                 false,
                 "mx.example.net",
                 DaneFacts::NotLooked,
                 sts(MtaStsMode::Enforce),
-                Ok((MtaStsEnforce, OutboundTls::ORGANISATION, false)),
+                Ok((MtaStsEnforce, TlsRequirement::ORGANISATION, false)),
             ),
         ];
         for (i, (connector_tls, domain_secured, host, dane, sts, want)) in table.into_iter().enumerate() {
             let facts = HostFacts {
-                connector_tls,
+                connector_tls: &connector_tls,
                 domain_secured,
                 host,
                 dane,
@@ -427,24 +425,26 @@ mod tests {
 
     #[test]
     fn verified_policies_for_requiretls() {
+        let pki = pki_required();
+        let encrypt_only = encryption_required();
         let dane = HostPolicy {
             source: PolicySource::Dane,
-            tls: PKI_REQUIRED,
+            tls: pki.clone(),
             dane: Some(tlsa(true)),
         };
         assert!(dane.is_verified());
         let dane_unusable = HostPolicy {
             source: PolicySource::Dane,
-            tls: ENCRYPT_ONLY,
+            tls: encrypt_only.clone(),
             dane: None,
         };
         assert!(!dane_unusable.is_verified());
-        assert!(HostPolicy::connector(PKI_REQUIRED).is_verified());
-        assert!(!HostPolicy::connector(OutboundTls::Opportunistic).is_verified());
-        assert!(!HostPolicy::connector(ENCRYPT_ONLY).is_verified());
+        assert!(HostPolicy::connector(pki.clone()).is_verified());
+        assert!(!HostPolicy::connector(TlsRequirement::OPPORTUNISTIC).is_verified());
+        assert!(!HostPolicy::connector(encrypt_only.clone()).is_verified());
         let enforce = HostPolicy {
             source: PolicySource::MtaStsEnforce,
-            tls: PKI_REQUIRED,
+            tls: pki.clone(),
             dane: None,
         };
         assert!(enforce.is_verified());

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use crate::certs::CertStore;
 use crate::internet_tls::dane::tlsa_3_1_1;
 use crate::internet_tls::mta_sts::{MtaStsMode, MtaStsPolicy};
-use crate::tls::{ClientAuth, ServerCertResolver, TrustStore, server_config};
+use crate::tls::{ServerCertResolver, TlsRequirement, TrustStore, server_config};
 use postern_model::CertStatus;
 
 /// The policy file of a publication.
@@ -101,7 +101,7 @@ pub async fn serve(
     let tls = server_config(
         ServerCertResolver::new(certs, fqdn.as_str()),
         &TrustStore::new([], &[]),
-        ClientAuth::None,
+        &TlsRequirement::ENCRYPTION_ONLY,
     );
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::pin!(shutdown);

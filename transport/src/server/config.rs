@@ -8,7 +8,7 @@ use std::time::Duration;
 use postern_model::{CountLimit, Domain, EffectiveLimits, IpRange, NodeRole, ProtocolLoggingLevel};
 
 use crate::smtp::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, SessionConfig};
-use crate::tls::ClientAuth;
+use crate::tls::{ClientCertificate, Encryption, PeerCheck, TlsRequirement};
 
 /// Waiting for a command between transactions (Postfix `smtpd_timeout`,
 /// Exchange `ConnectionInactivityTimeout`): 5 minutes.
@@ -37,12 +37,11 @@ pub struct ReceiveConnectorConfig {
     /// The FQDN announced in the greeting and EHLO answer; the STARTTLS
     /// certificate must name it.
     pub fqdn: Domain,
-    /// What the TLS handshake asks of clients.
-    pub client_auth: ClientAuth,
-    /// Refuse MAIL with 530 5.7.0 until STARTTLS.
-    pub require_tls: bool,
-    /// Offer STARTTLS (when a certificate names `fqdn`).
-    pub offer_starttls: bool,
+    /// What the connector demands of TLS: STARTTLS offered (when a
+    /// certificate names `fqdn`) unless `DangerNever`, MAIL refused with
+    /// 530 5.7.0 until it when `Required`; and what the handshake asks of
+    /// the client's certificate.
+    pub tls: TlsRequirement,
     /// Largest message body in octets (552 5.3.4 above).
     pub max_message_size: usize,
     /// Recipients per message (452 4.5.3 above).
@@ -100,9 +99,11 @@ impl ReceiveConnectorConfig {
             name: name.into(),
             bind,
             fqdn,
-            client_auth: ClientAuth::None,
-            require_tls: false,
-            offer_starttls: true,
+            tls: TlsRequirement {
+                encryption: Encryption::Opportunistic,
+                peer: PeerCheck::DangerAny,
+                client_certificate: ClientCertificate::NotAsked,
+            },
             max_message_size: usize::try_from(DEFAULT_MAX_MESSAGE_SIZE).unwrap_or(usize::MAX),
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -188,8 +189,8 @@ impl ReceiveConnectorConfig {
             hostname: self.fqdn.clone(),
             max_recipients: self.max_recipients,
             max_message_size: self.max_message_size as u64,
-            offer_starttls: self.offer_starttls && starttls_available,
-            require_tls: self.require_tls,
+            encryption: self.tls.encryption,
+            certificate_available: starttls_available,
             implicit_tls: false,
         }
     }

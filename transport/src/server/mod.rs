@@ -57,7 +57,7 @@ use crate::protocol_log::ProtocolLog;
 use crate::queue::Queue;
 use crate::routing::Router;
 use crate::smtp::{Mailbox, Reply};
-use crate::tls::{ServerCertResolver, TrustStore, server_config};
+use crate::tls::{Encryption, ServerCertResolver, TrustStore, server_config};
 
 /// What every connector of a node shares: the node's name, its queue,
 /// certificates, trust, routing, metrics and receive protocol log.
@@ -137,7 +137,7 @@ impl Shared {
     /// enabled for SMTP names the connector FQDN. Losing (or regaining)
     /// it is logged loudly once, never silently.
     pub(crate) fn starttls_available(&self) -> bool {
-        if !self.config.offer_starttls {
+        if self.config.tls.encryption == Encryption::DangerNever {
             return false;
         }
         let available = self.resolver.for_connector().is_some();
@@ -146,11 +146,11 @@ impl Shared {
             tracing::warn!(
                 connector = %self.config.name,
                 fqdn = %self.config.fqdn,
-                require_tls = self.config.require_tls,
+                require_tls = self.config.tls.encryption == Encryption::Required,
                 "STARTTLS is not offered: no valid certificate enabled for SMTP (with its private key) names {}; \
                  enable one with `postern cert enable --services smtp`{}",
                 self.config.fqdn,
-                if self.config.require_tls {
+                if self.config.tls.encryption == Encryption::Required {
                     " — until then require_tls refuses all mail on this connector"
                 } else {
                     ""
@@ -224,7 +224,7 @@ impl ReceiveConnector {
         let postmaster = Mailbox::parse(&format!("postmaster@{}", ctx.node_fqdn))
             .map_err(|_| ServerError::NodeFqdn(ctx.node_fqdn.to_string()))?;
         let resolver = ServerCertResolver::new(ctx.certs.clone(), config.fqdn.as_str());
-        let tls = server_config(resolver.clone(), &ctx.trust, config.client_auth);
+        let tls = server_config(resolver.clone(), &ctx.trust, &config.tls);
         let connector_id = Arc::from(format!("{}\\{}", ctx.node_fqdn, config.name));
         let shared = Shared {
             config,

@@ -10,6 +10,7 @@ use crate::smtp::{
     AcceptAll, Action, DataReceiver, DataStatus, Envelope, ForwardPath, LineReader, Output, RecipientContext,
     RecipientPolicy, RecipientVerdict, Reply, Session, SessionConfig,
 };
+use crate::tls::Encryption;
 
 /// Plays the I/O layer as the session's module doc describes it.
 struct Client {
@@ -235,7 +236,7 @@ fn parameters_we_do_not_offer() {
 #[test]
 fn require_tls_then_starttls_resets_everything() {
     let mut s = Client::new(SessionConfig {
-        require_tls: true,
+        encryption: Encryption::Required,
         ..config()
     });
     s.cmd("EHLO client.fabrikam.com", "250");
@@ -261,7 +262,7 @@ fn requiretls_is_offered_over_tls_by_connectors_that_require_it() {
     assert!(!ehlo.lines().iter().any(|l| l == "REQUIRETLS"));
     open.cmd("MAIL FROM:<a@b.com> REQUIRETLS", "555 5.5.4");
     let mut s = Client::new(SessionConfig {
-        require_tls: true,
+        encryption: Encryption::Required,
         ..config()
     });
     let ehlo = s.cmd("EHLO client.fabrikam.com", "250");
@@ -296,7 +297,7 @@ fn starttls_discards_pipelined_plaintext() {
 #[test]
 fn starttls_when_not_offered_or_mid_transaction() {
     let mut s = Client::new(SessionConfig {
-        offer_starttls: false,
+        encryption: Encryption::DangerNever,
         ..config()
     });
     let ehlo = s.cmd("EHLO client.fabrikam.com", "250");
@@ -309,7 +310,7 @@ fn starttls_when_not_offered_or_mid_transaction() {
     s.cmd("STARTTLS", "503 5.5.1");
     let mut implicit = Client::new(SessionConfig {
         implicit_tls: true,
-        require_tls: true,
+        encryption: Encryption::Required,
         ..config()
     });
     let ehlo = implicit.cmd("EHLO client.fabrikam.com", "250");

@@ -7,6 +7,7 @@ use postern_model::Domain;
 
 use crate::smtp::address::{ForwardPath, HeloName, ReversePath};
 use crate::smtp::reply::Reply;
+use crate::tls::Encryption;
 
 /// Default recipient limit per message (Exchange's receive connectors also
 /// default to 200).
@@ -25,10 +26,13 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     /// Largest message in octets, announced as `SIZE`; larger gets 552 5.3.4.
     pub max_message_size: u64,
-    /// Whether STARTTLS is offered (a certificate is available).
-    pub offer_starttls: bool,
-    /// Whether MAIL is refused with 530 5.7.0 until TLS is up.
-    pub require_tls: bool,
+    /// The connector's demand: STARTTLS offered unless `DangerNever`;
+    /// with `Required`, MAIL refused with 530 5.7.0 until TLS is up.
+    pub encryption: Encryption,
+    /// Whether a certificate for the hostname is available now (STARTTLS
+    /// is offered only then; a `Required` connector without one refuses
+    /// all mail).
+    pub certificate_available: bool,
     /// Whether the connection is TLS from the start (implicit TLS port).
     pub implicit_tls: bool,
 }
@@ -40,10 +44,21 @@ impl SessionConfig {
             hostname,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            offer_starttls: true,
-            require_tls: false,
+            encryption: Encryption::Opportunistic,
+            certificate_available: true,
             implicit_tls: false,
         }
+    }
+
+    /// Whether STARTTLS is offered (before TLS is up): the connector
+    /// encrypts and a certificate is available.
+    pub fn offers_starttls(&self) -> bool {
+        self.encryption != Encryption::DangerNever && self.certificate_available
+    }
+
+    /// Whether MAIL is refused with 530 5.7.0 until TLS is up.
+    pub fn requires_tls(&self) -> bool {
+        self.encryption == Encryption::Required
     }
 }
 

@@ -334,7 +334,7 @@ impl Session {
             "PIPELINING".to_string(),
             format!("SIZE {}", self.config.max_message_size),
         ];
-        if self.config.offer_starttls && !self.tls {
+        if self.config.offers_starttls() && !self.tls {
             words.push("STARTTLS".into());
         }
         words.extend(["8BITMIME".into(), "ENHANCEDSTATUSCODES".into()]);
@@ -350,7 +350,7 @@ impl Session {
     /// REQUIRETLS (RFC 8689) is offered by connectors that require TLS,
     /// once the session is TLS.
     fn offers_requiretls(&self) -> bool {
-        self.config.require_tls && self.tls
+        self.config.requires_tls() && self.tls
     }
 
     fn reset_transaction(&mut self) {
@@ -368,7 +368,7 @@ impl Session {
         if self.tls {
             return Output::reply(Reply::bad_sequence("TLS already active"));
         }
-        if !self.config.offer_starttls {
+        if !self.config.offers_starttls() {
             return Output::reply(Reply::starttls_not_offered());
         }
         match self.state {
@@ -393,7 +393,7 @@ impl Session {
             SessionState::Greeted { helo } => helo.clone(),
             _ => return Output::reply(Reply::bad_sequence("Sender already specified")),
         };
-        if self.config.require_tls && !self.tls {
+        if self.config.requires_tls() && !self.tls {
             return Output::reply(Reply::tls_required());
         }
         if params.require_tls && !self.offers_requiretls() {

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use super::server::{Script, TestServer};
 use super::*;
 use crate::client::{ClientError, Dialect, Pool};
-use crate::tls::ClientAuth;
 
 const THREE: [&str; 3] = ["ok@mx.test", "later@mx.test", "never@mx.test"];
 
@@ -43,7 +42,7 @@ async fn each_recipient_has_its_own_reply_after_the_message() {
     let client = node(HELO);
     let srv = TestServer::start(lmtp_script()).await;
     let pool = pool(&client);
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     let outcomes = pool
         .deliver_lmtp(&relay, Some("a@client.test"), &rcpts(&THREE), BODY)
         .await
@@ -92,7 +91,7 @@ async fn recipients_refused_at_rcpt_expect_no_reply_after_the_message() {
     .await;
     let outcomes = pool(&client)
         .deliver_lmtp(
-            &hop(vec![srv.host()], OutboundTls::Opportunistic),
+            &hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC),
             None,
             &rcpts(&["never@mx.test", "ok@mx.test", "later@mx.test"]),
             BODY,
@@ -120,7 +119,7 @@ async fn a_connection_lost_among_the_replies_keeps_what_was_delivered() {
     let pool = pool(&client);
     let outcomes = pool
         .deliver_lmtp(
-            &hop(vec![srv.host()], OutboundTls::Opportunistic),
+            &hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC),
             Some("a@client.test"),
             &rcpts(&["ok@mx.test", "other@mx.test", "third@mx.test"]),
             BODY,
@@ -147,12 +146,12 @@ async fn a_connection_lost_among_the_replies_keeps_what_was_delivered() {
 async fn starttls_when_the_server_offers_it() {
     let (client, server) = (node(HELO), node(SERVER));
     let srv = TestServer::start(Script {
-        starttls: Some(tls_server(&server, &[], ClientAuth::None)),
+        starttls: Some(tls_server(&server, &[], NO_CLIENT_CERTIFICATE)),
         ..lmtp_script()
     })
     .await;
     let conn = connector(&client, &[])
-        .connect_lmtp(&hop(vec![srv.host()], OutboundTls::Opportunistic))
+        .connect_lmtp(&hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC))
         .await
         .unwrap();
     assert_eq!(conn.dialect(), Dialect::Lmtp);
@@ -167,7 +166,7 @@ async fn an_smtp_server_is_not_an_lmtp_server() {
     let client = node(HELO);
     let srv = TestServer::start(Script::default()).await;
     let err = connector(&client, &[])
-        .connect_lmtp(&hop(vec![srv.host()], OutboundTls::Opportunistic))
+        .connect_lmtp(&hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC))
         .await
         .unwrap_err();
     assert!(
@@ -176,7 +175,7 @@ async fn an_smtp_server_is_not_an_lmtp_server() {
     );
     // An SMTP connection to the same hop key is never handed to LMTP.
     let pool = pool(&client);
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     pool.deliver(&relay, None, &rcpts(&["ok@mx.test"]), BODY)
         .await
         .unwrap();

@@ -23,8 +23,10 @@ use postern_model::{Domain, KeySpec, Service, SubjectName, Thumbprint};
 use crate::certs::{CertStore, NewCertificate};
 use crate::client::{ClientSettings, Connector};
 use crate::queue::{DeliveryOutcome, RecipientOutcome};
-use crate::routing::{HostPort, OutboundTls, SmtpHop};
-use crate::tls::{ClientAuth, ServerCertResolver, TrustStore, server_config};
+use crate::routing::{HostPort, SmtpHop};
+use crate::tls::{
+    ClientCertificate, Encryption, PeerCheck, ServerCertResolver, TlsRequirement, TrustStore, server_config,
+};
 
 /// Our EHLO name, which our client certificate names.
 const HELO: &str = "client.test";
@@ -59,14 +61,21 @@ fn node(fqdn: &str) -> TestNode {
     }
 }
 
+/// A server that asks no client certificate.
+const NO_CLIENT_CERTIFICATE: TlsRequirement = TlsRequirement {
+    encryption: Encryption::Opportunistic,
+    peer: PeerCheck::DangerAny,
+    client_certificate: ClientCertificate::NotAsked,
+};
+
 /// A TLS server config presenting `server`'s certificate; clients are
 /// checked as `auth` says against `trusted`.
-fn tls_server(server: &TestNode, trusted: &[Thumbprint], auth: ClientAuth) -> Arc<rustls::ServerConfig> {
+fn tls_server(server: &TestNode, trusted: &[Thumbprint], auth: TlsRequirement) -> Arc<rustls::ServerConfig> {
     let trust = TrustStore::new(trusted.iter().copied(), &[]);
     server_config(
         ServerCertResolver::new(server.certs.clone(), SERVER),
         &trust,
-        auth,
+        &auth,
     )
 }
 
@@ -93,13 +102,12 @@ fn relay_key() -> crate::routing::NextHop {
     crate::routing::NextHop::connector("relay", None)
 }
 
-fn hop(hosts: Vec<HostPort>, tls: OutboundTls) -> SmtpHop {
+fn hop(hosts: Vec<HostPort>, tls: TlsRequirement) -> SmtpHop {
     SmtpHop {
         connector: None,
         key: relay_key(),
         hosts,
         tls,
-        tls_name: None,
         mx_domain: None,
         helo: Domain::parse(HELO).unwrap(),
         protocol_logging_level: postern_model::ProtocolLoggingLevel::None,

@@ -43,7 +43,7 @@ fn mx_hop(domain: &str, port: u16) -> SmtpHop {
             port,
         }],
         mx_domain: Some(Domain::parse(domain).unwrap()),
-        ..hop(Vec::new(), OutboundTls::Opportunistic)
+        ..hop(Vec::new(), TlsRequirement::OPPORTUNISTIC)
     }
 }
 
@@ -192,18 +192,18 @@ fn hops_share_connections_whatever_the_order_of_their_hosts() {
     // Another TLS policy or port never shares.
     let strict = SmtpHop {
         connector: None,
-        tls: OutboundTls::DangerIgnoreStartTls,
+        tls: TlsRequirement::DANGER_PLAIN_TEXT,
         ..b.clone()
     };
     assert!(!a.shares_connections_with(&strict));
     assert!(!a.shares_connections_with(&mx_hop("mail.test", 25)));
     // Hops with fixed hosts share when they list the same hosts, in any
     // order (an edge rotates its hubs per message), never other hosts.
-    let fixed = hop(a.hosts.clone(), OutboundTls::Opportunistic);
-    let reordered = hop(b.hosts.clone(), OutboundTls::Opportunistic);
+    let fixed = hop(a.hosts.clone(), TlsRequirement::OPPORTUNISTIC);
+    let reordered = hop(b.hosts.clone(), TlsRequirement::OPPORTUNISTIC);
     assert!(fixed.shares_connections_with(&fixed.clone()));
     assert!(fixed.shares_connections_with(&reordered));
-    let fewer = hop(a.hosts[..1].to_vec(), OutboundTls::Opportunistic);
+    let fewer = hop(a.hosts[..1].to_vec(), TlsRequirement::OPPORTUNISTIC);
     assert!(!fixed.shares_connections_with(&fewer));
     assert!(!fewer.shares_connections_with(&fixed));
 }

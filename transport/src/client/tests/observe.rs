@@ -9,11 +9,11 @@ use super::*;
 use crate::metrics::Metrics;
 use crate::protocol_log::testing::{columns, lines, tail};
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
-use crate::tls::ServerVerification;
 
-const DIRECT: OutboundTls = OutboundTls::Required {
-    verification: ServerVerification::DirectTrust,
-    client_certificate: false,
+const DIRECT: TlsRequirement = TlsRequirement {
+    encryption: Encryption::Required,
+    peer: PeerCheck::DirectTrust,
+    client_certificate: ClientCertificate::NotAsked,
 };
 
 /// A data directory with a send log, and the node's metrics.
@@ -67,7 +67,7 @@ fn verbose(hop: SmtpHop) -> SmtpHop {
 
 fn with_tls(server: &TestNode) -> Script {
     Script {
-        starttls: Some(tls_server(server, &[], ClientAuth::None)),
+        starttls: Some(tls_server(server, &[], NO_CLIENT_CERTIFICATE)),
         ..Script::default()
     }
 }
@@ -206,7 +206,7 @@ async fn messages_count_by_outcome() {
     .await;
     let obs = Observed::new();
     let connector = obs.connector(&client, &[]);
-    let hop = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let hop = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     let mut conn = connector.connect(&hop).await.unwrap();
     conn.send(None, &rcpts(&["gone@mx.test"]), BODY).await.unwrap();
     conn.send(None, &rcpts(&["b@mx.test", "gone@mx.test"]), BODY)

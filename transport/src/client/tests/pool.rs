@@ -17,7 +17,7 @@ async fn messages_share_one_connection() {
     let client = node(HELO);
     let srv = TestServer::start(Script::default()).await;
     let pool = pool_with(&client, settings());
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     for i in 0..3 {
         let outcomes = pool
             .deliver(
@@ -56,7 +56,7 @@ async fn connection_closed_after_max_messages() {
             ..settings()
         },
     );
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     for _ in 0..3 {
         pool.deliver(&relay, None, &rcpts(&["b@mx.test"]), BODY)
             .await
@@ -75,7 +75,7 @@ async fn dead_cached_connection_is_replaced() {
     })
     .await;
     let pool = pool_with(&client, settings());
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     for _ in 0..2 {
         let outcomes = pool
             .deliver(&relay, None, &rcpts(&["b@mx.test"]), BODY)
@@ -98,7 +98,7 @@ async fn idle_connections_expire() {
             ..settings()
         },
     );
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     pool.deliver(&relay, None, &rcpts(&["b@mx.test"]), BODY)
         .await
         .unwrap();
@@ -125,7 +125,7 @@ async fn concurrent_deliveries_use_separate_connections() {
     let client = node(HELO);
     let srv = TestServer::start(Script::default()).await;
     let pool = pool_with(&client, settings());
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     let tasks: Vec<_> = (0..4)
         .map(|i| {
             let (pool, relay) = (pool.clone(), relay.clone());
@@ -142,7 +142,7 @@ async fn concurrent_deliveries_use_separate_connections() {
     // A changed hop does not reuse connections opened for the old one.
     let changed = SmtpHop {
         connector: None,
-        tls: OutboundTls::DangerIgnoreStartTls,
+        tls: TlsRequirement::DANGER_PLAIN_TEXT,
         ..relay
     };
     let before = srv.sessions().len();
@@ -158,7 +158,7 @@ async fn identity_or_trust_changes_close_cached_connections() {
     let srv = TestServer::start(Script::default()).await;
     let trust = TrustStore::new([], &[]);
     let pool = Pool::new(Connector::new(client.certs.clone(), trust.clone(), settings()));
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     let send = |i: usize| {
         let pool = pool.clone();
         let relay = relay.clone();
@@ -213,7 +213,7 @@ async fn concurrent_deliveries_to_one_hop_share_at_most_the_limit_of_connections
         LIMIT,
         LIMIT,
     );
-    let relay = hop(vec![srv.host()], OutboundTls::Opportunistic);
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
     let deliveries: Vec<_> = (0..MESSAGES)
         .map(|i| {
             let (pool, relay) = (pool.clone(), relay.clone());
@@ -250,8 +250,8 @@ async fn a_rotating_hop_reaches_the_host_it_puts_first() {
     let one = TestServer::start(Script::default()).await;
     let two = TestServer::start(Script::default()).await;
     let pool = pool_with(&client, settings());
-    let one_first = hop(vec![one.host(), two.host()], OutboundTls::Opportunistic);
-    let two_first = hop(vec![two.host(), one.host()], OutboundTls::Opportunistic);
+    let one_first = hop(vec![one.host(), two.host()], TlsRequirement::OPPORTUNISTIC);
+    let two_first = hop(vec![two.host(), one.host()], TlsRequirement::OPPORTUNISTIC);
     for relay in [&one_first, &two_first, &one_first, &two_first] {
         pool.deliver(relay, None, &rcpts(&["b@mx.test"]), BODY)
             .await

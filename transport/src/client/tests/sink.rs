@@ -69,7 +69,7 @@ async fn pipelined_messages_over_one_pooled_connection() {
             host: "127.0.0.1".into(),
             port,
         }],
-        OutboundTls::Opportunistic,
+        TlsRequirement::OPPORTUNISTIC,
     );
     let bodies: [&[u8]; 3] = [
         b"Subject: one\r\n\r\nfirst message\r\n",

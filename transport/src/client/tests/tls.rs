@@ -3,11 +3,11 @@
 use super::server::{Script, TestServer};
 use super::*;
 use crate::client::{ClientError, PlainReason};
-use crate::tls::ServerVerification;
 
-const DIRECT: OutboundTls = OutboundTls::Required {
-    verification: ServerVerification::DirectTrust,
-    client_certificate: false,
+const DIRECT: TlsRequirement = TlsRequirement {
+    encryption: Encryption::Required,
+    peer: PeerCheck::DirectTrust,
+    client_certificate: ClientCertificate::NotAsked,
 };
 
 fn with_tls(config: Arc<rustls::ServerConfig>) -> Script {
@@ -20,7 +20,7 @@ fn with_tls(config: Arc<rustls::ServerConfig>) -> Script {
 #[tokio::test]
 async fn direct_trust_with_trusted_server_thumbprint() {
     let (client, server) = (node(HELO), node(SERVER));
-    let srv = TestServer::start(with_tls(tls_server(&server, &[], ClientAuth::None))).await;
+    let srv = TestServer::start(with_tls(tls_server(&server, &[], NO_CLIENT_CERTIFICATE))).await;
     let connector = connector(&client, &[server.thumbprint]);
     let mut conn = connector.connect(&hop(vec![srv.host()], DIRECT)).await.unwrap();
     let info = conn.tls_info().unwrap();
@@ -45,7 +45,7 @@ async fn direct_trust_with_trusted_server_thumbprint() {
 #[tokio::test]
 async fn direct_trust_with_untrusted_server_fails() {
     let (client, server, other) = (node(HELO), node(SERVER), node("other.test"));
-    let srv = TestServer::start(with_tls(tls_server(&server, &[], ClientAuth::None))).await;
+    let srv = TestServer::start(with_tls(tls_server(&server, &[], NO_CLIENT_CERTIFICATE))).await;
     let connector = connector(&client, &[other.thumbprint]);
     let err = connector
         .connect(&hop(vec![srv.host()], DIRECT))
@@ -60,10 +60,10 @@ async fn direct_trust_with_untrusted_server_fails() {
 #[tokio::test]
 async fn client_certificate_is_presented() {
     let (client, server) = (node(HELO), node(SERVER));
-    let config = tls_server(&server, &[client.thumbprint], ClientAuth::DirectTrust);
+    let config = tls_server(&server, &[client.thumbprint], TlsRequirement::ORGANISATION);
     let srv = TestServer::start(with_tls(config)).await;
     let connector = connector(&client, &[server.thumbprint]);
-    let organisation = hop(vec![srv.host()], OutboundTls::ORGANISATION);
+    let organisation = hop(vec![srv.host()], TlsRequirement::ORGANISATION);
     let mut conn = connector.connect(&organisation).await.unwrap();
     let outcomes = conn.send(None, &rcpts(&["b@mx.test"]), BODY).await.unwrap();
     assert_eq!(kinds(&outcomes), [("b@mx.test", "delivered")]);
@@ -89,7 +89,7 @@ async fn required_tls_never_falls_back_after_a_failed_handshake() {
     let (client, server) = (node(HELO), node(SERVER));
     let script = Script {
         tls_garbage: true,
-        ..with_tls(tls_server(&server, &[], ClientAuth::None))
+        ..with_tls(tls_server(&server, &[], NO_CLIENT_CERTIFICATE))
     };
     let srv = TestServer::start(script).await;
     let err = connector(&client, &[server.thumbprint])
@@ -105,7 +105,7 @@ async fn opportunistic_without_starttls_delivers_in_plain_text() {
     let client = node(HELO);
     let srv = TestServer::start(Script::default()).await;
     let mut conn = connector(&client, &[])
-        .connect(&hop(vec![srv.host()], OutboundTls::Opportunistic))
+        .connect(&hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC))
         .await
         .unwrap();
     assert!(conn.tls_info().is_none());
@@ -120,10 +120,10 @@ async fn opportunistic_without_starttls_delivers_in_plain_text() {
 #[tokio::test]
 async fn opportunistic_uses_starttls_with_any_certificate_and_offers_ours() {
     let (client, server) = (node(HELO), node(SERVER));
-    let srv = TestServer::start(with_tls(tls_server(&server, &[], ClientAuth::Optional))).await;
+    let srv = TestServer::start(with_tls(tls_server(&server, &[], TlsRequirement::OPPORTUNISTIC))).await;
     // The server's certificate is trusted neither directly nor by PKI.
     let mut conn = connector(&client, &[])
-        .connect(&hop(vec![srv.host()], OutboundTls::Opportunistic))
+        .connect(&hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC))
         .await
         .unwrap();
     assert_eq!(
@@ -140,11 +140,11 @@ async fn opportunistic_falls_back_to_plain_text_after_a_failed_handshake() {
     let (client, server) = (node(HELO), node(SERVER));
     let script = Script {
         tls_garbage: true,
-        ..with_tls(tls_server(&server, &[], ClientAuth::None))
+        ..with_tls(tls_server(&server, &[], NO_CLIENT_CERTIFICATE))
     };
     let srv = TestServer::start(script).await;
     let mut conn = connector(&client, &[])
-        .connect(&hop(vec![srv.host()], OutboundTls::Opportunistic))
+        .connect(&hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC))
         .await
         .unwrap();
     assert_eq!(conn.plain_reason(), Some(PlainReason::HandshakeFailed));
@@ -160,9 +160,9 @@ async fn opportunistic_falls_back_to_plain_text_after_a_failed_handshake() {
 #[tokio::test]
 async fn ignore_starttls_never_sends_starttls() {
     let (client, server) = (node(HELO), node(SERVER));
-    let srv = TestServer::start(with_tls(tls_server(&server, &[], ClientAuth::None))).await;
+    let srv = TestServer::start(with_tls(tls_server(&server, &[], NO_CLIENT_CERTIFICATE))).await;
     let mut conn = connector(&client, &[server.thumbprint])
-        .connect(&hop(vec![srv.host()], OutboundTls::DangerIgnoreStartTls))
+        .connect(&hop(vec![srv.host()], TlsRequirement::DANGER_PLAIN_TEXT))
         .await
         .unwrap();
     assert!(conn.capabilities().starttls);
@@ -175,7 +175,7 @@ async fn ignore_starttls_never_sends_starttls() {
 /// Opens an organisation connection, sends one message and quits;
 /// whether its handshake resumed an earlier session.
 async fn organisation_session(connector: &Connector, srv: &TestServer) -> bool {
-    let organisation = hop(vec![srv.host()], OutboundTls::ORGANISATION);
+    let organisation = hop(vec![srv.host()], TlsRequirement::ORGANISATION);
     let mut conn = connector.connect(&organisation).await.unwrap();
     let resumed = conn.tls_info().unwrap().resumed;
     let outcomes = conn.send(None, &rcpts(&["b@mx.test"]), BODY).await.unwrap();
@@ -187,7 +187,7 @@ async fn organisation_session(connector: &Connector, srv: &TestServer) -> bool {
 #[tokio::test]
 async fn a_second_organisation_connection_resumes_the_session() {
     let (client, server) = (node(HELO), node(SERVER));
-    let config = tls_server(&server, &[client.thumbprint], ClientAuth::DirectTrust);
+    let config = tls_server(&server, &[client.thumbprint], TlsRequirement::ORGANISATION);
     let srv = TestServer::start(with_tls(config)).await;
     let connector = connector(&client, &[server.thumbprint]);
     assert!(
@@ -211,7 +211,7 @@ async fn a_trust_change_on_either_side_ends_resumption() {
     let config = server_config(
         ServerCertResolver::new(server.certs.clone(), SERVER),
         &server_trust,
-        ClientAuth::DirectTrust,
+        &TlsRequirement::ORGANISATION,
     );
     let srv = TestServer::start(with_tls(config)).await;
     let connector = connector(&client, &[server.thumbprint]);
@@ -236,7 +236,7 @@ async fn a_trust_change_on_either_side_ends_resumption() {
     // A client the server stops trusting cannot resume its way in.
     assert!(organisation_session(&connector, &srv).await);
     server_trust.set_direct([other.thumbprint]);
-    let organisation = hop(vec![srv.host()], OutboundTls::ORGANISATION);
+    let organisation = hop(vec![srv.host()], TlsRequirement::ORGANISATION);
     let refused = match connector.connect(&organisation).await {
         Err(_) => true,
         // TLS 1.3: a refused client certificate shows at the first read.
@@ -248,10 +248,10 @@ async fn a_trust_change_on_either_side_ends_resumption() {
 #[tokio::test]
 async fn hops_outside_the_organisation_do_not_resume() {
     let (client, server) = (node(HELO), node(SERVER));
-    let srv = TestServer::start(with_tls(tls_server(&server, &[], ClientAuth::None))).await;
+    let srv = TestServer::start(with_tls(tls_server(&server, &[], NO_CLIENT_CERTIFICATE))).await;
     let connector = connector(&client, &[]);
     for _ in 0..2 {
-        let opportunistic = hop(vec![srv.host()], OutboundTls::Opportunistic);
+        let opportunistic = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
         let conn = connector.connect(&opportunistic).await.unwrap();
         assert!(!conn.tls_info().unwrap().resumed);
         conn.quit().await;

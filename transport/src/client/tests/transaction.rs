@@ -11,7 +11,7 @@ async fn plain(script: Script) -> (TestServer, ClientConnection, TestNode) {
     let client = node(HELO);
     let srv = TestServer::start(script).await;
     let conn = connector(&client, &[])
-        .connect(&hop(vec![srv.host()], OutboundTls::Opportunistic))
+        .connect(&hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC))
         .await
         .unwrap();
     (srv, conn, client)
@@ -267,17 +267,20 @@ async fn hosts_are_tried_in_order() {
         port: closed,
     };
     let conn = connector(&client, &[])
-        .connect(&hop(vec![dead.clone(), srv.host()], OutboundTls::Opportunistic))
+        .connect(&hop(
+            vec![dead.clone(), srv.host()],
+            TlsRequirement::OPPORTUNISTIC,
+        ))
         .await
         .unwrap();
     assert_eq!(conn.peer(), &srv.host());
     let err = connector(&client, &[])
-        .connect(&hop(vec![dead], OutboundTls::Opportunistic))
+        .connect(&hop(vec![dead], TlsRequirement::OPPORTUNISTIC))
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
     let err = connector(&client, &[])
-        .connect(&hop(vec![], OutboundTls::Opportunistic))
+        .connect(&hop(vec![], TlsRequirement::OPPORTUNISTIC))
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::NoHosts(_)), "{err}");

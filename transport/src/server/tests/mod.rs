@@ -28,7 +28,7 @@ use crate::certs::{CertStore, NewCertificate};
 use crate::metrics::Metrics;
 use crate::protocol_log::{Direction, LogConfig, ProtocolLog};
 use crate::queue::{Queue, QueueConfig, QueuedMessage};
-use crate::routing::{NextHop, OutboundTls, Router, SmtpHop, StaticRouter};
+use crate::routing::{NextHop, Router, SmtpHop, StaticRouter, TlsRequirement};
 use crate::smtp::{Reply, ReplyParser};
 use crate::tls::TrustStore;
 
@@ -272,8 +272,7 @@ async fn plain_session_end_to_end() {
         connector: None,
         key: NextHop::connector("smarthost", None),
         hosts: Vec::new(),
-        tls: OutboundTls::Opportunistic,
-        tls_name: None,
+        tls: TlsRequirement::OPPORTUNISTIC,
         mx_domain: None,
         helo: domain(FQDN),
         protocol_logging_level: postern_model::ProtocolLoggingLevel::None,

@@ -7,7 +7,7 @@ use postern_model::ProtocolLoggingLevel;
 use super::tls::{client_cert, tls_client, upgrade};
 use super::*;
 use crate::protocol_log::testing::{columns, lines, tail};
-use crate::tls::ClientAuth;
+use crate::tls::{Encryption, TlsRequirement};
 
 /// The event lines (not `#` headers), after the writer has caught up.
 async fn events(node: &Node, sessions: usize) -> Vec<String> {
@@ -35,7 +35,7 @@ async fn verbose_connector_logs_the_session_but_never_the_message() {
     let edge = client_cert("edge.local.test");
     let node = Setup {
         connector: ReceiveConnectorConfig {
-            client_auth: ClientAuth::Optional,
+            tls: TlsRequirement::OPPORTUNISTIC,
             ..verbose()
         },
         trusted: vec![edge.thumbprint],
@@ -178,7 +178,10 @@ async fn refused_direct_trust_certificate_counts_as_untrusted() {
     let stranger = client_cert("stranger.fabrikam.test");
     let node = Setup {
         connector: ReceiveConnectorConfig {
-            client_auth: ClientAuth::DirectTrust,
+            tls: TlsRequirement {
+                encryption: Encryption::Opportunistic,
+                ..TlsRequirement::ORGANISATION
+            },
             ..verbose()
         },
         trusted: vec![client_cert("edge.local.test").thumbprint],
@@ -215,7 +218,7 @@ async fn self_signed_client_certificate_classifies_untrusted() {
     let stranger = client_cert("stranger.fabrikam.test");
     let node = Setup {
         connector: ReceiveConnectorConfig {
-            client_auth: ClientAuth::Optional,
+            tls: TlsRequirement::OPPORTUNISTIC,
             ..verbose()
         },
         protocol_log: true,

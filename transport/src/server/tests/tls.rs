@@ -7,7 +7,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::*;
-use crate::tls::{ClientAuth, ClientCertResolver, PeerTrust, ServerVerification, client_config};
+use crate::tls::{
+    ClientCertResolver, Encryption, PeerTrust, ServerVerification, TlsRequirement, client_config,
+};
 
 /// A client that accepts any server certificate, presenting `cert`.
 pub(super) fn tls_client(cert: Option<ClientCertResolver>) -> TlsConnector {
@@ -105,7 +107,10 @@ async fn directly_trusted_client_certificate_is_an_organisation_node() {
     let edge = client_cert("edge.local.test");
     let node = Setup {
         connector: ReceiveConnectorConfig {
-            client_auth: ClientAuth::DirectTrust,
+            tls: TlsRequirement {
+                encryption: Encryption::Opportunistic,
+                ..TlsRequirement::ORGANISATION
+            },
             trusted_org: true,
             ..connector()
         },
@@ -136,7 +141,10 @@ async fn untrusted_client_certificate_is_refused() {
     let stranger = client_cert("stranger.fabrikam.test");
     let node = Setup {
         connector: ReceiveConnectorConfig {
-            client_auth: ClientAuth::DirectTrust,
+            tls: TlsRequirement {
+                encryption: Encryption::Opportunistic,
+                ..TlsRequirement::ORGANISATION
+            },
             ..connector()
         },
         trusted: vec![client_cert("edge.local.test").thumbprint],
@@ -162,7 +170,10 @@ async fn untrusted_client_certificate_is_refused() {
 async fn require_tls_refuses_mail_before_starttls() {
     let node = Setup {
         connector: ReceiveConnectorConfig {
-            require_tls: true,
+            tls: TlsRequirement {
+                encryption: Encryption::Required,
+                ..connector().tls
+            },
             ..connector()
         },
         ..Setup::new()
