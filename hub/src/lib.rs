@@ -357,11 +357,13 @@ async fn publish_self(
     Ok(())
 }
 
-/// Follows the organisation's configuration as other hubs change it: syncs
-/// (or stands by for) every subscribed edge, stops for removed ones, and
-/// has the trust anchors compiled again (every subscribed edge and every
-/// hub of the organisation: hubs accept each other by direct trust of
-/// their published certificates).
+/// Follows the organisation's configuration and subscriptions as this hub
+/// and others change them: syncs (or stands by for) every subscribed edge,
+/// stops for removed ones, and has the trust anchors compiled again (every
+/// subscribed edge and every hub of the organisation: hubs accept each
+/// other by direct trust of their published certificates). Woken by the
+/// store's version and by its side records' change feed (subscriptions do
+/// not move the version), no polling.
 fn follow_organisation(
     config: HubConfig,
     subscriptions: Subscriptions,
@@ -369,6 +371,7 @@ fn follow_organisation(
     sync: SyncManager,
 ) {
     let mut versions = config.source().watch();
+    let mut side = subscriptions.watch();
     tokio::spawn(async move {
         loop {
             match subscriptions.list() {
@@ -384,10 +387,16 @@ fn follow_organisation(
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read the subscriptions"),
             }
-            // Side records (subscriptions, written by other hubs too) do
-            // not bump the version: look again every two seconds as well.
             refresh.pinned_peers_changed();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), versions.changed()).await;
+            // The store outlives this task (it holds it): a closed feed
+            // means the hub is going away.
+            let woken = tokio::select! {
+                r = versions.changed() => r,
+                r = side.changed() => r,
+            };
+            if woken.is_err() {
+                break;
+            }
         }
     });
 }
