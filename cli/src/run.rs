@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use postern_model::{Domain, NodeName, NodeRole};
 use postern_transport::node::NodeOptions;
+use postern_transport::runtime::RuntimeOptions;
 
 /// Subcommands of `hub` and `edge`.
 #[derive(Subcommand)]
@@ -127,13 +128,16 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
             .context("bad --fqdn")?,
         smtp_bind: args.smtp_bind,
     };
+    let runtime = RuntimeOptions {
+        node,
+        metrics_bind: args.metrics_bind,
+        dns_servers: args.dns_servers,
+        internet_tls: internet,
+    };
     match role {
         NodeRole::Hub => {
             let opts = postern_hub::HubOptions {
-                node,
-                metrics_bind: args.metrics_bind,
-                dns_servers: args.dns_servers.clone(),
-                internet_tls: internet.clone(),
+                runtime,
                 store,
                 console_bind: args.console_bind,
                 certificate_grace: std::time::Duration::from_secs(args.certificate_grace),
@@ -146,10 +150,7 @@ pub async fn run(role: NodeRole, command: RoleCommand) -> anyhow::Result<()> {
                 "--console-bind is for hubs: the console shows the organisation from a hub"
             );
             let opts = postern_edge::EdgeOptions {
-                node,
-                metrics_bind: args.metrics_bind,
-                dns_servers: args.dns_servers.clone(),
-                internet_tls: internet.clone(),
+                runtime,
                 edgesync_bind: args.edgesync_bind,
             };
             postern_edge::run(opts, shutdown_signal()).await?;

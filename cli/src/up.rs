@@ -78,32 +78,36 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
 
     let hub = Hub::start(&HubOptions {
-        node: node(
-            a.data_dir.join("hub"),
-            NodeRole::Hub,
-            "hub1",
-            &hub_fqdn,
-            hub_smtp.clone(),
-        )?,
-        metrics_bind: Some(hub_metrics.clone()),
-        dns_servers: Vec::new(),
-        internet_tls: Default::default(),
+        runtime: postern_transport::runtime::RuntimeOptions {
+            node: node(
+                a.data_dir.join("hub"),
+                NodeRole::Hub,
+                "hub1",
+                &hub_fqdn,
+                hub_smtp.clone(),
+            )?,
+            metrics_bind: Some(hub_metrics.clone()),
+            dns_servers: Vec::new(),
+            internet_tls: Default::default(),
+        },
         store: Default::default(),
         console_bind: Some(console.clone()),
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
     })
     .await?;
     let edge = Edge::start(&EdgeOptions {
-        node: node(
-            a.data_dir.join("edge"),
-            NodeRole::Edge,
-            "edge1",
-            &edge_fqdn,
-            edge_smtp.clone(),
-        )?,
-        metrics_bind: Some(edge_metrics.clone()),
-        dns_servers: Vec::new(),
-        internet_tls: Default::default(),
+        runtime: postern_transport::runtime::RuntimeOptions {
+            node: node(
+                a.data_dir.join("edge"),
+                NodeRole::Edge,
+                "edge1",
+                &edge_fqdn,
+                edge_smtp.clone(),
+            )?,
+            metrics_bind: Some(edge_metrics.clone()),
+            dns_servers: Vec::new(),
+            internet_tls: Default::default(),
+        },
         edgesync_bind: edgesync.clone(),
     })
     .await?;

@@ -16,28 +16,19 @@ use postern_proto::admin::config_server::ConfigServer;
 use postern_proto::admin::edge_subscription_file_server::EdgeSubscriptionFileServer;
 use postern_proto::admin::edge_sync_status_server::EdgeSyncStatusServer;
 use postern_tls::TrustStore;
-use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::mta::NodeMail;
-use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
-use postern_transport::node_config::{Changed, CompileError, NodeConfigCompiler, StoreSources, follow_trust};
-use postern_transport::receive_connectors::ReceiveConnectorStore;
-
-use crate::routing::EdgeRouter;
-use crate::sources::{ReplicaSources, transport_config_of};
+use postern_transport::node::{Node, advertised};
+use postern_transport::runtime::{self, NodeRuntime, RunningNode, RuntimeError, RuntimeOptions};
 
 use crate::admin::EdgeAdmin;
+use crate::routing::EdgeRouter;
+use crate::sources::{ReplicaSources, transport_config_of};
 
 /// How to run an edge node.
 #[derive(Clone, Debug)]
 pub struct EdgeOptions {
-    /// Data directory and identity flags.
-    pub node: NodeOptions,
-    /// Prometheus metrics binding.
-    pub metrics_bind: Option<String>,
-    /// DNS servers for MX lookups (empty: the system's resolv.conf).
-    pub dns_servers: Vec<std::net::SocketAddr>,
-    /// DANE and MTA-STS for mail routed by MX.
-    pub internet_tls: postern_transport::internet_tls::NodeTlsOptions,
+    /// What every node runs with (data directory, metrics, DNS, Internet TLS).
+    pub runtime: RuntimeOptions,
     /// EdgeSync gRPC binding.
     pub edgesync_bind: String,
 }
@@ -45,9 +36,9 @@ pub struct EdgeOptions {
 /// Why an edge node stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
-    /// Setup or opening the data directory failed.
+    /// The part every node runs (setup, configuration, mail, admin API).
     #[error(transparent)]
-    Node(#[from] NodeError),
+    Runtime(#[from] RuntimeError),
     /// The replica failed.
     #[error(transparent)]
     Replica(#[from] SourceError),
@@ -57,21 +48,6 @@ pub enum EdgeError {
     /// The EdgeSync endpoint could not bind.
     #[error("EdgeSync binding {0}: {1}")]
     Bind(String, std::io::Error),
-    /// The admin API failed.
-    #[error(transparent)]
-    Admin(#[from] AdminError),
-    /// The mail engine could not start.
-    #[error(transparent)]
-    Mail(#[from] postern_transport::mta::MtaError),
-    /// The receive connectors could not be loaded.
-    #[error(transparent)]
-    ReceiveConnectors(#[from] postern_transport::receive_connectors::ReceiveConnectorError),
-    /// A background task panicked.
-    #[error("internal task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-    /// The node's configuration does not compile.
-    #[error("configuration: {0}")]
-    Compile(#[from] CompileError),
 }
 
 /// A started edge.
@@ -92,24 +68,16 @@ pub struct Edge {
 impl Edge {
     /// Opens (or sets up) the edge and starts serving EdgeSync.
     pub async fn start(opts: &EdgeOptions) -> Result<Self, EdgeError> {
-        let node_opts = opts.node.clone();
-        let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
-        match startup {
-            Startup::SetUp => {
-                tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, "edge node set up")
-            }
-            Startup::Reused => {
-                tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, "edge node opened")
-            }
-        }
+        let runtime = NodeRuntime::open(&opts.runtime).await?;
+        let node = runtime.node().clone();
         let replica = Replica::open(&node.db)?;
         let bootstrap = BootstrapStore::open(&node.db)?;
-        let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
-        let compiler = compiler_for(&node, &replica, &receive_connectors)?;
         // The trust store follows the compiled trust anchors: the hubs'
         // published certificates and the organisation's trusted roots.
-        let trust = TrustStore::new([], &[]);
-        follow_trust(compiler.subscribe(), trust.clone());
+        let compiled = runtime.compile(ReplicaSources {
+            replica: replica.clone(),
+        })?;
+        let trust = compiled.trust.clone();
         let listener = tokio::net::TcpListener::bind(&opts.edgesync_bind)
             .await
             .map_err(|e| EdgeError::Bind(opts.edgesync_bind.clone(), e))?;
@@ -121,44 +89,22 @@ impl Edge {
             postern_edgesync::channel::tls_incoming(listener, node.certs.clone(), &fqdn, &trust, &bootstrap);
         follow_subscription(replica.clone(), node.certs.clone());
         let router = Arc::new(EdgeRouter::new(
-            compiler.subscribe(),
+            compiled.compiler.subscribe(),
             node.identity.name.clone(),
             node.identity.fqdn.clone(),
         ));
-        let metrics_bind = match &opts.metrics_bind {
-            Some(b) => Some(
-                b.parse()
-                    .map_err(|_| EdgeError::Bind(b.clone(), std::io::Error::other("not ip:port")))?,
-            ),
-            None => None,
-        };
-        let dns = postern_transport::dns::DnsConfig {
-            servers: opts.dns_servers.clone(),
-            dane_trust_anchor: opts.internet_tls.dane_trust_anchor.clone(),
-            mta_sts_port: opts.internet_tls.mta_sts_port,
-            ..Default::default()
-        };
         // Mail from outside is judged (SPF, DKIM, ARC, DMARC) through the
         // node's name servers; without a resolver it is stamped unjudged.
         let message_auth = postern_transport::auth::MessageAuth {
             signer: None,
-            verifier: postern_transport::dns::shared_resolver(&dns).map(|resolver| {
+            verifier: postern_transport::dns::shared_resolver(runtime.dns()).map(|resolver| {
                 postern_transport::auth::Verifier::new(
                     resolver.hickory().clone(),
                     node.identity.fqdn.as_str(),
                 )
             }),
         };
-        let mail = NodeMail::start(
-            &node,
-            trust.clone(),
-            router,
-            compiler,
-            metrics_bind,
-            dns,
-            message_auth,
-        )
-        .await?;
+        let mail = runtime.start_mail(&compiled, router, message_auth).await?;
         // Served once the mail engine runs: each answer carries the edge's
         // report of its queue and certificates.
         let service = EdgeSyncService::new(node.identity.name.as_str(), replica.clone(), bootstrap.clone())
@@ -179,7 +125,7 @@ impl Edge {
             }
         });
         tracing::info!(addr = %edgesync_addr, "EdgeSync listening");
-        if let Some(bind) = opts.internet_tls.mta_sts_bind {
+        if let Some(bind) = opts.runtime.internet_tls.mta_sts_bind {
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .map_err(|e| EdgeError::Bind(bind.to_string(), e))?;
@@ -201,18 +147,14 @@ impl Edge {
             ));
         }
         // Hubs send to the connector that takes organisation servers.
-        let smtp_bind = mail
-            .organisation_addr()
-            .await
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| node.identity.smtp_bind.clone());
+        let smtp_endpoint = runtime::smtp_endpoint(&node, &mail).await;
         let admin = EdgeAdmin {
             node: node.clone(),
             replica,
             bootstrap,
             edgesync_endpoint: advertised(&edgesync_addr.to_string(), &fqdn),
-            smtp_endpoint: advertised(&smtp_bind, &fqdn),
-            receive_connectors,
+            smtp_endpoint,
+            receive_connectors: compiled.receive_connectors,
         };
         Ok(Self {
             node,
@@ -225,7 +167,23 @@ impl Edge {
 
     /// The admin router: common services plus the edge's.
     pub fn router(&self) -> tonic::transport::server::Router {
-        node_admin::node_router(&self.node, &self.mail)
+        runtime::admin_router(self)
+    }
+}
+
+impl RunningNode for Edge {
+    fn node(&self) -> &Node {
+        &self.node
+    }
+
+    fn mail(&self) -> &NodeMail {
+        &self.mail
+    }
+
+    /// The replica, subscription file, EdgeSync status and
+    /// published-records services.
+    fn services(&self, router: tonic::transport::server::Router) -> tonic::transport::server::Router {
+        router
             .add_service(ConfigServer::new(self.admin.clone()))
             .add_service(EdgeSubscriptionFileServer::new(self.admin.clone()))
             .add_service(EdgeSyncStatusServer::new(self.admin.clone()))
@@ -278,25 +236,6 @@ fn published_records(replica: Replica, node: Node) -> postern_transport::interne
     })
 }
 
-/// The compiler of the edge's configuration: its receive connectors and
-/// the replica's objects, recompiled on every change of either.
-fn compiler_for(
-    node: &Node,
-    replica: &Replica,
-    connectors: &ReceiveConnectorStore,
-) -> Result<NodeConfigCompiler, CompileError> {
-    let sources = StoreSources {
-        connectors: connectors.clone(),
-        organisation: ReplicaSources {
-            replica: replica.clone(),
-        },
-    };
-    let compiler = NodeConfigCompiler::start(node.identity.fqdn.clone(), Arc::new(sources))?;
-    compiler.follow(connectors.watch(), Changed::ReceiveConnectors);
-    compiler.follow(replica.watch(), Changed::Organisation);
-    Ok(compiler)
-}
-
 /// What a subscribed edge's newly enabled SMTP certificate waits for.
 pub const EDGE_HOLD_NOTE: &str = "waiting for a hub to open EdgeSync so it can be offered; \
      the hubs still get the previous certificate";
@@ -337,11 +276,5 @@ fn follow_subscription(replica: Replica, certs: postern_tls::certs::CertStore) {
 /// Sets the edge up (first start) or opens it, then serves until `shutdown`.
 pub async fn run(opts: EdgeOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), EdgeError> {
     let edge = Edge::start(&opts).await?;
-    let socket = edge.node.admin_socket();
-    tracing::info!(socket = %socket.display(), "admin API listening");
-    node_admin::serve(edge.router(), &socket, shutdown).await?;
-    edge.mail.shutdown().await;
-    edge.node.db.flush_async().await.map_err(NodeError::from)?;
-    tracing::info!("edge node stopped");
-    Ok(())
+    Ok(runtime::run(&edge, shutdown).await?)
 }

@@ -1,9 +1,10 @@
 //! Where the edge's compiled configuration comes from: its replica of the
 //! hub configuration, kept by EdgeSync.
 
-use postern_edgesync::Replica;
+use postern_edgesync::{Applied, Replica};
 use postern_model::{ObjectKey, ObjectKind, ReplicatedObject, Thumbprint, TransportConfig};
 use postern_transport::node_config::{CompileError, OrganisationSource};
+use tokio::sync::watch;
 
 /// The edge's organisation objects: its replica.
 pub struct ReplicaSources {
@@ -12,6 +13,13 @@ pub struct ReplicaSources {
 }
 
 impl OrganisationSource for ReplicaSources {
+    type Version = Applied;
+
+    /// Every snapshot or change applied to the replica.
+    fn watch(&self) -> watch::Receiver<Applied> {
+        self.replica.watch()
+    }
+
     fn transport_config(&self) -> Result<TransportConfig, CompileError> {
         transport_config_of(&self.replica).map_err(|why| CompileError::Read {
             what: "the replicated transport configuration",

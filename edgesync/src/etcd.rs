@@ -218,6 +218,8 @@ pub struct EtcdStore {
     version: watch::Sender<ConfigVersion>,
     /// The highest etcd revision the mirror has applied.
     seen: watch::Sender<i64>,
+    /// Bumped whenever the mirror's side records change (any hub's write).
+    side: watch::Sender<u64>,
     pub(crate) lease: crate::lease::HubLease,
 }
 
@@ -256,6 +258,7 @@ impl EtcdStore {
             mirror: Mutex::new(Mirror::default()),
             version,
             seen,
+            side: watch::channel(0).0,
             lease: crate::lease::HubLease::default(),
         });
         let revision = store.load().await?;
@@ -289,6 +292,8 @@ impl EtcdStore {
         *lock(&self.mirror) = mirror;
         self.version.send_replace(ConfigVersion(version as u64));
         self.seen.send_replace(revision);
+        // A reload (after compaction) may have replaced any side record.
+        self.side.send_modify(|n| *n += 1);
         Ok(revision)
     }
 
@@ -332,11 +337,13 @@ impl EtcdStore {
     fn apply_events(&self, events: &[etcd_client::Event]) -> Result<(), SourceError> {
         let mut highest = 0;
         let mut version = None;
+        let mut side_changed = false;
         {
             let mut mirror = lock(&self.mirror);
             for event in events {
                 let Some(kv) = event.kv() else { continue };
                 highest = highest.max(kv.mod_revision());
+                side_changed |= self.suffix(kv.key()).is_some_and(|rest| rest.starts_with(SIDE));
                 match event.event_type() {
                     EventType::Put => {
                         if let Some(v) = self.put_into(&mut mirror, kv)? {
@@ -349,6 +356,9 @@ impl EtcdStore {
         }
         if let Some(v) = version {
             self.version.send_replace(ConfigVersion(v as u64));
+        }
+        if side_changed {
+            self.side.send_modify(|n| *n += 1);
         }
         if highest > *self.seen.borrow() {
             self.seen.send_replace(highest);
@@ -679,6 +689,12 @@ impl ConfigStore for EtcdStore {
 
     fn read_version(&self) -> ConfigVersion {
         ConfigVersion((*self.seen.borrow()).max(0) as u64)
+    }
+
+    /// Announced as the mirror applies etcd's watch events, so a
+    /// subscription another hub writes wakes this hub too.
+    fn watch_side(&self) -> watch::Receiver<u64> {
+        self.side.subscribe()
     }
 
     fn lease_holders(&self) -> Vec<(String, String)> {

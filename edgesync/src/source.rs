@@ -100,6 +100,12 @@ pub trait ConfigStore: ConfigSource {
     /// changes nothing.
     async fn apply(&self, write: Write) -> Result<ConfigVersion, SourceError>;
 
+    /// A receiver woken at every change of a side record, whichever hub
+    /// wrote it (side writes do not move the version): the change feed of
+    /// subscriptions and other hub-only records. It carries how many
+    /// batches of side changes the store has seen.
+    fn watch_side(&self) -> tokio::sync::watch::Receiver<u64>;
+
     /// The version a guarded write's checks stand on: every change the
     /// hub has seen, side records included.
     fn read_version(&self) -> ConfigVersion {

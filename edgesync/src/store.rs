@@ -31,6 +31,8 @@ pub struct ChangeLogStore {
     store_id: String,
     log_limit: u64,
     tx: Arc<tokio::sync::watch::Sender<ConfigVersion>>,
+    /// Bumped after every write with side records.
+    side_tx: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl ChangeLogStore {
@@ -58,6 +60,7 @@ impl ChangeLogStore {
             store_id,
             log_limit: log_limit.max(1),
             tx: Arc::new(tx),
+            side_tx: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -122,6 +125,9 @@ impl ChangeLogStore {
         })?;
         self.db.flush()?;
         self.tx.send_replace(version);
+        if !side.is_empty() {
+            self.side_tx.send_modify(|n| *n += 1);
+        }
         Ok(version)
     }
 
@@ -176,6 +182,12 @@ impl ConfigStore for ChangeLogStore {
     /// race with, so it is not checked.
     async fn apply(&self, write: Write) -> Result<ConfigVersion, SourceError> {
         ChangeLogStore::apply(self, write.ops, write.side)
+    }
+
+    /// Announced by `apply`: one hub writes here, so every side write is
+    /// this process's.
+    fn watch_side(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.side_tx.subscribe()
     }
 }
 
@@ -320,5 +332,29 @@ mod tests {
             reopened.list(ObjectKind::AcceptedDomain).unwrap(),
             vec![domain("contoso.com")]
         );
+    }
+
+    #[tokio::test]
+    async fn a_side_write_is_announced_on_the_side_feed_only_when_it_has_side_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = sled::open(tmp.path()).unwrap();
+        let store = ChangeLogStore::open(&db, 3).unwrap();
+        let mut side = ConfigStore::watch_side(&store);
+        store
+            .apply(vec![ChangeOp::Put(domain("adatum.com"))], vec![])
+            .unwrap();
+        assert!(!side.has_changed().unwrap(), "no side record was written");
+        let record = SideWrite {
+            space: "hub/subscriptions".into(),
+            key: b"edge1".to_vec(),
+            value: Some(b"{}".to_vec()),
+        };
+        let version = store.apply(vec![], vec![record]).unwrap();
+        assert_eq!(version, ConfigVersion(1), "side records do not move the version");
+        tokio::time::timeout(std::time::Duration::from_secs(1), side.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*side.borrow_and_update(), 1);
     }
 }

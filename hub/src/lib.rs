@@ -24,34 +24,24 @@ use postern_proto::admin::dkim_server::DkimServer;
 use postern_proto::admin::edge_subscriptions_server::EdgeSubscriptionsServer;
 use postern_proto::admin::edge_sync_start_server::EdgeSyncStartServer;
 use postern_proto::admin::edge_sync_status_server::EdgeSyncStatusServer;
-use postern_transport::admin::{self as node_admin, AdminError};
 use postern_transport::auth::{DkimKeyStore, MessageAuth, Signer};
 use postern_transport::metrics::{EdgeSyncSample, Metrics};
 use postern_transport::mta::NodeMail;
-use postern_transport::node_config::{Changed, CompileError, NodeConfigCompiler, StoreSources, follow_trust};
-use postern_transport::receive_connectors::ReceiveConnectorStore;
-
-use crate::routing::HubRouter;
-use crate::sources::{HubSources, TrustRefresh};
-use postern_tls::TrustStore;
-use postern_transport::node::{Node, NodeError, NodeOptions, Startup, advertised};
+use postern_transport::node::{Node, NodeError};
+use postern_transport::runtime::{self, NodeRuntime, RunningNode, RuntimeError, RuntimeOptions};
 
 use crate::admin::HubAdmin;
 use crate::config::{ConfigError, HubConfig};
 use crate::dkim::DkimService;
+use crate::routing::HubRouter;
+use crate::sources::{HubSources, TrustRefresh};
 use crate::subscriptions::{SubscriptionError, Subscriptions};
 
 /// How to run a hub node.
 #[derive(Clone, Debug)]
 pub struct HubOptions {
-    /// Data directory and identity flags.
-    pub node: NodeOptions,
-    /// Prometheus metrics binding.
-    pub metrics_bind: Option<String>,
-    /// DNS servers for MX lookups (empty: the system's resolv.conf).
-    pub dns_servers: Vec<std::net::SocketAddr>,
-    /// DANE and MTA-STS for mail routed by MX.
-    pub internet_tls: postern_transport::internet_tls::NodeTlsOptions,
+    /// What every node runs with (data directory, metrics, DNS, Internet TLS).
+    pub runtime: RuntimeOptions,
     /// Where the organisation's configuration lives.
     pub store: StoreChoice,
     /// The web console's binding (`ip:port`); no console when `None`.
@@ -82,42 +72,30 @@ const ETCD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Why a hub node stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    /// Setup or opening the data directory failed.
+    /// The part every node runs (setup, configuration, mail, admin API).
     #[error(transparent)]
-    Node(#[from] NodeError),
+    Runtime(#[from] RuntimeError),
     /// The configuration store failed.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The subscriptions could not be loaded.
     #[error(transparent)]
     Subscriptions(#[from] SubscriptionError),
-    /// The admin API failed.
-    #[error(transparent)]
-    Admin(#[from] AdminError),
-    /// The metrics endpoint could not bind.
-    #[error("metrics binding {0}: {1}")]
-    Metrics(String, std::io::Error),
     /// The console could not start.
     #[error(transparent)]
     Console(#[from] console::ConsoleError),
-    /// The mail engine could not start.
-    #[error(transparent)]
-    Mail(#[from] postern_transport::mta::MtaError),
-    /// The receive connectors could not be loaded.
-    #[error(transparent)]
-    ReceiveConnectors(#[from] postern_transport::receive_connectors::ReceiveConnectorError),
     /// The DKIM key store could not be opened.
     #[error(transparent)]
     Dkim(postern_transport::auth::DkimKeyError),
     /// The DKIM signer could not be built.
     #[error(transparent)]
     Signer(postern_transport::auth::sign::SignError),
-    /// A background task panicked.
-    #[error("internal task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-    /// The node's configuration does not compile.
-    #[error("configuration: {0}")]
-    Compile(#[from] CompileError),
+}
+
+impl From<NodeError> for HubError {
+    fn from(e: NodeError) -> Self {
+        Self::Runtime(e.into())
+    }
 }
 
 /// A started hub: its stores, EdgeSync and mail engine.
@@ -139,16 +117,8 @@ impl Hub {
     /// Opens (or sets up) the hub, publishes itself in the configuration
     /// and starts syncing every subscribed edge. Needs a tokio runtime.
     pub async fn start(opts: &HubOptions) -> Result<Self, HubError> {
-        let node_opts = opts.node.clone();
-        let (node, startup) = tokio::task::spawn_blocking(move || Node::open_or_setup(&node_opts)).await??;
-        match startup {
-            Startup::SetUp => {
-                tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node set up")
-            }
-            Startup::Reused => {
-                tracing::info!(name = %node.identity.name, fqdn = %node.identity.fqdn, dir = %node.data_dir.display(), "hub node opened")
-            }
-        }
+        let runtime = NodeRuntime::open(&opts.runtime).await?;
+        let node = runtime.node().clone();
         let (store, leases): (Arc<dyn ConfigStore>, Option<Arc<dyn EdgeLeases>>) = match &opts.store {
             StoreChoice::Sled => (HubConfig::open_sled(&node.db)?, None),
             StoreChoice::Etcd { endpoints, prefix } => {
@@ -160,13 +130,14 @@ impl Hub {
         };
         let config = HubConfig::new(store.clone(), node.identity.name.clone()).await?;
         let subscriptions = Subscriptions::new(store);
-        let receive_connectors = ReceiveConnectorStore::open(&node.db, &node.identity)?;
-        let compiler = compiler_for(&node, &config, &subscriptions, &receive_connectors)?;
         // The trust store follows the compiled trust anchors: every hub's
         // published certificates, the subscribed edges', the trusted roots.
-        let trust = TrustStore::new([], &[]);
-        follow_trust(compiler.subscribe(), trust.clone());
-        let refresh = TrustRefresh::new(compiler.clone(), trust.clone());
+        let compiled = runtime.compile(HubSources {
+            config: config.clone(),
+            subscriptions: subscriptions.clone(),
+        })?;
+        let trust = compiled.trust.clone();
+        let refresh = TrustRefresh::new(compiled.compiler.clone(), trust.clone());
         if !subscriptions.list()?.is_empty() {
             node.certs
                 .hold_new_smtp_certificates(Some(rotation::HUB_HOLD_NOTE.to_owned()));
@@ -201,45 +172,20 @@ impl Hub {
             sync.clone(),
         );
         let router = Arc::new(HubRouter::new(
-            compiler.subscribe(),
+            compiled.compiler.subscribe(),
             node.identity.name.clone(),
             node.identity.fqdn.clone(),
         ));
-        let metrics_bind = match &opts.metrics_bind {
-            Some(b) => Some(
-                b.parse()
-                    .map_err(|_| HubError::Metrics(b.clone(), std::io::Error::other("not ip:port")))?,
-            ),
-            None => None,
-        };
         let dkim = DkimKeyStore::open(&node.db).map_err(HubError::Dkim)?;
         let message_auth = MessageAuth {
             signer: Some(Signer::new(dkim.clone()).map_err(HubError::Signer)?),
             verifier: None,
         };
-        let mail = NodeMail::start(
-            &node,
-            trust.clone(),
-            router,
-            compiler,
-            metrics_bind,
-            postern_transport::dns::DnsConfig {
-                servers: opts.dns_servers.clone(),
-                dane_trust_anchor: opts.internet_tls.dane_trust_anchor.clone(),
-                mta_sts_port: opts.internet_tls.mta_sts_port,
-                ..Default::default()
-            },
-            message_auth,
-        )
-        .await?;
+        let mail = runtime.start_mail(&compiled, router, message_auth).await?;
         follow_edgesync(sync.clone(), config.clone(), mail.metrics().clone());
         // Edges send inbound mail to the hub's default connector, as bound.
         // The organisation connector (org servers), not client submission.
-        let bound = mail.organisation_addr().await.map(|a| a.to_string());
-        let endpoint = advertised(
-            bound.as_deref().unwrap_or(&node.identity.smtp_bind),
-            node.identity.fqdn.as_str(),
-        );
+        let endpoint = runtime::smtp_endpoint(&node, &mail).await;
         publish_self(&node, &config, &subscriptions, &endpoint).await?;
         watch_certificates(node.clone(), config.clone(), subscriptions.clone(), endpoint);
         follow_organisation(
@@ -264,7 +210,7 @@ impl Hub {
             trust,
             refresh,
             sync,
-            receive_connectors,
+            receive_connectors: compiled.receive_connectors,
         };
         Ok(Self {
             node,
@@ -277,7 +223,23 @@ impl Hub {
 
     /// The admin router: common services plus the hub's.
     pub fn router(&self) -> tonic::transport::server::Router {
-        node_admin::node_router(&self.node, &self.mail)
+        runtime::admin_router(self)
+    }
+}
+
+impl RunningNode for Hub {
+    fn node(&self) -> &Node {
+        &self.node
+    }
+
+    fn mail(&self) -> &NodeMail {
+        &self.mail
+    }
+
+    /// The configuration, subscriptions, EdgeSync, console, DKIM and
+    /// published-records services.
+    fn services(&self, router: tonic::transport::server::Router) -> tonic::transport::server::Router {
+        router
             .add_service(ConfigServer::new(self.admin.clone()))
             .add_service(EdgeSubscriptionsServer::new(self.admin.clone()))
             .add_service(EdgeSyncStartServer::new(self.admin.clone()))
@@ -319,42 +281,7 @@ fn hub_records(node: Node) -> postern_transport::internet_tls::admin::RecordSour
 /// Sets the hub up (first start) or opens it, then serves until `shutdown`.
 pub async fn run(opts: HubOptions, shutdown: impl Future<Output = ()> + Send) -> Result<(), HubError> {
     let hub = Hub::start(&opts).await?;
-    for (name, addr) in hub.mail.receive_addrs().await {
-        tracing::info!(connector = %name, %addr, "receive connector listening");
-    }
-    let socket = hub.node.admin_socket();
-    tracing::info!(socket = %socket.display(), "admin API listening");
-    node_admin::serve(hub.router(), &socket, shutdown).await?;
-    hub.mail.shutdown().await;
-    hub.node.db.flush_async().await.map_err(NodeError::from)?;
-    tracing::info!("hub node stopped");
-    Ok(())
-}
-
-/// The compiler of the hub's configuration: its receive connectors, the
-/// authoritative store's objects and the subscribed edges' certificates,
-/// recompiled on every change of the connectors or the store (the
-/// subscriptions are looked at by `follow_organisation`).
-fn compiler_for(
-    node: &Node,
-    config: &HubConfig,
-    subscriptions: &Subscriptions,
-    connectors: &ReceiveConnectorStore,
-) -> Result<NodeConfigCompiler, CompileError> {
-    let sources = StoreSources {
-        connectors: connectors.clone(),
-        organisation: HubSources {
-            config: config.clone(),
-            subscriptions: subscriptions.clone(),
-        },
-    };
-    let compiler = NodeConfigCompiler::start(node.identity.fqdn.clone(), Arc::new(sources))?;
-    compiler.follow(connectors.watch(), Changed::ReceiveConnectors);
-    compiler.follow(
-        postern_edgesync::ConfigSource::watch(config.source().as_ref()),
-        Changed::Organisation,
-    );
-    Ok(compiler)
+    Ok(runtime::run(&hub, shutdown).await?)
 }
 
 /// Keeps the EdgeSync figures of `metrics` current (once a second).
@@ -430,11 +357,13 @@ async fn publish_self(
     Ok(())
 }
 
-/// Follows the organisation's configuration as other hubs change it: syncs
-/// (or stands by for) every subscribed edge, stops for removed ones, and
-/// has the trust anchors compiled again (every subscribed edge and every
-/// hub of the organisation: hubs accept each other by direct trust of
-/// their published certificates).
+/// Follows the organisation's configuration and subscriptions as this hub
+/// and others change them: syncs (or stands by for) every subscribed edge,
+/// stops for removed ones, and has the trust anchors compiled again (every
+/// subscribed edge and every hub of the organisation: hubs accept each
+/// other by direct trust of their published certificates). Woken by the
+/// store's version and by its side records' change feed (subscriptions do
+/// not move the version), no polling.
 fn follow_organisation(
     config: HubConfig,
     subscriptions: Subscriptions,
@@ -442,6 +371,7 @@ fn follow_organisation(
     sync: SyncManager,
 ) {
     let mut versions = config.source().watch();
+    let mut side = subscriptions.watch();
     tokio::spawn(async move {
         loop {
             match subscriptions.list() {
@@ -457,10 +387,16 @@ fn follow_organisation(
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read the subscriptions"),
             }
-            // Side records (subscriptions, written by other hubs too) do
-            // not bump the version: look again every two seconds as well.
             refresh.pinned_peers_changed();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), versions.changed()).await;
+            // The store outlives this task (it holds it): a closed feed
+            // means the hub is going away.
+            let woken = tokio::select! {
+                r = versions.changed() => r,
+                r = side.changed() => r,
+            };
+            if woken.is_err() {
+                break;
+            }
         }
     });
 }

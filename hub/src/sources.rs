@@ -3,11 +3,12 @@
 //! ([`HubSources`]); and [`TrustRefresh`], which has the trust anchors
 //! compiled again at once after a subscription or a trusted root changed.
 
-use postern_model::{ObjectKind, ReplicatedObject, Thumbprint, TransportConfig};
+use postern_model::{ConfigVersion, ObjectKind, ReplicatedObject, Thumbprint, TransportConfig};
 use postern_tls::TrustStore;
 use postern_transport::node_config::{
     Changed, CompileError, NodeConfigCompiler, OrganisationSource, apply_trust,
 };
+use tokio::sync::watch;
 
 use crate::config::HubConfig;
 use crate::subscriptions::Subscriptions;
@@ -25,6 +26,13 @@ fn read(what: &'static str) -> impl Fn(String) -> CompileError {
 }
 
 impl OrganisationSource for HubSources {
+    type Version = ConfigVersion;
+
+    /// Every version committed to the store (by this hub or another).
+    fn watch(&self) -> watch::Receiver<ConfigVersion> {
+        postern_edgesync::ConfigSource::watch(self.config.source().as_ref())
+    }
+
     fn transport_config(&self) -> Result<TransportConfig, CompileError> {
         self.config
             .transport_config()

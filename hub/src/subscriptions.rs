@@ -122,6 +122,13 @@ impl Subscriptions {
         Self { store }
     }
 
+    /// A receiver woken whenever a subscription may have changed (written
+    /// by this hub or, in an etcd store, by another): the store's side
+    /// records' change feed.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.watch_side()
+    }
+
     /// Every subscription.
     pub fn list(&self) -> Result<Vec<Subscription>, SubscriptionError> {
         self.store

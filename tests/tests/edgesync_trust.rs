@@ -78,10 +78,12 @@ async fn handshake(hub: &Hub, edge: &Edge) -> bool {
 async fn a_removed_edge_is_refused_at_its_next_handshake() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = Hub::start(&postern_hub::HubOptions {
-        node: opts(&tmp.path().join("hub"), NodeRole::Hub, "van-ex1.adatum.com"),
-        metrics_bind: None,
-        dns_servers: Vec::new(),
-        internet_tls: Default::default(),
+        runtime: postern_transport::runtime::RuntimeOptions {
+            node: opts(&tmp.path().join("hub"), NodeRole::Hub, "van-ex1.adatum.com"),
+            metrics_bind: None,
+            dns_servers: Vec::new(),
+            internet_tls: Default::default(),
+        },
         store: Default::default(),
         console_bind: None,
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
@@ -89,10 +91,12 @@ async fn a_removed_edge_is_refused_at_its_next_handshake() {
     .await
     .unwrap();
     let edge = Edge::start(&EdgeOptions {
-        node: opts(&tmp.path().join("edge"), NodeRole::Edge, "edge1.adatum.com"),
-        metrics_bind: None,
-        dns_servers: Vec::new(),
-        internet_tls: Default::default(),
+        runtime: postern_transport::runtime::RuntimeOptions {
+            node: opts(&tmp.path().join("edge"), NodeRole::Edge, "edge1.adatum.com"),
+            metrics_bind: None,
+            dns_servers: Vec::new(),
+            internet_tls: Default::default(),
+        },
         edgesync_bind: "127.0.0.1:0".into(),
     })
     .await

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use postern_edgesync::{ConfigSource, ConfigStore, EtcdStore, SourceError, Write};
+use postern_edgesync::{ConfigSource, ConfigStore, EtcdStore, SideWrite, SourceError, Write};
 use postern_model::{AcceptedDomain, AcceptedDomainKind, ChangeOp, ConfigVersion, Domain, ReplicatedObject};
 use postern_tests::etcd::EtcdCluster;
 use postern_tests::require_tool;
@@ -81,6 +81,42 @@ async fn two_stores_one_version_space_guarded_writes_and_compaction() {
     let (version, objects) = b.snapshot().unwrap();
     assert_eq!(version, last);
     assert_eq!(objects.len(), 3);
+}
+
+/// A side record (a subscription) written through one hub's store wakes
+/// the other hub's side feed, though the version does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_record_written_by_one_hub_wakes_the_other() {
+    require_tool("etcd");
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(tmp.path(), 1).unwrap();
+    let endpoints: Vec<String> = etcd.endpoints().split(',').map(str::to_owned).collect();
+    let a = EtcdStore::connect(&endpoints, "/postern/adatum.com/", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let b = EtcdStore::connect(&endpoints, "/postern/adatum.com/", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut side = b.watch_side();
+    side.borrow_and_update();
+    let version = b.version();
+    let record = SideWrite {
+        space: "hub/subscriptions".into(),
+        key: b"edge1".to_vec(),
+        value: Some(b"{}".to_vec()),
+    };
+    a.apply(Write {
+        side: vec![record],
+        ..Write::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), side.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.side_list("hub/subscriptions").unwrap(), vec![b"{}".to_vec()]);
+    assert_eq!(b.version(), version, "side records do not move the version");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

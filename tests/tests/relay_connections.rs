@@ -122,10 +122,12 @@ fn delivered(hub: &Hub) -> usize {
 async fn many_messages_to_a_hub_share_a_bounded_set_of_connections() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = Hub::start(&postern_hub::HubOptions {
-        node: opts(&tmp.path().join("hub"), NodeRole::Hub, "hub1.sink.test"),
-        metrics_bind: None,
-        dns_servers: Vec::new(),
-        internet_tls: Default::default(),
+        runtime: postern_transport::runtime::RuntimeOptions {
+            node: opts(&tmp.path().join("hub"), NodeRole::Hub, "hub1.sink.test"),
+            metrics_bind: None,
+            dns_servers: Vec::new(),
+            internet_tls: Default::default(),
+        },
         console_bind: None,
         certificate_grace: postern_hub::rotation::DEFAULT_GRACE,
         store: Default::default(),
@@ -133,10 +135,12 @@ async fn many_messages_to_a_hub_share_a_bounded_set_of_connections() {
     .await
     .unwrap();
     let edge = Edge::start(&EdgeOptions {
-        node: opts(&tmp.path().join("edge"), NodeRole::Edge, "edge1.sink.test"),
-        metrics_bind: None,
-        dns_servers: Vec::new(),
-        internet_tls: Default::default(),
+        runtime: postern_transport::runtime::RuntimeOptions {
+            node: opts(&tmp.path().join("edge"), NodeRole::Edge, "edge1.sink.test"),
+            metrics_bind: None,
+            dns_servers: Vec::new(),
+            internet_tls: Default::default(),
+        },
         edgesync_bind: "127.0.0.1:0".into(),
     })
     .await

@@ -20,6 +20,7 @@ pub mod protocol_log;
 pub mod queue;
 pub mod receive_connectors;
 pub mod routing;
+pub mod runtime;
 pub mod server;
 pub mod smtp;
 

@@ -74,9 +74,14 @@ pub trait ConfigSources: Send + Sync + 'static {
     }
 }
 
-/// The organisation's objects as a role reads them: the hub from its
-/// authoritative store, the edge from its replica.
+/// The organisation's objects as a role reads them, and when they change:
+/// the hub from its authoritative store, the edge from its replica.
 pub trait OrganisationSource: Send + Sync + 'static {
+    /// What the change feed carries (a version, what was applied).
+    type Version: Send + Sync + 'static;
+    /// A receiver woken at every change of the objects (a version
+    /// committed to the store, applied to the replica).
+    fn watch(&self) -> watch::Receiver<Self::Version>;
     /// The organisation's transport configuration.
     fn transport_config(&self) -> Result<TransportConfig, CompileError>;
     /// Every replicated object of `kind`.
