@@ -81,6 +81,7 @@ pub fn tls_incoming(
                             peer_certs: conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
                             binding: rotation_binding(conn).ok(),
                             refused: None,
+                            superseded: false,
                         };
                         let _ = tx.send(Ok(SyncTls { inner: tls, info })).await;
                     }
@@ -107,6 +108,9 @@ pub struct SessionInfo {
     /// On the hub: the last handshake failed because the edge's
     /// certificate is not pinned, or the edge refused the hub's.
     pub refused: Option<TrustMismatch>,
+    /// On the hub: the edge refused the hub's lease as stale (it has seen
+    /// a newer one: another hub took the edge over).
+    pub superseded: bool,
 }
 
 impl SessionInfo {
@@ -217,6 +221,7 @@ pub fn connect_edge(
                     peer_certs: conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
                     binding: rotation_binding(conn).ok(),
                     refused: None,
+                    superseded: false,
                 };
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }

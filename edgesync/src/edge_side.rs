@@ -253,7 +253,7 @@ impl EdgeSync for EdgeSyncService {
             // to the log escaped.
             let reason = format!("a hub was refused by edge {}: {e}", self.edge_name);
             tracing::warn!(%hub, "{reason}");
-            return Err(Status::permission_denied(reason));
+            return Err(e.status(reason));
         }
         let fence = (hello.store_id.clone(), hello.lease_revision);
         tracing::info!(%hub, %peer, bootstrapping, lease_revision = hello.lease_revision, "EdgeSync stream opened");
@@ -279,7 +279,7 @@ impl EdgeSync for EdgeSyncService {
                         let Some(Ok(msg)) = item else { break };
                         if let Err(e) = this.replica.fence_current(&fence.0, fence.1) {
                             tracing::warn!(error = %e, "EdgeSync push of a stale hub refused");
-                            if tx.send(Err(Status::permission_denied(e.to_string()))).await.is_err() {
+                            if tx.send(Err(e.status(e.to_string()))).await.is_err() {
                                 break;
                             }
                             continue;

@@ -318,19 +318,48 @@ async fn run_task(
             }
         };
         inner.update(&target.name, |s| s.lease_revision = held.fence);
-        if sessions(&inner, &mut target, &mut stop, &full, &wake, &mut held).await {
-            return;
+        match sessions(&inner, &mut target, &mut stop, &full, &wake, &mut held).await {
+            SessionsEnd::Stopped => return,
+            SessionsEnd::LeaseLost => {
+                tracing::warn!(edge = %target.name, "EdgeSync lease lost; another hub may take the edge over");
+            }
+            SessionsEnd::Superseded => {
+                // The edge has seen a newer lease: another hub holds the
+                // edge, or this hub's key went away under it. Give the key
+                // up (only if it is still this hub's) and ask etcd again:
+                // standby behind the other hub, or a new, newer token.
+                tracing::warn!(edge = %target.name, "the edge refused this hub's EdgeSync lease as stale; giving it up and standing by");
+                if let Some(leases) = &inner.leases {
+                    leases.release(&target.name, &inner.hub_name).await;
+                }
+            }
         }
-        tracing::warn!(edge = %target.name, "EdgeSync lease lost; another hub may take the edge over");
         inner.update(&target.name, |s| {
             s.state = SyncState::Standby;
             s.lease_revision = 0;
         });
+        tokio::select! {
+            _ = tokio::time::sleep(STANDBY_PAUSE) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
-/// Streams to the edge while `held` lasts, redialing with back-off;
-/// `true` when stopped, `false` when the lease was lost.
+/// Why a hub stopped streaming to an edge under one lease.
+enum SessionsEnd {
+    /// The task was stopped.
+    Stopped,
+    /// The hub's etcd lease was lost.
+    LeaseLost,
+    /// The edge refused the lease as stale.
+    Superseded,
+}
+
+/// The pause before a hub that gave an edge up asks for its lease again.
+const STANDBY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Streams to the edge while `held` lasts, redialing with back-off, until
+/// stopped, the lease is lost, or the edge refuses it as stale.
 async fn sessions(
     inner: &Inner,
     target: &mut EdgeTarget,
@@ -338,7 +367,7 @@ async fn sessions(
     full: &AtomicBool,
     wake: &Notify,
     held: &mut Held,
-) -> bool {
+) -> SessionsEnd {
     let mut backoff = Duration::from_millis(500);
     loop {
         inner.update(&target.name, |s| s.state = SyncState::Connecting);
@@ -355,7 +384,7 @@ async fn sessions(
             backoff = Duration::from_millis(500);
         }
         match result {
-            Ok(()) => return true,
+            Ok(()) => return SessionsEnd::Stopped,
             Err(e) => {
                 tracing::warn!(edge = %target.name, error = %postern_model::peer_text(&e.to_string()), "EdgeSync stream failed; will redial");
                 let mismatch = slot
@@ -376,14 +405,17 @@ async fn sessions(
             }
         }
         if *held.lost.borrow() {
-            return false;
+            return SessionsEnd::LeaseLost;
+        }
+        if slot.lock().unwrap_or_else(|p| p.into_inner()).superseded {
+            return SessionsEnd::Superseded;
         }
         let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
         tokio::select! {
             _ = tokio::time::sleep(backoff + jitter) => {}
-            _ = stop.changed() => return true,
+            _ = stop.changed() => return SessionsEnd::Stopped,
             _ = wake.notified() => {}
-            _ = held.lost.changed() => return false,
+            _ = held.lost.changed() => return SessionsEnd::LeaseLost,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -443,7 +475,7 @@ async fn session(
             if let Some(m) = TrustMismatch::from_status(&status) {
                 offers.slot.lock().unwrap_or_else(|p| p.into_inner()).refused = Some(m);
             }
-            describe(&status)
+            describe(&status, &offers.slot)
         })?
         .into_inner();
     let (edge_store, mut edge_version) = match next(&mut inbound, &mut offers).await? {
@@ -544,7 +576,7 @@ async fn session(
                         let kind = other.body.as_ref().map_or("an empty message", edge_message_kind);
                         return Err(format!("unexpected message from the edge: {kind}"));
                     }
-                    Some(Err(status)) => return Err(describe(&status)),
+                    Some(Err(status)) => return Err(describe(&status, &offers.slot)),
                     None => return Err("the edge closed the stream".into()),
                 }
             }
@@ -593,7 +625,7 @@ async fn next(
                 ));
             }
             Ok(None) => return Err("the edge closed the stream".into()),
-            Ok(Some(Err(status))) => return Err(describe(&status)),
+            Ok(Some(Err(status))) => return Err(describe(&status, &offers.slot)),
             Ok(Some(Ok(pb::EdgeMessage { body: Some(body) }))) => body,
             Ok(Some(Ok(_))) => return Err("empty message from the edge".into()),
         };
@@ -655,8 +687,13 @@ fn edge_message_kind(body: &pb::edge_message::Body) -> &'static str {
     }
 }
 
-fn describe(status: &tonic::Status) -> String {
+/// The text of an edge's `status`; a refusal of the hub's lease as stale
+/// is noted in `slot` (the hub then stands by).
+fn describe(status: &tonic::Status, slot: &crate::channel::SessionSlot) -> String {
     use std::error::Error as _;
+    if status.code() == tonic::Code::FailedPrecondition {
+        slot.lock().unwrap_or_else(|p| p.into_inner()).superseded = true;
+    }
     let mut text = status.message().to_owned();
     let mut source = status.source();
     while let Some(e) = source {

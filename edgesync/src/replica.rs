@@ -68,6 +68,18 @@ pub enum FenceError {
     Store(#[from] SourceError),
 }
 
+impl FenceError {
+    /// The gRPC status a hub gets for it, `reason` its text: a stale lease
+    /// is FailedPrecondition (the hub gives the lease up and stands by),
+    /// a store failure Unavailable (the hub retries).
+    pub fn status(&self, reason: String) -> tonic::Status {
+        match self {
+            Self::Stale { .. } => tonic::Status::failed_precondition(reason),
+            Self::Store(_) => tonic::Status::unavailable(reason),
+        }
+    }
+}
+
 /// The edge replica.
 #[derive(Clone)]
 pub struct Replica {

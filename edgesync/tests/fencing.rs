@@ -37,15 +37,18 @@ fn cert_store(db: &sled::Db, fqdn: &str) -> (CertStore, Vec<u8>) {
     (store, der)
 }
 
-/// A lease that is always held with a fixed token.
-struct FixedLease(u64);
+/// A lease that is always held with a fixed token; counts how often it
+/// was given up.
+struct FixedLease(u64, std::sync::atomic::AtomicUsize);
 
 #[tonic::async_trait]
 impl EdgeLeases for FixedLease {
     async fn acquire(&self, _: &str, _: &str) -> Held {
         Held::never_lost(self.0)
     }
-    async fn release(&self, _: &str, _: &str) {}
+    async fn release(&self, _: &str, _: &str) {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     fn holder(&self, _: &str) -> Option<String> {
         None
     }
@@ -124,25 +127,28 @@ async fn a_hub_that_lost_the_lease_cannot_push() {
         thumbprint: Thumbprint::of_der(&edge_der),
         bootstrap_secret: secret.map(str::to_owned),
     };
-    let manager = |certs: CertStore, name: &str, fence: u64| {
+    let manager = |certs: CertStore, name: &str, lease: Arc<FixedLease>| {
         SyncManager::with_leases(
             store.clone(),
             certs,
             name,
             &format!("{name}.adatum.com"),
             Arc::new(|_: &str| {}),
-            Some(Arc::new(FixedLease(fence))),
+            Some(lease),
         )
     };
+    let a_lease = Arc::new(FixedLease(5, Default::default()));
+    let b_lease = Arc::new(FixedLease(7, Default::default()));
+    let released = |lease: &FixedLease| lease.1.load(std::sync::atomic::Ordering::SeqCst);
 
     // A syncs the edge under token 5.
-    let a = manager(a_certs, "huba", 5);
+    let a = manager(a_certs, "huba", a_lease.clone());
     a.start(target(Some("secret")));
     wait_for("A in sync", || status_of(&a).state == SyncState::InSync).await;
     assert_eq!(replica.fence().token, 5);
 
     // B takes the edge over with token 7 (A does not know).
-    let b = manager(b_certs, "hubb", 7);
+    let b = manager(b_certs, "hubb", b_lease.clone());
     b.start(target(None));
     wait_for("B in sync", || status_of(&b).state == SyncState::InSync).await;
     assert_eq!(replica.fence().token, 7);
@@ -180,6 +186,12 @@ async fn a_hub_that_lost_the_lease_cannot_push() {
     let again = status_of(&a).last_error.unwrap();
     assert!(again.contains("another hub took this edge over"), "{again}");
     assert_eq!(replica.applied().version, v);
+    assert_eq!(status_of(&b).state, SyncState::InSync);
+    // A does not redial forever under its stale token: it gives the lease
+    // up and stands by (asking again later); B keeps its own.
+    wait_for("A gives its lease up", || released(&a_lease) >= 1).await;
+    wait_for("A standing by", || status_of(&a).state == SyncState::Standby).await;
+    assert_eq!(released(&b_lease), 0);
     assert_eq!(status_of(&b).state, SyncState::InSync);
 }
 
