@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use postern_edgesync::{ConfigSource, ConfigStore, EtcdStore, SideWrite, SourceError, Write};
@@ -38,18 +39,26 @@ async fn wait_version(store: &EtcdStore, v: ConfigVersion) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_stores_one_version_space_guarded_writes_and_compaction() {
+/// A one-member etcd cluster and two hubs' stores on it: the first on
+/// prefix `/postern/adatum.com/`, the second on `b_prefix` (the same
+/// organisation, spelt with or without the trailing slash).
+async fn two_stores(dir: &std::path::Path, b_prefix: &str) -> (EtcdCluster, Arc<EtcdStore>, Arc<EtcdStore>) {
     require_tool("etcd");
-    let tmp = tempfile::tempdir().unwrap();
-    let etcd = EtcdCluster::start(tmp.path(), 1).unwrap();
+    let etcd = EtcdCluster::start(dir, 1).unwrap();
     let endpoints: Vec<String> = etcd.endpoints().split(',').map(str::to_owned).collect();
     let a = EtcdStore::connect(&endpoints, "/postern/adatum.com/", Duration::from_secs(10))
         .await
         .unwrap();
-    let b = EtcdStore::connect(&endpoints, "/postern/adatum.com", Duration::from_secs(10))
+    let b = EtcdStore::connect(&endpoints, b_prefix, Duration::from_secs(10))
         .await
         .unwrap();
+    (etcd, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_one_version_space_guarded_writes_and_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (etcd, a, b) = two_stores(tmp.path(), "/postern/adatum.com").await;
     assert_eq!(a.store_id(), b.store_id());
 
     let v1 = a.apply(put(domain("adatum.com"), None)).await.unwrap();
@@ -87,16 +96,8 @@ async fn two_stores_one_version_space_guarded_writes_and_compaction() {
 /// the other hub's side feed, though the version does not move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_side_record_written_by_one_hub_wakes_the_other() {
-    require_tool("etcd");
     let tmp = tempfile::tempdir().unwrap();
-    let etcd = EtcdCluster::start(tmp.path(), 1).unwrap();
-    let endpoints: Vec<String> = etcd.endpoints().split(',').map(str::to_owned).collect();
-    let a = EtcdStore::connect(&endpoints, "/postern/adatum.com/", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let b = EtcdStore::connect(&endpoints, "/postern/adatum.com/", Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (_etcd, a, b) = two_stores(tmp.path(), "/postern/adatum.com/").await;
     let mut side = b.watch_side();
     side.borrow_and_update();
     let version = b.version();
