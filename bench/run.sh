@@ -362,17 +362,35 @@ run_case() {
     for r in $(seq 1 "$REPEATS"); do
         [ "$ok" = 1 ] || break
         log "$system $size C=$c N=$n run $r/$REPEATS"
+        local switches=""
+        if [ -n "$RELAY_METRICS" ] && command -v perf > /dev/null; then
+            # Context switches of every thread of the Postern nodes (perf
+            # stat follows the threads a process starts later); Postfix's
+            # children come and go, so its switches are not counted.
+            perf stat -e context-switches -x, -o "$out.run$r.switches" -p "$(echo $PIDS | tr ' ' ,)" \
+                > /dev/null 2>&1 &
+            switches=$!
+            sleep 0.2
+        fi
         cpu0=$(cpu_ms $PIDS) relay0=$(relay_counts) load0=$(cut -d' ' -f1 /proc/loadavg)
         if ! "$BIN" "${args[@]}" --messages "$n" > "$out.run$r.json" 2> >(sed 's/^/    /' >&2); then
             log "$system $size C=$c run $r failed"
+            [ -z "$switches" ] || kill -INT "$switches" 2> /dev/null || true
             ok=0
             break
         fi
         # Deliveries are recorded in the queue just after the Maildir write.
         sleep 0.3
         cpu1=$(cpu_ms $PIDS) relay1=$(relay_counts) load1=$(cut -d' ' -f1 /proc/loadavg)
+        if [ -n "$switches" ]; then
+            kill -INT "$switches" 2> /dev/null || true
+            wait "$switches" 2> /dev/null || true
+        fi
         {
             echo "cpu_ms=$((cpu1 - cpu0))"
+            if [ -n "$switches" ]; then
+                echo "context_switches=$(awk -F, '$3 == "context-switches" { print $1 }' "$out.run$r.switches")"
+            fi
             set -- $relay0 $relay1
             echo "relay_sessions=$(($4 - $1))"
             echo "relay_full_handshakes=$(($5 - $2))"
@@ -455,18 +473,20 @@ done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "| case | system | msgs/s e2e | submit msgs/s | accept p50 / p99 ms | CPU ms/msg | relay sessions/msg | relay handshakes/msg (full + resumed) | peak RSS MB | idle RSS MB | load during run |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| case | system | msgs/s e2e | submit msgs/s | accept p50 / p99 ms | CPU ms/msg | context switches/msg | relay sessions/msg | relay handshakes/msg (full + resumed) | peak RSS MB | idle RSS MB | load during run |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for size in $SIZES; do
     n=$(messages_for "$size")
     for c in $CONCURRENCY; do
         for system in $SYSTEMS; do
             f="$RESULTS_DIR/$system-$size-c$c"
-            [ -f "$f.json" ] || { echo "| $size, C=$c | $system | failed or skipped | | | | | | | | |"; continue; }
+            [ -f "$f.json" ] || { echo "| $size, C=$c | $system | failed or skipped | | | | | | | | | |"; continue; }
+            sw=$(mta_field "$f.mta" context_switches)
             echo "| $size, C=$c | $system | $(fmt_rate "$(json_field "$f.json" e2e_msgs_per_s)")" \
                 "| $(fmt_rate "$(json_field "$f.json" submit_msgs_per_s)")" \
                 "| $(fmt_lat "$(json_field "$f.json" latency_p50_ms)" "$(json_field "$f.json" latency_p99_ms)")" \
                 "| $(per_msg "$(mta_field "$f.mta" cpu_ms)" "$n" %.2f)" \
+                "| $([ -n "$sw" ] && per_msg "$sw" "$n" %.1f || printf '–')" \
                 "| $(per_msg "$(mta_field "$f.mta" relay_sessions)" "$n" %.3f)" \
                 "| $(per_msg "$(mta_field "$f.mta" relay_full_handshakes)" "$n" %.3f) + $(per_msg "$(mta_field "$f.mta" relay_resumed)" "$n" %.3f)" \
                 "| $(per_msg "$(mta_field "$f.mta" peak_rss_kb)" 1024 %.0f)" \
@@ -491,6 +511,7 @@ done
 echo
 echo "Median of $REPEATS runs by end-to-end rate, after a $WARMUP-message warm-up; JSON and .mta per run in $RESULTS_DIR"
 echo "CPU: utime+stime (+ reaped children) of the MTA processes over the run: Postfix's two process trees (masters and every child), Postern's two nodes."
+echo "Context switches: every thread of Postern's two nodes over the run (perf stat); not counted for Postfix, whose children come and go."
 echo "Relay: the receiving side of the hop from A to B (Postfix B's smtpd log; the hub's or node B's metrics)."
 echo
 echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"

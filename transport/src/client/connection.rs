@@ -32,7 +32,8 @@ use crate::tls::TlsInfo;
 enum LinkState {
     /// No transaction open: MAIL may follow.
     Ready,
-    /// A transaction ran; RSET before the next one.
+    /// A transaction ran; RSET before the next one (sent in the same
+    /// write as the next transaction's commands when the server pipelines).
     NeedsReset,
     /// The connection failed or the server said 421; it must not be used.
     Broken,
@@ -52,6 +53,10 @@ pub struct ClientConnection {
     metrics: Option<Arc<Metrics>>,
     policy: Option<crate::internet_tls::PolicySource>,
     require_tls: bool,
+    /// The last transaction failed before the server answered the RSET
+    /// that opened it: the connection had died while idle, and nothing of
+    /// the message reached the server.
+    stale: bool,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -92,6 +97,7 @@ impl ClientConnection {
             metrics,
             policy: None,
             require_tls: false,
+            stale: false,
         }
     }
 
@@ -148,18 +154,31 @@ impl ClientConnection {
         self.state != LinkState::Broken && self.messages < self.settings.max_messages_per_connection
     }
 
+    /// Whether the last send failed before the server answered the RSET
+    /// that began it: the connection had died while it was idle, and the
+    /// message was not sent, so it may go at once on another connection.
+    pub fn failed_at_reset(&self) -> bool {
+        self.stale
+    }
+
     /// RSET: ends any transaction, and proves the connection is alive.
     pub async fn reset(&mut self) -> Result<(), ClientError> {
         let reply = self.command("RSET\r\n", "reply to RSET").await?;
-        if is_success(&reply) {
-            self.state = LinkState::Ready;
+        self.check_reset(&reply)?;
+        self.state = LinkState::Ready;
+        Ok(())
+    }
+
+    /// The server's reply to RSET: fine, or the connection is unusable.
+    fn check_reset(&mut self, reply: &Reply) -> Result<(), ClientError> {
+        if is_success(reply) {
             Ok(())
         } else {
             self.state = LinkState::Broken;
             Err(ClientError::Refused {
                 host: self.wire.host().to_owned(),
                 stage: "RSET",
-                reply: reply_text(&reply),
+                reply: reply_text(reply),
             })
         }
     }
@@ -192,8 +211,11 @@ impl ClientConnection {
         body: &[u8],
         origin: Option<&RelayOrigin>,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        self.stale = false;
         let result = self.send_message(sender, recipients, body, origin).await;
-        if let Some(metrics) = &self.metrics {
+        // A connection found dead at RSET sent nothing: the message goes
+        // on another connection and counts there.
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| !self.stale) {
             let outcome = match &result {
                 Ok(outcomes) => message_outcome(outcomes),
                 Err(_) => Some(MessageOutcome::Deferred),
@@ -234,15 +256,25 @@ impl ClientConnection {
         if sendable.is_empty() {
             return Ok(with_unsafe(recipients, Vec::new()));
         }
-        if self.state == LinkState::NeedsReset
-            && let Err(e) = self.reset().await
-        {
-            self.state = LinkState::Broken;
-            return Err(e);
+        // With PIPELINING the RSET goes in the same write as MAIL, RCPT
+        // and DATA (RFC 2920 §3.1 lets RSET be pipelined): a reused
+        // connection costs no round trip of its own.
+        let reset = self.state == LinkState::NeedsReset;
+        if reset && !self.caps.pipelining {
+            if let Err(e) = self.reset().await {
+                self.state = LinkState::Broken;
+                self.stale = true;
+                return Err(e);
+            }
         }
+        let reset = if reset && self.caps.pipelining {
+            Reset::Pipelined
+        } else {
+            Reset::Done
+        };
         self.messages += 1;
         self.state = LinkState::NeedsReset;
-        match self.transaction(sender, &sendable, body, origin).await {
+        match self.transaction(sender, &sendable, body, origin, reset).await {
             Ok(sent) => Ok(with_unsafe(recipients, sent)),
             Err(e) => {
                 self.state = LinkState::Broken;
@@ -262,6 +294,7 @@ impl ClientConnection {
         recipients: &[String],
         body: &[u8],
         origin: Option<&RelayOrigin>,
+        reset: Reset,
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
         let mut mail = mail_command(sender, &self.caps, body, origin);
         if self.require_tls {
@@ -270,15 +303,23 @@ impl ClientConnection {
         }
         let mut rcpts = Vec::with_capacity(recipients.len());
         let data = if self.caps.pipelining {
-            let mut batch = mail;
+            let mut batch = String::with_capacity(mail.len() + 64 * (recipients.len() + 1));
+            if reset == Reset::Pipelined {
+                batch.push_str("RSET\r\n");
+            }
+            batch.push_str(&mail);
             for r in recipients {
                 batch.push_str(&rcpt_command(r));
             }
             batch.push_str("DATA\r\n");
             let limit = self.settings.command_timeout;
-            self.wire
-                .write(&batch, "pipelined MAIL, RCPT and DATA", limit)
-                .await?;
+            if reset == Reset::Pipelined {
+                self.pipelined_reset(&batch, limit).await?;
+            } else {
+                self.wire
+                    .write(&batch, "pipelined MAIL, RCPT and DATA", limit)
+                    .await?;
+            }
             let mail = self.read("reply to MAIL").await?;
             for _ in recipients {
                 rcpts.push(self.read("reply to RCPT").await?);
@@ -366,6 +407,25 @@ impl ClientConnection {
         lmtp_outcomes(recipients, mail, rcpts, &ends)
     }
 
+    /// Writes `batch` (RSET, MAIL, RCPT…, DATA) and reads the reply to its
+    /// RSET. A failure up to here means the connection died while idle:
+    /// the server answered none of the transaction, so it is marked stale
+    /// and the message may go on another connection at once.
+    async fn pipelined_reset(&mut self, batch: &str, limit: std::time::Duration) -> Result<(), ClientError> {
+        let reset = async {
+            self.wire
+                .write(batch, "pipelined RSET, MAIL, RCPT and DATA", limit)
+                .await?;
+            let reply = self.read("reply to RSET").await?;
+            self.check_reset(&reply)
+        };
+        let result = reset.await;
+        if result.is_err() {
+            self.stale = true;
+        }
+        result
+    }
+
     /// RSET after a transaction that sent no message; the outcomes are
     /// known already, so a failure only marks the connection unusable.
     async fn reset_after_refusal(&mut self) {
@@ -399,6 +459,15 @@ impl ClientConnection {
             self.state = LinkState::Broken;
         }
     }
+}
+
+/// Whether a transaction begins with a pipelined RSET.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reset {
+    /// The connection is ready for MAIL.
+    Done,
+    /// RSET goes first in the pipelined batch.
+    Pipelined,
 }
 
 /// How a message went, from its recipients' outcomes: accepted when any

@@ -12,8 +12,11 @@
 //! one is cached, so a hop never has more connections than that limit, and
 //! under a steady load the same few connections carry message after
 //! message instead of being closed for want of room in the cache. A cached
-//! connection is proved alive with RSET before reuse; when that fails the
-//! next one is tried, then a new connection. Idle connections expire after
+//! connection is proved alive by the RSET that opens its next transaction
+//! (pipelined with MAIL, RCPT and DATA when the server offers PIPELINING,
+//! so reuse costs no round trip); when the connection turns out to have
+//! died while idle, nothing of the message was sent and it goes at once on
+//! the next cached connection, then a new one. Idle connections expire after
 //! `idle_keep` (checked when taken, and by [`Pool::reap`], which
 //! [`Pool::spawn_reaper`] runs periodically).
 //!
@@ -200,49 +203,62 @@ impl Pool {
         let origin = origin.filter(|_| hop.tls == TlsRequirement::ORGANISATION);
         // Held until the connection is back in the cache (or closed).
         let _turn = self.inner.turn(&hop.key).await;
-        let cached = if options == SendOptions::default() {
-            self.reuse(hop, Dialect::Smtp).await
-        } else {
-            None
-        };
-        let (mut conn, epoch) = match cached {
-            Some(reused) => reused,
-            None => match (
-                self.inner.connector.identity_epoch(),
-                self.inner.connector.connect_with(hop, options).await,
-            ) {
-                (epoch, Ok(conn)) => (conn, epoch),
-                (_, Err(ClientError::RequireTls { host, code, reason })) => {
-                    let text = format!("550 {code} {reason} ({host})");
-                    return Ok(recipients
-                        .iter()
-                        .map(|r| {
-                            RecipientOutcome::new(r.clone(), DeliveryOutcome::PermanentFailure(text.clone()))
-                        })
-                        .collect());
-                }
-                (_, Err(e)) => return Err(e),
-            },
-        };
-        conn.set_require_tls(options.require_tls);
-        let policy = conn.policy();
-        let outcomes = conn.send_relayed(sender, recipients, body, origin).await;
-        let outcomes = match policy {
-            // The queue entry says which TLS policy applied.
-            Some(policy) => outcomes
-                .map(|list| {
-                    list.into_iter()
-                        .map(|o| o.noting(&format!("[TLS policy {policy}]")))
-                        .collect()
-                })
-                .map_err(|e| ClientError::UnderPolicy {
-                    policy,
-                    source: Box::new(e),
-                })?,
-            None => outcomes?,
-        };
-        self.release(hop, conn, epoch);
-        Ok(outcomes)
+        loop {
+            let cached = if options == SendOptions::default() {
+                self.take_idle(hop, Dialect::Smtp)
+            } else {
+                None
+            };
+            let reused = cached.is_some();
+            let (mut conn, epoch) = match cached {
+                Some(reused) => reused,
+                None => match (
+                    self.inner.connector.identity_epoch(),
+                    self.inner.connector.connect_with(hop, options).await,
+                ) {
+                    (epoch, Ok(conn)) => (conn, epoch),
+                    (_, Err(ClientError::RequireTls { host, code, reason })) => {
+                        let text = format!("550 {code} {reason} ({host})");
+                        return Ok(recipients
+                            .iter()
+                            .map(|r| {
+                                RecipientOutcome::new(
+                                    r.clone(),
+                                    DeliveryOutcome::PermanentFailure(text.clone()),
+                                )
+                            })
+                            .collect());
+                    }
+                    (_, Err(e)) => return Err(e),
+                },
+            };
+            conn.set_require_tls(options.require_tls);
+            let policy = conn.policy();
+            let outcomes = conn.send_relayed(sender, recipients, body, origin).await;
+            if let Err(e) = &outcomes
+                && reused
+                && conn.failed_at_reset()
+            {
+                tracing::debug!(hop = %hop.key, error = %e, "cached connection is dead; trying another");
+                continue;
+            }
+            let outcomes = match policy {
+                // The queue entry says which TLS policy applied.
+                Some(policy) => outcomes
+                    .map(|list| {
+                        list.into_iter()
+                            .map(|o| o.noting(&format!("[TLS policy {policy}]")))
+                            .collect()
+                    })
+                    .map_err(|e| ClientError::UnderPolicy {
+                        policy,
+                        source: Box::new(e),
+                    })?,
+                None => outcomes?,
+            };
+            self.release(hop, conn, epoch);
+            return Ok(outcomes);
+        }
     }
 
     /// Hands one message to the LMTP server of `hop` (a mailbox server),
@@ -259,16 +275,24 @@ impl Pool {
     ) -> Result<Vec<RecipientOutcome>, ClientError> {
         // The mailbox server's concurrency is bounded like a relay hop's.
         let _turn = self.inner.turn(&hop.key).await;
-        let (mut conn, epoch) = match self.reuse(hop, Dialect::Lmtp).await {
-            Some(reused) => reused,
-            None => {
-                let epoch = self.inner.connector.identity_epoch();
-                (self.inner.connector.connect_lmtp(hop).await?, epoch)
-            }
-        };
-        let outcomes = conn.send(sender, recipients, body).await?;
-        self.release(hop, conn, epoch);
-        Ok(outcomes)
+        loop {
+            let (mut conn, epoch, reused) = match self.take_idle(hop, Dialect::Lmtp) {
+                Some((conn, epoch)) => (conn, epoch, true),
+                None => {
+                    let epoch = self.inner.connector.identity_epoch();
+                    (self.inner.connector.connect_lmtp(hop).await?, epoch, false)
+                }
+            };
+            let outcomes = match conn.send(sender, recipients, body).await {
+                Err(e) if reused && conn.failed_at_reset() => {
+                    tracing::debug!(hop = %hop.key, error = %e, "cached LMTP connection is dead; trying another");
+                    continue;
+                }
+                outcomes => outcomes?,
+            };
+            self.release(hop, conn, epoch);
+            return Ok(outcomes);
+        }
     }
 
     /// Idle connections cached for the hop `key`.
@@ -311,14 +335,15 @@ impl Pool {
         ReaperHandle(task)
     }
 
-    /// A cached connection for `hop` speaking `dialect` that answers
-    /// RSET, if any. A hop with fixed hosts (not MX-routed) takes only a
+    /// A cached connection for `hop` speaking `dialect`, if any; whether
+    /// it is still alive shows at the RSET that opens its next
+    /// transaction. A hop with fixed hosts (not MX-routed) takes only a
     /// connection to its first host: routing puts first the host it wants
     /// this message on (the edges' hubs and the hub's edges rotate per
     /// message to spread the load; a mailbox's home hub comes first), so a
     /// host that joins gets its share instead of the connections already
     /// open to the others carrying everything.
-    async fn reuse(&self, hop: &SmtpHop, dialect: Dialect) -> Option<(ClientConnection, (u64, u64))> {
+    fn take_idle(&self, hop: &SmtpHop, dialect: Dialect) -> Option<(ClientConnection, (u64, u64))> {
         let keep = self.inner.connector.settings.idle_keep;
         let first = hop
             .hosts
@@ -343,13 +368,7 @@ impl Pool {
                 tokio::spawn(idle.conn.quit());
                 continue;
             }
-            let mut conn = idle.conn;
-            match conn.reset().await {
-                Ok(()) => return Some((conn, idle.epoch)),
-                Err(e) => {
-                    tracing::debug!(hop = %hop.key, error = %e, "cached connection is dead; trying another")
-                }
-            }
+            return Some((idle.conn, idle.epoch));
         }
     }
 

@@ -121,6 +121,21 @@ impl Queue {
                 Err(error) => tracing::error!(%error, "skipping a damaged queue record"),
             }
         }
+        let (settled, dropped) = once::settle_pending(&seen, &messages)?;
+        if settled + dropped > 0 {
+            tracing::info!(
+                settled,
+                dropped,
+                "settled the origins of relayed messages a crash left half-written"
+            );
+        }
+        let orphans = store::remove_orphan_bodies(&messages, &bodies)?;
+        if orphans > 0 {
+            tracing::info!(
+                orphans,
+                "removed message bodies left without a record by a crash mid-write"
+            );
+        }
         Counters::add(&counters.queue_length, messages.len() as u64);
         let last_id = match messages.last()? {
             Some((key, _)) => QueueId::from_key(&key).ok(),
@@ -362,6 +377,9 @@ impl Queue {
         let inner = Arc::clone(&self.inner);
         let result = blocking(move || {
             let config = inner.config();
+            if let Some(done) = inner.record_without_dsn(id, &outcomes, now, &config)? {
+                return Ok(done);
+            }
             (&inner.messages, &inner.bodies)
                 .transaction(|(messages, bodies)| {
                     let mut message = store::tx_get(messages, id)?;
@@ -529,8 +547,57 @@ impl Inner {
         Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Records an attempt that queues no DSN (the common case: delivered,
+    /// or deferred with no delay notice due) with single-key writes: the
+    /// record is swapped for its new state, or taken out and then its body.
+    /// A sled transaction would write the log out twice (sled seals its
+    /// I/O buffer before and after every atomic batch, each a write and a
+    /// `sync_file_range` on its own I/O thread), on top of the group flush
+    /// that makes the attempt durable. The writes reach the log in this
+    /// order and sled recovers a prefix of its log, so a crash between them
+    /// leaves at worst a body without a record, which [`Queue::open`]
+    /// removes. `None`: a DSN is due, or the record changed meanwhile; the
+    /// caller runs the whole attempt in one transaction.
+    fn record_without_dsn(
+        &self,
+        id: QueueId,
+        outcomes: &[RecipientOutcome],
+        now: SystemTime,
+        config: &QueueConfig,
+    ) -> Result<Option<(AttemptReport, AttemptEffects)>> {
+        let key = id.to_bytes();
+        let old = self.messages.get(key)?.ok_or(QueueError::NotFound(id))?;
+        let mut message = store::decode(&key, &old)?;
+        let effects = apply_attempt(&mut message, outcomes, now, config)?;
+        let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
+        if !null_sender && !(effects.failed.is_empty() && effects.delayed.is_empty()) {
+            return Ok(None);
+        }
+        let removed = message.envelope.is_final();
+        let new = if removed {
+            None
+        } else {
+            Some(store::encode(&message)?)
+        };
+        if self.messages.compare_and_swap(key, Some(&old), new)?.is_err() {
+            return Ok(None);
+        }
+        if removed {
+            self.bodies.remove(key)?;
+        }
+        let report = AttemptReport {
+            message,
+            removed,
+            dsns: Vec::new(),
+        };
+        Ok(Some((report, effects)))
+    }
+
     /// Writes a new message (and, for a relayed one, the origins of its
-    /// recipients) in one transaction. Returns the message as the delivery
+    /// recipients) with single-key writes, in an order that a crash cannot
+    /// make wrong: origins claimed as pending, body, record, origins marked
+    /// accepted (see [`crate::queue::once`] and
+    /// [`Inner::record_without_dsn`]). Returns the message as the delivery
     /// worker takes it (`None`: every recipient was a repeat, nothing was
     /// written) and the recipients dropped as repeats.
     fn write_new(
@@ -541,48 +608,101 @@ impl Inner {
         body: sled::IVec,
         origin: Option<&RelayOrigin>,
     ) -> Result<(Option<DueMessage>, Vec<String>)> {
+        let Some(origin) = origin else {
+            return self.write_new_plain(id, envelope, body_len, body);
+        };
+        let until = origin.remember_until(SystemTime::now());
+        let pending = once::pending_value(&until, id);
+        let mut message = QueuedMessage {
+            id,
+            envelope,
+            body_len,
+            delay_notified: false,
+        };
+        let (mut claimed, mut fresh, mut suppressed) = (Vec::new(), Vec::new(), Vec::new());
+        for recipient in std::mem::take(&mut message.envelope.recipients) {
+            let key = origin.key(&recipient.address);
+            let claim = self
+                .seen
+                .compare_and_swap(&key, None::<&[u8]>, Some(&pending[..]));
+            match claim {
+                Ok(Ok(())) => {
+                    claimed.push(key);
+                    fresh.push(recipient);
+                }
+                Ok(Err(_)) => suppressed.push(recipient.address),
+                Err(e) => {
+                    self.unclaim(&claimed, &pending);
+                    return Err(e.into());
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return Ok((None, suppressed));
+        }
+        message.envelope.recipients = fresh;
+        let written = self.write_new_plain(id, message.envelope, body_len, body);
+        let accepted = written.and_then(|done| {
+            for key in &claimed {
+                self.seen.insert(key, &until[..])?;
+            }
+            Ok(done)
+        });
+        match accepted {
+            Ok((due, _)) => Ok((due, suppressed)),
+            Err(e) => {
+                let key = id.to_bytes();
+                if let Err(error) = self.messages.remove(key).and_then(|_| self.bodies.remove(key)) {
+                    tracing::warn!(%id, %error, "cannot take a half-written message back out; the next start removes it");
+                }
+                self.unclaim(&claimed, &pending);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives back the origin keys this write claimed (a store error midway),
+    /// so the sender's retry is not taken for a repeat. Best effort: what
+    /// is left pending is settled when the queue next opens.
+    fn unclaim(&self, claimed: &[Vec<u8>], pending: &[u8; 24]) {
+        for key in claimed {
+            if let Err(error) = self.seen.compare_and_swap(key, Some(&pending[..]), None::<&[u8]>) {
+                tracing::warn!(%error, "cannot give back a claimed origin; the next start does");
+            }
+        }
+    }
+
+    /// Writes a new message that names no origin: the body, then the
+    /// record, each a single-key write (see [`Inner::record_without_dsn`]
+    /// for why not a transaction). A crash between the two leaves a body
+    /// without a record, removed at the next [`Queue::open`]; scans find
+    /// the record only once its body is there.
+    fn write_new_plain(
+        &self,
+        id: QueueId,
+        envelope: Envelope,
+        body_len: u64,
+        body: sled::IVec,
+    ) -> Result<(Option<DueMessage>, Vec<String>)> {
         let key = id.to_bytes();
-        let now = SystemTime::now();
-        (&self.messages, &self.bodies, &self.seen)
-            .transaction(|(messages, bodies, seen)| {
-                let mut message = QueuedMessage {
-                    id,
-                    envelope: envelope.clone(),
-                    body_len,
-                    delay_notified: false,
-                };
-                let mut suppressed = Vec::new();
-                if let Some(origin) = origin {
-                    let until = origin.remember_until(now);
-                    let mut fresh = Vec::new();
-                    for recipient in message.envelope.recipients {
-                        let seen_key = origin.key(&recipient.address);
-                        if seen.get(&seen_key)?.is_some() {
-                            suppressed.push(recipient.address);
-                        } else {
-                            seen.insert(seen_key, &until[..])?;
-                            fresh.push(recipient);
-                        }
-                    }
-                    message.envelope.recipients = fresh;
-                }
-                if message.envelope.recipients.is_empty() {
-                    return Ok((None, suppressed));
-                }
-                let record = store::encode(&message).map_err(ConflictableTransactionError::Abort)?;
-                messages.insert(&key, record)?;
-                bodies.insert(&key, body.clone())?;
-                let due = DueMessage {
-                    id,
-                    sender: message.envelope.sender,
-                    recipients: message.envelope.recipients,
-                    require_tls: message.envelope.require_tls,
-                    received_at: message.envelope.received_at,
-                    attempt: Attempt::First,
-                };
-                Ok::<_, TxError>((Some(due), suppressed))
-            })
-            .map_err(store::from_tx)
+        let message = QueuedMessage {
+            id,
+            envelope,
+            body_len,
+            delay_notified: false,
+        };
+        let record = store::encode(&message)?;
+        self.bodies.insert(key, body)?;
+        self.messages.insert(key, record)?;
+        let due = DueMessage {
+            id,
+            sender: message.envelope.sender,
+            recipients: message.envelope.recipients,
+            require_tls: message.envelope.require_tls,
+            received_at: message.envelope.received_at,
+            attempt: Attempt::First,
+        };
+        Ok((Some(due), Vec::new()))
     }
 
     /// Takes a message whose flush failed back out of the store, with the

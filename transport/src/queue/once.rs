@@ -2,10 +2,19 @@
 //! node of its organisation, it names the message by its own queue id
 //! ([`RelayOrigin`], sent as the `X-POSTERN-ONCE` parameter of `MAIL FROM`);
 //! the receiving queue remembers every (sender node, queue id, recipient)
-//! it accepted, in the `queue/seen` tree, in the same transaction as the
-//! message itself, until the sender's message expiry. A repeat (the sender
-//! lost our 250 to a crash or a broken connection and tries again) is
-//! recognised and dropped instead of being delivered twice.
+//! it accepted, in the `queue/seen` tree, until the sender's message
+//! expiry. A repeat (the sender lost our 250 to a crash or a broken
+//! connection and tries again) is recognised and dropped instead of being
+//! delivered twice.
+//!
+//! A key is claimed before the message is written (a compare-and-swap, so
+//! two sessions carrying the same message cannot both take it) as
+//! *pending* (the expiry and the new queue id), and marked *accepted* (the
+//! expiry alone) once the message's record is written. sled recovers a
+//! prefix of its log, so after a crash a pending key names a message whose
+//! record either is there (the key is marked accepted) or never was (the
+//! key is dropped, so the sender's retry is queued): see
+//! [`settle_pending`].
 //!
 //! Only nodes of the organisation may send the parameter (the session
 //! offers and accepts it only from direct-trust peers on an organisation
@@ -100,11 +109,57 @@ impl RelayOrigin {
 
 /// Whether a stored value says the key may be forgotten at `now`.
 pub(crate) fn is_expired(value: &[u8], now: SystemTime) -> bool {
-    match <[u8; 8]>::try_from(value) {
-        Ok(bytes) => u64::from_be_bytes(bytes) < unix_millis(now),
+    match until_of(value) {
+        Some(until) => until < unix_millis(now),
         // Not ours to read: drop it rather than keep it forever.
-        Err(_) => true,
+        None => true,
     }
+}
+
+/// The expiry (Unix milliseconds) a stored value names: an accepted key's
+/// 8 bytes, or the first 8 of a pending key's 24 (then the queue id).
+fn until_of(value: &[u8]) -> Option<u64> {
+    if value.len() != 8 && value.len() != 8 + 16 {
+        return None;
+    }
+    let (until, _) = value.split_first_chunk::<8>()?;
+    Some(u64::from_be_bytes(*until))
+}
+
+/// The value of a key claimed for the message `id`, whose record is not
+/// written yet.
+pub(crate) fn pending_value(until: &[u8; 8], id: QueueId) -> [u8; 24] {
+    let mut value = [0; 24];
+    value[..8].copy_from_slice(until);
+    value[8..].copy_from_slice(&id.to_bytes());
+    value
+}
+
+/// The message a pending key was claimed for; `None` for an accepted key.
+pub(crate) fn pending_id(value: &[u8]) -> Option<QueueId> {
+    let id = value.get(8..).filter(|id| id.len() == 16)?;
+    QueueId::from_key(id).ok()
+}
+
+/// After a crash: marks accepted every pending key whose message has a
+/// record in `messages`, and drops the others (that message was never
+/// acknowledged: its record precedes in the log any flush that let a
+/// session answer 250). Returns (accepted, dropped). Runs when the queue
+/// opens, before any session writes.
+pub(crate) fn settle_pending(seen: &sled::Tree, messages: &sled::Tree) -> sled::Result<(usize, usize)> {
+    let (mut accepted, mut dropped) = (0, 0);
+    for entry in seen.iter() {
+        let (key, value) = entry?;
+        let Some(id) = pending_id(&value) else { continue };
+        if messages.contains_key(id.to_bytes())? {
+            seen.insert(key, &value[..8])?;
+            accepted += 1;
+        } else {
+            seen.remove(key)?;
+            dropped += 1;
+        }
+    }
+    Ok((accepted, dropped))
 }
 
 fn unix_millis(t: SystemTime) -> u64 {

@@ -9,8 +9,12 @@
 //!   written or read, which is acceptable at these sizes; streaming bodies
 //!   to files would be the next step if the size limit grows.
 //!
-//! Both are always written in one multi-tree transaction, so a crash leaves
-//! either both or neither.
+//! A new message is written body first, then record; a message leaves
+//! record first, then body; a DSN and the attempt that queues it, a relayed
+//! message and its origins, and an administrator's removal are one
+//! multi-tree transaction. sled recovers a prefix of its log, so a crash
+//! leaves at worst a body without a record, which
+//! [`remove_orphan_bodies`] takes out when the queue opens.
 
 use postern_model::QueueId;
 use sled::transaction::{
@@ -81,6 +85,21 @@ pub(crate) fn tx_remove(
     messages.remove(&id.to_bytes())?;
     bodies.remove(&id.to_bytes())?;
     Ok(())
+}
+
+/// Removes every body whose record is missing (a crash between the two
+/// single-key writes of a message arriving or leaving); returns how many.
+/// Runs when the queue opens, before anything else writes.
+pub(crate) fn remove_orphan_bodies(messages: &sled::Tree, bodies: &sled::Tree) -> Result<usize, QueueError> {
+    let mut removed = 0;
+    for key in bodies.iter().keys() {
+        let key = key?;
+        if !messages.contains_key(&key)? {
+            bodies.remove(&key)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Turns a transaction's failure into the queue's error.

@@ -1,17 +1,25 @@
 //! Message data as a session receives it: the header section in memory
 //! (it must pass the header firewall before anything is queued, and is
-//! at most [`MAX_HEADER_SECTION`]), everything after it streamed to the
-//! queue's spool as it arrives, so a session's memory stays bounded
-//! whatever the message size. Without a spool directory (or if the spool
-//! cannot be written) the whole message is kept in memory, as before.
+//! at most [`MAX_HEADER_SECTION`]); a body of up to [`SPOOL_ABOVE`] octets
+//! in memory too, to be stored whole in the queue under its group flush;
+//! a larger body streamed to the queue's spool as it arrives (its file
+//! made at the first octet past the limit), so a session's memory stays
+//! bounded whatever the message size. Without a spool directory (or if the
+//! spool cannot be written) the whole message is kept in memory, as before.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::queue::QueueError;
 use crate::queue::spool::SpoolWriter;
 
 /// The largest header section accepted: 1 MiB.
 pub const MAX_HEADER_SECTION: usize = 1024 * 1024;
+
+/// The largest body (after the header section) kept in memory and stored
+/// whole in the queue: 64 KiB. A spooled body costs a file and two fsyncs
+/// of its own (file and directory) per message; one stored whole rides the
+/// queue's group flush with the rest of the message's record.
+pub const SPOOL_ABOVE: usize = 64 * 1024;
 
 /// Where the header section stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +37,12 @@ enum Head {
 pub(crate) struct Incoming {
     /// What the data receiver appended since the last [`settle`](Self::settle).
     pending: Vec<u8>,
-    /// The header section (without a spool: the whole message).
+    /// The header section (without a spool directory: the whole message).
     head: Vec<u8>,
+    /// The body after the header section while it is not spooled.
+    rest: Vec<u8>,
+    /// Where a body over [`SPOOL_ABOVE`] goes; `None`: kept in memory.
+    spool_dir: Option<PathBuf>,
     spool: Option<SpoolWriter>,
     state: Head,
     /// How much of `head` is known to hold no end of the header section
@@ -41,7 +53,7 @@ pub(crate) struct Incoming {
 
 /// What was received, at the final dot.
 pub(crate) struct Received {
-    /// The header section (without a spool: the whole message).
+    /// The header section (the whole message when nothing was spooled).
     pub head: Vec<u8>,
     /// The rest, spooled.
     pub spool: Option<SpoolWriter>,
@@ -66,20 +78,15 @@ impl Default for Incoming {
 }
 
 impl Incoming {
-    /// Receives into `spool_dir` when given (falls back to memory, with a
-    /// warning, if no file can be made there).
+    /// Receives a body over [`SPOOL_ABOVE`] into `spool_dir` when given
+    /// (falls back to memory, with a warning, if no file can be made there).
     pub(crate) fn new(spool_dir: Option<&Path>) -> Self {
-        let spool = spool_dir.and_then(|dir| match SpoolWriter::create(dir) {
-            Ok(writer) => Some(writer),
-            Err(error) => {
-                tracing::warn!(%error, "cannot spool message data; keeping this message in memory");
-                None
-            }
-        });
         Self {
             pending: Vec::new(),
             head: Vec::new(),
-            spool,
+            rest: Vec::new(),
+            spool_dir: spool_dir.map(Path::to_path_buf),
+            spool: None,
             state: Head::Reading,
             searched: 0,
             failed: None,
@@ -91,22 +98,24 @@ impl Incoming {
         &mut self.pending
     }
 
-    /// After each read: moves what follows the header section to the spool.
+    /// After each read: moves what follows the header section to the body
+    /// (in memory, or spooled once it is over [`SPOOL_ABOVE`]).
     pub(crate) fn settle(&mut self) {
-        let Some(spool) = self.spool.as_mut() else {
+        if self.spool_dir.is_none() && self.spool.is_none() && self.rest.is_empty() {
             self.head.append(&mut self.pending);
             return;
-        };
+        }
+        let mut pending = std::mem::take(&mut self.pending);
         let result = match self.state {
             Head::Reading => {
-                self.head.append(&mut self.pending);
+                self.head.append(&mut pending);
                 let found = header_end(&self.head, self.searched);
                 self.searched = self.head.len();
                 match found {
                     Some(end) => {
                         self.state = Head::Complete;
                         let rest = self.head.split_off(end);
-                        spool.append(&rest)
+                        self.keep(&rest)
                     }
                     None if self.head.len() > MAX_HEADER_SECTION => {
                         self.state = Head::TooLong;
@@ -116,14 +125,46 @@ impl Incoming {
                     None => Ok(()),
                 }
             }
-            Head::Complete if self.failed.is_none() => spool.append(&self.pending),
+            Head::Complete if self.failed.is_none() => self.keep(&pending),
             Head::Complete | Head::TooLong => Ok(()),
         };
-        self.pending.clear();
+        pending.clear();
+        self.pending = pending;
         if let Err(error) = result
             && self.failed.is_none()
         {
             self.failed = Some(error);
+        }
+    }
+
+    /// Adds `data` to the body: in memory up to [`SPOOL_ABOVE`], then in
+    /// the spool (the file made now, with what was kept so far).
+    fn keep(&mut self, data: &[u8]) -> Result<(), QueueError> {
+        if let Some(spool) = self.spool.as_mut() {
+            return spool.append(data);
+        }
+        let Some(dir) = self
+            .spool_dir
+            .as_deref()
+            .filter(|_| self.rest.len() + data.len() > SPOOL_ABOVE)
+        else {
+            self.rest.extend_from_slice(data);
+            return Ok(());
+        };
+        match SpoolWriter::create(dir) {
+            Ok(mut spool) => {
+                spool.append(&self.rest)?;
+                spool.append(data)?;
+                self.rest = Vec::new();
+                self.spool = Some(spool);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot spool message data; keeping this message in memory");
+                self.spool_dir = None;
+                self.rest.extend_from_slice(data);
+                Ok(())
+            }
         }
     }
 
@@ -136,9 +177,11 @@ impl Incoming {
             (_, Some(error)) => Some(Problem::Spool(error)),
             _ => None,
         };
+        let mut head = self.head;
+        head.append(&mut self.rest);
         Received {
-            len: self.head.len() as u64 + spooled,
-            head: self.head,
+            len: head.len() as u64 + spooled,
+            head,
             spool: self.spool,
             problem,
         }
@@ -182,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn the_body_goes_to_the_spool_in_pieces() {
+    fn a_small_body_stays_in_memory_and_makes_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut incoming = Incoming::new(Some(dir.path()));
         for piece in [&b"Subject: x\r"[..], b"\n\r", b"\nline one\r\n", b"line two\r\n"] {
@@ -190,10 +233,35 @@ mod tests {
             incoming.settle();
         }
         let received = incoming.finish();
-        assert_eq!(received.head, b"Subject: x\r\n\r\n");
+        assert_eq!(received.head, b"Subject: x\r\n\r\nline one\r\nline two\r\n");
         assert_eq!(received.len, 14 + 20);
         assert!(received.problem.is_none());
-        assert_eq!(received.spool.unwrap().len(), 20);
+        assert!(received.spool.is_none());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_large_body_goes_to_the_spool_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut incoming = Incoming::new(Some(dir.path()));
+        let line = b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
+        incoming.buffer().extend_from_slice(b"Subject: x\r");
+        incoming.settle();
+        incoming.buffer().extend_from_slice(b"\n\r\nfirst\r\n");
+        incoming.settle();
+        let mut body = b"first\r\n".to_vec();
+        while body.len() <= SPOOL_ABOVE {
+            incoming.buffer().extend_from_slice(line);
+            incoming.settle();
+            body.extend_from_slice(line);
+        }
+        let received = incoming.finish();
+        assert_eq!(received.head, b"Subject: x\r\n\r\n");
+        assert_eq!(received.len, 14 + body.len() as u64);
+        assert!(received.problem.is_none());
+        let spool = received.spool.unwrap();
+        assert_eq!(spool.len(), body.len() as u64);
+        assert_eq!(std::fs::read(spool.path()).unwrap(), body);
     }
 
     #[test]

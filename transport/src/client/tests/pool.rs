@@ -43,6 +43,35 @@ async fn messages_share_one_connection() {
             "QUIT"
         ]
     );
+    // The RSET before a reused connection's transaction went in one write
+    // with MAIL, RCPT and DATA: no round trip of its own.
+    assert_eq!(
+        sessions[0].pipelined,
+        ["RCPT", "DATA", "MAIL", "RCPT", "DATA", "MAIL", "RCPT", "DATA"]
+    );
+}
+
+#[tokio::test]
+async fn cached_connection_refusing_rset_is_replaced_without_deferring() {
+    let client = node(HELO);
+    let srv = TestServer::start(Script {
+        rset_reply: Some("421 4.3.2 Shutting down".into()),
+        ..Script::default()
+    })
+    .await;
+    let pool = pool_with(&client, settings());
+    let relay = hop(vec![srv.host()], TlsRequirement::OPPORTUNISTIC);
+    for i in 0..3 {
+        let outcomes = pool
+            .deliver(&relay, None, &rcpts(&[&format!("r{i}@mx.test")]), BODY)
+            .await
+            .unwrap();
+        assert_eq!(kinds(&outcomes)[0].1, "delivered", "message {i}");
+    }
+    // Each reused connection answered RSET with 421 and was dropped; the
+    // message went at once on a new connection, which carried it.
+    let counts: Vec<usize> = srv.sessions().iter().map(|s| s.messages.len()).collect();
+    assert_eq!(counts, [1, 1, 1]);
 }
 
 #[tokio::test]

@@ -43,6 +43,8 @@ pub struct Script {
     /// Over LMTP, drop the connection after this many per-recipient
     /// replies.
     pub lmtp_hang_up_after: Option<usize>,
+    /// A reply to RSET instead of the 250 (e.g. `421 …`: shutting down).
+    pub rset_reply: Option<String>,
 }
 
 impl Default for Script {
@@ -64,6 +66,7 @@ impl Default for Script {
             hang_up_after_message: false,
             lmtp: None,
             lmtp_hang_up_after: None,
+            rset_reply: None,
         }
     }
 }
@@ -79,6 +82,9 @@ pub struct SessionRecord {
     pub client_cert: Option<Thumbprint>,
     /// Messages received (dot-unstuffed, with CRLF).
     pub messages: Vec<Vec<u8>>,
+    /// The verbs of the commands that had arrived before the server
+    /// answered the command ahead of them (pipelined by the client).
+    pub pipelined: Vec<String>,
 }
 
 type Log = Arc<Mutex<Vec<SessionRecord>>>;
@@ -194,6 +200,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     let mut accepted: Vec<String> = Vec::new();
     loop {
         buf.clear();
+        let waiting = !io.buffer().is_empty();
         match io.read_until(b'\n', &mut buf).await {
             Ok(0) | Err(_) => return End::Closed,
             Ok(_) => {}
@@ -207,6 +214,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             .next()
             .unwrap_or_default()
             .to_ascii_uppercase();
+        if waiting {
+            log.lock().unwrap()[index].pipelined.push(verb.clone());
+        }
         let hello = if script.lmtp.is_some() { "LHLO" } else { "EHLO" };
         let reply = match verb.as_str() {
             v if v == hello => match (&script.ehlo_reply, tls) {
@@ -287,10 +297,11 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 script.end_reply.clone()
             }
-            "RSET" | "NOOP" => {
+            "RSET" => {
                 accepted.clear();
-                "250 2.0.0 OK".into()
+                script.rset_reply.clone().unwrap_or_else(|| "250 2.0.0 OK".into())
             }
+            "NOOP" => "250 2.0.0 OK".into(),
             "QUIT" => {
                 let _ = io.write_all(b"221 2.0.0 Bye\r\n").await;
                 return End::Closed;
