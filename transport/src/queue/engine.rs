@@ -1,5 +1,10 @@
 //! `Queue`: enqueue with group commit, the due list for delivery workers,
 //! recording attempts (with DSNs queued in the same transaction), restart.
+//! Only the rarer writes are sled transactions (a DSN with the attempt
+//! that queues it, a removal by the administrator, taking back a message
+//! whose flush failed): sled writes its log out twice for each, so the
+//! common paths are single-key writes in an order a crash cannot make
+//! wrong (see [`crate::queue::store`] and [`crate::queue::once`]).
 //!
 //! # Who holds a message
 //! Every message is either free (the [`Queue::due`] scan may list it) or
@@ -182,8 +187,9 @@ impl Queue {
     /// Like [`Queue::enqueue`], for a message another node of the
     /// organisation relays and names by `origin`: recipients already
     /// accepted under the same origin are dropped, and the others are
-    /// remembered (until the origin's expiry) in the same transaction that
-    /// queues the message, so a crash cannot separate the two. Returns once
+    /// remembered (until the origin's expiry), claimed before the message is
+    /// written and settled at the next open if a crash comes between
+    /// (see [`crate::queue::once`]). Returns once
     /// the outcome is durable, even when everything was a repeat (the
     /// first copy may still be on its way to disk).
     pub async fn enqueue_relayed(
@@ -362,7 +368,9 @@ impl Queue {
     /// `now`: updates their state and the hops' back-off, expires the
     /// message if it is too old, queues the failure or delay DSN (not for a
     /// null sender), and removes the message once every recipient is final.
-    /// All of it is one transaction, made durable before returning.
+    /// Made durable before returning; an attempt that queues a DSN is one
+    /// transaction, any other a few single-key writes (see
+    /// [`crate::queue::store`]).
     pub async fn record_attempt(
         &self,
         id: QueueId,

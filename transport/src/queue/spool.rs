@@ -2,11 +2,12 @@
 //! receiving session holds at most its header section and one read in
 //! memory, whatever the message size.
 //!
-//! A session opens a [`SpoolWriter`] in the node's spool directory
-//! (`DATA_DIR/spool`), appends the body (everything after the header
-//! section) as it is received, and at the final dot
-//! [`Queue::enqueue_spooled`] fsyncs the file, renames it to the queue id
-//! and stores, in the same transaction as the envelope, a small reference
+//! A session whose body (everything after the header section) grows past
+//! [`crate::server::SPOOL_ABOVE`] opens a [`SpoolWriter`] in the node's
+//! spool directory (`DATA_DIR/spool`) and appends the body as it is
+//! received (smaller bodies are stored whole in the queue); at the final
+//! dot [`Queue::enqueue_spooled`] fsyncs the file, renames it to the queue
+//! id and stores, with the envelope, a small reference
 //! in place of the body: the message's first part (trace fields and the
 //! checked header section) and the file's path. The client hears 250 only
 //! after the file, its directory and the record are on disk, as before.

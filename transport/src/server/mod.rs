@@ -34,6 +34,7 @@ pub use config::{
     DEFAULT_MIN_DATA_RATE, ReceiveConnectorConfig,
 };
 pub use firewall::{Firewall, HeaderError, ORG_HEADER_PREFIX, strip_org_headers};
+pub use incoming::SPOOL_ABOVE;
 pub use received::ReceivedStamp;
 pub use recipients::{RouteBook, RoutingPolicy, SharedOrigin};
 pub use record::{ConnectionInfo, SessionEnd, SessionId, SessionRecord};

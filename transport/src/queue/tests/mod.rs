@@ -10,6 +10,7 @@ use super::*;
 use crate::routing::NextHop;
 
 mod crash;
+mod half_written;
 mod leases;
 mod relayed;
 mod remove;
