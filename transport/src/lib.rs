@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod connectors;
 pub mod delivery;
+pub mod dir_sync;
 pub mod dns;
 pub mod domain_security;
 pub mod error_text;

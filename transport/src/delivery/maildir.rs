@@ -1,6 +1,8 @@
 //! Local delivery to Maildir, as Dovecot reads it:
 //! `ROOT/<domain>/<local-part>/Maildir/{tmp,new,cur}`; each message is
-//! written to `tmp`, fsynced, renamed into `new`, and `new` is fsynced.
+//! written to `tmp`, fsynced, renamed into `new`, and `new` is fsynced
+//! (one sync shared by the deliveries renaming into it at the same time,
+//! [`crate::dir_sync`]).
 //!
 //! File names are derived from the queue id and the recipient, so a
 //! delivery repeated after a crash (the queue had not yet recorded it)
@@ -9,7 +11,7 @@
 //! grows with the mailbox; it is skipped on a message's first attempt
 //! ([`Attempt::First`]), when no copy can exist.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -115,7 +117,7 @@ impl Maildir {
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp_path, &final_path)?;
-        File::open(dir.join("new"))?.sync_all()?;
+        crate::dir_sync::sync_dir(&dir.join("new"))?;
         Ok(name)
     }
 }

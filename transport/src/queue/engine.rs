@@ -42,6 +42,16 @@ use crate::routing::NextHop;
 mod remove;
 pub use remove::{REMOVED_REPLY, Removed};
 
+/// Where a new message's stored body value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyIo {
+    /// Already in memory: the write runs on the calling task.
+    Memory,
+    /// Made by committing a spooled file (an fsync): the write runs on a
+    /// blocking thread.
+    File,
+}
+
 /// Why a message is invisible to [`Queue::due`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hold {
@@ -179,7 +189,13 @@ impl Queue {
         let len = body.len() as u64;
         // One copy into sled's buffer; retries of the transaction share it.
         let outcome = self
-            .accept(envelope, len, move |_| Ok(sled::IVec::from(body)), None)
+            .accept(
+                envelope,
+                len,
+                BodyIo::Memory,
+                move |_| Ok(sled::IVec::from(body)),
+                None,
+            )
             .await?;
         outcome.id.ok_or(QueueError::NoRecipients)
     }
@@ -202,6 +218,7 @@ impl Queue {
         self.accept(
             envelope,
             len,
+            BodyIo::Memory,
             move |_| Ok(sled::IVec::from(body)),
             Some(origin.clone()),
         )
@@ -216,6 +233,7 @@ impl Queue {
         &self,
         mut envelope: Envelope,
         body_len: u64,
+        io: BodyIo,
         value: impl FnOnce(QueueId) -> Result<sled::IVec> + Send + 'static,
         origin: Option<RelayOrigin>,
     ) -> Result<RelayedOutcome> {
@@ -230,11 +248,20 @@ impl Queue {
         let id = self.inner.next_id(SystemTime::now());
         // Held before the write: no scan may see it until it is durable.
         let guard = AcceptGuard::new(&self.inner, id);
-        let inner = Arc::clone(&self.inner);
-        let written_origin = origin.clone();
-        let (queued, suppressed) =
-            blocking(move || inner.write_new(id, envelope, body_len, value(id)?, written_origin.as_ref()))
-                .await?;
+        let (queued, suppressed) = match io {
+            // sled writes into its in-memory log buffer (its own threads
+            // write the buffer out): a hand-off to a blocking thread and
+            // back would cost more than the write.
+            BodyIo::Memory => self
+                .inner
+                .write_new(id, envelope, body_len, value(id)?, origin.as_ref())?,
+            BodyIo::File => {
+                let inner = Arc::clone(&self.inner);
+                let written_origin = origin.clone();
+                blocking(move || inner.write_new(id, envelope, body_len, value(id)?, written_origin.as_ref()))
+                    .await?
+            }
+        };
         if let Err(error) = self.inner.commit.durable().await {
             if let Some(due) = &queued {
                 let keys = match &origin {
@@ -382,69 +409,82 @@ impl Queue {
         let dsn_ids: [QueueId; DSNS_PER_ATTEMPT] =
             std::array::from_fn(|_| self.inner.next_id(SystemTime::now()));
         let dsn_guards = dsn_ids.map(|dsn| AcceptGuard::new(&self.inner, dsn));
+        // The common attempt runs here (single-key writes into sled's
+        // memory, as in `accept`); one that queues a DSN reads the body and
+        // runs a transaction, on a blocking thread.
+        let fast = self
+            .inner
+            .record_without_dsn(id, &outcomes, now, &self.inner.config());
         let inner = Arc::clone(&self.inner);
-        let result = blocking(move || {
-            let config = inner.config();
-            if let Some(done) = inner.record_without_dsn(id, &outcomes, now, &config)? {
-                return Ok(done);
-            }
-            (&inner.messages, &inner.bodies)
-                .transaction(|(messages, bodies)| {
-                    let mut message = store::tx_get(messages, id)?;
-                    let effects = apply_attempt(&mut message, &outcomes, now, &config)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    let mut dsns = Vec::new();
-                    let mut ids = dsn_ids.iter();
-                    // The body is read only for a DSN, which quotes its
-                    // headers; most attempts build none (and a null sender
-                    // gets none). A spooled body's file stays unread.
-                    let mut body: Option<sled::IVec> = None;
-                    let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
-                    for (kind, indices) in [
-                        (DsnKind::Failure, &effects.failed),
-                        (DsnKind::Delay, &effects.delayed),
-                    ] {
-                        if indices.is_empty() || null_sender {
-                            continue;
-                        }
-                        let body = match &mut body {
-                            Some(body) => body,
-                            // A message without a body record still gets its
-                            // report, quoting no headers (as before).
-                            None => body.insert(bodies.get(id.to_bytes())?.unwrap_or_default()),
-                        };
-                        let part = crate::queue::spool::header_part(body);
-                        let headers = original_headers(&part);
-                        let Some(dsn) = inner.dsn(&message, kind, indices, headers, now) else {
-                            continue;
-                        };
-                        let Some(&dsn_id) = ids.next() else { break };
-                        let notice = QueuedMessage {
-                            id: dsn_id,
-                            envelope: Envelope::new(None, vec![RecipientState::to_domain_of(dsn.to)], now),
-                            body_len: dsn.message.len() as u64,
-                            delay_notified: false,
-                        };
-                        store::tx_put(messages, &notice)?;
-                        bodies.insert(&notice.id.to_bytes(), dsn.message)?;
-                        dsns.push(notice.id);
-                    }
-                    let removed = message.envelope.is_final();
-                    if removed {
-                        store::tx_remove(messages, bodies, id)?;
-                    } else {
-                        store::tx_put(messages, &message)?;
-                    }
-                    let report = AttemptReport {
-                        message,
-                        removed,
-                        dsns,
-                    };
-                    Ok((report, effects.clone()))
+        let result = match fast {
+            Ok(Some(done)) => Ok(done),
+            Err(error) => Err(error),
+            Ok(None) => {
+                blocking(move || {
+                    let config = inner.config();
+                    (&inner.messages, &inner.bodies)
+                        .transaction(|(messages, bodies)| {
+                            let mut message = store::tx_get(messages, id)?;
+                            let effects = apply_attempt(&mut message, &outcomes, now, &config)
+                                .map_err(ConflictableTransactionError::Abort)?;
+                            let mut dsns = Vec::new();
+                            let mut ids = dsn_ids.iter();
+                            // The body is read only for a DSN, which quotes its
+                            // headers; most attempts build none (and a null sender
+                            // gets none). A spooled body's file stays unread.
+                            let mut body: Option<sled::IVec> = None;
+                            let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
+                            for (kind, indices) in [
+                                (DsnKind::Failure, &effects.failed),
+                                (DsnKind::Delay, &effects.delayed),
+                            ] {
+                                if indices.is_empty() || null_sender {
+                                    continue;
+                                }
+                                let body = match &mut body {
+                                    Some(body) => body,
+                                    // A message without a body record still gets its
+                                    // report, quoting no headers (as before).
+                                    None => body.insert(bodies.get(id.to_bytes())?.unwrap_or_default()),
+                                };
+                                let part = crate::queue::spool::header_part(body);
+                                let headers = original_headers(&part);
+                                let Some(dsn) = inner.dsn(&message, kind, indices, headers, now) else {
+                                    continue;
+                                };
+                                let Some(&dsn_id) = ids.next() else { break };
+                                let notice = QueuedMessage {
+                                    id: dsn_id,
+                                    envelope: Envelope::new(
+                                        None,
+                                        vec![RecipientState::to_domain_of(dsn.to)],
+                                        now,
+                                    ),
+                                    body_len: dsn.message.len() as u64,
+                                    delay_notified: false,
+                                };
+                                store::tx_put(messages, &notice)?;
+                                bodies.insert(&notice.id.to_bytes(), dsn.message)?;
+                                dsns.push(notice.id);
+                            }
+                            let removed = message.envelope.is_final();
+                            if removed {
+                                store::tx_remove(messages, bodies, id)?;
+                            } else {
+                                store::tx_put(messages, &message)?;
+                            }
+                            let report = AttemptReport {
+                                message,
+                                removed,
+                                dsns,
+                            };
+                            Ok((report, effects.clone()))
+                        })
+                        .map_err(store::from_tx)
                 })
-                .map_err(store::from_tx)
-        })
-        .await;
+                .await
+            }
+        };
         let (report, effects) = result?;
         self.inner.commit.durable().await?;
         dsn_guards.into_iter().for_each(AcceptGuard::free);

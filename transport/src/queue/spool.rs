@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use postern_model::QueueId;
 
+use crate::queue::engine::BodyIo;
 use crate::queue::envelope::Envelope;
 use crate::queue::error::{QueueError, Result};
 use crate::queue::{Queue, RelayOrigin, RelayedOutcome};
@@ -101,8 +102,14 @@ impl Queue {
         origin: Option<&RelayOrigin>,
     ) -> Result<RelayedOutcome> {
         let len = head.len() as u64 + body.len;
-        self.accept(envelope, len, move |id| commit(body, id, &head), origin.cloned())
-            .await
+        self.accept(
+            envelope,
+            len,
+            BodyIo::File,
+            move |id| commit(body, id, &head),
+            origin.cloned(),
+        )
+        .await
     }
 }
 
@@ -116,9 +123,7 @@ fn commit(mut body: SpoolWriter, id: QueueId, head: &[u8]) -> Result<sled::IVec>
     let final_path = dir.join(id.to_string());
     std::fs::rename(&body.path, &final_path).map_err(|e| QueueError::Spool(body.path.clone(), e))?;
     body.path = final_path.clone();
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| QueueError::Spool(dir.clone(), e))?;
+    crate::dir_sync::sync_dir(&dir).map_err(|e| QueueError::Spool(dir.clone(), e))?;
     let path = final_path.as_os_str().as_encoded_bytes();
     let head_len = u32::try_from(head.len()).map_err(|_| QueueError::Corrupt {
         key: id.to_string(),

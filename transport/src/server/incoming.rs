@@ -16,10 +16,14 @@ use crate::queue::spool::SpoolWriter;
 pub const MAX_HEADER_SECTION: usize = 1024 * 1024;
 
 /// The largest body (after the header section) kept in memory and stored
-/// whole in the queue: 64 KiB. A spooled body costs a file and two fsyncs
-/// of its own (file and directory) per message; one stored whole rides the
-/// queue's group flush with the rest of the message's record.
-pub const SPOOL_ABOVE: usize = 64 * 1024;
+/// whole in the queue: 4 KiB. A spooled body costs a file and an fsync of
+/// its own (and a share of a directory sync); one stored whole rides the
+/// queue's group flush with the rest of the message's record. Why not
+/// more: a sled leaf holds up to 17 entries whatever their size, and sled
+/// writes a page over a quarter of its 512 KiB segment as a separate
+/// "blob" file that its flush does not fsync; 17 bodies of 4 KiB keep a
+/// page of bodies well under that.
+pub const SPOOL_ABOVE: usize = 4 * 1024;
 
 /// Where the header section stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -55,7 +55,10 @@ async fn a_delivered_message_leaves_with_its_body() {
     let db = open_db(dir.path());
     let queue = Queue::open(&db, QueueConfig::default()).unwrap();
     let id = queue
-        .enqueue(envelope(Some("s@adatum.com"), &["a@fabrikam.com", "b@fabrikam.com"]), BODY.to_vec())
+        .enqueue(
+            envelope(Some("s@adatum.com"), &["a@fabrikam.com", "b@fabrikam.com"]),
+            BODY.to_vec(),
+        )
         .await
         .unwrap();
     let partly = queue
@@ -76,12 +79,20 @@ async fn a_delivered_message_leaves_with_its_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origins_left_pending_by_a_crash_are_settled_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let (queued, written, lost) = (origin("edge1.adatum.com", 1), origin("edge1.adatum.com", 2), origin("edge1.adatum.com", 3));
+    let (queued, written, lost) = (
+        origin("edge1.adatum.com", 1),
+        origin("edge1.adatum.com", 2),
+        origin("edge1.adatum.com", 3),
+    );
     let first = {
         let db = open_db(dir.path());
         let queue = Queue::open(&db, QueueConfig::default()).unwrap();
         let first = queue
-            .enqueue_relayed(envelope(Some("s@x.org"), &["a@adatum.com"]), BODY.to_vec(), &queued)
+            .enqueue_relayed(
+                envelope(Some("s@x.org"), &["a@adatum.com"]),
+                BODY.to_vec(),
+                &queued,
+            )
             .await
             .unwrap()
             .id
@@ -94,23 +105,37 @@ async fn origins_left_pending_by_a_crash_are_settled_at_open() {
             .unwrap();
         // A crash after a claim and before the record: the key names a
         // message that was never written (never acknowledged either).
-        seen.insert(lost.key("c@adatum.com"), &pending_value(&until, QueueId::from_parts(9, 9))[..])
-            .unwrap();
+        seen.insert(
+            lost.key("c@adatum.com"),
+            &pending_value(&until, QueueId::from_parts(9, 9))[..],
+        )
+        .unwrap();
         db.flush().unwrap();
         first
     };
     let db = open_db(dir.path());
     let queue = Queue::open(&db, QueueConfig::default()).unwrap();
     let seen = db.open_tree(SEEN_TREE).unwrap();
-    assert_eq!(seen.get(written.key("b@adatum.com")).unwrap().unwrap().len(), 8, "marked accepted");
+    assert_eq!(
+        seen.get(written.key("b@adatum.com")).unwrap().unwrap().len(),
+        8,
+        "marked accepted"
+    );
     assert_eq!(seen.get(lost.key("c@adatum.com")).unwrap(), None, "dropped");
     // The sender's retries: the one whose record was written is a repeat,
     // the one that never was is queued now.
     let again = queue
-        .enqueue_relayed(envelope(Some("s@x.org"), &["b@adatum.com"]), BODY.to_vec(), &written)
+        .enqueue_relayed(
+            envelope(Some("s@x.org"), &["b@adatum.com"]),
+            BODY.to_vec(),
+            &written,
+        )
         .await
         .unwrap();
-    assert_eq!((again.id, again.suppressed.as_slice()), (None, &["b@adatum.com".to_owned()][..]));
+    assert_eq!(
+        (again.id, again.suppressed.as_slice()),
+        (None, &["b@adatum.com".to_owned()][..])
+    );
     let retried = queue
         .enqueue_relayed(envelope(Some("s@x.org"), &["c@adatum.com"]), BODY.to_vec(), &lost)
         .await
@@ -129,7 +154,11 @@ async fn sessions_carrying_one_relayed_message_at_once_queue_it_once() {
             let (queue, from) = (queue.clone(), from.clone());
             tokio::spawn(async move {
                 queue
-                    .enqueue_relayed(envelope(Some("s@x.org"), &["a@adatum.com", "b@adatum.com"]), BODY.to_vec(), &from)
+                    .enqueue_relayed(
+                        envelope(Some("s@x.org"), &["a@adatum.com", "b@adatum.com"]),
+                        BODY.to_vec(),
+                        &from,
+                    )
                     .await
                     .unwrap()
             })
