@@ -260,12 +260,13 @@ impl ClientConnection {
         // and DATA (RFC 2920 §3.1 lets RSET be pipelined): a reused
         // connection costs no round trip of its own.
         let reset = self.state == LinkState::NeedsReset;
-        if reset && !self.caps.pipelining {
-            if let Err(e) = self.reset().await {
-                self.state = LinkState::Broken;
-                self.stale = true;
-                return Err(e);
-            }
+        if reset
+            && !self.caps.pipelining
+            && let Err(e) = self.reset().await
+        {
+            self.state = LinkState::Broken;
+            self.stale = true;
+            return Err(e);
         }
         let reset = if reset && self.caps.pipelining {
             Reset::Pipelined

@@ -415,74 +415,12 @@ impl Queue {
         let fast = self
             .inner
             .record_without_dsn(id, &outcomes, now, &self.inner.config());
-        let inner = Arc::clone(&self.inner);
         let result = match fast {
             Ok(Some(done)) => Ok(done),
             Err(error) => Err(error),
             Ok(None) => {
-                blocking(move || {
-                    let config = inner.config();
-                    (&inner.messages, &inner.bodies)
-                        .transaction(|(messages, bodies)| {
-                            let mut message = store::tx_get(messages, id)?;
-                            let effects = apply_attempt(&mut message, &outcomes, now, &config)
-                                .map_err(ConflictableTransactionError::Abort)?;
-                            let mut dsns = Vec::new();
-                            let mut ids = dsn_ids.iter();
-                            // The body is read only for a DSN, which quotes its
-                            // headers; most attempts build none (and a null sender
-                            // gets none). A spooled body's file stays unread.
-                            let mut body: Option<sled::IVec> = None;
-                            let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
-                            for (kind, indices) in [
-                                (DsnKind::Failure, &effects.failed),
-                                (DsnKind::Delay, &effects.delayed),
-                            ] {
-                                if indices.is_empty() || null_sender {
-                                    continue;
-                                }
-                                let body = match &mut body {
-                                    Some(body) => body,
-                                    // A message without a body record still gets its
-                                    // report, quoting no headers (as before).
-                                    None => body.insert(bodies.get(id.to_bytes())?.unwrap_or_default()),
-                                };
-                                let part = crate::queue::spool::header_part(body);
-                                let headers = original_headers(&part);
-                                let Some(dsn) = inner.dsn(&message, kind, indices, headers, now) else {
-                                    continue;
-                                };
-                                let Some(&dsn_id) = ids.next() else { break };
-                                let notice = QueuedMessage {
-                                    id: dsn_id,
-                                    envelope: Envelope::new(
-                                        None,
-                                        vec![RecipientState::to_domain_of(dsn.to)],
-                                        now,
-                                    ),
-                                    body_len: dsn.message.len() as u64,
-                                    delay_notified: false,
-                                };
-                                store::tx_put(messages, &notice)?;
-                                bodies.insert(&notice.id.to_bytes(), dsn.message)?;
-                                dsns.push(notice.id);
-                            }
-                            let removed = message.envelope.is_final();
-                            if removed {
-                                store::tx_remove(messages, bodies, id)?;
-                            } else {
-                                store::tx_put(messages, &message)?;
-                            }
-                            let report = AttemptReport {
-                                message,
-                                removed,
-                                dsns,
-                            };
-                            Ok((report, effects.clone()))
-                        })
-                        .map_err(store::from_tx)
-                })
-                .await
+                let inner = Arc::clone(&self.inner);
+                blocking(move || inner.record_in_transaction(id, &outcomes, now, &dsn_ids)).await
             }
         };
         let (report, effects) = result?;
@@ -618,7 +556,8 @@ impl Inner {
         let mut message = store::decode(&key, &old)?;
         let effects = apply_attempt(&mut message, outcomes, now, config)?;
         let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
-        if !null_sender && !(effects.failed.is_empty() && effects.delayed.is_empty()) {
+        let dsn_due = !(effects.failed.is_empty() && effects.delayed.is_empty());
+        if dsn_due && !null_sender {
             return Ok(None);
         }
         let removed = message.envelope.is_final();
@@ -639,6 +578,67 @@ impl Inner {
             dsns: Vec::new(),
         };
         Ok(Some((report, effects)))
+    }
+
+    /// Records an attempt that queues a DSN (or whose record changed under
+    /// [`Inner::record_without_dsn`]): the DSNs, under `dsn_ids`, and the
+    /// message's new state in one transaction.
+    fn record_in_transaction(
+        &self,
+        id: QueueId,
+        outcomes: &[RecipientOutcome],
+        now: SystemTime,
+        dsn_ids: &[QueueId; DSNS_PER_ATTEMPT],
+    ) -> Result<(AttemptReport, AttemptEffects)> {
+        let config = self.config();
+        (&self.messages, &self.bodies)
+            .transaction(|(messages, bodies)| {
+                let mut message = store::tx_get(messages, id)?;
+                let effects = apply_attempt(&mut message, outcomes, now, &config)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                let mut dsns = Vec::new();
+                let mut ids = dsn_ids.iter();
+                // The body is read only for a DSN, which quotes its
+                // headers; most attempts build none (and a null sender
+                // gets none). A spooled body's file stays unread.
+                let mut body: Option<sled::IVec> = None;
+                let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
+                for (kind, indices) in [
+                    (DsnKind::Failure, &effects.failed),
+                    (DsnKind::Delay, &effects.delayed),
+                ] {
+                    if indices.is_empty() || null_sender {
+                        continue;
+                    }
+                    let body = match &mut body {
+                        Some(body) => body,
+                        // A message without a body record still gets its
+                        // report, quoting no headers (as before).
+                        None => body.insert(bodies.get(id.to_bytes())?.unwrap_or_default()),
+                    };
+                    let part = crate::queue::spool::header_part(body);
+                    let headers = original_headers(&part);
+                    let Some(dsn) = self.dsn(&message, kind, indices, headers, now) else {
+                        continue;
+                    };
+                    let Some(&dsn_id) = ids.next() else { break };
+                    store::tx_put_dsn(messages, bodies, dsn_id, dsn, now)?;
+                    dsns.push(dsn_id);
+                }
+                let removed = message.envelope.is_final();
+                if removed {
+                    store::tx_remove(messages, bodies, id)?;
+                } else {
+                    store::tx_put(messages, &message)?;
+                }
+                let report = AttemptReport {
+                    message,
+                    removed,
+                    dsns,
+                };
+                Ok((report, effects.clone()))
+            })
+            .map_err(store::from_tx)
     }
 
     /// Writes a new message (and, for a relayed one, the origins of its

@@ -21,7 +21,8 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
-use crate::queue::envelope::QueuedMessage;
+use crate::queue::dsn::Dsn;
+use crate::queue::envelope::{Envelope, QueuedMessage, RecipientState};
 use crate::queue::error::QueueError;
 use crate::queue::record;
 
@@ -73,6 +74,26 @@ pub(crate) fn tx_get(messages: &TransactionalTree, id: QueueId) -> Result<Queued
 pub(crate) fn tx_put(messages: &TransactionalTree, message: &QueuedMessage) -> Result<(), TxError> {
     let value = encode(message).map_err(ConflictableTransactionError::Abort)?;
     messages.insert(&message.id.to_bytes(), value)?;
+    Ok(())
+}
+
+/// Queues `dsn` under `id` (record and body) inside a transaction: a new
+/// message from the null sender to the original sender, received `now`.
+pub(crate) fn tx_put_dsn(
+    messages: &TransactionalTree,
+    bodies: &TransactionalTree,
+    id: QueueId,
+    dsn: Dsn,
+    now: std::time::SystemTime,
+) -> Result<(), TxError> {
+    let notice = QueuedMessage {
+        id,
+        envelope: Envelope::new(None, vec![RecipientState::to_domain_of(dsn.to)], now),
+        body_len: dsn.message.len() as u64,
+        delay_notified: false,
+    };
+    tx_put(messages, &notice)?;
+    bodies.insert(&id.to_bytes(), dsn.message)?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use sled::Transactional;
 
 use super::{AcceptGuard, Hold, Inner, Queue, lock};
 use crate::queue::dsn::{DsnKind, original_headers};
-use crate::queue::envelope::{Envelope, QueuedMessage, RecipientState, RecipientStatus};
+use crate::queue::envelope::RecipientStatus;
 use crate::queue::error::{QueueError, Result};
 use crate::queue::stats::Counters;
 use crate::queue::store;
@@ -90,14 +90,7 @@ fn remove_in_store(inner: &Inner, id: QueueId, ndr: bool, dsn_id: QueueId) -> Re
                 let indices: Vec<usize> = waiting.iter().map(|(i, _)| *i).collect();
                 // No DSN for a null sender (build_dsn says none).
                 if let Some(dsn) = inner.dsn(&message, DsnKind::Failure, &indices, headers, now) {
-                    let notice = QueuedMessage {
-                        id: dsn_id,
-                        envelope: Envelope::new(None, vec![RecipientState::to_domain_of(dsn.to)], now),
-                        body_len: dsn.message.len() as u64,
-                        delay_notified: false,
-                    };
-                    store::tx_put(messages, &notice)?;
-                    bodies.insert(&notice.id.to_bytes(), dsn.message)?;
+                    store::tx_put_dsn(messages, bodies, dsn_id, dsn, now)?;
                     queued_ndr = Some(dsn_id);
                 }
             }
