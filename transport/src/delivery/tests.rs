@@ -263,7 +263,17 @@ async fn a_queue_written_by_an_earlier_version_is_delivered() {
             .unwrap();
         db.flush().unwrap();
     }
-    let db = sled::open(tmp.path().join("db")).unwrap();
+    // sled's own flusher thread may hold the file lock for a moment after
+    // the first handle is dropped.
+    let mut reopened = sled::open(tmp.path().join("db"));
+    for _ in 0..100 {
+        if reopened.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        reopened = sled::open(tmp.path().join("db"));
+    }
+    let db = reopened.unwrap();
     let queue = Queue::open(&db, QueueConfig::default()).unwrap();
     let (stop_tx, worker) = spawn_worker(&queue, tmp.path());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
