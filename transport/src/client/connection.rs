@@ -259,19 +259,17 @@ impl ClientConnection {
         // With PIPELINING the RSET goes in the same write as MAIL, RCPT
         // and DATA (RFC 2920 §3.1 lets RSET be pipelined): a reused
         // connection costs no round trip of its own.
-        let reset = self.state == LinkState::NeedsReset;
-        if reset
-            && !self.caps.pipelining
-            && let Err(e) = self.reset().await
-        {
-            self.state = LinkState::Broken;
-            self.stale = true;
-            return Err(e);
-        }
-        let reset = if reset && self.caps.pipelining {
-            Reset::Pipelined
-        } else {
-            Reset::Done
+        let reset = match (self.state, self.caps.pipelining) {
+            (LinkState::NeedsReset, true) => Reset::Pipelined,
+            (LinkState::NeedsReset, false) => {
+                if let Err(e) = self.reset().await {
+                    self.state = LinkState::Broken;
+                    self.stale = true;
+                    return Err(e);
+                }
+                Reset::Done
+            }
+            _ => Reset::Done,
         };
         self.messages += 1;
         self.state = LinkState::NeedsReset;

@@ -63,6 +63,23 @@ fn router() -> Arc<StaticRouter> {
 /// A delivery worker over `queue` with [`router`], Maildir under `dir`
 /// and a relay that never answers; stopped by sending on the returned
 /// sender.
+/// Message `id` once its second recipient (the remote one, which stays
+/// queued) has been attempted; fails the test after 10 s.
+async fn remote_attempted(queue: &Queue, id: postern_model::QueueId) -> crate::queue::QueuedMessage {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = queue
+            .get(id)
+            .unwrap()
+            .expect("still queued for the remote recipient");
+        if message.envelope.recipients[1].status.attempts() > 0 {
+            return message;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no attempt recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn spawn_worker(
     queue: &Queue,
     dir: &std::path::Path,
@@ -108,21 +125,10 @@ async fn local_mail_lands_in_maildir_and_remote_mail_waits() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The remote recipient stays queued, deferred with the relay's reason.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let message = queue
-            .get(id)
-            .unwrap()
-            .expect("still queued for the remote recipient");
-        let remote = &message.envelope.recipients[1];
-        if remote.status.attempts() > 0 {
-            assert!(message.envelope.recipients[0].status.is_final());
-            assert!(format!("{:?}", remote.status).contains("cannot connect"));
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no attempt recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let message = remote_attempted(&queue, id).await;
+    let remote = &message.envelope.recipients[1];
+    assert!(message.envelope.recipients[0].status.is_final());
+    assert!(format!("{:?}", remote.status).contains("cannot connect"));
     stop_tx.send(()).unwrap();
     worker.await.unwrap();
 }
@@ -265,15 +271,7 @@ async fn a_queue_written_by_an_earlier_version_is_delivered() {
     }
     // sled's own flusher thread may hold the file lock for a moment after
     // the first handle is dropped.
-    let mut reopened = sled::open(tmp.path().join("db"));
-    for _ in 0..100 {
-        if reopened.is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        reopened = sled::open(tmp.path().join("db"));
-    }
-    let db = reopened.unwrap();
+    let db = crate::queue::tests::open_db(&tmp.path().join("db"));
     let queue = Queue::open(&db, QueueConfig::default()).unwrap();
     let (stop_tx, worker) = spawn_worker(&queue, tmp.path());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -319,27 +317,16 @@ async fn recipients_queued_under_unreadable_hops_are_routed_again_and_kept() {
         .enqueue(envelope, b"Subject: hi\r\n\r\nbody\r\n".to_vec())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let message = queue
-            .get(id)
-            .unwrap()
-            .expect("still queued for the remote recipient");
-        let remote = &message.envelope.recipients[1];
-        if remote.status.attempts() > 0 {
-            // Local now: delivered. Remote: the relay of today, which fails.
-            assert!(message.envelope.recipients[0].status.is_final());
-            assert!(format!("{:?}", remote.status).contains("cannot connect"));
-            assert_eq!(
-                remote.next_hop.to_string(),
-                "relay:10.0.0.1:25",
-                "stored as it was"
-            );
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no attempt recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let message = remote_attempted(&queue, id).await;
+    let remote = &message.envelope.recipients[1];
+    // Local now: delivered. Remote: the relay of today, which fails.
+    assert!(message.envelope.recipients[0].status.is_final());
+    assert!(format!("{:?}", remote.status).contains("cannot connect"));
+    assert_eq!(
+        remote.next_hop.to_string(),
+        "relay:10.0.0.1:25",
+        "stored as it was"
+    );
     let new_dir = tmp.path().join("mailboxes/adatum.com/kim/Maildir/new");
     assert_eq!(std::fs::read_dir(&new_dir).unwrap().count(), 1);
     stop_tx.send(()).unwrap();

@@ -404,23 +404,25 @@ impl Queue {
         outcomes: Vec<RecipientOutcome>,
         now: SystemTime,
     ) -> Result<AttemptReport> {
-        // DSN ids are taken (and held) before the write, so no scan lists
-        // a DSN before it is durable.
-        let dsn_ids: [QueueId; DSNS_PER_ATTEMPT] =
-            std::array::from_fn(|_| self.inner.next_id(SystemTime::now()));
-        let dsn_guards = dsn_ids.map(|dsn| AcceptGuard::new(&self.inner, dsn));
         // The common attempt runs here (single-key writes into sled's
         // memory, as in `accept`); one that queues a DSN reads the body and
         // runs a transaction, on a blocking thread.
         let fast = self
             .inner
             .record_without_dsn(id, &outcomes, now, &self.inner.config());
-        let result = match fast {
-            Ok(Some(done)) => Ok(done),
-            Err(error) => Err(error),
+        let (result, dsn_guards) = match fast {
+            Ok(Some(done)) => (Ok(done), Vec::new()),
+            Err(error) => (Err(error), Vec::new()),
             Ok(None) => {
+                // DSN ids are taken (and held) before the write, so no scan
+                // lists a DSN before it is durable.
+                let dsn_ids: [QueueId; DSNS_PER_ATTEMPT] =
+                    std::array::from_fn(|_| self.inner.next_id(SystemTime::now()));
+                let guards = dsn_ids.map(|dsn| AcceptGuard::new(&self.inner, dsn));
                 let inner = Arc::clone(&self.inner);
-                blocking(move || inner.record_in_transaction(id, &outcomes, now, &dsn_ids)).await
+                let result =
+                    blocking(move || inner.record_in_transaction(id, &outcomes, now, &dsn_ids)).await;
+                (result, Vec::from(guards))
             }
         };
         let (report, effects) = result?;
@@ -601,7 +603,7 @@ impl Inner {
                 // The body is read only for a DSN, which quotes its
                 // headers; most attempts build none (and a null sender
                 // gets none). A spooled body's file stays unread.
-                let mut body: Option<sled::IVec> = None;
+                let mut body: Option<Option<sled::IVec>> = None;
                 let null_sender = message.envelope.sender.as_deref().is_none_or(str::is_empty);
                 for (kind, indices) in [
                     (DsnKind::Failure, &effects.failed),
@@ -610,13 +612,16 @@ impl Inner {
                     if indices.is_empty() || null_sender {
                         continue;
                     }
-                    let body = match &mut body {
-                        Some(body) => body,
-                        // A message without a body record still gets its
-                        // report, quoting no headers (as before).
-                        None => body.insert(bodies.get(id.to_bytes())?.unwrap_or_default()),
+                    let stored = match &mut body {
+                        Some(stored) => stored,
+                        None => body.insert(bodies.get(id.to_bytes())?),
                     };
-                    let part = crate::queue::spool::header_part(body);
+                    // A message without a body record still gets its
+                    // report, quoting no headers (as before).
+                    let part = stored.as_deref().map_or(
+                        std::borrow::Cow::Borrowed(&[][..]),
+                        crate::queue::spool::header_part,
+                    );
                     let headers = original_headers(&part);
                     let Some(dsn) = self.dsn(&message, kind, indices, headers, now) else {
                         continue;
@@ -657,18 +662,14 @@ impl Inner {
         origin: Option<&RelayOrigin>,
     ) -> Result<(Option<DueMessage>, Vec<String>)> {
         let Some(origin) = origin else {
-            return self.write_new_plain(id, envelope, body_len, body);
+            let due = self.write_new_plain(id, envelope, body_len, body)?;
+            return Ok((Some(due), Vec::new()));
         };
         let until = origin.remember_until(SystemTime::now());
         let pending = once::pending_value(&until, id);
-        let mut message = QueuedMessage {
-            id,
-            envelope,
-            body_len,
-            delay_notified: false,
-        };
+        let mut envelope = envelope;
         let (mut claimed, mut fresh, mut suppressed) = (Vec::new(), Vec::new(), Vec::new());
-        for recipient in std::mem::take(&mut message.envelope.recipients) {
+        for recipient in std::mem::take(&mut envelope.recipients) {
             let key = origin.key(&recipient.address);
             let claim = self
                 .seen
@@ -688,16 +689,16 @@ impl Inner {
         if fresh.is_empty() {
             return Ok((None, suppressed));
         }
-        message.envelope.recipients = fresh;
-        let written = self.write_new_plain(id, message.envelope, body_len, body);
-        let accepted = written.and_then(|done| {
+        envelope.recipients = fresh;
+        let written = self.write_new_plain(id, envelope, body_len, body);
+        let accepted = written.and_then(|due| {
             for key in &claimed {
                 self.seen.insert(key, &until[..])?;
             }
-            Ok(done)
+            Ok(due)
         });
         match accepted {
-            Ok((due, _)) => Ok((due, suppressed)),
+            Ok(due) => Ok((Some(due), suppressed)),
             Err(e) => {
                 let key = id.to_bytes();
                 if let Err(error) = self.messages.remove(key).and_then(|_| self.bodies.remove(key)) {
@@ -731,7 +732,7 @@ impl Inner {
         envelope: Envelope,
         body_len: u64,
         body: sled::IVec,
-    ) -> Result<(Option<DueMessage>, Vec<String>)> {
+    ) -> Result<DueMessage> {
         let key = id.to_bytes();
         let message = QueuedMessage {
             id,
@@ -742,15 +743,14 @@ impl Inner {
         let record = store::encode(&message)?;
         self.bodies.insert(key, body)?;
         self.messages.insert(key, record)?;
-        let due = DueMessage {
+        Ok(DueMessage {
             id,
             sender: message.envelope.sender,
             recipients: message.envelope.recipients,
             require_tls: message.envelope.require_tls,
             received_at: message.envelope.received_at,
             attempt: Attempt::First,
-        };
-        Ok((Some(due), Vec::new()))
+        })
     }
 
     /// Takes a message whose flush failed back out of the store, with the

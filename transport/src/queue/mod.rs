@@ -37,7 +37,7 @@ pub mod stats;
 mod store;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use backoff::HopBackoff;
 pub use config::QueueConfig;

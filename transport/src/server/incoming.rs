@@ -105,6 +105,8 @@ impl Incoming {
     /// After each read: moves what follows the header section to the body
     /// (in memory, or spooled once it is over [`SPOOL_ABOVE`]).
     pub(crate) fn settle(&mut self) {
+        // No spool directory (and none given up on midway): the whole
+        // message stays in `head`, as before spooling existed.
         if self.spool_dir.is_none() && self.spool.is_none() && self.rest.is_empty() {
             self.head.append(&mut self.pending);
             return;

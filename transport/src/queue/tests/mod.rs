@@ -18,7 +18,7 @@ mod upgrade;
 
 pub(super) const BODY: &[u8] = b"From: s@adatum.com\r\nTo: a@fabrikam.com\r\nSubject: hi\r\n\r\nHello.\r\n";
 
-pub(super) fn open_db(path: &Path) -> sled::Db {
+pub(crate) fn open_db(path: &Path) -> sled::Db {
     // A dropped queue's flusher may hold the db for a moment after the
     // drop; sled's file lock refuses a second open until it lets go.
     for _ in 0..100 {
