@@ -35,6 +35,7 @@ use crate::queue::envelope::{
 };
 use crate::queue::error::{QueueError, Result};
 use crate::queue::once::{self, PRUNE_INTERVAL, RelayOrigin, SEEN_TREE};
+use crate::queue::spool::header_part;
 use crate::queue::stats::{Counters, QueueStats};
 use crate::queue::store::{self, BODIES_TREE, MESSAGES_TREE, TxError};
 use crate::routing::NextHop;
@@ -618,11 +619,9 @@ impl Inner {
                     };
                     // A message without a body record still gets its
                     // report, quoting no headers (as before).
-                    let part = stored.as_deref().map_or(
-                        std::borrow::Cow::Borrowed(&[][..]),
-                        crate::queue::spool::header_part,
-                    );
-                    let headers = original_headers(&part);
+                    let headers = stored
+                        .as_deref()
+                        .map_or(&[][..], |stored| original_headers(header_part(stored)));
                     let Some(dsn) = self.dsn(&message, kind, indices, headers, now) else {
                         continue;
                     };

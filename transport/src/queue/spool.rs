@@ -17,7 +17,6 @@
 //! [`sweep`] (at start and periodically); a crash mid-session leaves a
 //! `.tmp` file that the sweep removes once it is a day old.
 
-use std::borrow::Cow;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -163,10 +162,10 @@ pub fn resolve(value: &[u8]) -> Result<Vec<u8>> {
 
 /// The part of a stored body value that holds the header section (the
 /// head of a reference, or the whole body), without reading any file.
-pub fn header_part(value: &[u8]) -> Cow<'_, [u8]> {
+pub fn header_part(value: &[u8]) -> &[u8] {
     match parse(value) {
-        Some((head, _)) => Cow::Borrowed(head),
-        None => Cow::Borrowed(value),
+        Some((head, _)) => head,
+        None => value,
     }
 }
 
@@ -218,7 +217,7 @@ mod tests {
         let (head, path) = parse(&value).unwrap();
         assert_eq!(head, b"abc");
         assert_eq!(path, PathBuf::from("/tmp/x"));
-        assert_eq!(&*header_part(&value), b"abc");
+        assert_eq!(header_part(&value), b"abc");
         assert!(parse(&value[..MAGIC.len() + 2]).is_none());
     }
 }

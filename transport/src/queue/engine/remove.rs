@@ -12,6 +12,7 @@ use super::{AcceptGuard, Hold, Inner, Queue, lock};
 use crate::queue::dsn::{DsnKind, original_headers};
 use crate::queue::envelope::RecipientStatus;
 use crate::queue::error::{QueueError, Result};
+use crate::queue::spool::header_part;
 use crate::queue::stats::Counters;
 use crate::queue::store;
 
@@ -86,7 +87,11 @@ fn remove_in_store(inner: &Inner, id: QueueId, ndr: bool, dsn_id: QueueId) -> Re
                 // A body missing from a damaged store gives a report
                 // without the original headers rather than no removal.
                 let body = bodies.get(id.to_bytes())?;
-                let headers = body.as_deref().map_or(&[][..], original_headers);
+                // A spooled body is stored as a reference: its head holds
+                // the header section.
+                let headers = body
+                    .as_deref()
+                    .map_or(&[][..], |stored| original_headers(header_part(stored)));
                 let indices: Vec<usize> = waiting.iter().map(|(i, _)| *i).collect();
                 // No DSN for a null sender (build_dsn says none).
                 if let Some(dsn) = inner.dsn(&message, DsnKind::Failure, &indices, headers, now) {

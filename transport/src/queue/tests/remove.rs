@@ -53,6 +53,29 @@ async fn removing_with_a_report_tells_the_sender_about_the_waiting_recipients() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_of_a_removed_spooled_message_quotes_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(&open_db(&dir.path().join("db")), QueueConfig::default()).unwrap();
+    let mut spool = crate::queue::spool::SpoolWriter::create(&dir.path().join("spool")).unwrap();
+    spool.append(&[b'x'; 8192]).unwrap();
+    let head = b"Subject: the spooled one\r\n\r\n".to_vec();
+    let outcome = queue
+        .enqueue_spooled(
+            envelope(Some("s@adatum.com"), &["a@fabrikam.com"]),
+            head,
+            spool,
+            None,
+        )
+        .await
+        .unwrap();
+    let removed = queue.remove(outcome.id.unwrap(), true).await.unwrap();
+    let report = queue.body(removed.ndr.unwrap()).unwrap().unwrap();
+    let text = String::from_utf8_lossy(&report);
+    assert!(text.contains("Subject: the spooled one"), "{text}");
+    assert!(!text.contains("postern-spool"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_without_a_report_queues_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let queue = Queue::open(&open_db(dir.path()), QueueConfig::default()).unwrap();
