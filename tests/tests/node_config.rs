@@ -334,7 +334,7 @@ fn a_connector_change_keeps_sessions_and_unchanged_sockets() {
     ]);
 
     // A session on A, stopped in the middle of DATA.
-    let mut stream = TcpStream::connect(&a).unwrap();
+    let mut stream = connect_when_listening(&a);
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     assert!(reply(&mut reader).starts_with("220"));
@@ -399,6 +399,25 @@ fn a_connector_change_keeps_sessions_and_unchanged_sockets() {
     assert!(big.contains("552"), "{big}");
 }
 
+/// Connects to `addr` once the node listens there: a new connector's
+/// listener starts when the node has compiled the change, a moment after
+/// the admin command returns.
+fn connect_when_listening(addr: &str) -> TcpStream {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => return stream,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "nothing listens on {addr}: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 #[test]
 fn a_handed_over_connector_keeps_counting_the_sessions_it_inherits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -425,7 +444,7 @@ fn a_handed_over_connector_keeps_counting_the_sessions_it_inherits() {
     ]);
     // One session from 127.0.0.1, inside a transaction (so it outlives
     // the connector it started on).
-    let mut stream = TcpStream::connect(&c).unwrap();
+    let mut stream = connect_when_listening(&c);
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     assert!(reply(&mut reader).starts_with("220"));
